@@ -1,0 +1,73 @@
+"""The root `mlops` command. Resource sub-apps are joined here with ``add_typer``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from console import __version__
+
+app = typer.Typer(
+    name="mlops",
+    help="Terminal operations console for ML in production (MLflow, Docker, Prometheus).\n\n"
+    "Run with no arguments to open the console.",
+    add_completion=False,
+    no_args_is_help=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback(invoke_without_command=True)
+def root(ctx: typer.Context) -> None:
+    """Open the console when no subcommand is given."""
+    if ctx.invoked_subcommand is None:
+        open_console(read_only=False, context=None)
+
+
+@app.command()
+def version(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also list backend library versions.")
+    ] = False,
+) -> None:
+    """Print the mlops-console version."""
+    typer.echo(f"mlops-console {__version__}")
+    if verbose:
+        # Package metadata, not imports: `mlops version -v` stays as fast as `mlops --help`.
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as dist_version
+
+        for dist in ("mlflow", "textual", "docker", "prometheus-api-client", "fastapi"):
+            try:
+                typer.echo(f"{dist} {dist_version(dist)}")
+            except PackageNotFoundError:
+                typer.echo(f"{dist} (not installed)")
+
+
+@app.command()
+def console(
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Hide and refuse every mutating action.")
+    ] = False,
+    context: Annotated[
+        str | None,
+        typer.Option("--context", help="Context name shown in the header (e.g. prod)."),
+    ] = None,
+) -> None:
+    """Open the console (the same as `mlops` with no arguments)."""
+    open_console(read_only=read_only, context=context)
+
+
+def open_console(*, read_only: bool, context: str | None) -> None:
+    """Start the Textual app; textual is imported only here."""
+    from console.app import MlopsApp
+    from console.config import Settings
+
+    MlopsApp(Settings.from_env(context=context, read_only=read_only)).run()
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()

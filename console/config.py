@@ -1,0 +1,36 @@
+"""Where the console finds its backends: resolved once from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The backends one console session talks to, and how it presents itself."""
+
+    tracking_uri: str
+    docker_host: str | None
+    prometheus_url: str | None
+    context: str
+    read_only: bool = False
+
+    @classmethod
+    def from_env(cls, *, context: str | None = None, read_only: bool = False) -> Settings:
+        """Read MLFLOW_TRACKING_URI, DOCKER_HOST, PROMETHEUS_URL and MLOPS_CONTEXT."""
+        env = os.environ
+        return cls(
+            tracking_uri=env.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI,
+            docker_host=env.get("DOCKER_HOST") or None,
+            prometheus_url=env.get("PROMETHEUS_URL") or None,
+            context=context or env.get("MLOPS_CONTEXT") or "local",
+            read_only=read_only,
+        )
+
+    @property
+    def metrics_source(self) -> str:
+        """Which metrics source is in use: a Prometheus server, or direct scrapes."""
+        return f"prometheus {self.prometheus_url}" if self.prometheus_url else "direct scrape"

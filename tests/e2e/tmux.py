@@ -1,0 +1,86 @@
+"""Drive a real terminal program through tmux: send keys, read the screen."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import time
+import uuid
+
+from tests.services import service_missing
+
+
+class TmuxSession:
+    """One detached tmux session running a command at a fixed size."""
+
+    def __init__(
+        self,
+        command: str,
+        *,
+        width: int = 160,
+        height: int = 48,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> None:
+        if shutil.which("tmux") is None:
+            service_missing("tmux is not installed (apt-get install tmux)")
+        self.name = f"mlops-e2e-{uuid.uuid4().hex[:8]}"
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
+        # `remain-on-exit` keeps the pane so a crash's traceback can still be read.
+        shell_cmd = f"env {exports} {command}" if exports else command
+        subprocess.run(
+            [
+                "tmux",
+                "new-session",
+                "-d",
+                "-s",
+                self.name,
+                "-x",
+                str(width),
+                "-y",
+                str(height),
+                *(["-c", cwd] if cwd else []),
+                shell_cmd,
+            ],
+            check=True,
+        )
+        subprocess.run(["tmux", "set-option", "-t", self.name, "remain-on-exit", "on"], check=True)
+
+    def screen(self) -> str:
+        out = subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True
+        )
+        return out.stdout
+
+    def send(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def wait_for(self, text: str, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} not on screen after {timeout}s:\n{screen}")
+
+    def pane_dead(self) -> bool:
+        out = subprocess.run(
+            ["tmux", "display-message", "-p", "-t", self.name, "#{pane_dead}"],
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout.strip() == "1"
+
+    def wait_exit(self, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pane_dead():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"program still running after {timeout}s:\n{self.screen()}")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
