@@ -1,0 +1,99 @@
+"""The one place that builds an MLflow client and turns MLflow's failures into ours.
+
+``import mlflow`` costs ~2 s, so it happens inside ``connect`` (a worker thread in the TUI,
+inside the command in the CLI), never at module import.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+
+from backends.errors import BackendError, Conflict, InvalidInput, NotFound, Unavailable
+
+__all__ = ["connect", "probe", "translate_errors"]
+
+# MLflow retries a refused connection 7 times with exponential backoff (minutes of silence);
+# an operator wants "unreachable" within seconds. Callers may still override both.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+_NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "ENDPOINT_NOT_FOUND"}
+_INVALID = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORMED_REQUEST", "INVALID_STATE"}
+_CONFLICT = {"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS", "RESOURCE_CONFLICT", "ABORTED"}
+
+
+def probe(tracking_uri: str, timeout: float = 3.0) -> None:
+    """Raise Unavailable fast when an HTTP tracking server does not answer its health check."""
+    if urlparse(tracking_uri).scheme not in ("http", "https"):
+        return  # a local store (sqlite, file) is always "reachable"; errors surface on use
+    try:
+        response = httpx.get(tracking_uri.rstrip("/") + "/health", timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise Unavailable(
+            f"MLflow tracking server {tracking_uri} is unreachable ({exc.__class__.__name__})",
+            title="MLflow unreachable",
+        ) from exc
+    if response.status_code >= 500:
+        raise Unavailable(
+            f"MLflow tracking server {tracking_uri} answered {response.status_code}",
+            title="MLflow unreachable",
+        )
+
+
+def connect(tracking_uri: str, *, check: bool = True) -> Any:
+    """An ``MlflowClient`` for tracking and registry at ``tracking_uri`` (probed first)."""
+    if check:
+        probe(tracking_uri)
+    from mlflow.tracking import MlflowClient
+
+    with translate_errors(tracking_uri):
+        return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+@contextmanager
+def translate_errors(tracking_uri: str = "") -> Iterator[None]:
+    """Re-raise MLflow and transport exceptions as ``backends.errors``."""
+    try:
+        yield
+    except BackendError:
+        raise
+    except Exception as exc:
+        raise _translate(exc, tracking_uri) from exc
+
+
+def _translate(exc: Exception, tracking_uri: str) -> BackendError:
+    from mlflow.exceptions import MlflowException
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+    from requests.exceptions import Timeout
+
+    if isinstance(exc, RequestsConnectionError | Timeout):
+        return Unavailable(
+            f"MLflow tracking server {tracking_uri} is unreachable", title="MLflow unreachable"
+        )
+    if isinstance(exc, MlflowException):
+        code = str(exc.error_code)
+        message = _one_line(exc.message)
+        if "API request to" in message and ("Max retries" in message or "failed" in message):
+            return Unavailable(
+                f"MLflow tracking server {tracking_uri} is unreachable",
+                title="MLflow unreachable",
+            )
+        if code in _NOT_FOUND:
+            return NotFound(message)
+        if code in _INVALID:
+            return InvalidInput(message)
+        if code in _CONFLICT:
+            return Conflict(message)
+        return BackendError(message, title="MLflow error")
+    return BackendError(_one_line(f"{exc.__class__.__name__}: {exc}"), title="MLflow error")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
