@@ -1,0 +1,252 @@
+"""Serving throughput and latency: our server vs `mlflow models serve` vs the seed's loader.
+
+Trains the iris RandomForest (100 trees), saves it as an MLflow model, then, one at a time on
+this machine, serves it with
+  - `mlflow models serve` (1 worker, its defaults),
+  - the seed article's naive FastAPI loader (bench/naive_server.py),
+  - ours: `python -m server` (1 process),
+and drives each with wrk (single-row requests, a Lua body script) at concurrency 1 and 32.
+Prints requests/s, p50 and p99 for each, and the ratios against `mlflow models serve`.
+
+Targets (issue 5): at concurrency 32, >= 25x its throughput with a lower p99; at concurrency 1
+no slower than it.
+
+Usage: python bench/serve.py [--seconds 15] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+ROW = [5.9, 3.0, 5.1, 1.8]
+SPLIT_BODY = json.dumps({"dataframe_split": {"columns": FEATURES, "data": [ROW]}})
+RECORDS_BODY = json.dumps({"data": [dict(zip(FEATURES, ROW, strict=True))]})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def train_model(directory: Path) -> Path:
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    frame = load_iris(as_frame=True).frame
+    frame.columns = [*FEATURES, "target"]
+    x, y = frame[FEATURES], frame["target"]
+    clf = RandomForestClassifier(n_estimators=100, random_state=42).fit(x, y)
+    path = directory / "model"
+    mlflow.sklearn.save_model(
+        clf,
+        str(path),
+        signature=infer_signature(x, clf.predict(x)),
+        skops_trusted_types=["sklearn.tree._tree.Tree"],
+    )
+    return path
+
+
+def start(cmd: list[str], health: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{cmd[:4]} exited on start:\n{log.read_text()[-2000:]}")
+        try:
+            if httpx.get(health, timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{cmd[:4]} not ready after 180 s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wrk(url: str, body: str, connections: int, seconds: int) -> dict[str, float]:
+    env = dict(os.environ, MLOPS_BENCH_BODY=body)
+    threads = "1" if connections == 1 else "2"
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            threads,
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(HERE / "single_row.lua"),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    m = re.search(
+        r"RESULT requests=(\d+) errors=(\d+) non2xx=(\d+) duration_us=(\d+) "
+        r"p50_us=(\d+) p99_us=(\d+)",
+        out,
+    )
+    if not m:
+        raise SystemExit(f"unexpected wrk output:\n{out}")
+    req, err, non2xx, dur, p50, p99 = map(int, m.groups())
+    return {
+        "rps": req / (dur / 1e6),
+        "p50_ms": p50 / 1000,
+        "p99_ms": p99 / 1000,
+        "errors": err + non2xx,
+        "requests": req,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+
+    py = sys.executable
+    env = dict(os.environ, PATH=f"{Path(py).parent}:{os.environ.get('PATH', '')}")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    model = train_model(tmp)
+    contenders = [
+        (
+            "mlflow models serve",
+            lambda p: [
+                py,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                str(model),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(p),
+                "-w",
+                "1",
+                "--env-manager",
+                "local",
+            ],
+            "/ping",
+            "/invocations",
+            SPLIT_BODY,
+        ),
+        (
+            "seed FastAPI loader",
+            lambda p: [py, str(HERE / "naive_server.py"), str(p)],
+            "/docs",
+            "/predict",
+            RECORDS_BODY,
+        ),
+        (
+            "mlops server (ours)",
+            lambda p: [
+                py,
+                "-m",
+                "server",
+                "--model-uri",
+                str(model),
+                "--port",
+                str(p),
+                "--log-level",
+                "warning",
+            ],
+            "/ready",
+            "/invocations",
+            SPLIT_BODY,
+        ),
+    ]
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for name, cmd, health, route, body in contenders:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = start(
+            cmd(port),
+            base + health,
+            dict(env, NAIVE_MODEL_URI=str(model), PYTHONPATH=str(ROOT)),
+            tmp / f"{port}.log",
+        )
+        try:
+            check = httpx.post(
+                base + route, content=body, headers={"content-type": "application/json"}, timeout=30
+            )
+            assert check.status_code == 200, check.text
+            wrk(base + route, body, 4, 2)  # warm-up
+            results[name] = {f"c{c}": wrk(base + route, body, c, args.seconds) for c in (1, 32)}
+        finally:
+            stop(proc)
+        for c in ("c1", "c32"):
+            r = results[name][c]
+            print(
+                f"{name:22s} {c:>4s}: {r['rps']:8.1f} req/s  p50 {r['p50_ms']:7.1f} ms  "
+                f"p99 {r['p99_ms']:7.1f} ms  errors {int(r['errors'])}",
+                flush=True,
+            )
+
+    peer = results["mlflow models serve"]
+    ours = results["mlops server (ours)"]
+    naive = results["seed FastAPI loader"]
+    ratio32 = ours["c32"]["rps"] / peer["c32"]["rps"]
+    ratio1 = ours["c1"]["rps"] / peer["c1"]["rps"]
+    print()
+    print(
+        f"ours / mlflow models serve, concurrency 32: {ratio32:.1f}x throughput, "
+        f"p99 {ours['c32']['p99_ms']:.1f} ms vs {peer['c32']['p99_ms']:.1f} ms"
+    )
+    print(f"ours / mlflow models serve, concurrency 1:  {ratio1:.1f}x throughput")
+    print(
+        f"ours / seed FastAPI loader, concurrency 32: "
+        f"{ours['c32']['rps'] / naive['c32']['rps']:.1f}x throughput"
+    )
+    ok = (
+        ratio32 >= 25
+        and ours["c32"]["p99_ms"] < peer["c32"]["p99_ms"]
+        and ratio1 >= 1
+        and ours["c32"]["errors"] == 0
+        and ours["c1"]["errors"] == 0
+    )
+    print("targets:", "MET" if ok else "NOT MET")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,366 @@
+"""The FastAPI model server: routes, the error contract and request metrics (DESIGN.md)."""
+
+from __future__ import annotations
+
+import copy
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from server.batcher import BatchTimeout, Overloaded
+from server.config import ServerConfig
+from server.errors import ClientError
+from server.metrics import ServerMetrics
+from server.payload import Table, decode_json, parse_csv, parse_invocations, parse_predict
+from server.runtime import Runtime
+from server.schema import InputSchema, conform
+
+log = logging.getLogger("server")
+
+_ROWS_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "minItems": 1,
+    "items": {"anyOf": [{"type": "array"}, {"type": "object"}]},
+}
+_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "type": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "object"},
+            },
+        }
+    },
+}
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {
+        "description": text,
+        "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+    }
+    for code, text in [
+        (400, "Malformed JSON or payload"),
+        (413, "Body larger than the limit"),
+        (415, "Unsupported content type"),
+        (422, "Input does not match the model signature"),
+        (503, "Model not loaded, or overloaded"),
+    ]
+}
+_PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["data"],
+                    "properties": {"data": _ROWS_SCHEMA},
+                }
+            }
+        },
+    }
+}
+_INVOCATIONS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "dataframe_split": {
+                            "type": "object",
+                            "properties": {
+                                "columns": {"type": "array", "items": {"type": "string"}},
+                                "data": {"type": "array", "items": {"type": "array"}},
+                            },
+                        },
+                        "dataframe_records": {"type": "array", "items": {"type": "object"}},
+                        "instances": _ROWS_SCHEMA,
+                        "inputs": _ROWS_SCHEMA,
+                    },
+                }
+            },
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    """The model server app for one model reference."""
+    metrics = ServerMetrics()
+    runtime = Runtime(config, metrics)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()  # uvicorn has drained in-flight requests by now
+
+    app = FastAPI(
+        title="mlops-console model server",
+        version="1",
+        lifespan=lifespan,
+        description="Serves one MLflow model: MLflow scoring protocol, metrics, drift.",
+    )
+    app.state.runtime = runtime
+    base_openapi = app.openapi
+
+    def openapi_for_model() -> dict[str, Any]:
+        # Describe the loaded model's own columns, so clients (and fuzzers) see the real contract.
+        doc = base_openapi()
+        slot = runtime.slot
+        if slot is not None and slot.model.schema is not None:
+            doc = _with_row_schema(doc, slot.model.schema)
+        return doc
+
+    app.openapi = openapi_for_model  # type: ignore[method-assign]
+
+    def record(endpoint: str, status: int, started: float) -> None:
+        code = str(status)
+        metrics.request_duration.labels(endpoint=endpoint, status=code).observe(
+            time.perf_counter() - started
+        )
+        metrics.requests.labels(endpoint=endpoint, status=code).inc()
+
+    async def score(
+        request: Request, endpoint: str, parse_json: Callable[[Any], Table], mlflow_compat: bool
+    ) -> Response:
+        started = time.perf_counter()
+        status = 200
+        try:
+            if runtime.slot is None:
+                raise ClientError(503, "not_ready", _not_ready_message(runtime))
+            mime = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if mime not in ("application/json", "text/csv") or (
+                mime == "text/csv" and not mlflow_compat
+            ):
+                accepted = "application/json or text/csv" if mlflow_compat else "application/json"
+                raise ClientError(
+                    415,
+                    "unsupported_media_type",
+                    f"content type {mime or '(none)'!r} is not supported; send {accepted}",
+                )
+            body = await _read_body(request, config.max_body_bytes)
+            table = parse_csv(body) if mime == "text/csv" else parse_json(decode_json(body))
+            # Take the slot only now, with no await before submit: a reload that swapped
+            # models while the body was read cannot hand us a batcher that is closing.
+            slot = runtime.slot
+            assert slot is not None
+            _, rows = conform(table, slot.model.schema)
+            try:
+                predictions = await slot.batcher.submit(rows)
+            except (ValueError, TypeError) as exc:
+                # Validated input the model still refuses: the input's fault, said as such.
+                raise ClientError(
+                    422, "model_rejected_input", f"the model rejected the input: {exc}"
+                ) from exc
+            payload: dict[str, Any] = {"predictions": predictions}
+            if not mlflow_compat:
+                i = slot.model.identity
+                payload["model"] = {"name": i.name, "version": i.version}
+            return JSONResponse(payload)
+        except ClientError as exc:
+            status = exc.status
+            metrics.prediction_errors.labels(endpoint=endpoint, type=exc.kind).inc()
+            return JSONResponse(exc.body(mlflow_compatible=mlflow_compat), status_code=status)
+        except (Overloaded, BatchTimeout) as exc:
+            status = 503
+            metrics.prediction_errors.labels(endpoint=endpoint, type="overloaded").inc()
+            err = ClientError(503, "overloaded", str(exc))
+            return JSONResponse(
+                err.body(mlflow_compatible=mlflow_compat),
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        except Exception as exc:
+            status = 500
+            log.exception("prediction failed")
+            metrics.prediction_errors.labels(endpoint=endpoint, type="model_error").inc()
+            fault: dict[str, Any] = {
+                "error": {"type": "model_error", "message": str(exc), "details": {}}
+            }
+            if mlflow_compat:
+                fault.update(error_code="INTERNAL_ERROR", message=str(exc))
+            return JSONResponse(fault, status_code=500)
+        finally:
+            record(endpoint, status, started)
+
+    @app.post("/predict", openapi_extra=_PREDICT_BODY, responses=_ERROR_RESPONSES)
+    async def predict(request: Request) -> Response:
+        """Rows as lists or objects under "data"; answers predictions and the model version."""
+        return await score(request, "predict", parse_predict, mlflow_compat=False)
+
+    @app.post("/invocations", openapi_extra=_INVOCATIONS_BODY, responses=_ERROR_RESPONSES)
+    async def invocations(request: Request) -> Response:
+        """The MLflow scoring protocol, answering as `mlflow models serve` does."""
+        return await score(request, "invocations", parse_invocations, mlflow_compat=True)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/ready", responses={503: _ERROR_RESPONSES[503]})
+    async def ready() -> Response:
+        """200 once the model is loaded, 503 before (or when loading failed)."""
+        if runtime.slot is None:
+            err = ClientError(503, "not_ready", _not_ready_message(runtime))
+            return JSONResponse(err.body(), status_code=503)
+        return JSONResponse({"status": "ready", "version": runtime.slot.model.identity.version})
+
+    @app.get("/version", responses={503: _ERROR_RESPONSES[503]})
+    async def version() -> Response:
+        """Model name, version, run id, alias, signature and drift status."""
+        if runtime.slot is None:
+            err = ClientError(503, "not_ready", _not_ready_message(runtime))
+            return JSONResponse(err.body(), status_code=503)
+        return JSONResponse(runtime.slot.model.describe())
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        """Prometheus exposition."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/admin/reload", responses={401: {}, 403: {}, 503: {}})
+    async def admin_reload(request: Request) -> Response:
+        """Re-resolve the reference (e.g. an alias) and swap models atomically."""
+        _authorize(request, config.admin_token)
+        try:
+            new, old = await runtime.reload()
+        except Exception as exc:
+            log.exception("reload failed")
+            err = ClientError(
+                503,
+                "reload_failed",
+                f"reload failed, still serving the old model: {exc.__class__.__name__}: {exc}",
+            )
+            return JSONResponse(err.body(), status_code=503)
+        return JSONResponse(
+            {
+                "reloaded": True,
+                "previous": old.describe() if old else None,
+                "current": new.describe(),
+            }
+        )
+
+    @app.exception_handler(ClientError)
+    async def client_error(_: Request, exc: ClientError) -> Response:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            ClientError(exc.status_code, kind, str(exc.detail)).body(),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+        return JSONResponse(
+            ClientError(
+                422, "invalid_request", "request validation failed", {"errors": exc.errors()}
+            ).body(),
+            status_code=422,
+        )
+
+    return app
+
+
+_JSON_TYPES = {
+    "double": "number",
+    "float": "number",
+    "long": "integer",
+    "integer": "integer",
+    "boolean": "boolean",
+    "string": "string",
+}
+
+
+def _with_row_schema(doc: dict[str, Any], schema: InputSchema) -> dict[str, Any]:
+    items = [{"type": _JSON_TYPES.get(c.type, "string")} for c in schema.columns]
+    rows = {
+        "type": "array",
+        "minItems": 1,
+        "items": {
+            "anyOf": [
+                {
+                    "type": "array",
+                    "prefixItems": items,
+                    "items": False,
+                    "minItems": len(items),
+                    "maxItems": len(items),
+                },
+                {
+                    "type": "object",
+                    "properties": {c.name: t for c, t in zip(schema.columns, items, strict=True)},
+                    "required": [c.name for c in schema.columns if c.required],
+                    "additionalProperties": False,
+                },
+            ]
+        },
+    }
+    doc = copy.deepcopy(doc)
+    body = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    body["schema"]["properties"]["data"] = rows
+    inv = doc["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]
+    inv["schema"]["properties"]["instances"] = rows
+    inv["schema"]["properties"]["inputs"] = rows
+    return doc
+
+
+def _not_ready_message(runtime: Runtime) -> str:
+    if runtime.load_error:
+        return f"the model failed to load: {runtime.load_error}"
+    return "the model is still loading"
+
+
+def _authorize(request: Request, token: str | None) -> None:
+    if not token:
+        raise ClientError(403, "admin_disabled", "the admin API is disabled (no MLOPS_ADMIN_TOKEN)")
+    header = request.headers.get("authorization", "")
+    if not header:
+        raise ClientError(401, "unauthorized", "missing 'Authorization: Bearer <token>'")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
+        raise ClientError(403, "forbidden", "wrong admin token")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ClientError(
+            413,
+            "payload_too_large",
+            f"body of {int(declared)} bytes exceeds the limit of {limit} bytes",
+            {"limit": limit},
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ClientError(
+                413,
+                "payload_too_large",
+                f"body exceeds the limit of {limit} bytes",
+                {"limit": limit},
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,50 @@
+"""Server settings from command-line flags and MLOPS_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model_ref: str
+    max_body_bytes: int = 5 * 1024 * 1024
+    max_batch_rows: int = 256
+    max_wait_ms: float = 0.0
+    max_queue_rows: int = 20_000
+    request_timeout: float = 30.0
+    admin_token: str | None = None
+    drift_window: int = 1000
+    drift_interval: float = 5.0
+    follow_alias: bool = False
+    follow_interval: float = 10.0
+
+    @classmethod
+    def from_env(cls, model_ref: str | None = None, **overrides: object) -> ServerConfig:
+        """Defaults, then MLOPS_* variables, then explicit overrides (flags)."""
+        ref = model_ref or os.environ.get("MLOPS_MODEL_URI", "")
+        values: dict[str, object] = {
+            "max_body_bytes": _env_int("MLOPS_MAX_BODY_BYTES", cls.max_body_bytes),
+            "max_batch_rows": _env_int("MLOPS_MAX_BATCH_ROWS", cls.max_batch_rows),
+            "max_wait_ms": _env_float("MLOPS_MAX_WAIT_MS", cls.max_wait_ms),
+            "max_queue_rows": _env_int("MLOPS_MAX_QUEUE_ROWS", cls.max_queue_rows),
+            "request_timeout": _env_float("MLOPS_REQUEST_TIMEOUT", cls.request_timeout),
+            "admin_token": os.environ.get("MLOPS_ADMIN_TOKEN") or None,
+            "drift_window": _env_int("MLOPS_DRIFT_WINDOW", cls.drift_window),
+            "drift_interval": _env_float("MLOPS_DRIFT_INTERVAL", cls.drift_interval),
+            "follow_alias": os.environ.get("MLOPS_FOLLOW_ALIAS", "") in ("1", "true", "yes"),
+            "follow_interval": _env_float("MLOPS_FOLLOW_INTERVAL", cls.follow_interval),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(model_ref=ref, **values)  # type: ignore[arg-type]

@@ -1,0 +1,150 @@
+"""Input drift against the training reference: PSI per feature and the two-sample KS test.
+
+The reference is ``drift_reference.json`` (logged by training beside the model): per feature,
+interior quantile bin edges with the training proportions (PSI) and a bounded sample (KS).
+The server keeps a bounded window of recent inputs; ``observe`` runs on the prediction thread
+(one numpy copy per batch) and ``compute`` on a background timer, so requests never wait for it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+REFERENCE_FORMAT = "mlops-drift-reference/1"
+PSI_FLOOR = 1e-4  # an empty bin would make PSI infinite; this is the usual floor
+
+
+@dataclass(frozen=True)
+class FeatureReference:
+    edges: NDArray[np.float64]
+    expected: NDArray[np.float64]
+    sample: NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class DriftReference:
+    features: dict[str, FeatureReference]
+    psi_threshold: float = 0.2
+    ks_pvalue_threshold: float = 0.05
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> DriftReference:
+        if doc.get("format") != REFERENCE_FORMAT:
+            raise ValueError(f"unknown drift reference format {doc.get('format')!r}")
+        features = {
+            name: FeatureReference(
+                edges=np.asarray(spec["edges"], dtype=float),
+                expected=np.asarray(spec["expected"], dtype=float),
+                sample=np.asarray(spec["sample"], dtype=float),
+            )
+            for name, spec in doc["features"].items()
+        }
+        for name, ref in features.items():
+            if len(ref.expected) != len(ref.edges) + 1 or len(ref.sample) == 0:
+                raise ValueError(f"drift reference for {name!r} is inconsistent")
+        thresholds = doc.get("thresholds", {})
+        return cls(
+            features=features,
+            psi_threshold=float(thresholds.get("psi", 0.2)),
+            ks_pvalue_threshold=float(thresholds.get("ks_pvalue", 0.05)),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> DriftReference:
+        return cls.from_dict(json.loads(path.read_text()))
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    feature: str
+    psi: float
+    ks: float
+    ks_pvalue: float
+    drifted: bool
+
+
+def psi(
+    expected: NDArray[np.float64], edges: NDArray[np.float64], values: NDArray[np.float64]
+) -> float:
+    """Population stability index of ``values`` against the expected bin proportions."""
+    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(expected))
+    actual = np.clip(counts / max(len(values), 1), PSI_FLOOR, None)
+    exp = np.clip(expected, PSI_FLOOR, None)
+    return float(np.sum((actual - exp) * np.log(actual / exp)))
+
+
+class DriftMonitor:
+    """A bounded window of recent inputs and the drift statistics over it."""
+
+    def __init__(
+        self, reference: DriftReference, columns: list[str], window: int = 1000, min_rows: int = 50
+    ) -> None:
+        self.reference = reference
+        self.features = [f for f in columns if f in reference.features]
+        self._index = [columns.index(f) for f in self.features]
+        self.window = window
+        self.min_rows = min_rows
+        self._buffer = np.full((window, len(self.features)), np.nan)
+        self._next = 0
+        self._filled = 0
+        self._seen = 0
+        self._computed_at_seen = -1
+        self._lock = threading.Lock()
+
+    @property
+    def rows_in_window(self) -> int:
+        return self._filled
+
+    def observe(self, rows: list[list[Any]]) -> None:
+        """Add a batch of rows (in the model's column order) to the window."""
+        if not self.features or not rows:
+            return
+        try:
+            block = np.asarray([[row[i] for i in self._index] for row in rows], dtype=float)
+        except (TypeError, ValueError):
+            return  # non-numeric features carry no PSI/KS; the prediction itself went through
+        block = block[-self.window :]
+        n = len(block)
+        with self._lock:
+            end = self._next + n
+            if end <= self.window:
+                self._buffer[self._next : end] = block
+            else:
+                split = self.window - self._next
+                self._buffer[self._next :] = block[:split]
+                self._buffer[: n - split] = block[split:]
+            self._next = end % self.window
+            self._filled = min(self.window, self._filled + n)
+            self._seen += n
+
+    def compute(self, *, force: bool = False) -> list[FeatureDrift] | None:
+        """Statistics over the current window; None until ``min_rows`` rows have been seen."""
+        from scipy.stats import ks_2samp
+
+        with self._lock:
+            if self._filled < self.min_rows or (self._seen == self._computed_at_seen and not force):
+                return None
+            window = self._buffer[: self._filled].copy()
+            self._computed_at_seen = self._seen
+        results = []
+        for j, name in enumerate(self.features):
+            ref = self.reference.features[name]
+            values = window[:, j]
+            values = values[np.isfinite(values)]
+            if len(values) == 0:
+                continue
+            p = psi(ref.expected, ref.edges, values)
+            ks = ks_2samp(values, ref.sample)
+            stat, pvalue = float(ks.statistic), float(ks.pvalue)
+            drifted = (
+                p > self.reference.psi_threshold or pvalue < self.reference.ks_pvalue_threshold
+            )
+            results.append(FeatureDrift(name, p, stat, pvalue, drifted))
+        return results

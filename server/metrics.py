@@ -1,0 +1,86 @@
+"""The server's Prometheus metrics (names fixed in DESIGN.md; base units; `mlops_` prefix)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# 1 ms to 5 s: a tree model answers in ~1-10 ms, an overloaded one in seconds.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+MAX_LABELS = 50  # cap label cardinality: a regressor's outputs must not become label values
+
+
+class ServerMetrics:
+    """All metrics in one registry per app (so tests can run several apps in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.request_duration = Histogram(
+            "mlops_request_duration_seconds",
+            "Time to answer a request.",
+            ["endpoint", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "mlops_requests", "Requests answered.", ["endpoint", "status"], registry=r
+        )
+        self.prediction_errors = Counter(
+            "mlops_prediction_errors",
+            "Requests whose prediction failed (client or model).",
+            ["endpoint", "type"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "mlops_batch_size",
+            "Rows per model call after micro-batching.",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter(
+            "mlops_predictions",
+            "Predictions made, by predicted label for classifiers.",
+            ["label"],
+            registry=r,
+        )
+        self.feature_psi = Gauge(
+            "mlops_feature_psi",
+            "Population stability index of recent inputs.",
+            ["feature"],
+            registry=r,
+        )
+        self.feature_ks = Gauge(
+            "mlops_feature_ks", "Two-sample KS statistic of recent inputs.", ["feature"], registry=r
+        )
+        self.feature_ks_pvalue = Gauge(
+            "mlops_feature_ks_pvalue",
+            "p-value of the two-sample KS test.",
+            ["feature"],
+            registry=r,
+        )
+        self.drift_window_rows = Gauge(
+            "mlops_drift_window_rows", "Rows in the drift window.", registry=r
+        )
+        self.model_info = Gauge(
+            "mlops_model_info",
+            "The model being served (value 1).",
+            ["name", "version", "run_id"],
+            registry=r,
+        )
+        self._labels: set[str] = set()
+
+    def count_predictions(self, predictions: list[object]) -> None:
+        for value in predictions:
+            if isinstance(value, bool | int | str):
+                label = str(value)
+                if label not in self._labels and len(self._labels) >= MAX_LABELS:
+                    label = "other"
+                self._labels.add(label)
+            else:
+                label = ""
+            self.predictions.labels(label=label).inc()
+
+    def set_model(self, name: str, version: str, run_id: str) -> None:
+        self.model_info.clear()
+        self.model_info.labels(name=name, version=version, run_id=run_id).set(1)

@@ -1,0 +1,214 @@
+"""Load an MLflow model by reference or directory, and predict on rows.
+
+This is the only server module that imports mlflow. References: ``name@alias``,
+``name/version``, ``models:/...``, ``runs:/...``, or a directory with an ``MLmodel`` file (the
+image bakes one in, with ``mlops-model.json`` saying which version it is).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from server.drift import DriftMonitor, DriftReference
+from server.fastpath import NotFast, RowsPredictor, forest_predictor
+from server.schema import PANDAS_DTYPES, ColumnSpec, InputSchema
+
+log = logging.getLogger("server.model")
+
+BAKED_METADATA = "mlops-model.json"
+DRIFT_REFERENCE = "drift_reference.json"
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What is being served: enough to answer /version and label metrics."""
+
+    name: str
+    version: str
+    run_id: str
+    alias: str
+    source: str  # the URI actually loaded (pinned to a version when resolved from an alias)
+
+
+@dataclass(frozen=True)
+class ResolvedReference:
+    identity: ModelIdentity
+    load_uri: str
+    directory: Path | None = None
+
+
+@dataclass
+class LoadedModel:
+    identity: ModelIdentity
+    schema: InputSchema | None
+    pyfunc: Any
+    drift: DriftMonitor | None
+    drift_status: str
+    fast: RowsPredictor | None = None
+    loaded_at: float = field(default_factory=time.time)
+
+    def predict(self, columns: list[str] | None, rows: list[list[Any]]) -> list[Any]:
+        """Predict a batch of rows; one JSON-able prediction per row."""
+        if self.fast is not None:
+            try:
+                out: Any = self.fast(rows)
+            except NotFast:
+                pass
+            else:
+                if self.drift is not None:
+                    self.drift.observe(rows)
+                return list(out)
+        import pandas as pd
+
+        frame = pd.DataFrame(rows, columns=columns)
+        if self.schema is not None:
+            dtypes = {
+                c.name: PANDAS_DTYPES[c.type]
+                for c in self.schema.columns
+                if c.type in PANDAS_DTYPES and c.type != "string"
+            }
+            frame = frame.astype(dtypes)
+        out = self.pyfunc.predict(frame)
+        if self.drift is not None:
+            self.drift.observe(rows)
+        return to_rows(out)
+
+    def describe(self) -> dict[str, Any]:
+        i = self.identity
+        return {
+            "name": i.name,
+            "version": i.version,
+            "run_id": i.run_id,
+            "alias": i.alias,
+            "source": i.source,
+            "signature": {"inputs": self.schema.describe() if self.schema else None},
+            "drift": self.drift_status,
+            "fast_path": self.fast is not None,
+            "loaded_at": self.loaded_at,
+        }
+
+
+def to_rows(out: Any) -> list[Any]:
+    """pyfunc output → a list with one JSON value per row (as `mlflow models serve` gives)."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(out, pd.DataFrame):
+        return list(out.to_dict(orient="records"))
+    if isinstance(out, pd.Series):
+        return list(out.tolist())
+    if isinstance(out, np.ndarray):
+        return list(out.tolist())
+    return list(out)
+
+
+def resolve(reference: str, alias_hint: str = "") -> ResolvedReference:
+    """Turn a reference into a concrete, pinned URI plus the identity it names."""
+    path = Path(reference)
+    if path.is_dir():
+        return _resolve_directory(path)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    ref = reference.removeprefix("models:/")
+    if reference.startswith("runs:/"):
+        run_id = reference.split("/")[1]
+        return ResolvedReference(ModelIdentity("", "", run_id, "", reference), reference)
+    if "@" in ref:
+        name, alias = ref.rsplit("@", 1)
+        mv = client.get_model_version_by_alias(name, alias)
+        uri = f"models:/{name}/{mv.version}"
+        return ResolvedReference(
+            ModelIdentity(name, str(mv.version), mv.run_id or "", alias, uri), uri
+        )
+    if "/" in ref:
+        name, version = ref.rsplit("/", 1)
+        mv = client.get_model_version(name, version)
+        uri = f"models:/{name}/{mv.version}"
+        return ResolvedReference(
+            ModelIdentity(name, str(mv.version), mv.run_id or "", alias_hint, uri), uri
+        )
+    # A bare logged-model id (models:/m-...) or a registered name with no version.
+    if ref.startswith("m-"):
+        return ResolvedReference(ModelIdentity("", "", "", "", reference), reference)
+    raise ValueError(
+        f"cannot resolve {reference!r}: use NAME@ALIAS, NAME/VERSION, models:/..., runs:/... "
+        "or a model directory"
+    )
+
+
+def _resolve_directory(path: Path) -> ResolvedReference:
+    if not (path / "MLmodel").is_file():
+        raise ValueError(f"{path} is not an MLflow model directory (no MLmodel file)")
+    meta: dict[str, Any] = {}
+    if (path / BAKED_METADATA).is_file():
+        meta = json.loads((path / BAKED_METADATA).read_text())
+    identity = ModelIdentity(
+        name=str(meta.get("name", "")),
+        version=str(meta.get("version", "")),
+        run_id=str(meta.get("run_id", "")),
+        alias=str(meta.get("alias", "")),
+        source=str(meta.get("source", path)),
+    )
+    return ResolvedReference(identity, str(path), directory=path)
+
+
+def load(resolved: ResolvedReference, drift_window: int = 1000) -> LoadedModel:
+    """Load the model and, when the run logged one, its drift reference."""
+    import mlflow.pyfunc
+
+    pyfunc = mlflow.pyfunc.load_model(resolved.load_uri)
+    schema = _input_schema(pyfunc)
+    identity = resolved.identity
+    if not identity.run_id and pyfunc.metadata.run_id:
+        identity = ModelIdentity(
+            identity.name,
+            identity.version,
+            pyfunc.metadata.run_id,
+            identity.alias,
+            identity.source,
+        )
+    reference, status = _drift_reference(resolved, identity.run_id)
+    drift = None
+    if reference is not None and schema is not None:
+        drift = DriftMonitor(reference, schema.names, window=drift_window)
+        if not drift.features:
+            drift, status = None, "unavailable: the reference shares no feature with the schema"
+    elif reference is not None:
+        status = "unavailable: the model has no input signature"
+    fast = forest_predictor(pyfunc, schema.names if schema else None)
+    return LoadedModel(identity, schema, pyfunc, drift, status, fast)
+
+
+def _input_schema(pyfunc: Any) -> InputSchema | None:
+    schema = pyfunc.metadata.get_input_schema()
+    if schema is None or not schema.has_input_names():
+        return None
+    columns = []
+    for spec in schema.inputs:
+        kind = getattr(spec.type, "name", str(spec.type))
+        columns.append(ColumnSpec(spec.name, kind, bool(getattr(spec, "required", True))))
+    return InputSchema(tuple(columns))
+
+
+def _drift_reference(resolved: ResolvedReference, run_id: str) -> tuple[DriftReference | None, str]:
+    try:
+        if resolved.directory is not None:
+            path = resolved.directory / DRIFT_REFERENCE
+            if not path.is_file():
+                return None, f"unavailable: no {DRIFT_REFERENCE} baked beside the model"
+            return DriftReference.load(path), "enabled"
+        if not run_id:
+            return None, "unavailable: the model has no source run"
+        import mlflow.artifacts
+
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=DRIFT_REFERENCE)
+        return DriftReference.load(Path(local)), "enabled"
+    except Exception as exc:  # a missing or broken reference must not stop serving
+        log.warning("drift disabled: %s", exc)
+        return None, f"unavailable: no usable {DRIFT_REFERENCE} ({exc.__class__.__name__})"

@@ -1,0 +1,275 @@
+"""`python -m server` serving registry models from a real `mlflow server`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests import services
+from tests.server.conftest import FEATURES, example_train_module, iris_frame
+
+pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server]
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "integration-token"
+
+
+@dataclass
+class Registered:
+    name: str
+    run_ids: dict[str, str]  # version -> run id
+
+
+def log_version(
+    client: Any, experiment_id: str, name: str, seed: int, with_reference: bool, tmp: Path
+) -> tuple[str, str]:
+    import mlflow
+    from mlflow.models import infer_signature
+    from sklearn.ensemble import RandomForestClassifier
+
+    frame = iris_frame()
+    x, y = frame[FEATURES], frame["target"]
+    clf = RandomForestClassifier(n_estimators=10 + seed, random_state=seed, max_depth=2).fit(x, y)
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        info = mlflow.sklearn.log_model(
+            clf,
+            name="model",
+            signature=infer_signature(x, clf.predict(x)),
+            input_example=x.head(3),
+            skops_trusted_types=["sklearn.tree._tree.Tree"],
+        )
+        if with_reference:
+            ref = tmp / f"ref-{seed}" / "drift_reference.json"
+            ref.parent.mkdir()
+            ref.write_text(json.dumps(example_train_module().drift_reference(x, 500, seed)))
+            mlflow.log_artifact(str(ref))
+    version = mlflow.register_model(info.model_uri, name).version
+    return str(version), run.info.run_id
+
+
+@pytest.fixture(scope="module")
+def registered(
+    mlflow_server: services.MlflowServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Registered]:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    os.environ["MLFLOW_TRACKING_URI"] = mlflow_server.url
+    mlflow.set_tracking_uri(mlflow_server.url)
+    client = MlflowClient(mlflow_server.url)
+    name = f"iris-serve-{os.getpid()}"
+    exp = client.create_experiment(name)
+    tmp = tmp_path_factory.mktemp("versions")
+    v1, run1 = log_version(client, exp, name, 1, True, tmp)
+    v2, run2 = log_version(client, exp, name, 2, False, tmp)
+    client.set_registered_model_alias(name, "champion", v1)
+    yield Registered(name, {v1: run1, v2: run2})
+
+
+@pytest.fixture(scope="module")
+def server(
+    registered: Registered,
+    mlflow_server: services.MlflowServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = services.free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    env = services.env_with_venv_on_path(
+        MLFLOW_TRACKING_URI=mlflow_server.url,
+        MLOPS_ADMIN_TOKEN=TOKEN,
+        MLOPS_DRIFT_INTERVAL="0.3",
+        MLOPS_DRIFT_WINDOW="200",
+    )
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "server",
+                "--model-uri",
+                f"{registered.name}@champion",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    services._wait_http(f"{url}/ready", proc, log, 90, "python -m server")
+    try:
+        yield url, proc
+    finally:
+        services._stop(proc)
+
+
+def gauge(url: str, metric: str, feature: str) -> float | None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == metric and sample.labels.get("feature") == feature:
+                return float(sample.value)
+    return None
+
+
+def test_version_and_predictions_match_the_registry_model(
+    server: tuple[str, Any], registered: Registered
+) -> None:
+    import mlflow.pyfunc
+
+    url, _ = server
+    info = httpx.get(f"{url}/version").json()
+    assert (info["name"], info["version"], info["alias"]) == (registered.name, "1", "champion")
+    assert info["run_id"] == registered.run_ids["1"]
+    assert [c["name"] for c in info["signature"]["inputs"]] == FEATURES
+    assert info["drift"] == "enabled"
+
+    frame = iris_frame()[FEATURES]
+    expected = mlflow.pyfunc.load_model(f"models:/{registered.name}/1").predict(frame).tolist()
+    got = httpx.post(f"{url}/predict", json={"data": frame.values.tolist()}).json()
+    assert got["predictions"] == expected and got["model"]["version"] == "1"
+    records = httpx.post(
+        f"{url}/invocations", json={"dataframe_records": frame.to_dict(orient="records")}
+    ).json()
+    assert records["predictions"] == expected
+
+
+def test_drift_gauges_stay_low_in_distribution_and_rise_when_shifted(
+    server: tuple[str, Any],
+) -> None:
+    url, _ = server
+    frame = iris_frame()[FEATURES].sample(n=200, replace=True, random_state=3)
+    for row in frame.values.tolist():  # single-row traffic, as clients send it
+        assert httpx.post(f"{url}/predict", json={"data": [row]}).status_code == 200
+    psi_calm = _wait_gauge(url, "mlops_feature_psi", "petal_length", lambda v: v is not None)
+    assert psi_calm < 0.2, psi_calm
+    shifted = frame.assign(petal_length=frame.petal_length + 3.0)
+    for start in range(0, 200, 10):
+        chunk = shifted.values[start : start + 10].tolist()
+        assert httpx.post(f"{url}/predict", json={"data": chunk}).status_code == 200
+    # The window (200 rows) now holds only shifted rows; wait for the timer to publish that.
+    psi_shifted = _wait_gauge(url, "mlops_feature_psi", "petal_length", lambda v: v and v > 1.0)
+    assert psi_shifted > 1.0
+    _wait_gauge(url, "mlops_feature_ks", "petal_length", lambda v: v and v > 0.5)
+    assert gauge(url, "mlops_feature_ks_pvalue", "petal_length") < 0.05
+    assert gauge(url, "mlops_feature_psi", "sepal_width") < 0.2  # untouched feature stays calm
+
+
+def _wait_gauge(url: str, metric: str, feature: str, ok: Any, timeout: float = 10) -> float:
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = gauge(url, metric, feature)
+        if ok(value):
+            return float(value)  # type: ignore[arg-type]
+        time.sleep(0.2)
+    raise AssertionError(f"{metric}{{feature={feature}}} = {value}")
+
+
+def test_admin_reload_swaps_versions_without_failed_requests(
+    server: tuple[str, Any], registered: Registered, mlflow_server: services.MlflowServer
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    url, _ = server
+    assert httpx.post(f"{url}/admin/reload").status_code == 401
+    wrong = httpx.post(f"{url}/admin/reload", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403 and wrong.json()["error"]["type"] == "forbidden"
+
+    statuses: list[int] = []
+    versions: list[str] = []
+    stop = threading.Event()
+
+    def steady_load() -> None:
+        with httpx.Client() as http:
+            while not stop.is_set():
+                r = http.post(f"{url}/predict", json={"data": [[5.1, 3.5, 1.4, 0.2]]})
+                statuses.append(r.status_code)
+                if r.status_code == 200:
+                    versions.append(r.json()["model"]["version"])
+
+    client = MlflowClient(mlflow_server.url)
+    client.set_registered_model_alias(registered.name, "champion", "2")
+    threads = [threading.Thread(target=steady_load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    reload = httpx.post(
+        f"{url}/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+    )
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    client.set_registered_model_alias(registered.name, "champion", "1")
+
+    assert reload.status_code == 200, reload.text
+    assert reload.json()["previous"]["version"] == "1"
+    assert reload.json()["current"]["version"] == "2"
+    assert statuses and set(statuses) == {200}
+    assert versions[0] == "1" and versions[-1] == "2"
+    assert versions == sorted(versions)  # never back to the old one after the swap
+    info = httpx.get(f"{url}/version").json()
+    assert info["drift"].startswith("unavailable")  # version 2 logged no reference
+    assert httpx.post(f"{url}/predict", json={"data": [[5.1, 3.5, 1.4, 0.2]]}).status_code == 200
+
+
+def test_sigterm_drains_in_flight_requests(
+    registered: Registered, mlflow_server: services.MlflowServer, tmp_path: Path
+) -> None:
+    port = services.free_port()
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "server",
+                "--model-uri",
+                f"{registered.name}/1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+            env=services.env_with_venv_on_path(MLFLOW_TRACKING_URI=mlflow_server.url),
+        )
+    url = f"http://127.0.0.1:{port}"
+    services._wait_http(f"{url}/ready", proc, log, 90, "python -m server")
+    rows = iris_frame()[FEATURES].values.tolist() * 200  # 30,000 rows: a request that takes a while
+    outcome: dict[str, Any] = {}
+
+    def big_request() -> None:
+        outcome["response"] = httpx.post(f"{url}/predict", json={"data": rows}, timeout=60)
+
+    worker = threading.Thread(target=big_request)
+    worker.start()
+    time.sleep(0.15)
+    proc.send_signal(signal.SIGTERM)
+    worker.join(60)
+    # uvicorn re-raises the signal after its graceful shutdown, so -SIGTERM is a clean exit.
+    assert proc.wait(30) in (0, -signal.SIGTERM)
+    assert "Traceback" not in log.read_text()
+    response = outcome["response"]
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == len(rows)
