@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import logging
 import os
+import sys
 
 import uvicorn
 
@@ -44,16 +45,29 @@ def main(argv: list[str] | None = None) -> None:
         follow_alias=args.follow_alias,
     )
     fast = importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools")
-    uvicorn.run(
-        create_app(config),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level.lower(),
-        access_log=False,  # per-request logs cost more than the prediction; /metrics has it all
-        loop="uvloop" if fast else "asyncio",
-        http="httptools" if fast else "h11",
-        timeout_graceful_shutdown=30,
+    app = create_app(config)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level.lower(),
+            access_log=False,  # per-request logs cost more than the prediction; /metrics has it
+            loop="uvloop" if fast else "asyncio",
+            http="httptools" if fast else "h11",
+            timeout_graceful_shutdown=30,
+        )
     )
+    runtime = app.state.runtime
+
+    def stop_serving() -> None:
+        server.should_exit = True
+
+    runtime.on_fatal = stop_serving
+    server.run()
+    if runtime.load_error:
+        print(f"error: the model failed to load: {runtime.load_error}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

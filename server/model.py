@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,7 +153,8 @@ def _resolve_directory(path: Path) -> ResolvedReference:
         name=str(meta.get("name", "")),
         version=str(meta.get("version", "")),
         run_id=str(meta.get("run_id", "")),
-        alias=str(meta.get("alias", "")),
+        # A baked image is one version; the alias it is deployed through comes from outside.
+        alias=str(meta.get("alias") or os.environ.get("MLOPS_MODEL_ALIAS", "")),
         source=str(meta.get("source", path)),
     )
     return ResolvedReference(identity, str(path), directory=path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,9 @@ class Runtime:
         self.slot: Slot | None = None
         self.load_error: str | None = None
         self._reload_lock = asyncio.Lock()
+        # Called when the first load fails: a server that can never serve should exit (and say
+        # why) rather than sit at 503 — a container restarts, an operator sees the error.
+        self.on_fatal: Callable[[], None] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
     async def start(self) -> None:
@@ -54,6 +58,8 @@ class Runtime:
         except Exception as exc:
             self.load_error = f"{exc.__class__.__name__}: {exc}"
             log.error("model failed to load: %s", self.load_error)
+            if self.on_fatal is not None:
+                self.on_fatal()
 
     async def reload(self) -> tuple[LoadedModel, LoadedModel | None]:
         """Resolve the reference again, load, swap; returns (new, old)."""

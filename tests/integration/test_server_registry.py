@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,7 +17,8 @@ import httpx
 import pytest
 
 from tests import services
-from tests.server.conftest import FEATURES, example_train_module, iris_frame
+from tests.models import log_version
+from tests.server.conftest import FEATURES, iris_frame
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server]
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,33 +29,6 @@ TOKEN = "integration-token"
 class Registered:
     name: str
     run_ids: dict[str, str]  # version -> run id
-
-
-def log_version(
-    client: Any, experiment_id: str, name: str, seed: int, with_reference: bool, tmp: Path
-) -> tuple[str, str]:
-    import mlflow
-    from mlflow.models import infer_signature
-    from sklearn.ensemble import RandomForestClassifier
-
-    frame = iris_frame()
-    x, y = frame[FEATURES], frame["target"]
-    clf = RandomForestClassifier(n_estimators=10 + seed, random_state=seed, max_depth=2).fit(x, y)
-    with mlflow.start_run(experiment_id=experiment_id) as run:
-        info = mlflow.sklearn.log_model(
-            clf,
-            name="model",
-            signature=infer_signature(x, clf.predict(x)),
-            input_example=x.head(3),
-            skops_trusted_types=["sklearn.tree._tree.Tree"],
-        )
-        if with_reference:
-            ref = tmp / f"ref-{seed}" / "drift_reference.json"
-            ref.parent.mkdir()
-            ref.write_text(json.dumps(example_train_module().drift_reference(x, 500, seed)))
-            mlflow.log_artifact(str(ref))
-    version = mlflow.register_model(info.model_uri, name).version
-    return str(version), run.info.run_id
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +44,8 @@ def registered(
     name = f"iris-serve-{os.getpid()}"
     exp = client.create_experiment(name)
     tmp = tmp_path_factory.mktemp("versions")
-    v1, run1 = log_version(client, exp, name, 1, True, tmp)
-    v2, run2 = log_version(client, exp, name, 2, False, tmp)
+    v1, run1 = log_version(exp, name, 1, True, tmp)
+    v2, run2 = log_version(exp, name, 2, False, tmp)
     client.set_registered_model_alias(name, "champion", v1)
     yield Registered(name, {v1: run1, v2: run2})
 

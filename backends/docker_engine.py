@@ -1,0 +1,67 @@
+"""The Docker engine connection and the translation of its failures into ours."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from backends.errors import BackendError, Conflict, NotFound, Unavailable
+
+LABEL = "org.mlops-console"
+
+
+def engine_address(docker_host: str | None = None) -> str:
+    return docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def connect(docker_host: str | None = None, timeout: float = 60) -> Any:
+    """A Docker SDK client for a reachable engine, or Unavailable (exit 3) saying where we looked."""
+    import docker
+    from docker.errors import DockerException
+
+    address = engine_address(docker_host)
+    try:
+        client = docker.DockerClient(base_url=address, timeout=int(timeout))
+        client.ping()
+    except DockerException as exc:
+        raise Unavailable(
+            f"Docker engine at {address} is not reachable (is dockerd running?): "
+            f"{_first_line(exc)}",
+            title="Docker unreachable",
+        ) from exc
+    except Exception as exc:  # requests' connection errors when the socket is there but dead
+        raise Unavailable(
+            f"Docker engine at {address} is not reachable (is dockerd running?)",
+            title="Docker unreachable",
+        ) from exc
+    return client
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Docker SDK exceptions → backends.errors."""
+    from docker.errors import APIError, DockerException, ImageNotFound
+    from docker.errors import NotFound as DockerNotFound
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+
+    try:
+        yield
+    except BackendError:
+        raise
+    except (ImageNotFound, DockerNotFound) as exc:
+        raise NotFound(_first_line(exc.explanation or exc)) from exc
+    except APIError as exc:
+        message = _first_line(exc.explanation or exc)
+        if exc.status_code == 409:
+            raise Conflict(message) from exc
+        raise BackendError(message, title="Docker error") from exc
+    except (RequestsConnectionError, DockerException) as exc:
+        raise Unavailable(f"Docker engine is not reachable: {_first_line(exc)}",
+                          title="Docker unreachable") from exc
+
+
+def _first_line(value: object) -> str:
+    text = str(value).strip()
+    return text.splitlines()[0] if text else value.__class__.__name__

@@ -1,0 +1,89 @@
+"""`mlops image ...`: build and list serving images (one model version baked in each)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from console.cli.common import backend_errors, print_json
+
+app = typer.Typer(
+    help="Serving images: build one per model version, list them.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output (stable keys).")]
+
+
+@app.command("build")
+def build(
+    model_ref: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME/VERSION")],
+    tag: Annotated[
+        str | None, typer.Option("--tag", help="Image tag (default mlops/NAME:vN).")
+    ] = None,
+    base_image: Annotated[
+        str | None,
+        typer.Option(
+            "--base-image",
+            help="Base image (default: mlops-base:bookworm if built, else python:3.11-slim).",
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build the serving image for one model version (cached when nothing changed)."""
+    from backends import docker_engine, images
+    from console.config import Settings
+
+    settings = Settings.from_env()
+    with backend_errors():
+        client = docker_engine.connect(settings.docker_host)
+        resolved = images.resolve_version(settings.tracking_uri, model_ref)
+        image = images.build_image(
+            client,
+            settings.tracking_uri,
+            resolved,
+            tag=tag,
+            base_image=base_image,
+            on_log=(lambda line: None) if quiet or as_json else _echo_step,
+        )
+    if as_json:
+        print_json(image)
+    else:
+        typer.echo(
+            f"built {', '.join(image.tags) or image.id} ({image.model} v{image.version}, "
+            f"{image.size_bytes / 1e6:.0f} MB)"
+        )
+
+
+def _echo_step(line: str) -> None:
+    # Docker's own step lines, minus the intermediate-container chatter.
+    if line.startswith((" ---> Running in", "Removing intermediate")):
+        return
+    typer.echo(line)
+
+
+@app.command("list")
+def list_images(as_json: JsonOpt = False) -> None:
+    """Our serving images: model, version, size, created."""
+    from backends import docker_engine, images
+    from console.config import Settings
+
+    with backend_errors():
+        client = docker_engine.connect(Settings.from_env().docker_host)
+        found = images.list_images(client)
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        typer.echo("no serving images yet (mlops image build NAME@ALIAS)")
+        return
+    typer.echo(f"{'TAG':32} {'MODEL':20} {'VERSION':>7} {'SIZE':>8}  CREATED")
+    for i in found:
+        created = i.created.strftime("%Y-%m-%d %H:%M") if i.created else "-"
+        typer.echo(
+            f"{(i.tags[0] if i.tags else i.id):32} {i.model:20} {i.version:>7} "
+            f"{i.size_bytes / 1e6:>6.0f}MB  {created}"
+        )

@@ -1,0 +1,264 @@
+"""Serving images and deployments on the real Docker engine (images from the local base)."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from backends import containers, images
+from backends.errors import BackendError, Conflict
+from tests import services
+from tests.models import log_version, pyfunc_predictions
+from tests.server.conftest import FEATURES, iris_frame
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.mlflow_server]
+
+
+@dataclass
+class Built:
+    tracking_uri: str
+    name: str
+    v1: images.ServingImage
+    v2: images.ServingImage
+    log: list[str]
+
+
+@pytest.fixture(scope="module")
+def built(mlflow_server: services.MlflowServer, docker_client: Any, base_image: str,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    os.environ["MLFLOW_TRACKING_URI"] = mlflow_server.url
+    mlflow.set_tracking_uri(mlflow_server.url)
+    name = f"iris-docker-{os.getpid()}"
+    exp = MlflowClient(mlflow_server.url).create_experiment(name)
+    tmp = tmp_path_factory.mktemp("docker-models")
+    log_version(exp, name, 1, True, tmp)
+    log_version(exp, name, 2, False, tmp)
+    MlflowClient(mlflow_server.url).set_registered_model_alias(name, "champion", "1")
+    log: list[str] = []
+    v1 = images.build_image(docker_client, mlflow_server.url,
+                            images.resolve_version(mlflow_server.url, f"{name}@champion"),
+                            base_image=base_image, on_log=log.append)
+    v2 = images.build_image(docker_client, mlflow_server.url,
+                            images.resolve_version(mlflow_server.url, f"{name}/2"),
+                            base_image=base_image)
+    yield Built(mlflow_server.url, name, v1, v2, log)
+    for deployment in containers.list_deployments(docker_client):
+        if deployment.model == name:
+            containers.remove_deployment(docker_client, deployment.name)
+    for image in (v1, v2):
+        docker_client.images.remove(image.id, force=True)
+
+
+def test_image_is_labelled_non_root_and_carries_no_tracking_address(
+    built: Built, docker_client: Any
+) -> None:
+    assert any(line.startswith("Step ") for line in built.log)  # progress was streamed
+    image = docker_client.images.get(built.v1.id)
+    labels = image.labels
+    assert labels["org.mlops-console.model"] == built.name
+    assert labels["org.mlops-console.version"] == "1"
+    assert "org.mlops-console.alias" not in labels  # an image is a version, not an alias
+    assert labels["org.opencontainers.image.source"] == f"models:/{built.name}/1"
+    assert labels["org.mlops-console.run-id"] == built.v1.run_id
+    assert image.attrs["Config"]["User"] == "10001"
+    assert "Healthcheck" in image.attrs["Config"]
+    # No layer, env var or label holds the tracking server's address.
+    port = built.tracking_uri.rsplit(":", 1)[1]
+    everything = str(image.history()) + str(image.attrs["Config"])
+    assert built.tracking_uri not in everything and f":{port}" not in everything
+    out = docker_client.containers.run(built.v1.id, ["id", "-u"], remove=True,
+                                       network_disabled=True)
+    assert out.decode().strip() == "10001"
+    listed = {i.version for i in images.list_images(docker_client, model=built.name)}
+    assert listed == {"1", "2"}
+
+
+def test_rebuilding_an_unchanged_version_is_all_cache(built: Built, docker_client: Any) -> None:
+    log: list[str] = []
+    start = time.monotonic()
+    again = images.build_image(docker_client, built.tracking_uri,
+                               images.resolve_version(built.tracking_uri, f"{built.name}/1"),
+                               base_image=services.BASE_IMAGE, tag=built.v1.tags[0],
+                               on_log=log.append)
+    steps = [line for line in log if line.startswith("Step ")]
+    cached = [line for line in log if "Using cache" in line]
+    assert again.id == built.v1.id
+    assert len(cached) == len(steps) - 2  # every step but ARG and FROM came from the cache
+    assert time.monotonic() - start < 60
+
+
+def test_deployment_predicts_like_in_process_and_switches_without_failures(
+    built: Built, docker_client: Any
+) -> None:
+    port = services.free_port()
+    name = f"t{os.getpid()}"
+    deployment, replaced = containers.deploy(docker_client, built.v1, name, port=port,
+                                             alias="champion")
+    assert replaced is None
+    url = f"http://127.0.0.1:{port}"
+    rows = iris_frame()[FEATURES].values.tolist()
+    got = httpx.post(f"{url}/predict", json={"data": rows}, timeout=30).json()
+    assert got["predictions"] == pyfunc_predictions(f"models:/{built.name}/1", rows)
+    assert got["model"]["version"] == "1"
+
+    (ps,) = [d for d in containers.list_deployments(docker_client) if d.name == name]
+    assert (ps.model, ps.version, ps.alias, ps.port, ps.state) == (built.name, "1", "champion",
+                                                                   port, "running")
+
+    statuses: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+
+    def steady() -> None:
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set():
+                sent = time.monotonic()  # by send time: a request sent after a switch
+                try:  # returned must be answered by the new version
+                    r = http.post(f"{url}/predict", json={"data": [rows[0]]})
+                    statuses.append((sent, r.status_code,
+                                     r.json()["model"]["version"] if r.status_code == 200 else ""))
+                except httpx.HTTPError:
+                    statuses.append((sent, 0, ""))
+
+    threads = [threading.Thread(target=steady) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        _, replaced = containers.deploy(docker_client, built.v2, name, port=port)
+        switched = time.monotonic()
+        assert replaced == "1"
+        assert containers.rollback_target(docker_client, name) == "1"
+        time.sleep(0.5)
+        rolling = time.monotonic()
+        _, replaced = containers.deploy(docker_client, built.v1, name, port=port)
+        rolled = time.monotonic()
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert replaced == "2"
+    assert statuses and {s for _, s, _ in statuses} == {200}
+    between = [v for at, _, v in statuses if switched < at < rolling]
+    after = [v for at, _, v in statuses if at > rolled]
+    assert between and set(between) == {"2"}
+    assert after and set(after) == {"1"}
+    assert len([c for c in docker_client.containers.list(
+        filters={"label": f"org.mlops-console.deployment={name}"})]) == 2  # router + one model
+    containers.remove_deployment(docker_client, name)
+    assert not any(d.name == name for d in containers.list_deployments(docker_client))
+
+
+def test_port_in_use_is_a_conflict_naming_the_port(built: Built, docker_client: Any) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(Conflict, match=f"port {port}"):
+            containers.deploy(docker_client, built.v1, f"busy{os.getpid()}", port=port)
+
+
+def test_a_crashing_container_shows_its_last_log_lines(built: Built, docker_client: Any) -> None:
+    # Follow an alias that does not exist: the server cannot load and exits at start.
+    with pytest.raises(containers.ContainerFailed) as failure:
+        containers.deploy(docker_client, built.v1, f"crash{os.getpid()}",
+                          port=services.free_port(), follow_alias_ref=f"{built.name}@nosuch",
+                          tracking_uri=built.tracking_uri, timeout=90)
+    assert "failed to load" in failure.value.message
+    assert "nosuch" in failure.value.message
+
+
+def test_a_failing_build_names_the_step(built: Built, docker_client: Any, tmp_path: Path) -> None:
+    # A base image without python: the venv step must fail, and say so.
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        data = b"not a distribution\n"
+        info = tarfile.TarInfo("README")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    tag = "mlops-test-nopython:1"
+    docker_client.api.import_image_from_data(buffer.getvalue(), repository="mlops-test-nopython",
+                                              tag="1")
+    try:
+        with pytest.raises(BackendError) as failure:
+            images.build_image(docker_client, built.tracking_uri,
+                               images.resolve_version(built.tracking_uri, f"{built.name}/1"),
+                               base_image=tag, tag="mlops-test-broken:1")
+        assert failure.value.title == "Image build failed"
+        assert "Step" in failure.value.message and "RUN python3 -m venv" in failure.value.message
+    finally:
+        docker_client.images.remove(tag, force=True)
+
+
+def test_cli_says_docker_is_unreachable_with_exit_3(tmp_path: Path) -> None:
+    from console.cli.main import app
+
+    env = {"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+    result = CliRunner().invoke(app, ["deploy", "ps"], env=env)
+    assert result.exit_code == 3
+    assert "Docker engine at unix://" in result.output and "not reachable" in result.output
+
+
+def test_cli_deploy_rollback_and_history(built: Built, docker_client: Any) -> None:
+    import json
+
+    from console.cli.main import app
+    from mlflow.tracking import MlflowClient
+
+    runner = CliRunner()
+    env = {"MLFLOW_TRACKING_URI": built.tracking_uri, "MLOPS_USER": "ci-operator"}
+    port = str(services.free_port())
+    name = f"cli{os.getpid()}"
+    first = runner.invoke(app, ["deploy", "up", f"{built.name}@champion", "--name", name,
+                                "--port", port, "--quiet"], env=env)
+    assert first.exit_code == 0, first.output
+    assert f"v1 serving on http://127.0.0.1:{port}" in first.output
+    nothing = runner.invoke(app, ["deploy", "rollback", name], env=env)
+    assert nothing.exit_code == 1 and "no earlier version" in nothing.output
+
+    MlflowClient(built.tracking_uri).set_registered_model_alias(built.name, "champion", "2")
+    try:
+        upgraded = runner.invoke(app, ["deploy", "up", f"{built.name}@champion", "--name", name,
+                                       "--port", port, "--reason", "new model"], env=env)
+        assert upgraded.exit_code == 0, upgraded.output
+        assert "v2 serving" in upgraded.output and "(was v1)" in upgraded.output
+        back = runner.invoke(app, ["deploy", "rollback", name, "--reason", "p99 regressed"],
+                             env=env)
+        assert back.exit_code == 0, back.output
+        assert "rolled back from v2 to v1" in back.output
+    finally:
+        MlflowClient(built.tracking_uri).set_registered_model_alias(built.name, "champion", "1")
+
+    ps = runner.invoke(app, ["deploy", "ps", "--json"], env=env)
+    (mine,) = [d for d in json.loads(ps.output) if d["name"] == name]
+    assert (mine["version"], mine["url"]) == ("1", f"http://127.0.0.1:{port}")
+    logs = runner.invoke(app, ["deploy", "logs", name, "--tail", "20"], env=env)
+    assert logs.exit_code == 0 and "serving" in logs.output
+
+    history = runner.invoke(app, ["models", "history", built.name, "--json"], env=env)
+    assert history.exit_code == 0, history.output
+    moves = [(e["action"], e["from_version"], e["to_version"], e["who"], e["reason"])
+             for e in json.loads(history.output) if e["alias"] == f"deploy/{name}"]
+    assert moves == [("deploy", None, 1, "ci-operator", ""),
+                     ("deploy", 1, 2, "ci-operator", "new model"),
+                     ("rollback", 2, 1, "ci-operator", "p99 regressed")]
+
+    down = runner.invoke(app, ["deploy", "down", name], env=env)
+    assert down.exit_code == 0
+    missing = runner.invoke(app, ["deploy", "down", name], env=env)
+    assert missing.exit_code == 4 and "no deployment named" in missing.output

@@ -1,0 +1,44 @@
+"""Register small real models in a real tracking server, for the integration tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.server.conftest import FEATURES, example_train_module, iris_frame
+
+
+def log_version(experiment_id: str, name: str, seed: int, with_reference: bool,
+                tmp: Path) -> tuple[str, str]:
+    """Train a small iris forest, log it (and optionally its drift reference), register it.
+
+    Returns (version, run id). The active tracking URI must point at the server.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+    from sklearn.ensemble import RandomForestClassifier
+
+    frame = iris_frame()
+    x, y = frame[FEATURES], frame["target"]
+    clf = RandomForestClassifier(n_estimators=10 + seed, random_state=seed, max_depth=2).fit(x, y)
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        info = mlflow.sklearn.log_model(
+            clf, name="model", signature=infer_signature(x, clf.predict(x)),
+            input_example=x.head(3), skops_trusted_types=["sklearn.tree._tree.Tree"],
+        )
+        if with_reference:
+            ref = tmp / f"ref-{name}-{seed}" / "drift_reference.json"
+            ref.parent.mkdir(parents=True)
+            ref.write_text(json.dumps(example_train_module().drift_reference(x, 500, seed)))
+            mlflow.log_artifact(str(ref))
+    version = mlflow.register_model(info.model_uri, name).version
+    return str(version), run.info.run_id
+
+
+def pyfunc_predictions(model_uri: str, rows: list[list[float]]) -> list[Any]:
+    import mlflow.pyfunc
+    import pandas as pd
+
+    model = mlflow.pyfunc.load_model(model_uri)
+    return list(model.predict(pd.DataFrame(rows, columns=FEATURES)).tolist())
