@@ -31,8 +31,12 @@ lint: $(STAMP)
 	$(BIN)/mypy backends server
 	$(BIN)/lint-imports
 
+# Each benchmark prints a ratio against a named peer measured in the same run.
 bench: $(STAMP)
 	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/rollback.py
+	$(BIN)/python bench/runs.py
 
 # Re-pin after editing dependencies in pyproject.toml (needs uv: pip install uv).
 lock:

@@ -30,7 +30,11 @@ from backends.images import _parse_time
 from backends.records import Deployment, ServingImage
 
 __all__ = [
-    "deploy", "deployment_logs", "get_deployment", "list_deployments", "remove_deployment",
+    "deploy",
+    "deployment_logs",
+    "get_deployment",
+    "list_deployments",
+    "remove_deployment",
     "rollback_target",
 ]
 
@@ -68,8 +72,10 @@ def list_deployments(client: Any) -> list[Deployment]:
     by_name: dict[str, list[Any]] = {}
     for c in models:
         by_name.setdefault(c.labels.get(DEPLOYMENT, ""), []).append(c)
-    return sorted((_record(r, by_name.get(r.labels.get(DEPLOYMENT, ""), [])) for r in routers),
-                  key=lambda d: d.name)
+    return sorted(
+        (_record(r, by_name.get(r.labels.get(DEPLOYMENT, ""), [])) for r in routers),
+        key=lambda d: d.name,
+    )
 
 
 def get_deployment(client: Any, name: str) -> Deployment:
@@ -117,14 +123,18 @@ def _health(container: Any) -> str:
 
 def _model_containers(client: Any, name: str) -> list[Any]:
     with translate_errors():
-        return list(client.containers.list(
-            all=True, filters={"label": [f"{ROLE}=model", f"{DEPLOYMENT}={name}"]}))
+        return list(
+            client.containers.list(
+                all=True, filters={"label": [f"{ROLE}=model", f"{DEPLOYMENT}={name}"]}
+            )
+        )
 
 
 def _router(client: Any, name: str) -> Any | None:
     with translate_errors():
         found = client.containers.list(
-            all=True, filters={"label": [f"{ROLE}=router", f"{DEPLOYMENT}={name}"]})
+            all=True, filters={"label": [f"{ROLE}=router", f"{DEPLOYMENT}={name}"]}
+        )
     return found[0] if found else None
 
 
@@ -143,8 +153,10 @@ def deploy(
     """Run ``image`` as deployment ``name``; an existing deployment is switched with no failed
     request. Returns the deployment and the version it replaced (None for a new one)."""
     if follow_alias_ref and not (tracking_uri or "").startswith(("http://", "https://")):
-        raise InvalidInput("--follow-alias needs an HTTP tracking server (MLFLOW_TRACKING_URI="
-                           "http://...): a container cannot read a local sqlite store")
+        raise InvalidInput(
+            "--follow-alias needs an HTTP tracking server (MLFLOW_TRACKING_URI="
+            "http://...): a container cannot read a local sqlite store"
+        )
     router = _router(client, name)
     previous = _active_model(client, name) if router is not None else None
     if router is not None and router.status != "running":
@@ -156,8 +168,9 @@ def deploy(
     token = router.labels.get(f"{LABEL}.router-token") if router is not None else None
     model_port = free_port()
     prev_version = previous.labels.get(f"{LABEL}.version") if previous is not None else None
-    new = _start_model(client, image, name, model_port, prev_version, alias, follow_alias_ref,
-                       tracking_uri)
+    new = _start_model(
+        client, image, name, model_port, prev_version, alias, follow_alias_ref, tracking_uri
+    )
     try:
         _wait_ready(new, f"http://127.0.0.1:{model_port}", timeout)
     except BackendError:
@@ -190,8 +203,10 @@ def rollback_target(client: Any, name: str) -> str:
         raise NotFound(f"no deployment named {name!r} (see `mlops deploy ps`)")
     previous = active.labels.get(f"{LABEL}.previous-version", "")
     if not previous:
-        raise BackendError(f"deployment {name!r} has no earlier version to roll back to",
-                           title="Nothing to roll back")
+        raise BackendError(
+            f"deployment {name!r} has no earlier version to roll back to",
+            title="Nothing to roll back",
+        )
     return str(previous)
 
 
@@ -208,8 +223,9 @@ def remove_deployment(client: Any, name: str) -> list[str]:
     return removed
 
 
-def deployment_logs(client: Any, name: str, *, follow: bool = False,
-                    tail: int = 100) -> Iterator[str]:
+def deployment_logs(
+    client: Any, name: str, *, follow: bool = False, tail: int = 100
+) -> Iterator[str]:
     """The active model container's log lines (``follow`` streams until interrupted)."""
     active = _active_model(client, name)
     if active is None:
@@ -232,63 +248,106 @@ def _active_model(client: Any, name: str) -> Any | None:
     return _newest(running or containers)
 
 
-def _start_model(client: Any, image: ServingImage, name: str, port: int,
-                 previous_version: str | None, alias: str, follow_ref: str | None,
-                 tracking_uri: str | None) -> Any:
+def _start_model(
+    client: Any,
+    image: ServingImage,
+    name: str,
+    port: int,
+    previous_version: str | None,
+    alias: str,
+    follow_ref: str | None,
+    tracking_uri: str | None,
+) -> Any:
     env = {"MLOPS_PORT": str(port), "MLOPS_HOST": "127.0.0.1", "MLOPS_MODEL_ALIAS": alias}
     if follow_ref:
-        env.update(MLOPS_MODEL_URI=follow_ref, MLOPS_FOLLOW_ALIAS="1",
-                   MLFLOW_TRACKING_URI=tracking_uri or "")
+        env.update(
+            MLOPS_MODEL_URI=follow_ref,
+            MLOPS_FOLLOW_ALIAS="1",
+            MLFLOW_TRACKING_URI=tracking_uri or "",
+        )
     labels = {
-        ROLE: "model", DEPLOYMENT: name,
-        f"{LABEL}.model": image.model, f"{LABEL}.version": image.version,
-        f"{LABEL}.alias": alias, f"{LABEL}.run-id": image.run_id,
-        f"{LABEL}.port": str(port), f"{LABEL}.previous-version": previous_version or "",
+        ROLE: "model",
+        DEPLOYMENT: name,
+        f"{LABEL}.model": image.model,
+        f"{LABEL}.version": image.version,
+        f"{LABEL}.alias": alias,
+        f"{LABEL}.run-id": image.run_id,
+        f"{LABEL}.port": str(port),
+        f"{LABEL}.previous-version": previous_version or "",
         f"{LABEL}.follow-alias": "true" if follow_ref else "false",
     }
     suffix = secrets.token_hex(2)
     with translate_errors():
         return client.containers.run(
             image.tags[0] if image.tags else image.id,
-            name=f"mlops-{name}-v{image.version}-{suffix}", detach=True, network_mode="host",
-            environment=env, labels=labels, restart_policy={"Name": "on-failure",
-                                                            "MaximumRetryCount": 3},
+            name=f"mlops-{name}-v{image.version}-{suffix}",
+            detach=True,
+            network_mode="host",
+            environment=env,
+            labels=labels,
+            restart_policy={"Name": "on-failure", "MaximumRetryCount": 3},
         )
 
 
-def _start_router(client: Any, image: ServingImage, name: str, port: int, host: str,
-                  upstream: str, token: str) -> Any:
+def _start_router(
+    client: Any, image: ServingImage, name: str, port: int, host: str, upstream: str, token: str
+) -> Any:
     # The router's admin token sits in a label: whoever can read labels can also exec into the
     # container, so it protects the switch from the network, not from the Docker operator.
-    labels = {ROLE: "router", DEPLOYMENT: name, f"{LABEL}.port": str(port),
-              f"{LABEL}.host": host, f"{LABEL}.router-token": token}
+    labels = {
+        ROLE: "router",
+        DEPLOYMENT: name,
+        f"{LABEL}.port": str(port),
+        f"{LABEL}.host": host,
+        f"{LABEL}.router-token": token,
+    }
     env = {"MLOPS_ADMIN_TOKEN": token, "MLOPS_PORT": str(port)}
     with translate_errors():
-        existing = [c for c in client.containers.list(all=True, filters={"name": f"mlops-{name}"})
-                    if c.name == f"mlops-{name}"]
+        existing = [
+            c
+            for c in client.containers.list(all=True, filters={"name": f"mlops-{name}"})
+            if c.name == f"mlops-{name}"
+        ]
         for c in existing:
             _remove(c)
         return client.containers.run(
             image.tags[0] if image.tags else image.id,
-            command=["python3", "-m", "server.router", "--listen", f"{host}:{port}",
-                     "--upstream", upstream],
-            name=f"mlops-{name}", detach=True, network_mode="host", environment=env,
-            labels=labels, restart_policy={"Name": "unless-stopped"},
+            command=[
+                "python3",
+                "-m",
+                "server.router",
+                "--listen",
+                f"{host}:{port}",
+                "--upstream",
+                upstream,
+            ],
+            name=f"mlops-{name}",
+            detach=True,
+            network_mode="host",
+            environment=env,
+            labels=labels,
+            restart_policy={"Name": "unless-stopped"},
         )
 
 
 def _switch(router: Any, port: int, upstream: str) -> None:
     token = router.labels.get(f"{LABEL}.router-token", "")
     try:
-        response = httpx.put(f"http://127.0.0.1:{port}/-/router/upstream",
-                             json={"upstream": upstream, "drain_timeout": 30},
-                             headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        response = httpx.put(
+            f"http://127.0.0.1:{port}/-/router/upstream",
+            json={"upstream": upstream, "drain_timeout": 30},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
     except httpx.HTTPError as exc:
-        raise BackendError(f"could not switch the router on port {port}: {exc}",
-                           title="Switch failed") from exc
+        raise BackendError(
+            f"could not switch the router on port {port}: {exc}", title="Switch failed"
+        ) from exc
     if response.status_code != 200:
-        raise BackendError(f"router refused the switch ({response.status_code}): {response.text}",
-                           title="Switch failed")
+        raise BackendError(
+            f"router refused the switch ({response.status_code}): {response.text}",
+            title="Switch failed",
+        )
 
 
 def _wait_ready(container: Any, base: str, timeout: float, path: str = "/ready") -> None:

@@ -17,7 +17,7 @@ def engine_address(docker_host: str | None = None) -> str:
 
 
 def connect(docker_host: str | None = None, timeout: float = 60) -> Any:
-    """A Docker SDK client for a reachable engine, or Unavailable (exit 3) saying where we looked."""
+    """A client for a reachable engine, or Unavailable (exit 3) saying where we looked."""
     import docker
     from docker.errors import DockerException
 
@@ -58,8 +58,9 @@ def translate_errors() -> Iterator[None]:
             raise Conflict(message) from exc
         raise BackendError(message, title="Docker error") from exc
     except (RequestsConnectionError, DockerException) as exc:
-        raise Unavailable(f"Docker engine is not reachable: {_first_line(exc)}",
-                          title="Docker unreachable") from exc
+        raise Unavailable(
+            f"Docker engine is not reachable: {_first_line(exc)}", title="Docker unreachable"
+        ) from exc
 
 
 def _first_line(value: object) -> str:

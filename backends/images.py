@@ -74,8 +74,11 @@ def resolve_version(tracking_uri: str, reference: str) -> ResolvedVersion:
             mv = client.get_model_version_by_alias(name, alias)
         else:
             mv = client.get_model_version(name, version)
-    created = (datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC)
-               if mv.creation_timestamp else None)
+    created = (
+        datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC)
+        if mv.creation_timestamp
+        else None
+    )
     return ResolvedVersion(name, str(mv.version), mv.run_id or "", alias or "", created)
 
 
@@ -103,8 +106,10 @@ def default_base_image(client: Any) -> str:
 
 
 def wheelhouse_dir() -> Path:
-    return Path(os.environ.get("MLOPS_WHEELHOUSE")
-                or Path.home() / ".cache" / "mlops-console" / "wheelhouse")
+    return Path(
+        os.environ.get("MLOPS_WHEELHOUSE")
+        or Path.home() / ".cache" / "mlops-console" / "wheelhouse"
+    )
 
 
 def ensure_wheelhouse(on_log: Callable[[str], None]) -> Path:
@@ -114,11 +119,17 @@ def ensure_wheelhouse(on_log: Callable[[str], None]) -> Path:
         return path
     on_log(f"building the offline wheelhouse in {path} (once per machine)")
     script = REPO_ROOT / "scripts" / "build-wheelhouse.sh"
-    result = subprocess.run(["bash", str(script), str(path)], capture_output=True, text=True,
-                            env={**os.environ, "PYTHON": sys.executable})
+    result = subprocess.run(
+        ["bash", str(script), str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
     if result.returncode != 0:
-        raise BackendError(f"could not build the wheelhouse: {result.stderr.strip()[-500:]}",
-                           title="Wheelhouse failed")
+        raise BackendError(
+            f"could not build the wheelhouse: {result.stderr.strip()[-500:]}",
+            title="Wheelhouse failed",
+        )
     return path
 
 
@@ -152,8 +163,9 @@ def list_images(client: Any, model: str | None = None) -> list[ServingImage]:
     with translate_errors():
         images = client.images.list(filters={"label": selector})
     records = [_image_record(i) for i in images]
-    return sorted(records, key=lambda r: (r.created or datetime.min.replace(tzinfo=UTC)),
-                  reverse=True)
+    return sorted(
+        records, key=lambda r: r.created or datetime.min.replace(tzinfo=UTC), reverse=True
+    )
 
 
 def _image_record(image: Any) -> ServingImage:
@@ -204,20 +216,35 @@ def build_image(
         return _image_record(client.images.get(image_id))
 
 
-def _assemble_context(context: Path, wheels: Path, tracking_uri: str,
-                      resolved: ResolvedVersion, on_log: Callable[[str], None]) -> None:
+def _assemble_context(
+    context: Path,
+    wheels: Path,
+    tracking_uri: str,
+    resolved: ResolvedVersion,
+    on_log: Callable[[str], None],
+) -> None:
     shutil.copy(REPO_ROOT / "Dockerfile", context / "Dockerfile")
     (context / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n")
     _link_tree(wheels, context / "wheelhouse")
-    shutil.copytree(REPO_ROOT / "server", context / "server",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(
+        REPO_ROOT / "server",
+        context / "server",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
     on_log(f"downloading {resolved.uri}")
     model_dir = context / "model"
     _download_model(tracking_uri, resolved, model_dir)
-    (model_dir / "mlops-model.json").write_text(json.dumps({
-        "name": resolved.name, "version": resolved.version, "run_id": resolved.run_id,
-        "source": resolved.uri,
-    }, sort_keys=True))
+    (model_dir / "mlops-model.json").write_text(
+        json.dumps(
+            {
+                "name": resolved.name,
+                "version": resolved.version,
+                "run_id": resolved.run_id,
+                "source": resolved.uri,
+            },
+            sort_keys=True,
+        )
+    )
 
 
 def _link_tree(src: Path, dst: Path) -> None:
@@ -236,31 +263,50 @@ def _download_model(tracking_uri: str, resolved: ResolvedVersion, model_dir: Pat
     with mlflow_errors(tracking_uri):
         os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri)
         with tempfile.TemporaryDirectory() as tmp:
-            local = Path(mlflow.artifacts.download_artifacts(
-                artifact_uri=resolved.uri, dst_path=tmp, tracking_uri=tracking_uri))
+            local = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=resolved.uri, dst_path=tmp, tracking_uri=tracking_uri
+                )
+            )
             if not (local / "MLmodel").is_file():
                 raise NotFound(f"{resolved.uri} has no MLmodel file")
             shutil.copytree(local, model_dir)
         if resolved.run_id:
             try:
                 ref = mlflow.artifacts.download_artifacts(
-                    run_id=resolved.run_id, artifact_path="drift_reference.json",
-                    dst_path=str(model_dir), tracking_uri=tracking_uri)
+                    run_id=resolved.run_id,
+                    artifact_path="drift_reference.json",
+                    dst_path=str(model_dir),
+                    tracking_uri=tracking_uri,
+                )
             except Exception:
                 ref = ""  # a model without a reference serves normally, drift "unavailable"
             if ref and Path(ref) != model_dir / "drift_reference.json":
                 shutil.move(ref, model_dir / "drift_reference.json")
 
 
-def _docker_build(client: Any, context: Path, tag: str, base: str, labels: dict[str, str],
-                  on_log: Callable[[str], None]) -> str:
+def _docker_build(
+    client: Any,
+    context: Path,
+    tag: str,
+    base: str,
+    labels: dict[str, str],
+    on_log: Callable[[str], None],
+) -> str:
     log_lines: list[str] = []
     step = ""
     image_id = ""
     with translate_errors():
         stream = client.api.build(
-            path=str(context), tag=tag, buildargs={"BASE_IMAGE": base}, labels=labels,
-            rm=True, forcerm=True, network_mode="none", decode=True, pull=False,
+            path=str(context),
+            tag=tag,
+            buildargs={"BASE_IMAGE": base},
+            labels=labels,
+            rm=True,
+            forcerm=True,
+            network_mode="none",
+            decode=True,
+            pull=False,
         )
         for chunk in stream:
             if "error" in chunk:

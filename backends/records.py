@@ -5,3 +5,381 @@ datetime, tuples, dicts of those) so `--json` output and the UI need no SDK know
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+# --------------------------------------------------------------------------- model registry
+
+AliasAction = Literal["promote", "rollback", "manual", "deploy"]
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A registered model; ``aliases`` maps alias → version, ``tags`` omits mlops bookkeeping."""
+
+    name: str
+    description: str
+    aliases: dict[str, int]
+    tags: dict[str, str]
+    latest_version: int | None
+    created: datetime
+    updated: datetime
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One version of a registered model, with its source run's metrics."""
+
+    name: str
+    version: int
+    run_id: str | None
+    metrics: dict[str, float]
+    aliases: tuple[str, ...]
+    tags: dict[str, str]
+    created: datetime
+    status: str
+    stage: str | None  # legacy MLflow stage (deprecated): shown when set, never relied on
+    source: str
+
+
+@dataclass(frozen=True)
+class AliasState:
+    """What an operator saw of an alias: its version and the newest history event behind it."""
+
+    model: str
+    alias: str
+    version: int | None
+    last_event_id: str | None
+
+
+@dataclass(frozen=True)
+class AliasEvent:
+    """One move of an alias. ``recorded`` is False for a manual move detected but not yet saved."""
+
+    id: str
+    model: str
+    alias: str
+    seq: int
+    action: AliasAction
+    from_version: int | None
+    to_version: int | None
+    who: str
+    at: datetime
+    reason: str
+    recorded: bool = True
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One check of a promotion gate and what it found."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The promotion gate for one version against the version that holds ``alias`` now."""
+
+    model: str
+    version: int
+    alias: str
+    checks: tuple[GateCheck, ...]
+    passed: bool
+
+
+# --------------------------------------------------------------------------- tracking: runs
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A data set a run used: its name and digest (equal digests mean the same data)."""
+
+    name: str
+    digest: str
+    context: str | None = None  # "training", "evaluation"... (the mlflow.data.context tag)
+    source_type: str | None = None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run as a listing shows it: identity, status, times, params and latest metrics."""
+
+    run_id: str
+    experiment_id: str
+    name: str
+    status: str  # RUNNING, SCHEDULED, FINISHED, FAILED, KILLED
+    start_time: datetime | None
+    end_time: datetime | None
+    user: str
+    params: dict[str, str]
+    metrics: dict[str, float]  # the latest value of each metric
+    tags: dict[str, str]
+    datasets: tuple[DatasetRef, ...] = ()
+    lifecycle_stage: str = "active"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Wall time from start to end (None while it runs)."""
+        if self.start_time is None or self.end_time is None:
+            return None
+        return (self.end_time - self.start_time).total_seconds()
+
+
+@dataclass(frozen=True)
+class RunListing:
+    """A page of runs and where it came from: the local index (with its sync times) or the server.
+
+    ``synced_at`` is when the index last matched the server for new, running, finished and
+    deleted runs; ``verified_at`` is its last full resync, the only one that also sees edits to
+    runs that had finished before (a tag or a metric logged late). From the server directly,
+    both are the time of the query.
+    """
+
+    runs: tuple[RunSummary, ...]
+    experiment_id: str
+    experiment_name: str
+    source: Literal["index", "server"]
+    synced_at: datetime
+    verified_at: datetime | None
+    matched: int | None  # runs matching the filter (None when the server was asked a page only)
+    more: bool  # more runs match than were returned
+    note: str = ""  # why the server was asked directly, when it was
+
+
+@dataclass(frozen=True)
+class ArtifactEntry:
+    """One file or directory in a run's artifact store."""
+
+    path: str
+    is_dir: bool
+    size: int | None
+
+
+@dataclass(frozen=True)
+class LoggedModelRef:
+    """A model a run logged (an MLflow 3 logged model, or a pre-3 ``log-model.history`` entry)."""
+
+    name: str
+    uri: str  # models:/<model_id> or runs:/<run_id>/<path>
+    model_id: str | None
+    flavors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    """Everything `runs show` prints about one run."""
+
+    run: RunSummary
+    experiment_name: str
+    artifact_uri: str
+    artifacts: tuple[ArtifactEntry, ...]
+    models: tuple[LoggedModelRef, ...]
+    git_commit: str | None
+    source: str | None  # mlflow.source.name: the project or script that ran
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One logged value of a metric."""
+
+    step: int
+    timestamp: datetime
+    value: float
+
+
+@dataclass(frozen=True)
+class MetricSeries:
+    """A metric's history for one run, downsampled for plotting when long."""
+
+    run_id: str
+    key: str
+    points: tuple[MetricPoint, ...]
+    total_points: int  # before downsampling
+    downsampled: bool
+
+
+@dataclass(frozen=True)
+class ParamRow:
+    """One param across compared runs (None where a run lacks it)."""
+
+    key: str
+    values: tuple[str | None, ...]
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One metric across compared runs, with the best run(s) marked when the direction is known."""
+
+    key: str
+    values: tuple[float | None, ...]
+    direction: Literal["max", "min", "unknown"]
+    best: tuple[int, ...]  # indexes into RunComparison.runs
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    """Runs side by side: differing params, agreeing params, metrics, data sets, histories."""
+
+    runs: tuple[RunSummary, ...]
+    params_differ: tuple[ParamRow, ...]
+    params_agree: tuple[ParamRow, ...]
+    metrics: tuple[MetricRow, ...]
+    same_data: bool | None  # None when no run recorded a data set
+    histories: dict[str, tuple[MetricSeries, ...]]  # metric → one series per run (same order)
+
+
+@dataclass(frozen=True)
+class ServingImage:
+    """A serving image we built: one model version baked in (labels org.mlops-console.*)."""
+
+    id: str
+    tags: tuple[str, ...]
+    model: str
+    version: str
+    alias: str
+    run_id: str
+    size_bytes: int
+    created: datetime | None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A running (or stopped) serving container: which model version answers where."""
+
+    name: str
+    model: str
+    version: str
+    alias: str
+    run_id: str
+    image: str
+    container_id: str
+    state: str  # Docker's state: running, exited, restarting, ...
+    health: str  # healthy, unhealthy, starting, or none (no healthcheck)
+    host: str
+    port: int | None
+    started_at: datetime | None
+    follow_alias: bool = False
+
+    @property
+    def url(self) -> str | None:
+        """Base URL of the deployment's server, when it publishes a port."""
+        return f"http://{self.host}:{self.port}" if self.port else None
+
+
+# --------------------------------------------------------------------------- monitoring
+
+AlertState = Literal["pending", "firing"]
+Grouping = Literal["deployment", "version"]  # one row per serving target, or per model version
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    """Request latency quantiles in seconds over a window (None: no requests in it)."""
+
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """One input feature's drift against the training reference, as the server last computed it."""
+
+    feature: str
+    psi: float | None
+    ks: float | None
+    ks_pvalue: float | None
+    drifted: bool  # PSI above its threshold, or the KS p-value below its threshold
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A Prometheus alert that is pending (waiting out its ``for:``) or firing."""
+
+    name: str
+    state: AlertState
+    severity: str
+    labels: dict[str, str]  # the alert's own labels (deployment, model, version, feature...)
+    active_since: datetime | None
+
+
+@dataclass(frozen=True)
+class DeploymentHealth:
+    """Traffic, errors, latency and drift of one deployment (or one model version) over a window.
+
+    ``deployment`` and ``instance`` are empty for a row that sums a model version's deployments.
+    Rates are per second; ratios are fractions of all answered requests (None: no requests).
+    """
+
+    deployment: str
+    model: str
+    version: str
+    alias: str
+    instance: str  # host:port that is scraped
+    up: bool
+    requests_total: float | None  # requests answered since the server started
+    request_rate: float | None
+    error_ratio: float | None  # 5xx answers: the server's fault
+    client_error_ratio: float | None  # 4xx answers: the caller's fault
+    latency: LatencySummary
+    batch_size_mean: float | None  # rows per model call after micro-batching
+    drift: tuple[FeatureDrift, ...]
+    drift_window_rows: float | None
+    alerts: tuple[Alert, ...] = ()
+    error: str = ""  # why the target could not be read, when it could not
+
+    @property
+    def worst_drift(self) -> FeatureDrift | None:
+        """The feature with the highest PSI (drifted features first)."""
+        if not self.drift:
+            return None
+        return max(self.drift, key=lambda d: (d.drifted, d.psi if d.psi is not None else -1.0))
+
+
+@dataclass(frozen=True)
+class MonitorSnapshot:
+    """What a metrics source saw at one moment, and which source it was."""
+
+    source: str  # "prometheus http://..." or "direct scrape"
+    window_seconds: float
+    taken_at: datetime
+    rows: tuple[DeploymentHealth, ...]
+    alerts: tuple[Alert, ...] | None  # None: this source evaluates no alert rules
+
+
+@dataclass(frozen=True)
+class Series:
+    """One time series of a range query, for plots: (unix seconds, value) points."""
+
+    name: str
+    labels: dict[str, str]
+    points: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    """A model server whose /metrics is read, by Prometheus or by the direct scrape."""
+
+    url: str  # base URL, e.g. http://127.0.0.1:8080
+    deployment: str = ""
+    model: str = ""
+    version: str = ""
+    alias: str = ""
+
+    @property
+    def address(self) -> str:
+        """host:port, as Prometheus names the target (its ``instance`` label)."""
+        return self.url.split("://", 1)[-1].split("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class TargetsFile:
+    """The file_sd targets file the console keeps for Prometheus, after a refresh."""
+
+    path: str
+    targets: tuple[ScrapeTarget, ...]
+    changed: bool  # False when the file already said exactly this

@@ -48,7 +48,9 @@ class Load:
             sent = time.monotonic()
             try:
                 r = await http.post(self.url + "/predict", json=body)
-                version = r.json().get("model", {}).get("version", "") if r.status_code == 200 else ""
+                version = (
+                    r.json().get("model", {}).get("version", "") if r.status_code == 200 else ""
+                )
                 status = r.status_code
             except httpx.HTTPError:
                 status, version = 0, ""
@@ -59,8 +61,11 @@ class Load:
         return sum(1 for r in self.results if r[2] != 200)
 
     def stale_after(self, switched_at: float, until: float, version: str) -> int:
-        return sum(1 for s, _, st, v in self.results
-                   if switched_at < s < until and st == 200 and v != version)
+        return sum(
+            1
+            for s, _, st, v in self.results
+            if switched_at < s < until and st == 200 and v != version
+        )
 
 
 def train_versions(tracking_uri: str) -> str:
@@ -77,9 +82,12 @@ def train_versions(tracking_uri: str) -> str:
     for seed in (1, 2):
         clf = RandomForestClassifier(n_estimators=20, random_state=seed).fit(x, y)
         with mlflow.start_run():
-            info = mlflow.sklearn.log_model(clf, name="model",
-                                            signature=infer_signature(x, clf.predict(x)),
-                                            skops_trusted_types=["sklearn.tree._tree.Tree"])
+            info = mlflow.sklearn.log_model(
+                clf,
+                name="model",
+                signature=infer_signature(x, clf.predict(x)),
+                skops_trusted_types=["sklearn.tree._tree.Tree"],
+            )
         mlflow.register_model(info.model_uri, name)
     return name
 
@@ -125,22 +133,29 @@ def main() -> int:
         until = switches[i + 1][1] if i + 1 < len(switches) else float("inf")
         stale += load.stale_after(done, until, target)
     ours_failed = load.failures()
-    print(f"requests {len(load.results)}, failed {ours_failed}, answered by the old version "
-          f"after a switch returned {stale}")
+    print(
+        f"requests {len(load.results)}, failed {ours_failed}, answered by the old version "
+        f"after a switch returned {stale}"
+    )
     for target, start, done in switches:
-        print(f"switch to v{target}: {done - start:.2f} s (new container started, ready, "
-              "traffic moved, old drained)")
+        print(
+            f"switch to v{target}: {done - start:.2f} s (new container started, ready, "
+            "traffic moved, old drained)"
+        )
 
     # The peer: stop-then-start on the same port, with the same load.
     naive_failed, naive_total = naive_switch(client, built, args)
-    print(f"peer (stop old, start new on the same port): requests {naive_total}, "
-          f"failed {naive_failed}")
+    print(
+        f"peer (stop old, start new on the same port): requests {naive_total}, "
+        f"failed {naive_failed}"
+    )
     print("target (0 failed, 0 stale):", "MET" if ours_failed == 0 and stale == 0 else "NOT MET")
     return 0 if ours_failed == 0 and stale == 0 else 1
 
 
-def naive_switch(client: object, built: dict[str, object], args: argparse.Namespace
-                 ) -> tuple[int, int]:
+def naive_switch(
+    client: object, built: dict[str, object], args: argparse.Namespace
+) -> tuple[int, int]:
     from backends import containers
 
     port = containers.free_port()
@@ -148,8 +163,12 @@ def naive_switch(client: object, built: dict[str, object], args: argparse.Namesp
     def run(v: str) -> object:
         image = built[v]
         c = client.containers.run(  # type: ignore[attr-defined]
-            image.tags[0], detach=True, network_mode="host",  # type: ignore[attr-defined]
-            environment={"MLOPS_PORT": str(port)}, name=f"bench-naive-{os.getpid()}-{v}")
+            image.tags[0],
+            detach=True,
+            network_mode="host",  # type: ignore[attr-defined]
+            environment={"MLOPS_PORT": str(port)},
+            name=f"bench-naive-{os.getpid()}-{v}",
+        )
         containers._wait_ready(c, f"http://127.0.0.1:{port}", 120)
         return c
 

@@ -26,10 +26,20 @@ import uvicorn
 
 log = logging.getLogger("server.router")
 
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
-    "transfer-encoding", "upgrade", "host", "content-length",
-})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
 Scope = dict[str, Any]
 
 
@@ -54,14 +64,18 @@ class Router:
         body = await _read_body(receive)
         if scope["path"].startswith("/-/router/"):
             status, payload = await self._admin(scope, body)
-            await _respond(send, status, [(b"content-type", b"application/json")],
-                           json.dumps(payload).encode())
+            await _respond(
+                send, status, [(b"content-type", b"application/json")], json.dumps(payload).encode()
+            )
             return
         await self._forward(scope, body, send)
 
     async def _forward(self, scope: Scope, body: bytes, send: Any) -> None:
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
-                   if k.decode("latin-1").lower() not in HOP_BY_HOP]
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in scope["headers"]
+            if k.decode("latin-1").lower() not in HOP_BY_HOP
+        ]
         query = scope.get("query_string", b"").decode("latin-1")
         path = scope["path"] + (f"?{query}" if query else "")
         for attempt in (1, 2):
@@ -75,14 +89,28 @@ class Router:
                 # Nothing reached the upstream, so retrying (on the now-current one) is safe.
                 if attempt == 1:
                     continue
-                await _respond(send, 502, [(b"content-type", b"application/json")], json.dumps(
-                    {"error": {"type": "upstream_unreachable", "message": str(exc),
-                               "details": {"upstream": upstream}}}).encode())
+                await _respond(
+                    send,
+                    502,
+                    [(b"content-type", b"application/json")],
+                    json.dumps(
+                        {
+                            "error": {
+                                "type": "upstream_unreachable",
+                                "message": str(exc),
+                                "details": {"upstream": upstream},
+                            }
+                        }
+                    ).encode(),
+                )
                 return
             finally:
                 self.in_flight[upstream] -= 1
-            out_headers = [(k.encode("latin-1"), v.encode("latin-1"))
-                           for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP]
+            out_headers = [
+                (k.encode("latin-1"), v.encode("latin-1"))
+                for k, v in response.headers.items()
+                if k.lower() not in HOP_BY_HOP
+            ]
             await _respond(send, response.status_code, out_headers, response.content)
             return
 
@@ -93,8 +121,11 @@ class Router:
         if path != "/-/router/upstream":
             return 404, {"error": {"type": "not_found", "message": path, "details": {}}}
         if method == "GET":
-            return 200, {"upstream": self.upstream, "switches": self.switches,
-                         "in_flight": dict(self.in_flight)}
+            return 200, {
+                "upstream": self.upstream,
+                "switches": self.switches,
+                "in_flight": dict(self.in_flight),
+            }
         denied = self._denied(scope)
         if denied:
             return denied
@@ -103,8 +134,13 @@ class Router:
             target = str(doc["upstream"]).rstrip("/")
             drain_timeout = float(doc.get("drain_timeout", 30))
         except (ValueError, KeyError, TypeError):
-            return 400, {"error": {"type": "invalid_payload", "details": {},
-                                   "message": 'send {"upstream": "http://host:port"}'}}
+            return 400, {
+                "error": {
+                    "type": "invalid_payload",
+                    "details": {},
+                    "message": 'send {"upstream": "http://host:port"}',
+                }
+            }
         previous, self.upstream = self.upstream, target
         self.switches += 1
         drained = await self._drain(previous, drain_timeout)
@@ -155,8 +191,13 @@ async def _read_body(receive: Any) -> bytes:
 
 
 async def _respond(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -170,8 +211,14 @@ def main(argv: list[str] | None = None) -> None:
     host, _, port = args.listen.rpartition(":")
     logging.basicConfig(level="INFO", format="%(asctime)s %(name)s %(message)s")
     router = Router(args.upstream, os.environ.get("MLOPS_ADMIN_TOKEN") or None)
-    uvicorn.run(router, host=host or "127.0.0.1", port=int(port), log_level="warning",
-                access_log=False, timeout_graceful_shutdown=30)
+    uvicorn.run(
+        router,
+        host=host or "127.0.0.1",
+        port=int(port),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
 
 
 if __name__ == "__main__":

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +16,51 @@ from tests import services
 
 # Child processes (mlflow run, the example's `python train.py`) must find this venv's python.
 os.environ["PATH"] = services.VENV_BIN + os.pathsep + os.environ.get("PATH", "")
+
+ROOT = Path(__file__).resolve().parents[1]
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def iris_frame():
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame
+    frame.columns = [*FEATURES, "target"]
+    return frame
+
+
+def example_train_module():
+    spec = importlib.util.spec_from_file_location("iris_train", ROOT / "examples/iris/train.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def iris_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow sklearn model saved to disk, with a drift reference and baked metadata."""
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.ensemble import RandomForestClassifier
+
+    frame = iris_frame()
+    x, y = frame[FEATURES], frame["target"]
+    clf = RandomForestClassifier(n_estimators=30, random_state=0, n_jobs=1).fit(x, y)
+    path = tmp_path_factory.mktemp("model") / "model"
+    mlflow.sklearn.save_model(
+        clf,
+        str(path),
+        signature=infer_signature(x, clf.predict(x)),
+        input_example=x.head(3),
+        skops_trusted_types=["sklearn.tree._tree.Tree"],
+    )
+    reference = example_train_module().drift_reference(x, 500, 0)
+    (path / "drift_reference.json").write_text(json.dumps(reference))
+    (path / "mlops-model.json").write_text(
+        json.dumps({"name": "iris", "version": "3", "run_id": "abc123", "alias": "champion"})
+    )
+    return path
 
 
 @pytest.fixture(scope="session")

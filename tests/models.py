@@ -9,8 +9,9 @@ from typing import Any
 from tests.server.conftest import FEATURES, example_train_module, iris_frame
 
 
-def log_version(experiment_id: str, name: str, seed: int, with_reference: bool,
-                tmp: Path) -> tuple[str, str]:
+def log_version(
+    experiment_id: str, name: str, seed: int, with_reference: bool, tmp: Path
+) -> tuple[str, str]:
     """Train a small iris forest, log it (and optionally its drift reference), register it.
 
     Returns (version, run id). The active tracking URI must point at the server.
@@ -24,8 +25,11 @@ def log_version(experiment_id: str, name: str, seed: int, with_reference: bool,
     clf = RandomForestClassifier(n_estimators=10 + seed, random_state=seed, max_depth=2).fit(x, y)
     with mlflow.start_run(experiment_id=experiment_id) as run:
         info = mlflow.sklearn.log_model(
-            clf, name="model", signature=infer_signature(x, clf.predict(x)),
-            input_example=x.head(3), skops_trusted_types=["sklearn.tree._tree.Tree"],
+            clf,
+            name="model",
+            signature=infer_signature(x, clf.predict(x)),
+            input_example=x.head(3),
+            skops_trusted_types=["sklearn.tree._tree.Tree"],
         )
         if with_reference:
             ref = tmp / f"ref-{name}-{seed}" / "drift_reference.json"

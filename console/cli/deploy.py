@@ -226,11 +226,10 @@ def _record(
 
 
 def _refresh_targets(client: object) -> None:
-    """Keep Prometheus' file_sd targets in step with the deployments (when configured)."""
+    """Keep Prometheus' file_sd targets in step with the deployments."""
+    from backends import discovery
+
     try:
-        from backends import discovery
-    except ImportError:
-        return
-    refresh = getattr(discovery, "refresh_from_docker", None)
-    if refresh is not None:
-        refresh(client)
+        discovery.refresh_from_docker(client)
+    except OSError as exc:  # the deployment itself succeeded; monitoring config is secondary
+        typer.echo(f"warning: could not update the Prometheus targets file: {exc}", err=True)

@@ -36,8 +36,12 @@ class Built:
 
 
 @pytest.fixture(scope="module")
-def built(mlflow_server: services.MlflowServer, docker_client: Any, base_image: str,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+def built(
+    mlflow_server: services.MlflowServer,
+    docker_client: Any,
+    base_image: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Built]:
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -50,12 +54,19 @@ def built(mlflow_server: services.MlflowServer, docker_client: Any, base_image: 
     log_version(exp, name, 2, False, tmp)
     MlflowClient(mlflow_server.url).set_registered_model_alias(name, "champion", "1")
     log: list[str] = []
-    v1 = images.build_image(docker_client, mlflow_server.url,
-                            images.resolve_version(mlflow_server.url, f"{name}@champion"),
-                            base_image=base_image, on_log=log.append)
-    v2 = images.build_image(docker_client, mlflow_server.url,
-                            images.resolve_version(mlflow_server.url, f"{name}/2"),
-                            base_image=base_image)
+    v1 = images.build_image(
+        docker_client,
+        mlflow_server.url,
+        images.resolve_version(mlflow_server.url, f"{name}@champion"),
+        base_image=base_image,
+        on_log=log.append,
+    )
+    v2 = images.build_image(
+        docker_client,
+        mlflow_server.url,
+        images.resolve_version(mlflow_server.url, f"{name}/2"),
+        base_image=base_image,
+    )
     yield Built(mlflow_server.url, name, v1, v2, log)
     for deployment in containers.list_deployments(docker_client):
         if deployment.model == name:
@@ -81,8 +92,9 @@ def test_image_is_labelled_non_root_and_carries_no_tracking_address(
     port = built.tracking_uri.rsplit(":", 1)[1]
     everything = str(image.history()) + str(image.attrs["Config"])
     assert built.tracking_uri not in everything and f":{port}" not in everything
-    out = docker_client.containers.run(built.v1.id, ["id", "-u"], remove=True,
-                                       network_disabled=True)
+    out = docker_client.containers.run(
+        built.v1.id, ["id", "-u"], remove=True, network_disabled=True
+    )
     assert out.decode().strip() == "10001"
     listed = {i.version for i in images.list_images(docker_client, model=built.name)}
     assert listed == {"1", "2"}
@@ -91,10 +103,14 @@ def test_image_is_labelled_non_root_and_carries_no_tracking_address(
 def test_rebuilding_an_unchanged_version_is_all_cache(built: Built, docker_client: Any) -> None:
     log: list[str] = []
     start = time.monotonic()
-    again = images.build_image(docker_client, built.tracking_uri,
-                               images.resolve_version(built.tracking_uri, f"{built.name}/1"),
-                               base_image=services.BASE_IMAGE, tag=built.v1.tags[0],
-                               on_log=log.append)
+    again = images.build_image(
+        docker_client,
+        built.tracking_uri,
+        images.resolve_version(built.tracking_uri, f"{built.name}/1"),
+        base_image=services.BASE_IMAGE,
+        tag=built.v1.tags[0],
+        on_log=log.append,
+    )
     steps = [line for line in log if line.startswith("Step ")]
     cached = [line for line in log if "Using cache" in line]
     assert again.id == built.v1.id
@@ -107,8 +123,7 @@ def test_deployment_predicts_like_in_process_and_switches_without_failures(
 ) -> None:
     port = services.free_port()
     name = f"t{os.getpid()}"
-    deployment, replaced = containers.deploy(docker_client, built.v1, name, port=port,
-                                             alias="champion")
+    _, replaced = containers.deploy(docker_client, built.v1, name, port=port, alias="champion")
     assert replaced is None
     url = f"http://127.0.0.1:{port}"
     rows = iris_frame()[FEATURES].values.tolist()
@@ -117,8 +132,13 @@ def test_deployment_predicts_like_in_process_and_switches_without_failures(
     assert got["model"]["version"] == "1"
 
     (ps,) = [d for d in containers.list_deployments(docker_client) if d.name == name]
-    assert (ps.model, ps.version, ps.alias, ps.port, ps.state) == (built.name, "1", "champion",
-                                                                   port, "running")
+    assert (ps.model, ps.version, ps.alias, ps.port, ps.state) == (
+        built.name,
+        "1",
+        "champion",
+        port,
+        "running",
+    )
 
     statuses: list[tuple[float, int, str]] = []
     stop = threading.Event()
@@ -129,8 +149,13 @@ def test_deployment_predicts_like_in_process_and_switches_without_failures(
                 sent = time.monotonic()  # by send time: a request sent after a switch
                 try:  # returned must be answered by the new version
                     r = http.post(f"{url}/predict", json={"data": [rows[0]]})
-                    statuses.append((sent, r.status_code,
-                                     r.json()["model"]["version"] if r.status_code == 200 else ""))
+                    statuses.append(
+                        (
+                            sent,
+                            r.status_code,
+                            r.json()["model"]["version"] if r.status_code == 200 else "",
+                        )
+                    )
                 except httpx.HTTPError:
                     statuses.append((sent, 0, ""))
 
@@ -158,8 +183,17 @@ def test_deployment_predicts_like_in_process_and_switches_without_failures(
     after = [v for at, _, v in statuses if at > rolled]
     assert between and set(between) == {"2"}
     assert after and set(after) == {"1"}
-    assert len([c for c in docker_client.containers.list(
-        filters={"label": f"org.mlops-console.deployment={name}"})]) == 2  # router + one model
+    assert (
+        len(
+            [
+                c
+                for c in docker_client.containers.list(
+                    filters={"label": f"org.mlops-console.deployment={name}"}
+                )
+            ]
+        )
+        == 2
+    )  # router + one model
     containers.remove_deployment(docker_client, name)
     assert not any(d.name == name for d in containers.list_deployments(docker_client))
 
@@ -176,9 +210,15 @@ def test_port_in_use_is_a_conflict_naming_the_port(built: Built, docker_client: 
 def test_a_crashing_container_shows_its_last_log_lines(built: Built, docker_client: Any) -> None:
     # Follow an alias that does not exist: the server cannot load and exits at start.
     with pytest.raises(containers.ContainerFailed) as failure:
-        containers.deploy(docker_client, built.v1, f"crash{os.getpid()}",
-                          port=services.free_port(), follow_alias_ref=f"{built.name}@nosuch",
-                          tracking_uri=built.tracking_uri, timeout=90)
+        containers.deploy(
+            docker_client,
+            built.v1,
+            f"crash{os.getpid()}",
+            port=services.free_port(),
+            follow_alias_ref=f"{built.name}@nosuch",
+            tracking_uri=built.tracking_uri,
+            timeout=90,
+        )
     assert "failed to load" in failure.value.message
     assert "nosuch" in failure.value.message
 
@@ -192,13 +232,18 @@ def test_a_failing_build_names_the_step(built: Built, docker_client: Any, tmp_pa
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     tag = "mlops-test-nopython:1"
-    docker_client.api.import_image_from_data(buffer.getvalue(), repository="mlops-test-nopython",
-                                              tag="1")
+    docker_client.api.import_image_from_data(
+        buffer.getvalue(), repository="mlops-test-nopython", tag="1"
+    )
     try:
         with pytest.raises(BackendError) as failure:
-            images.build_image(docker_client, built.tracking_uri,
-                               images.resolve_version(built.tracking_uri, f"{built.name}/1"),
-                               base_image=tag, tag="mlops-test-broken:1")
+            images.build_image(
+                docker_client,
+                built.tracking_uri,
+                images.resolve_version(built.tracking_uri, f"{built.name}/1"),
+                base_image=tag,
+                tag="mlops-test-broken:1",
+            )
         assert failure.value.title == "Image build failed"
         assert "Step" in failure.value.message and "RUN python3 -m venv" in failure.value.message
     finally:
@@ -217,15 +262,19 @@ def test_cli_says_docker_is_unreachable_with_exit_3(tmp_path: Path) -> None:
 def test_cli_deploy_rollback_and_history(built: Built, docker_client: Any) -> None:
     import json
 
-    from console.cli.main import app
     from mlflow.tracking import MlflowClient
+
+    from console.cli.main import app
 
     runner = CliRunner()
     env = {"MLFLOW_TRACKING_URI": built.tracking_uri, "MLOPS_USER": "ci-operator"}
     port = str(services.free_port())
     name = f"cli{os.getpid()}"
-    first = runner.invoke(app, ["deploy", "up", f"{built.name}@champion", "--name", name,
-                                "--port", port, "--quiet"], env=env)
+    first = runner.invoke(
+        app,
+        ["deploy", "up", f"{built.name}@champion", "--name", name, "--port", port, "--quiet"],
+        env=env,
+    )
     assert first.exit_code == 0, first.output
     assert f"v1 serving on http://127.0.0.1:{port}" in first.output
     nothing = runner.invoke(app, ["deploy", "rollback", name], env=env)
@@ -233,12 +282,26 @@ def test_cli_deploy_rollback_and_history(built: Built, docker_client: Any) -> No
 
     MlflowClient(built.tracking_uri).set_registered_model_alias(built.name, "champion", "2")
     try:
-        upgraded = runner.invoke(app, ["deploy", "up", f"{built.name}@champion", "--name", name,
-                                       "--port", port, "--reason", "new model"], env=env)
+        upgraded = runner.invoke(
+            app,
+            [
+                "deploy",
+                "up",
+                f"{built.name}@champion",
+                "--name",
+                name,
+                "--port",
+                port,
+                "--reason",
+                "new model",
+            ],
+            env=env,
+        )
         assert upgraded.exit_code == 0, upgraded.output
         assert "v2 serving" in upgraded.output and "(was v1)" in upgraded.output
-        back = runner.invoke(app, ["deploy", "rollback", name, "--reason", "p99 regressed"],
-                             env=env)
+        back = runner.invoke(
+            app, ["deploy", "rollback", name, "--reason", "p99 regressed"], env=env
+        )
         assert back.exit_code == 0, back.output
         assert "rolled back from v2 to v1" in back.output
     finally:
@@ -252,11 +315,16 @@ def test_cli_deploy_rollback_and_history(built: Built, docker_client: Any) -> No
 
     history = runner.invoke(app, ["models", "history", built.name, "--json"], env=env)
     assert history.exit_code == 0, history.output
-    moves = [(e["action"], e["from_version"], e["to_version"], e["who"], e["reason"])
-             for e in json.loads(history.output) if e["alias"] == f"deploy/{name}"]
-    assert moves == [("deploy", None, 1, "ci-operator", ""),
-                     ("deploy", 1, 2, "ci-operator", "new model"),
-                     ("rollback", 2, 1, "ci-operator", "p99 regressed")]
+    moves = [
+        (e["action"], e["from_version"], e["to_version"], e["who"], e["reason"])
+        for e in json.loads(history.output)
+        if e["alias"] == f"deploy/{name}"
+    ]
+    assert moves == [
+        ("deploy", None, 1, "ci-operator", ""),
+        ("deploy", 1, 2, "ci-operator", "new model"),
+        ("rollback", 2, 1, "ci-operator", "p99 regressed"),
+    ]
 
     down = runner.invoke(app, ["deploy", "down", name], env=env)
     assert down.exit_code == 0

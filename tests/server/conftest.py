@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,50 +12,11 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from server.config import ServerConfig
 
-ROOT = Path(__file__).resolve().parents[2]
-FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+# The iris model fixture and its helpers live in tests/conftest.py (the monitoring tests serve it
+# too); the names stay importable from here for the tests that import them.
+from tests.conftest import FEATURES, ROOT, example_train_module, iris_frame
 
-
-def iris_frame():
-    from sklearn.datasets import load_iris
-
-    frame = load_iris(as_frame=True).frame
-    frame.columns = [*FEATURES, "target"]
-    return frame
-
-
-def example_train_module():
-    spec = importlib.util.spec_from_file_location("iris_train", ROOT / "examples/iris/train.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def iris_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow sklearn model saved to disk, with a drift reference and baked metadata."""
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-    from sklearn.ensemble import RandomForestClassifier
-
-    frame = iris_frame()
-    x, y = frame[FEATURES], frame["target"]
-    clf = RandomForestClassifier(n_estimators=30, random_state=0, n_jobs=1).fit(x, y)
-    path = tmp_path_factory.mktemp("model") / "model"
-    mlflow.sklearn.save_model(
-        clf,
-        str(path),
-        signature=infer_signature(x, clf.predict(x)),
-        input_example=x.head(3),
-        skops_trusted_types=["sklearn.tree._tree.Tree"],
-    )
-    reference = example_train_module().drift_reference(x, 500, 0)
-    (path / "drift_reference.json").write_text(json.dumps(reference))
-    (path / "mlops-model.json").write_text(
-        json.dumps({"name": "iris", "version": "3", "run_id": "abc123", "alias": "champion"})
-    )
-    return path
+__all__ = ["FEATURES", "ROOT", "example_train_module", "iris_frame"]
 
 
 def wait_ready(client: TestClient, timeout: float = 60) -> None:

@@ -1,0 +1,304 @@
+"""Monitoring against the real thing: a Prometheus scraping a real `python -m server` under
+generated traffic, with the shipped alert rules (their `for:` shortened to seconds)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from backends.discovery import target_groups
+from backends.metrics import PrometheusSource, ScrapeSource, parse_exposition
+from backends.promql import Scope, bucket_quantile
+from backends.records import DeploymentHealth, ScrapeTarget
+from console.cli.exit_codes import ExitCode
+from console.cli.main import app
+from tests import services
+from tests.conftest import FEATURES, ROOT, iris_frame
+
+pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
+
+RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
+DEPLOYMENT = "iris-test"
+WEIRD = 'we"ird\\model\nname {x="1"} .*'  # a model name that must neither break nor inject
+runner = CliRunner()
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T | None], what: str, timeout: float = 30) -> T:
+    """Poll until ``probe`` returns something truthy (Prometheus scrapes and evaluates each 1 s)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def send(url: str, rows: list[list[float]], batch: int = 1) -> int:
+    """POST rows to /predict, ``batch`` rows per request; the number of requests sent."""
+    sent = 0
+    with httpx.Client(timeout=30) as client:
+        for i in range(0, len(rows), batch):
+            response = client.post(f"{url}/predict", json={"data": rows[i : i + batch]})
+            assert response.status_code == 200, response.text
+            sent += 1
+    return sent
+
+
+def iris_rows() -> list[list[float]]:
+    return iris_frame()[FEATURES].to_numpy(dtype=float).tolist()
+
+
+@pytest.fixture(scope="module")
+def model_server(iris_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A model server of our own (its histogram holds only this module's traffic)."""
+    port = services.free_port()
+    log = tmp_path_factory.mktemp("monitored-server") / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "server", "--model-uri", str(iris_model_dir)),
+                *("--port", str(port), "--log-level", "warning"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+            # Drift every 0.5 s over the last 300 rows: a shift shows within a second.
+            env=services.env_with_venv_on_path(
+                MLOPS_DRIFT_INTERVAL="0.5", MLOPS_DRIFT_WINDOW="300"
+            ),
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        services._wait_http(f"{url}/ready", proc, log, 90, "python -m server")
+        yield url
+    finally:
+        services._stop(proc)
+
+
+@pytest.fixture(scope="module")
+def fast_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped rules.yml, unchanged but for every `for:` cut to 2 s."""
+    import yaml
+
+    doc = yaml.safe_load(RULES.read_text())
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = "2s"
+    path = tmp_path_factory.mktemp("rules") / "rules-fast.yml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def prom(
+    tmp_path_factory: pytest.TempPathFactory, fast_rules: Path, model_server: str
+) -> Iterator[services.PrometheusServer]:
+    """Prometheus with the fast rules, finding the server through file_sd groups we generate."""
+    server = services.start_prometheus(tmp_path_factory.mktemp("prom-rules"), [fast_rules])
+    try:
+        # Create the request series before Prometheus' first look, so rate() sees every request.
+        send(model_server, iris_rows()[:1])
+        assert httpx.post(f"{model_server}/predict", json={"data": [[1.0]]}).status_code == 422
+        server.set_targets(
+            target_groups(
+                [
+                    ScrapeTarget(model_server, DEPLOYMENT, "iris", "3", "champion"),
+                    ScrapeTarget(model_server, "weird", WEIRD, "3", ""),
+                ]
+            )
+        )
+        source = PrometheusSource(server.url)
+        eventually(
+            lambda: (
+                {r.deployment: r.requests_total for r in source.snapshot().rows}
+                == {DEPLOYMENT: 2.0, "weird": 2.0}
+            ),
+            "both targets scraped",
+        )
+        yield server
+    finally:
+        services.stop(server)
+
+
+def row_of(rows: tuple[DeploymentHealth, ...], deployment: str = DEPLOYMENT) -> DeploymentHealth:
+    (row,) = [r for r in rows if r.deployment == deployment]
+    return row
+
+
+def server_total(url: str) -> float:
+    exposition = parse_exposition(httpx.get(f"{url}/metrics").text)
+    return sum(v for _, v in exposition.values("mlops_requests_total"))
+
+
+def test_p99_matches_the_servers_histogram_within_a_bucket(
+    prom: services.PrometheusServer, model_server: str
+) -> None:
+    rows = iris_rows()
+    send(model_server, rows * 2)  # single rows: ~1-5 ms each
+    send(model_server, rows * 4, batch=60)  # bigger batches: slower answers, a real tail
+    total = server_total(model_server)
+    source = PrometheusSource(prom.url, window="10m")  # a window covering the server's life
+    eventually(
+        lambda: row_of(source.snapshot(Scope(deployment=DEPLOYMENT)).rows).requests_total == total,
+        "Prometheus to scrape all requests",
+    )
+    time.sleep(1.5)  # one more scrape after the last request, so rate() ends on it
+    p99 = row_of(source.snapshot(Scope(deployment=DEPLOYMENT)).rows).latency.p99
+
+    # The reference: the same quantile over the server's own cumulative histogram.
+    exposition = parse_exposition(httpx.get(f"{model_server}/metrics").text)
+    buckets: dict[float, float] = {}
+    for labels, value in exposition.values("mlops_request_duration_seconds_bucket"):
+        buckets[float(labels["le"])] = buckets.get(float(labels["le"]), 0.0) + value
+    reference = bucket_quantile(0.99, sorted(buckets.items()))
+    assert p99 is not None and reference is not None
+    bounds = sorted(buckets)
+    upper = next(b for b in bounds if reference <= b)
+    lower = max([0.0] + [b for b in bounds if b < upper])
+    assert abs(p99 - reference) <= upper - lower, (p99, reference, (lower, upper))
+
+
+def test_direct_scrape_agrees_with_prometheus_on_request_counts(
+    prom: services.PrometheusServer, model_server: str
+) -> None:
+    target = ScrapeTarget(model_server, DEPLOYMENT, "iris", "3", "champion")
+    scrape = ScrapeSource([target], interval=0.5)
+    before = row_of(scrape.snapshot().rows).requests_total
+    sent = send(model_server, iris_rows()[:40])
+    for _ in range(5):
+        httpx.post(f"{model_server}/predict", json={"data": [[1.0, 2.0]]})  # 422s count too
+    scraped = row_of(scrape.snapshot().rows)
+    assert before is not None and scraped.requests_total == before + sent + 5
+    prometheus = PrometheusSource(prom.url, window="10s")
+    seen = eventually(
+        lambda: (
+            row_of(prometheus.snapshot().rows)
+            if row_of(prometheus.snapshot().rows).requests_total == scraped.requests_total
+            else None
+        ),
+        "Prometheus' count to catch up",
+    )
+    assert seen.requests_total == scraped.requests_total
+    assert (seen.model, seen.version, seen.alias) == (scraped.model, scraped.version, scraped.alias)
+    # Per model version too: the iris/3 row sums exactly the one iris deployment.
+    (by_version,) = [r for r in prometheus.snapshot(per="version").rows if r.model == "iris"]
+    (scraped_version,) = scrape.snapshot(per="version").rows
+    assert by_version.requests_total == scraped_version.requests_total == scraped.requests_total
+    # And over time, for plots: the request rate since Prometheus started, a point a second.
+    (series,) = prometheus.history(
+        "request_rate", Scope(deployment=DEPLOYMENT), minutes=2, step="1s"
+    )
+    assert series.labels["deployment"] == DEPLOYMENT
+    assert series.points and max(v for _, v in series.points) > 0
+
+
+def test_shifted_inputs_raise_the_drift_gauge_and_fire_the_drift_alert(
+    prom: services.PrometheusServer, model_server: str
+) -> None:
+    source = PrometheusSource(prom.url, window="10s")
+    scope = Scope(deployment=DEPLOYMENT)
+    rows = iris_rows()
+    send(model_server, rows * 2, batch=30)  # 300 rows: the window holds the training data itself
+
+    def psi_of(feature: str) -> float | None:
+        drift = {d.feature: d for d in row_of(source.snapshot(scope).rows).drift}
+        return drift[feature].psi if feature in drift else None
+
+    def settled() -> bool:
+        psi = psi_of("petal_length")
+        return psi is not None and psi < 0.05
+
+    eventually(settled, "PSI of unshifted inputs near 0")
+    assert not [a for a in source.alerts(scope) if a.name == "MlopsFeatureDrift"]
+
+    shifted = [[a, b, c + 4.0, d] for a, b, c, d in rows]  # petal_length moves 4 cm
+    send(model_server, shifted * 2 + shifted[:100], batch=20)  # 400 rows: the whole window
+
+    eventually(lambda: (psi_of("petal_length") or 0.0) > 0.2, "the drift gauge to rise")
+    row = row_of(source.snapshot(scope).rows)
+    worst = row.worst_drift
+    assert worst is not None and worst.feature == "petal_length" and worst.drifted
+    assert {d.feature for d in row.drift if d.drifted} == {"petal_length"}
+
+    def firing() -> list[Any]:
+        return [
+            a for a in source.alerts(scope) if a.name == "MlopsFeatureDrift" and a.state == "firing"
+        ]
+
+    (alert,) = eventually(firing, "MlopsFeatureDrift to fire")
+    assert alert.labels["feature"] == "petal_length" and alert.severity == "warning"
+    assert alert.labels["model"] == "iris" and alert.labels["version"] == "3"
+    assert alert.active_since is not None
+
+    # The operator's view says the same: the row is marked, the alert listed under the table.
+    result = runner.invoke(
+        app, ["monitor", DEPLOYMENT], env={"PROMETHEUS_URL": prom.url, "COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    assert f"source: prometheus {prom.url}" in result.output
+    assert "DRIFT" in result.output and "FIRING   MlopsFeatureDrift" in result.output
+    doc = json.loads(
+        runner.invoke(
+            app, ["monitor", DEPLOYMENT, "--json"], env={"PROMETHEUS_URL": prom.url}
+        ).output
+    )
+    assert [r["deployment"] for r in doc["rows"]] == [DEPLOYMENT]
+    assert any(a["name"] == "MlopsFeatureDrift" for a in doc["rows"][0]["alerts"])
+
+
+def test_label_values_with_quotes_backslashes_and_newlines_are_matched_not_injected(
+    prom: services.PrometheusServer,
+) -> None:
+    source = PrometheusSource(prom.url)
+    weird = eventually(lambda: source.snapshot(Scope(model=WEIRD)).rows, "the weird target")
+    assert [(r.deployment, r.model) for r in weird] == [("weird", WEIRD)]
+    # An injection attempt is one odd value, not more PromQL: it matches nothing, breaks nothing.
+    for attempt in ('iris"} or up{job="prometheus', 'iris\\", x="', ".*", "iris\n"):
+        assert source.snapshot(Scope(model=attempt)).rows == ()
+        assert source.alerts(Scope(model=attempt)) == ()
+
+
+def test_mlops_monitor_target_reads_a_server_directly(model_server: str) -> None:
+    result = runner.invoke(
+        app,
+        ["monitor", "--target", model_server, "--interval", "0.5"],
+        env={"PROMETHEUS_URL": "", "COLUMNS": "160"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "source: direct scrape" in result.output and "iris/3" in result.output
+    doc = json.loads(
+        runner.invoke(
+            app,
+            ["monitor", "-t", model_server, "--json", "--interval", "0.5"],
+            env={"PROMETHEUS_URL": ""},
+        ).output
+    )
+    (row,) = doc["rows"]
+    assert row["model"] == "iris" and row["up"] and row["requests_total"] >= 1
+    assert doc["source"] == "direct scrape" and doc["alerts"] is None
+
+
+def test_prometheus_down_exits_3_with_a_clear_message(tmp_path: Path) -> None:
+    stopped = services.start_prometheus(tmp_path)
+    assert httpx.get(f"{stopped.url}/-/ready").status_code == 200
+    services.stop(stopped)
+    for args in (["monitor"], ["monitor", "--json"], ["monitor", "--watch"]):
+        result = runner.invoke(app, args, env={"PROMETHEUS_URL": stopped.url})
+        assert result.exit_code == ExitCode.UNREACHABLE, (args, result.output)
+        assert (
+            f"Prometheus unreachable: Prometheus at {stopped.url} is unreachable" in result.output
+        )

@@ -1,0 +1,126 @@
+"""Discovery: deployments → file_sd target groups, and the atomic targets file."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from backends import discovery
+from backends.errors import Unavailable
+from backends.records import Deployment, ScrapeTarget
+
+
+def deployment(name: str, **over: object) -> Deployment:
+    fields: dict[str, object] = {
+        "name": name,
+        "model": "iris",
+        "version": "3",
+        "alias": "champion",
+        "run_id": "r1",
+        "image": "mlops/iris:3",
+        "container_id": "abc",
+        "state": "running",
+        "health": "healthy",
+        "host": "127.0.0.1",
+        "port": 8081,
+        "started_at": datetime(2025, 1, 1, tzinfo=UTC),
+    }
+    fields.update(over)
+    return Deployment(**fields)  # type: ignore[arg-type]
+
+
+def test_scrape_targets_keep_reachable_deployments_sorted_by_name() -> None:
+    found = discovery.scrape_targets(
+        [
+            deployment("web", port=8082),
+            deployment("api", host="0.0.0.0", port=8081),
+            deployment("v6", host="::1", port=8083),
+            deployment("no-port", port=None),
+            deployment("stopped", state="exited"),
+            deployment("flapping", state="restarting", port=8084),
+        ]
+    )
+    assert [(t.deployment, t.url) for t in found] == [
+        ("api", "http://127.0.0.1:8081"),  # published on every interface: reached on loopback
+        ("flapping", "http://127.0.0.1:8084"),  # kept: Prometheus must see it down and alert
+        ("v6", "http://[::1]:8083"),
+        ("web", "http://127.0.0.1:8082"),
+    ]
+    assert found[2].address == "[::1]:8083"
+
+
+def test_target_groups_carry_model_version_alias_and_deployment() -> None:
+    groups = discovery.target_groups(discovery.scrape_targets([deployment("web", alias="")]))
+    assert groups == [
+        {
+            "targets": ["127.0.0.1:8081"],
+            "labels": {"model": "iris", "version": "3", "alias": "", "deployment": "web"},
+        }
+    ]
+
+
+def test_targets_file_is_written_atomically_and_only_when_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "sd" / "mlops.json"
+    nasty = ScrapeTarget("http://h:1", deployment="d", model='we"ird\\name\n', version="1")
+    groups = discovery.target_groups([nasty])
+    assert discovery.write_groups(groups, path) is True
+    assert json.loads(path.read_text()) == groups  # the exact label values survive
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    before = path.stat().st_mtime_ns
+    assert discovery.write_groups(groups, path) is False
+    assert path.stat().st_mtime_ns == before
+    assert discovery.write_groups([], path) is True
+    assert json.loads(path.read_text()) == []
+    assert sorted(p.name for p in path.parent.iterdir()) == ["mlops.json"]  # no temp files left
+
+
+def test_refresh_targets_defaults_to_the_configured_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_TARGETS_FILE", str(tmp_path / "t.json"))
+    written = discovery.refresh_targets([deployment("web"), deployment("gone", state="exited")])
+    assert written.path == str(tmp_path / "t.json") and written.changed
+    assert [t.deployment for t in written.targets] == ["web"]
+    assert len(json.loads((tmp_path / "t.json").read_text())) == 1
+    assert discovery.refresh_targets([deployment("web")]).changed is False
+
+
+def test_default_path_follows_xdg_state_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLOPS_TARGETS_FILE", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert (
+        discovery.default_targets_path() == tmp_path / "mlops-console" / "prometheus-targets.json"
+    )
+
+
+def test_without_a_docker_engine_listing_deployments_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(Unavailable, match="not reachable"):
+        discovery.running_deployments(f"unix://{tmp_path}/no-docker.sock")
+
+
+def test_deploy_commands_refresh_from_their_docker_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    client = object()
+    stub = types.ModuleType("backends.containers")
+    stub.list_deployments = lambda c: [deployment("web")] if c is client else []  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "backends.containers", stub)
+    written = discovery.refresh_from_docker(client, tmp_path / "t.json")
+    assert [t.deployment for t in written.targets] == ["web"] and written.changed
+
+
+def test_an_unreachable_docker_engine_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("backends.containers", reason="the containers backend is not here yet")
+    missing = f"unix://{os.path.join(os.sep, 'nonexistent', 'docker.sock')}"
+    with pytest.raises(Unavailable):
+        discovery.running_deployments(missing)
