@@ -15,6 +15,7 @@ remembers the version it replaced (label ``previous-version``), which is what ro
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import socket
 import time
@@ -264,6 +265,7 @@ def _start_model(
             MLOPS_MODEL_URI=follow_ref,
             MLOPS_FOLLOW_ALIAS="1",
             MLFLOW_TRACKING_URI=tracking_uri or "",
+            MLOPS_FOLLOW_INTERVAL=os.environ.get("MLOPS_FOLLOW_INTERVAL", "10"),
         )
     labels = {
         ROLE: "model",

@@ -116,6 +116,9 @@ def rollback(
     with backend_errors():
         client = docker_engine.connect(settings.docker_host)
         current = containers.get_deployment(client, name)
+        if current.follow_alias:
+            _rollback_alias(settings, current, to, reason)
+            return
         target = to or containers.rollback_target(client, name)
         image = _image_for(client, settings, f"{current.model}/{target}", as_json)
         deployment, replaced = containers.deploy(
@@ -133,6 +136,23 @@ def rollback(
         print_json(deployment)
     else:
         typer.echo(f"{name}: rolled back from v{replaced} to v{deployment.version}")
+
+
+def _rollback_alias(settings: Settings, current: Deployment, to: str | None, reason: str) -> None:
+    """A follow-alias deployment serves what its alias names: roll the alias back instead."""
+    from backends.registry import Registry
+
+    alias = current.alias or "champion"
+    event = Registry(settings.tracking_uri).rollback(
+        current.model, alias=alias, to=int(to) if to else None, reason=reason
+    )
+    if event is None:
+        typer.echo(f"{current.name}: {alias} already names v{to}; nothing moved")
+        return
+    typer.echo(
+        f"{current.name}: {current.model}@{alias} rolled back from v{event.from_version} to "
+        f"v{event.to_version}; the deployment follows the alias and reloads in place"
+    )
 
 
 @app.command("ps")

@@ -330,3 +330,59 @@ def test_cli_deploy_rollback_and_history(built: Built, docker_client: Any) -> No
     assert down.exit_code == 0
     missing = runner.invoke(app, ["deploy", "down", name], env=env)
     assert missing.exit_code == 4 and "no deployment named" in missing.output
+
+
+def test_follow_alias_deployment_reloads_when_the_alias_moves(
+    built: Built, docker_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLOPS_FOLLOW_INTERVAL", "1")
+    port = services.free_port()
+    name = f"follow{os.getpid()}"
+    deployment, _ = containers.deploy(
+        docker_client,
+        built.v1,
+        name,
+        port=port,
+        alias="champion",
+        follow_alias_ref=f"{built.name}@champion",
+        tracking_uri=built.tracking_uri,
+    )
+    assert deployment.follow_alias
+    url = f"http://127.0.0.1:{port}"
+    registry = MlflowClient(built.tracking_uri)
+    try:
+        assert httpx.get(f"{url}/version").json()["version"] == "1"
+        from backends.registry import Registry
+
+        # Through the registry (not a bare alias move), so the history knows where it came from.
+        Registry(built.tracking_uri).promote(built.name, 2, alias="champion", reason="test")
+        deadline = time.monotonic() + 60
+        versions = []
+        while time.monotonic() < deadline:
+            r = httpx.post(f"{url}/predict", json={"data": [[5.1, 3.5, 1.4, 0.2]]}, timeout=30)
+            assert r.status_code == 200, r.text  # no failed request while it reloads in place
+            versions.append(r.json()["model"]["version"])
+            if versions[-1] == "2":
+                break
+            time.sleep(0.1)
+        assert versions[-1] == "2", versions[-5:]
+        assert httpx.get(f"{url}/version").json()["alias"] == "champion"
+
+        from console.cli.main import app
+
+        back = CliRunner().invoke(
+            app, ["deploy", "rollback", name], env={"MLFLOW_TRACKING_URI": built.tracking_uri}
+        )
+        assert back.exit_code == 0, back.output
+        assert "rolled back from v2 to v1" in back.output and "reloads in place" in back.output
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if httpx.get(f"{url}/version").json()["version"] == "1":
+                break
+            time.sleep(0.2)
+        assert httpx.get(f"{url}/version").json()["version"] == "1"
+    finally:
+        registry.set_registered_model_alias(built.name, "champion", "1")
+        containers.remove_deployment(docker_client, name)
