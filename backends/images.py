@@ -27,6 +27,7 @@ from backends.docker_engine import LABEL, translate_errors
 from backends.errors import BackendError, InvalidInput, NotFound
 from backends.mlflow_client import connect as mlflow_connect
 from backends.mlflow_client import translate_errors as mlflow_errors
+from backends.mlflow_client import using_tracking_uri
 from backends.records import ServingImage
 
 __all__ = ["ResolvedVersion", "build_image", "find_image", "list_images", "resolve_version"]
@@ -260,8 +261,7 @@ def _link_tree(src: Path, dst: Path) -> None:
 def _download_model(tracking_uri: str, resolved: ResolvedVersion, model_dir: Path) -> None:
     import mlflow.artifacts
 
-    with mlflow_errors(tracking_uri):
-        os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri)
+    with mlflow_errors(tracking_uri), using_tracking_uri(tracking_uri):
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(
                 mlflow.artifacts.download_artifacts(

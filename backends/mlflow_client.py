@@ -97,3 +97,23 @@ def _translate(exc: Exception, tracking_uri: str) -> BackendError:
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
+
+
+@contextmanager
+def using_tracking_uri(tracking_uri: str) -> Iterator[None]:
+    """Point mlflow's process-wide URIs at ``tracking_uri`` for the block, then restore them.
+
+    Some MLflow calls resolve nested URIs (a registered version's ``models:/m-...`` source)
+    through the global tracking URI whatever URI the outer call was given.
+    """
+    import mlflow
+
+    previous_tracking = mlflow.get_tracking_uri()
+    previous_registry = mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous_tracking)
+        mlflow.set_registry_uri(previous_registry)

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from backends.errors import Conflict, GateFailed, InvalidInput, NotFound
-from backends.mlflow_client import connect, translate_errors
+from backends.mlflow_client import connect, translate_errors, using_tracking_uri
 from backends.records import (
     AliasAction,
     AliasEvent,
@@ -427,7 +427,7 @@ class Registry:
                     )
                 )
 
-        with tempfile.TemporaryDirectory(prefix="mlops-gate-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="mlops-gate-") as tmp, using_tracking_uri(self.uri):
             path = fetch(f"models:/{name}/{version}", f"{tmp}/candidate")
             if holder is None or holder == version:
                 why = "no version holds the alias" if holder is None else "it holds the alias"

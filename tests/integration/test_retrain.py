@@ -1,0 +1,167 @@
+"""`mlops retrain` against a real tracking server and a real model server under real traffic."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from tests import services
+from tests.server.conftest import FEATURES, iris_frame
+
+pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Serving:
+    url: str
+    name: str
+    run_id: str
+    tracking_uri: str
+    data: Path
+
+
+@pytest.fixture(scope="module")
+def serving(mlflow_server: services.MlflowServer, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[Serving]:
+    from backends.registry import Registry
+
+    tmp = tmp_path_factory.mktemp("retrain")
+    name = f"iris-retrain-{os.getpid()}"
+    env = services.env_with_venv_on_path(MLFLOW_TRACKING_URI=mlflow_server.url)
+    run = subprocess.run(
+        [sys.executable, "-m", "mlflow", "run", str(ROOT / "examples" / "iris"),
+         "--env-manager", "local", "--experiment-name", name, "-P", "n_estimators=20"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    run_id = re.search(r"run_id=([0-9a-f]{32})", run.stdout).group(1)  # type: ignore[union-attr]
+    registry = Registry(mlflow_server.url)
+    version = registry.register(run_id, name)
+    registry.promote(name, version.version, alias="champion", reason="first")
+
+    frame = iris_frame()
+    frame.to_csv(tmp / "clean.csv", index=False)
+    frame.assign(petal_length=frame.petal_length + 3.0).to_csv(tmp / "shifted.csv", index=False)
+
+    port = services.free_port()
+    log = tmp / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "--model-uri", f"{name}@champion", "--port",
+             str(port), "--log-level", "warning"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+            env={**env, "MLOPS_DRIFT_INTERVAL": "0.3", "MLOPS_DRIFT_WINDOW": "150"},
+        )
+    url = f"http://127.0.0.1:{port}"
+    services._wait_http(f"{url}/ready", proc, log, 90, "python -m server")
+    try:
+        yield Serving(url, name, run_id, mlflow_server.url, tmp)
+    finally:
+        services._stop(proc)
+
+
+def send(url: str, shift: float) -> None:
+    rows = iris_frame()[FEATURES].assign(petal_length=lambda f: f.petal_length + shift)
+    with httpx.Client() as http:
+        for row in rows.values.tolist():
+            assert http.post(f"{url}/predict", json={"data": [row]}).status_code == 200
+
+
+def wait_psi(url: str, above: bool) -> None:
+    from backends.retraining import serving_state
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        figures = {f.feature: f.psi for f in serving_state(url).drift.features}
+        psi = figures.get("petal_length")
+        if psi is not None and (psi > 0.2) == above:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"petal_length PSI never went {'above' if above else 'below'} 0.2")
+
+
+def cli(serving: Serving, *args: str) -> tuple[int, str]:
+    from console.cli.main import app
+
+    result = CliRunner().invoke(app, ["retrain", "--target", serving.url, "--quiet", *args],
+                                env={"MLFLOW_TRACKING_URI": serving.tracking_uri})
+    return result.exit_code, result.output
+
+
+def versions(serving: Serving) -> dict[str, str]:
+    from mlflow.tracking import MlflowClient
+
+    uri = serving.tracking_uri
+    model = MlflowClient(tracking_uri=uri, registry_uri=uri).get_registered_model(serving.name)
+    return {alias: str(v) for alias, v in model.aliases.items()}
+
+
+def test_if_drift_does_nothing_on_clean_traffic(serving: Serving) -> None:
+    send(serving.url, 0.0)
+    wait_psi(serving.url, above=False)
+    code, out = cli(serving, "--if-drift", "--data", str(serving.data / "clean.csv"))
+    assert code == 0, out
+    assert "no drift above threshold: nothing to retrain" in out
+    assert versions(serving) == {"champion": "1"}
+
+
+def test_shifted_traffic_trains_a_gated_challenger_that_waits_for_approval(
+    serving: Serving,
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    send(serving.url, 3.0)
+    wait_psi(serving.url, above=True)
+    code, out = cli(serving, "--if-drift", "--data", str(serving.data / "shifted.csv"))
+    assert code == 0, out
+    assert "drift: petal_length PSI=" in out
+    assert "challenger not worse than champion" in out
+    assert "waiting for approval" in out
+    assert versions(serving) == {"champion": "1", "challenger": "2"}  # nothing promoted yet
+
+    client = MlflowClient(tracking_uri=serving.tracking_uri, registry_uri=serving.tracking_uri)
+    new_run = client.get_run(client.get_model_version(serving.name, "2").run_id)
+    parent = client.get_run(serving.run_id)
+    assert new_run.data.tags["mlops.retrain.parent_run_id"] == serving.run_id
+    assert "petal_length" in new_run.data.tags["mlops.retrain.drift"]
+    assert new_run.data.params["n_estimators"] == parent.data.params["n_estimators"] == "20"
+    assert new_run.data.params["data"].endswith("shifted.csv")
+    digests = [i.dataset.digest for r in (new_run, parent) for i in r.inputs.dataset_inputs]
+    assert len(set(digests)) == 2  # the new data is recorded, with its own digest
+
+    from backends.registry import Registry
+
+    (challenger_event,) = Registry(serving.tracking_uri).history(serving.name, "challenger")
+    assert challenger_event.action == "promote" and challenger_event.to_version == 2
+    assert "PSI=" in challenger_event.reason and "not worse" in challenger_event.reason
+
+    # The human approval: --approve promotes what passed the gate.
+    code, out = cli(serving, "--if-drift", "--approve", "--data",
+                    str(serving.data / "shifted.csv"))
+    assert code == 0, out
+    assert "champion -> " in out and "(approved)" in out
+    assert versions(serving) == {"champion": "3", "challenger": "3"}
+    champion_moves = Registry(serving.tracking_uri).history(serving.name, "champion")
+    assert champion_moves[-1].reason.startswith("approved: retrain of v1")
+
+
+def test_bad_input_is_a_usage_error(serving: Serving) -> None:
+    code, out = cli(serving)  # no --data and no --if-drift: nothing to train on
+    assert code == 2 and "--data PATH is required" in out
+    from console.cli.main import app
+
+    neither = CliRunner().invoke(app, ["retrain"])
+    assert neither.exit_code == 2 and "DEPLOYMENT or give --target" in neither.output
+    down = CliRunner().invoke(app, ["retrain", "--target", "http://127.0.0.1:9"])
+    assert down.exit_code == 3 and "unreachable" in down.output
