@@ -151,9 +151,13 @@ def image_labels(resolved: ResolvedVersion) -> dict[str, str]:
     }
 
 
-def find_image(client: Any, model: str, version: str) -> ServingImage | None:
+def find_image(
+    client: Any, model: str, version: str, run_id: str | None = None
+) -> ServingImage | None:
+    """Our image of ``model`` ``version`` (built from ``run_id``, when given: two tracking
+    stores can both have an "iris v2", and only the run says they are the same model)."""
     for image in list_images(client, model=model):
-        if image.version == version:
+        if image.version == version and (run_id is None or image.run_id == run_id):
             return image
     return None
 

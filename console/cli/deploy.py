@@ -28,7 +28,7 @@ def _image_for(client: object, settings: Settings, model_ref: str, quiet: bool) 
     from backends import images
 
     resolved = images.resolve_version(settings.tracking_uri, model_ref)
-    found = images.find_image(client, resolved.name, resolved.version)
+    found = images.find_image(client, resolved.name, resolved.version, resolved.run_id)
     if found is not None:
         return found
     if not quiet:
