@@ -17,10 +17,12 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
-# Train the example project into the local store, then open the console.
+# From nothing to a served model with latency, drift and an alert on screen (`mlops quickstart`):
+# trains two versions into ./mlflow.db, promotes one, serves it (Docker when an engine and the
+# local base image are there, else a local process), sends drifted traffic, opens the Monitor.
+# `mlops quickstart --stop` ends what it started.
 demo: $(STAMP)
-	$(BIN)/mlflow run examples/iris --env-manager local --experiment-name iris
-	$(BIN)/mlops
+	$(BIN)/mlops quickstart
 
 test: $(STAMP)
 	$(BIN)/pytest

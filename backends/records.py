@@ -228,7 +228,7 @@ class RunComparison:
     params_differ: tuple[ParamRow, ...]
     params_agree: tuple[ParamRow, ...]
     metrics: tuple[MetricRow, ...]
-    same_data: bool | None  # None when no run recorded a data set
+    same_data: bool | None  # None when it cannot be told (a run recorded no data set)
     histories: dict[str, tuple[MetricSeries, ...]]  # metric → one series per run (same order)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,11 @@ from tests import services
 
 # Child processes (mlflow run, the example's `python train.py`) must find this venv's python.
 os.environ["PATH"] = services.VENV_BIN + os.pathsep + os.environ.get("PATH", "")
+# The run index, training logs and quickstart state of a test session stay in the session:
+# never the operator's own ~/.cache or ~/.local/state.
+_SESSION_DIR = tempfile.mkdtemp(prefix="mlops-tests-")
+os.environ["MLOPS_CACHE_DIR"] = os.path.join(_SESSION_DIR, "cache")
+os.environ["MLOPS_STATE_DIR"] = os.path.join(_SESSION_DIR, "state")
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]

@@ -7,6 +7,15 @@ from typing import Annotated
 import typer
 
 from console import __version__
+from console.cli import deploy as deploy_cli
+from console.cli import images as images_cli
+from console.cli import models
+from console.cli import monitor as monitor_cli
+from console.cli import quickstart as quickstart_cli
+from console.cli import retrain as retrain_cli
+from console.cli import runs as runs_cli
+from console.cli import serve as serve_cli
+from console.cli import train as train_cli
 
 app = typer.Typer(
     name="mlops",
@@ -17,6 +26,15 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.add_typer(models.app, name="models")
+app.add_typer(runs_cli.app, name="runs")
+app.add_typer(monitor_cli.app, name="monitor")
+app.command("train")(train_cli.train)
+app.command("serve")(serve_cli.serve)
+app.command("retrain")(retrain_cli.retrain)
+app.command("quickstart")(quickstart_cli.quickstart)
+app.add_typer(images_cli.app, name="image")
+app.add_typer(deploy_cli.app, name="deploy")
 
 
 @app.callback(invoke_without_command=True)

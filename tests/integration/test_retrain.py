@@ -32,17 +32,32 @@ class Serving:
 
 
 @pytest.fixture(scope="module")
-def serving(mlflow_server: services.MlflowServer, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[Serving]:
+def serving(
+    mlflow_server: services.MlflowServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Serving]:
     from backends.registry import Registry
 
     tmp = tmp_path_factory.mktemp("retrain")
     name = f"iris-retrain-{os.getpid()}"
     env = services.env_with_venv_on_path(MLFLOW_TRACKING_URI=mlflow_server.url)
     run = subprocess.run(
-        [sys.executable, "-m", "mlflow", "run", str(ROOT / "examples" / "iris"),
-         "--env-manager", "local", "--experiment-name", name, "-P", "n_estimators=20"],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "run",
+            str(ROOT / "examples" / "iris"),
+            "--env-manager",
+            "local",
+            "--experiment-name",
+            name,
+            "-P",
+            "n_estimators=20",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     run_id = re.search(r"run_id=([0-9a-f]{32})", run.stdout).group(1)  # type: ignore[union-attr]
@@ -58,9 +73,21 @@ def serving(mlflow_server: services.MlflowServer, tmp_path_factory: pytest.TempP
     log = tmp / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "--model-uri", f"{name}@champion", "--port",
-             str(port), "--log-level", "warning"],
-            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "server",
+                "--model-uri",
+                f"{name}@champion",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
             env={**env, "MLOPS_DRIFT_INTERVAL": "0.3", "MLOPS_DRIFT_WINDOW": "150"},
         )
     url = f"http://127.0.0.1:{port}"
@@ -94,8 +121,11 @@ def wait_psi(url: str, above: bool) -> None:
 def cli(serving: Serving, *args: str) -> tuple[int, str]:
     from console.cli.main import app
 
-    result = CliRunner().invoke(app, ["retrain", "--target", serving.url, "--quiet", *args],
-                                env={"MLFLOW_TRACKING_URI": serving.tracking_uri})
+    result = CliRunner().invoke(
+        app,
+        ["retrain", "--target", serving.url, "--quiet", *args],
+        env={"MLFLOW_TRACKING_URI": serving.tracking_uri},
+    )
     return result.exit_code, result.output
 
 
@@ -147,8 +177,7 @@ def test_shifted_traffic_trains_a_gated_challenger_that_waits_for_approval(
     assert "PSI=" in challenger_event.reason and "not worse" in challenger_event.reason
 
     # The human approval: --approve promotes what passed the gate.
-    code, out = cli(serving, "--if-drift", "--approve", "--data",
-                    str(serving.data / "shifted.csv"))
+    code, out = cli(serving, "--if-drift", "--approve", "--data", str(serving.data / "shifted.csv"))
     assert code == 0, out
     assert "champion -> " in out and "(approved)" in out
     assert versions(serving) == {"champion": "3", "challenger": "3"}

@@ -1,0 +1,179 @@
+"""`mlops train` end to end: the real CLI, the real MLflow Project runner, a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from console.cli.exit_codes import ExitCode
+from tests import services
+
+pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server]
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ["-P", "n_estimators=5", "-P", "max_depth=3", "-P", "seed=7"]
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> dict[str, str]:
+    """Where logs and the run index go for this test."""
+    return {"MLOPS_STATE_DIR": str(tmp_path / "state"), "MLOPS_CACHE_DIR": str(tmp_path / "cache")}
+
+
+def mlops(
+    *args: str, env: dict[str, str], cwd: Path = ROOT, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from console.cli.main import run; run()", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=services.env_with_venv_on_path(**env),
+    )
+
+
+def final_run_id(out: str) -> str:
+    match = re.search(r"^run_id=([0-9a-f]{32}) status=(\w+)", out, re.MULTILINE)
+    assert match, out[-3000:]
+    return match.group(1)
+
+
+def test_train_streams_logs_exits_0_and_is_reproducible(
+    tracking_uri: str, experiment_name: str, state: dict[str, str]
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    env = {**state, "MLFLOW_TRACKING_URI": tracking_uri}
+    first = mlops("train", "-e", experiment_name, *SMALL, env=env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    run_id = final_run_id(first.stdout)
+    assert f"status=FINISHED experiment={experiment_name}" in first.stdout
+    # The training's own output was streamed through us.
+    assert re.search(rf"^run_id={run_id} accuracy=", first.stdout, re.MULTILINE)
+    log = Path(state["MLOPS_STATE_DIR"]) / "logs" / f"{run_id}.log"
+    assert "train.py --n-estimators 5" in log.read_text()
+    client = MlflowClient(tracking_uri)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert "mlops" in [a.path for a in client.list_artifacts(run_id)]
+
+    # `runs logs` reads the artifact when the local file is not there (another machine).
+    log.unlink()
+    logs = mlops("runs", "logs", run_id, env=env)
+    assert logs.returncode == 0 and "=== mlops: training exited with status 0" in logs.stdout
+
+    model = f"{experiment_name}-model"
+    second = mlops("train", "-e", experiment_name, *SMALL, "-q", "--register-as", model, env=env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "accuracy=" not in second.stdout  # --quiet: the summary lines only
+    other = final_run_id(second.stdout)
+    assert f"registered {model} version 1" in second.stdout
+    (version,) = client.search_model_versions(f"name = '{model}'")
+    assert version.run_id == other
+
+    compared = mlops("runs", "compare", run_id, other, "--json", env=env)
+    assert compared.returncode == 0, compared.stderr
+    doc = json.loads(compared.stdout)
+    assert doc["same_data"] is True and doc["params_differ"] == []
+    metrics = {m["key"]: m["values"] for m in doc["metrics"]}
+    assert set(metrics) == {"accuracy", "f1"}
+    assert all(values[0] == values[1] for values in metrics.values())  # same params, same data
+
+    shown = mlops("runs", "show", run_id, "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    detail = json.loads(shown.stdout)
+    assert detail["run"]["params"]["n_estimators"] == "5"
+    assert detail["git_commit"] and detail["run"]["status"] == "FINISHED"
+    assert detail["run"]["datasets"][0]["name"] == "iris" and detail["run"]["datasets"][0]["digest"]
+    assert [m["name"] for m in detail["models"]] == ["model"]
+    assert detail["models"][0]["uri"].startswith("models:/m-")
+    assert {"drift_reference.json", "mlops"} <= {a["path"] for a in detail["artifacts"]}
+    table = mlops("runs", "show", run_id, env=env)
+    assert "git commit" in table.stdout and "digest" in table.stdout
+
+
+def test_failed_training_exits_nonzero_and_marks_the_run_failed(
+    tracking_uri: str, experiment_name: str, state: dict[str, str], tmp_path: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    env = {**state, "MLFLOW_TRACKING_URI": tracking_uri}
+    proc = mlops("train", "-e", experiment_name, "-P", f"data={tmp_path / 'nope.csv'}", env=env)
+    assert proc.returncode not in (0, None)
+    assert "data file not found" in proc.stdout
+    run_id = final_run_id(proc.stdout)
+    assert MlflowClient(tracking_uri).get_run(run_id).info.status == "FAILED"
+    assert f"training exited with status {proc.returncode}" in proc.stderr
+
+
+def test_detach_returns_the_run_id_and_logs_follow(
+    tracking_uri: str, experiment_name: str, state: dict[str, str]
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    env = {**state, "MLFLOW_TRACKING_URI": tracking_uri}
+    started = time.monotonic()
+    proc = mlops("train", "--detach", "-e", experiment_name, *SMALL, env=env, timeout=120)
+    took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    run_id = proc.stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{32}", run_id) and "--follow" in proc.stderr
+    client = MlflowClient(tracking_uri)
+    assert client.get_run(run_id).info.status in ("RUNNING", "FINISHED")
+    assert took < 60  # the run id comes as soon as MLflow created the run, not at the end
+
+    followed = mlops("runs", "logs", run_id, "--follow", env=env, timeout=300)
+    assert followed.returncode == 0
+    assert "=== mlops: training exited with status 0" in followed.stdout
+    assert re.search(rf"run_id={run_id} accuracy=", followed.stdout)
+    deadline = time.monotonic() + 60  # the background process uploads the log last
+    while "mlops" not in [a.path for a in client.list_artifacts(run_id)]:
+        assert time.monotonic() < deadline, "the training log was never uploaded"
+        time.sleep(0.5)
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_train_against_the_default_sqlite_store(tmp_path: Path, state: dict[str, str]) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(state)
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    project = ROOT / "examples" / "iris"
+    base = [sys.executable, "-c", "from console.cli.main import run; run()"]
+    proc = subprocess.run(
+        [*base, "train", str(project), "-P", "n_estimators=3", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    run_id = final_run_id(proc.stdout)
+    assert (cwd / "mlflow.db").is_file()  # the relative default, not examples/iris/mlflow.db
+    assert not (project / "mlflow.db").exists()
+    listed = subprocess.run(
+        [*base, "runs", "list", "--json"], capture_output=True, text=True, cwd=cwd, env=env
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert [r["run_id"] for r in json.loads(listed.stdout)["runs"]] == [run_id]
+
+
+def test_bad_invocations(tracking_uri: str, state: dict[str, str], tmp_path: Path) -> None:
+    env = {**state, "MLFLOW_TRACKING_URI": tracking_uri}
+    assert mlops("train", str(tmp_path), env=env).returncode == ExitCode.USAGE
+    assert mlops("train", "-P", "oops", env=env).returncode == ExitCode.USAGE
+    dead = f"http://127.0.0.1:{services.free_port()}"
+    started = time.monotonic()
+    proc = mlops("train", env={**state, "MLFLOW_TRACKING_URI": dead})
+    assert proc.returncode == ExitCode.UNREACHABLE and dead in proc.stderr
+    assert time.monotonic() - started < 10
+    proc = mlops("runs", "logs", "0" * 32, env=env)
+    assert proc.returncode == ExitCode.NOT_FOUND, proc.stderr
