@@ -1,14 +1,31 @@
-"""The Textual application shell. Screens arrive one per resource (see issue: the console)."""
+"""The console: one mode per resource (runs, models, deploy, monitor), k9s-style keys."""
 
 from __future__ import annotations
 
-from textual.app import App, ComposeResult
-from textual.binding import Binding
-from textual.containers import Vertical
-from textual.widgets import Footer, Header, Static
+import asyncio
+import importlib
+from datetime import datetime
 
-from console import __version__
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.screen import Screen
+
+from backends.errors import BackendError
+from console.commands import MlopsCommands
 from console.config import Settings
+from console.messages import BackendProbed
+from console.modals.help import HelpModal
+from console.modals.jump import JumpBar, resolve
+from console.services import BACKENDS, BackendName, Backends, RealBackends
+from console.widgets.status_bar import BackendStatus, StatusBar
+
+
+def _screen(module: str, name: str) -> Screen[None]:
+    """A new instance of ``console.screens.<module>.<name>``."""
+    screen_class = getattr(importlib.import_module(f"console.screens.{module}"), name)
+    screen: Screen[None] = screen_class()
+    return screen
 
 
 class MlopsApp(App[None]):
@@ -16,31 +33,124 @@ class MlopsApp(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "mlops-console"
+    COMMANDS = App.COMMANDS | {MlopsCommands}
+    # Screens are imported when first shown: the first paint pays for the runs screen only.
+    MODES = {
+        "runs": lambda: _screen("runs", "RunsScreen"),
+        "models": lambda: _screen("models", "ModelsScreen"),
+        "deploy": lambda: _screen("deployments", "DeploymentsScreen"),
+        "monitor": lambda: _screen("monitor", "MonitorScreen"),
+    }
     BINDINGS = [
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Leave the console"),
+        Binding("colon", "jump", "Jump", id="app.jump", tooltip=":runs :models :deploy :monitor"),
+        Binding("question_mark", "help", "Keys", id="app.help", tooltip="The keys of this screen"),
+        Binding("escape", "back", "Back", id="app.back", tooltip="Back to the previous screen"),
     ]
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        backends: Backends | None = None,
+        probe_interval: float = 15.0,
+        retry_base: float = 2.0,
+        retry_max: float = 60.0,
+        refresh_interval: float = 3.0,
+        start_mode: str = "runs",
+        show_clock: bool = True,
+    ) -> None:
         super().__init__()
         self.settings = settings or Settings.from_env()
-
-    def compose(self) -> ComposeResult:
-        yield Header(show_clock=True)
-        with Vertical(id="welcome"):
-            yield Static(f"mlops-console {__version__}", id="banner")
-            yield Static(self._backends_text(), id="backends")
-        yield Footer()
+        self.backends: Backends = backends or RealBackends(self.settings)
+        self.probe_interval = probe_interval
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        self.refresh_interval = refresh_interval
+        self.start_mode = start_mode
+        self.show_clock = show_clock  # off for snapshot tests
+        metrics_label = "Prometheus" if self.settings.prometheus_url else "Metrics (direct scrape)"
+        labels: dict[BackendName, str] = {
+            "mlflow": "MLflow",
+            "docker": "Docker",
+            "metrics": metrics_label,
+        }
+        self.backend_status: dict[BackendName, BackendStatus] = {
+            name: BackendStatus(labels[name]) for name in BACKENDS
+        }
 
     def on_mount(self) -> None:
         mode = " [read-only]" if self.settings.read_only else ""
         self.sub_title = f"context: {self.settings.context}{mode}"
+        self.switch_mode(self.start_mode)
+        # Probes import mlflow and docker: start them once the first frame is out.
+        self.call_after_refresh(self._start_probes)
 
-    def _backends_text(self) -> str:
-        s = self.settings
-        return "\n".join(
-            [
-                f"MLflow tracking   {s.tracking_uri}",
-                f"Docker engine     {s.docker_host or 'local socket'}",
-                f"Metrics           {s.metrics_source}",
-            ]
-        )
+    def _start_probes(self) -> None:
+        for backend in BACKENDS:
+            self._probe(backend)
+
+    # ------------------------------------------------------------------ backend probes
+
+    @work(exit_on_error=False, group="probes")
+    async def _probe(self, backend: BackendName) -> None:
+        """Probe ``backend`` forever: slowly while it answers, with backoff while it does not."""
+        delay = self.retry_base
+        while True:
+            try:
+                await asyncio.to_thread(self.backends.probe, backend)
+            except BackendError as exc:
+                self.post_message(BackendProbed(backend, False, datetime.now(), exc.message))
+            except Exception as exc:  # nothing a backend does may end the probing
+                self.post_message(BackendProbed(backend, False, datetime.now(), repr(exc)))
+            else:
+                self.post_message(BackendProbed(backend, True, datetime.now()))
+                delay = self.retry_base
+                await asyncio.sleep(self.probe_interval)
+                continue
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.retry_max)
+
+    def on_backend_probed(self, message: BackendProbed) -> None:
+        old = self.backend_status[message.backend]  # type: ignore[index]
+        if message.reachable:
+            new = BackendStatus(old.label, True)
+            if old.reachable is False:
+                self.notify(f"{old.label} is reachable again", title="Recovered")
+        else:
+            new = BackendStatus(old.label, False, old.down_since or message.at, message.error)
+        self.backend_status[message.backend] = new  # type: ignore[index]
+        for screen in self.screen_stack:  # empty while the app shuts down
+            for bar in screen.query(StatusBar):
+                bar.refresh()
+
+    # ------------------------------------------------------------------ navigation
+
+    def action_jump(self) -> None:
+        def jumped(text: str | None) -> None:
+            if not text:
+                return
+            mode = resolve(text)
+            if mode is None:
+                self.notify(
+                    f"no resource {text!r}: runs, models, deploy, monitor", severity="error"
+                )
+            else:
+                self.switch_mode(mode)
+
+        self.push_screen(JumpBar(), jumped)
+
+    def action_help(self) -> None:
+        keys = []
+        for key, active in self.screen.active_bindings.items():
+            binding = active.binding
+            if binding.show or key in ("colon", "question_mark", "escape"):
+                keys.append((self.get_key_display(binding), binding.description, active.tooltip))
+        self.push_screen(HelpModal(self.current_mode, keys))
+
+    async def run_command(self, mode: str, action: str | None) -> None:
+        """A palette command: go to ``mode``, then run ``action`` on its screen."""
+        if self.current_mode != mode:
+            await self.switch_mode(mode)
+        if action is not None:
+            await self.screen.run_action(action)

@@ -238,3 +238,36 @@ def session_fixture_iter(server: MlflowServer | PrometheusServer) -> Iterator[An
         yield server
     finally:
         stop(server)
+
+
+# --------------------------------------------------------------------------- our model server
+
+
+def start_model_server(
+    model_ref: str, log: Path, timeout: float = 90, **env: str
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """`python -m server` as a real process on a free port; returns (base URL, process)."""
+    port = free_port()
+    root = Path(__file__).resolve().parents[1]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "server",
+                "--model-uri",
+                model_ref,
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+            start_new_session=True,
+            env=env_with_venv_on_path(**env),
+        )
+    url = f"http://127.0.0.1:{port}"
+    _wait_http(f"{url}/ready", proc, log, timeout, "python -m server")
+    return url, proc

@@ -69,29 +69,13 @@ def serving(
     frame.to_csv(tmp / "clean.csv", index=False)
     frame.assign(petal_length=frame.petal_length + 3.0).to_csv(tmp / "shifted.csv", index=False)
 
-    port = services.free_port()
-    log = tmp / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "server",
-                "--model-uri",
-                f"{name}@champion",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-            env={**env, "MLOPS_DRIFT_INTERVAL": "0.3", "MLOPS_DRIFT_WINDOW": "150"},
-        )
-    url = f"http://127.0.0.1:{port}"
-    services._wait_http(f"{url}/ready", proc, log, 90, "python -m server")
+    url, proc = services.start_model_server(
+        f"{name}@champion",
+        tmp / "server.log",
+        MLFLOW_TRACKING_URI=mlflow_server.url,
+        MLOPS_DRIFT_INTERVAL="0.3",
+        MLOPS_DRIFT_WINDOW="150",
+    )
     try:
         yield Serving(url, name, run_id, mlflow_server.url, tmp)
     finally:

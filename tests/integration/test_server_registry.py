@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -56,35 +55,14 @@ def server(
     mlflow_server: services.MlflowServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = services.free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    env = services.env_with_venv_on_path(
+    url, proc = services.start_model_server(
+        f"{registered.name}@champion",
+        tmp_path_factory.mktemp("server") / "server.log",
         MLFLOW_TRACKING_URI=mlflow_server.url,
         MLOPS_ADMIN_TOKEN=TOKEN,
         MLOPS_DRIFT_INTERVAL="0.3",
         MLOPS_DRIFT_WINDOW="200",
     )
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "server",
-                "--model-uri",
-                f"{registered.name}@champion",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    services._wait_http(f"{url}/ready", proc, log, 90, "python -m server")
     try:
         yield url, proc
     finally:
@@ -206,29 +184,10 @@ def test_admin_reload_swaps_versions_without_failed_requests(
 def test_sigterm_drains_in_flight_requests(
     registered: Registered, mlflow_server: services.MlflowServer, tmp_path: Path
 ) -> None:
-    port = services.free_port()
     log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "server",
-                "--model-uri",
-                f"{registered.name}/1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-            env=services.env_with_venv_on_path(MLFLOW_TRACKING_URI=mlflow_server.url),
-        )
-    url = f"http://127.0.0.1:{port}"
-    services._wait_http(f"{url}/ready", proc, log, 90, "python -m server")
+    url, proc = services.start_model_server(
+        f"{registered.name}/1", log, MLFLOW_TRACKING_URI=mlflow_server.url
+    )
     rows = iris_frame()[FEATURES].values.tolist() * 200  # 30,000 rows: a request that takes a while
     outcome: dict[str, Any] = {}
 

@@ -48,35 +48,16 @@ def client(server_config: ServerConfig) -> Iterator[TestClient]:
 @pytest.fixture(scope="session")
 def served_model(iris_model_dir: Path) -> Iterator[str]:
     """`python -m server` as a real process on a free port, serving the model directory."""
-    import subprocess
-    import sys
 
     from tests import services
 
-    port = services.free_port()
-    log = iris_model_dir.parent / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "server",
-                "--model-uri",
-                str(iris_model_dir),
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-            env=services.env_with_venv_on_path(MLOPS_ADMIN_TOKEN="s3cret"),
-        )
-    url = f"http://127.0.0.1:{port}"
+    url, proc = services.start_model_server(
+        str(iris_model_dir),
+        iris_model_dir.parent / "server.log",
+        timeout=60,
+        MLOPS_ADMIN_TOKEN="s3cret",
+    )
     try:
-        services._wait_http(f"{url}/ready", proc, log, 60, "python -m server")
         yield url
     finally:
         services._stop(proc)

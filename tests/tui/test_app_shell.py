@@ -1,35 +1,116 @@
-"""The app shell under Pilot: it paints, shows the backends it will use, and quits on q."""
+"""The frame: context bar, jump bar, help, palette commands, status bar probes, quitting."""
 
 from __future__ import annotations
 
-from console.app import MlopsApp
-from console.config import Settings
+from typing import Any
+
+from console.modals.help import HelpModal
+from console.modals.jump import resolve
+from console.screens.models import ModelsScreen
+from console.screens.runs import RunsScreen
+from console.widgets.context_bar import ContextBar
+from console.widgets.status_bar import StatusBar
+from tests.tui.fakes import FakeBackends
+from tests.tui.helpers import wait_for_text, wait_until
 
 
-def settings(**overrides: object) -> Settings:
-    base = dict(
-        tracking_uri="http://mlflow.example:5000",
-        docker_host=None,
-        prometheus_url=None,
-        context="staging",
-    )
-    base.update(overrides)
-    return Settings(**base)  # type: ignore[arg-type]
-
-
-async def test_shell_shows_backends_and_context() -> None:
-    app = MlopsApp(settings(prometheus_url="http://prom:9090", read_only=True))
+async def test_opens_on_runs_with_context_and_quits(make_app: Any) -> None:
+    app = make_app(read_only=True)
     async with app.run_test(size=(100, 30)) as pilot:
-        text = str(app.query_one("#backends").render())
-        assert "http://mlflow.example:5000" in text
-        assert "prometheus http://prom:9090" in text
+        assert isinstance(app.screen, RunsScreen)
         assert app.sub_title == "context: staging [read-only]"
+        bar = app.screen.query_one(ContextBar)
+        assert "context: staging" in str(bar.render()) and "read-only" in str(bar.render())
+        assert not bar.has_class("production")
         await pilot.press("q")
     assert app.return_code == 0
 
 
-async def test_embedded_defaults_are_shown() -> None:
-    app = MlopsApp(settings())
+async def test_production_context_is_red(make_app: Any) -> None:
+    app = make_app(context="prod")
     async with app.run_test(size=(80, 24)):
-        text = str(app.query_one("#backends").render())
-        assert "local socket" in text and "direct scrape" in text
+        bar = app.screen.query_one(ContextBar)
+        assert bar.has_class("production")
+        assert "PRODUCTION" in str(bar.render())
+
+
+async def test_colon_jumps_between_resources(make_app: Any) -> None:
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("colon", *"models", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen), "models screen")
+        await wait_for_text(pilot, "champion=v1")
+        await pilot.press("colon", *"nope", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ModelsScreen)
+        await pilot.press("colon", *"runs", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen), "runs screen")
+
+
+def test_jump_names_resolve() -> None:
+    assert resolve(":deploy") == "deploy"
+    assert resolve("deployments") == "deploy"
+    assert resolve("mon") == "monitor"
+    assert resolve("model") == "models"
+    assert resolve("x") is None
+
+
+async def test_question_mark_lists_the_screens_keys(make_app: Any) -> None:
+    app = make_app(start_mode="models")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpModal), "help")
+        text = "\n".join(str(k) for k in app.screen.keys)
+        assert "Promote" in text and "History" in text and "Jump" in text
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen), "help closed")
+
+
+async def test_palette_commands_are_resource_verb_and_hide_mutations_read_only(
+    make_app: Any,
+) -> None:
+    from console.commands import MlopsCommands
+
+    for read_only, expected in ((False, True), (True, False)):
+        app = make_app(read_only=read_only)
+        async with app.run_test(size=(100, 30)):
+            provider = MlopsCommands(app.screen)
+            names = [c.name for c in provider._commands()]
+            assert "runs: open" in names and "models: alias history" in names
+            assert all(": " in n for n in names)
+            assert ("models: promote" in names) is expected
+
+
+async def test_palette_command_switches_and_runs_the_action(
+    make_app: Any, fake: FakeBackends
+) -> None:
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.run_command("models", None)
+        await wait_for_text(pilot, "champion=v1")
+        await app.run_command("models", "history")
+        await wait_for_text(pilot, "alias history of iris")
+
+
+async def test_unreachable_backend_shows_since_when_then_recovers(
+    make_app: Any, fake: FakeBackends
+) -> None:
+    fake.probe_down["docker"] = 3
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        bar = app.screen.query_one(StatusBar)
+        await wait_until(pilot, lambda: "Docker unreachable since" in str(bar.render()), "down")
+        assert "MLflow connected" in str(bar.render())
+        await wait_until(pilot, lambda: "Docker connected" in str(bar.render()), "recovered")
+        assert app.backend_status["docker"].down_since is None
+
+
+async def test_status_bar_fits_80_columns_when_everything_is_down(
+    make_app: Any, fake: FakeBackends
+) -> None:
+    fake.probe_down.update(mlflow=100, docker=100, metrics=100)
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        bar = app.screen.query_one(StatusBar)
+        await wait_until(pilot, lambda: str(bar.render()).count("✗") == 3, "all down")
+        assert bar.render().cell_len <= 80

@@ -1,0 +1,72 @@
+"""The command palette: every screen's verbs, named "resource: verb"."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+if TYPE_CHECKING:
+    from console.app import MlopsApp
+
+
+@dataclass(frozen=True)
+class PaletteCommand:
+    """A palette entry: go to ``mode``, then run ``action`` on its screen (if any)."""
+
+    name: str
+    help: str
+    mode: str
+    action: str | None = None
+    mutating: bool = False
+
+
+COMMANDS = (
+    PaletteCommand("runs: open", "Experiments and their runs", "runs"),
+    PaletteCommand("runs: filter", "Filter runs with an MLflow expression", "runs", "filter"),
+    PaletteCommand("runs: train", "Launch a training and follow its log", "runs", "train", True),
+    PaletteCommand("runs: compare marked", "Compare the marked runs", "runs", "compare"),
+    PaletteCommand("models: open", "Registered models and versions", "models"),
+    PaletteCommand(
+        "models: promote", "Move champion to the selected version", "models", "promote", True
+    ),
+    PaletteCommand("models: roll back", "Move champion back one step", "models", "rollback", True),
+    PaletteCommand("models: alias history", "Every move of every alias", "models", "history"),
+    PaletteCommand("deployments: open", "The live map of serving containers", "deploy"),
+    PaletteCommand("deployments: logs", "Follow the selected deployment's logs", "deploy", "logs"),
+    PaletteCommand(
+        "deployments: roll back", "Serve the previous version again", "deploy", "rollback", True
+    ),
+    PaletteCommand("deployments: take down", "Remove a deployment", "deploy", "take_down", True),
+    PaletteCommand("monitor: open", "Latency, errors and drift", "monitor"),
+)
+
+
+class MlopsCommands(Provider):
+    """Palette commands for the console (mutating ones left out in read-only mode)."""
+
+    def _commands(self) -> list[PaletteCommand]:
+        app: MlopsApp = self.app  # type: ignore[assignment]
+        return [c for c in COMMANDS if not (c.mutating and app.settings.read_only)]
+
+    async def discover(self) -> Hits:
+        app: MlopsApp = self.app  # type: ignore[assignment]
+        for command in self._commands():
+            yield DiscoveryHit(
+                command.name, partial(app.run_command, command.mode, command.action), command.help
+            )
+
+    async def search(self, query: str) -> Hits:
+        app: MlopsApp = self.app  # type: ignore[assignment]
+        matcher = self.matcher(query)
+        for command in self._commands():
+            score = matcher.match(command.name)
+            if score > 0:
+                yield Hit(
+                    score,
+                    matcher.highlight(command.name),
+                    partial(app.run_command, command.mode, command.action),
+                    help=command.help,
+                )

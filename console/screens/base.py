@@ -1,0 +1,124 @@
+"""What every resource screen shares: the frame, read-only refusals, and retry with backoff."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import events
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from backends.errors import BackendError, Unavailable
+from console.messages import BackendFailed
+from console.modals.message import ErrorModal
+from console.widgets.context_bar import ContextBar
+from console.widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from console.app import MlopsApp
+
+
+class ResourceScreen(Screen[None]):
+    """A screen over one resource. Subclasses compose ``compose_body`` and implement ``load``.
+
+    ``MUTATING`` maps each action that changes something to a verb; in read-only mode those
+    bindings are hidden and their keys refused with a notice.
+    """
+
+    MUTATING: ClassVar[dict[str, str]] = {}
+    RESOURCE: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._retry_delay = 0.0
+        self._down_since: datetime | None = None
+
+    @property
+    def mlops(self) -> MlopsApp:
+        """The app, typed."""
+        from console.app import MlopsApp
+
+        assert isinstance(self.app, MlopsApp)
+        return self.app
+
+    def compose(self) -> ComposeResult:
+        settings = self.mlops.settings
+        yield Header(show_clock=self.mlops.show_clock)
+        yield ContextBar(settings.context, settings.read_only)
+        yield Static("", id="pane-status", classes="pane-status", markup=False)
+        yield from self.compose_body()
+        yield StatusBar()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def load(self) -> None:
+        """(Re)load the screen's data in a worker."""
+
+    # ------------------------------------------------------------------ read-only
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action in self.MUTATING and self.mlops.settings.read_only)
+
+    def refuse_if_read_only(self, action: str) -> bool:
+        """Notify and return True when ``action`` changes something and we are read-only."""
+        if action in self.MUTATING and self.mlops.settings.read_only:
+            self.notify(
+                f"read-only mode: {self.MUTATING[action]} is disabled",
+                title="Refused",
+                severity="warning",
+            )
+            return True
+        return False
+
+    def on_key(self, event: events.Key) -> None:
+        # A hidden binding does not fire: its key reaches here, and is refused out loud.
+        if not self.mlops.settings.read_only:
+            return
+        for binding in self._bindings.key_to_bindings.get(event.key, []):
+            if binding.action in self.MUTATING:
+                event.stop()
+                self.refuse_if_read_only(binding.action)
+                return
+
+    # ------------------------------------------------------------------ failures
+
+    def set_pane_status(self, text: str, *, error: bool = False) -> None:
+        """The one line under the context bar: what the pane shows, or why it cannot."""
+        status = self.query_one("#pane-status", Static)
+        status.update(text)
+        status.set_class(error, "error")
+
+    def loaded(self) -> None:
+        """A load succeeded: forget the backoff."""
+        self._retry_delay = 0.0
+        self._down_since = None
+
+    def on_backend_failed(self, message: BackendFailed) -> None:
+        message.stop()
+        if message.what != "load":
+            self.app.push_screen(ErrorModal(message.error))
+            return
+        error = message.error
+        if not isinstance(error, BackendError):  # BackendFailed converts: this never happens
+            error = BackendError(str(error))
+        self.load_failed(error)
+
+    def load_failed(self, error: BackendError) -> None:
+        """Show why loading failed; retry by itself with backoff."""
+        app = self.mlops
+        if isinstance(error, Unavailable):
+            self._down_since = self._down_since or datetime.now()
+            self._retry_delay = min(max(self._retry_delay * 2, app.retry_base), app.retry_max)
+            since = self._down_since.strftime("%H:%M:%S")
+            heading = error.title if "unreachable" in error.title.lower() else f"{error.title}:"
+            self.set_pane_status(
+                f"{heading} since {since} — retrying in {self._retry_delay:g}s ({error.message})",
+                error=True,
+            )
+            self.set_timer(self._retry_delay, self.load)
+        else:
+            self.set_pane_status(f"{error.title}: {error.message}", error=True)

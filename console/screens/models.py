@@ -1,0 +1,274 @@
+"""Models: registered models → versions with aliases and metrics; promote, roll back, history."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable
+
+from backends.records import ModelVersion, RegisteredModel
+from console import format as fmt
+from console.messages import AliasMoved, BackendFailed, ModelsLoaded, VersionsLoaded
+from console.modals.confirm import ConfirmModal
+from console.modals.message import MessageModal
+from console.screens.base import ResourceScreen
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+class ModelsScreen(ResourceScreen):
+    """Models on the left, the highlighted model's versions on the right."""
+
+    CSS_PATH = "models.tcss"
+    RESOURCE = "models"
+    MUTATING: ClassVar[dict[str, str]] = {
+        "promote": "promote",
+        "promote_challenger": "promote",
+        "rollback": "roll back",
+    }
+    BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
+        Binding("p", "promote", "Promote", id="models.promote", tooltip="champion → this version"),
+        Binding(
+            "P",
+            "promote_challenger",
+            "Challenger",
+            id="models.challenger",
+            tooltip="challenger → this version",
+        ),
+        Binding("r", "rollback", "Roll back", id="models.rollback", tooltip="champion back a step"),
+        Binding("h", "history", "History", id="models.history", tooltip="Every alias move"),
+        Binding("tab", "switch_table", "Models/versions", id="models.tab", show=False),
+        Binding("ctrl+r", "reload", "Reload", id="models.reload", tooltip="Load again"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.models: dict[str, RegisteredModel] = {}
+        self.versions: list[ModelVersion] = []
+        self.model: str | None = None
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="models-body"):
+            yield DataTable(id="models-table", cursor_type="row")
+            yield DataTable(id="versions-table", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        self.set_pane_status("loading registered models…")
+        self.load()
+
+    def on_screen_resume(self) -> None:
+        if self.models:
+            self.load()
+
+    def load(self) -> None:
+        self._load_models()
+
+    def action_reload(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="models")
+    def _load_models(self) -> None:
+        try:
+            models = self.mlops.backends.list_models()
+        except Exception as exc:  # any failure is shown, never raised
+            self.post_message(BackendFailed("load", exc))
+        else:
+            self.post_message(ModelsLoaded(models))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="versions")
+    def _load_versions(self, model: str) -> None:
+        try:
+            versions = self.mlops.backends.versions(model)
+        except Exception as exc:  # any failure is shown, never raised
+            self.post_message(BackendFailed("load", exc))
+        else:
+            self.post_message(VersionsLoaded(model, versions))
+
+    def on_models_loaded(self, message: ModelsLoaded) -> None:
+        self.loaded()
+        self.models = {m.name: m for m in message.models}
+        table = self.query_one("#models-table", DataTable)
+        keep = self.model
+        table.clear(columns=True)
+        table.add_columns("model", "aliases", "latest")
+        for m in message.models:
+            aliases = " ".join(f"{a}=v{v}" for a, v in sorted(m.aliases.items()))
+            table.add_row(m.name, aliases or "-", f"v{m.latest_version or '-'}", key=m.name)
+        self.set_pane_status(f"{len(message.models)} registered models")
+        if not message.models:
+            self.set_pane_status("no registered models (mlops models register RUN_ID --name NAME)")
+            return
+        names = [m.name for m in message.models]
+        if keep in names:
+            table.move_cursor(row=names.index(keep))
+        self.model = keep if keep in names else names[0]
+        self._load_versions(self.model)
+
+    @on(DataTable.RowHighlighted, "#models-table")
+    def _model_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        name = str(event.row_key.value)
+        if name != self.model:
+            self.model = name
+            self._load_versions(name)
+
+    def on_versions_loaded(self, message: VersionsLoaded) -> None:
+        if message.model != self.model:
+            return
+        self.versions = message.versions
+        table = self.query_one("#versions-table", DataTable)
+        keys = sorted({k for v in message.versions for k in v.metrics})[:3]
+        table.clear(columns=True)
+        table.add_columns("version", "aliases", "status", *keys, "run", "created")
+        for v in message.versions:
+            table.add_row(
+                f"v{v.version}",
+                " ".join(v.aliases) or "-",
+                v.status + (f" ({v.stage})" if v.stage and v.stage != "None" else ""),
+                *(fmt.number(v.metrics.get(k)) for k in keys),
+                (v.run_id or "-")[:8],
+                fmt.when(v.created),
+                key=str(v.version),
+            )
+
+    def action_switch_table(self) -> None:
+        models = self.query_one("#models-table", DataTable)
+        versions = self.query_one("#versions-table", DataTable)
+        (versions if models.has_focus else models).focus()
+
+    # ------------------------------------------------------------------ moves
+
+    def _selected_version(self) -> ModelVersion | None:
+        table = self.query_one("#versions-table", DataTable)
+        if self.model is None or table.row_count == 0:
+            self.notify("no version selected", severity="warning")
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return next((v for v in self.versions if str(v.version) == key), None)
+
+    def _holder(self, alias: str) -> int | None:
+        model = self.models.get(self.model or "")
+        return model.aliases.get(alias) if model else None
+
+    def action_promote(self, alias: str = CHAMPION) -> None:
+        if self.refuse_if_read_only("promote"):
+            return
+        version = self._selected_version()
+        if version is None or self.model is None:
+            return
+        model, holder = self.model, self._holder(alias)
+        if holder == version.version:
+            self.notify(f"{alias} of {model} already points at version {holder}")
+            return
+        was = f"version {holder}" if holder is not None else "unset"
+        body = (
+            f"Move alias '{alias}' of model '{model}'\n"
+            f"  from {was}\n  to   version {version.version}\n\n"
+            "The promotion gate runs first (signature, loads and predicts); "
+            "nothing moves if a check fails."
+        )
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.set_pane_status(f"promoting {model} v{version.version} to {alias}…")
+                self._promote(model, version.version, alias)
+
+        self.app.push_screen(
+            ConfirmModal(f"Promote {model}?", body, confirm_label="Promote"), confirmed
+        )
+
+    def action_promote_challenger(self) -> None:
+        self.action_promote(CHALLENGER)
+
+    @work(thread=True, exit_on_error=False, group="moves")
+    def _promote(self, model: str, version: int, alias: str) -> None:
+        try:
+            gate, event = self.mlops.backends.promote(model, version, alias)
+        except Exception as exc:  # any failure is shown, never raised
+            self.post_message(BackendFailed("promote", exc))
+        else:
+            self.post_message(AliasMoved(model, alias, event, gate))
+
+    def action_rollback(self, alias: str = CHAMPION) -> None:
+        if self.refuse_if_read_only("rollback"):
+            return
+        if self.model is None:
+            return
+        model, holder = self.model, self._holder(alias)
+        if holder is None:
+            self.notify(f"{alias} of {model} is not set: nothing to roll back", severity="warning")
+            return
+        self._prepare_rollback(model, alias, holder)
+
+    @work(thread=True, exit_on_error=False, group="moves")
+    def _prepare_rollback(self, model: str, alias: str, holder: int) -> None:
+        from backends.registry_history import rollback_target
+
+        try:
+            events = [e for e in self.mlops.backends.history(model) if e.alias == alias]
+        except Exception as exc:  # any failure is shown, never raised
+            self.post_message(BackendFailed("rollback", exc))
+            return
+        target = rollback_target(events, holder)
+        self.app.call_from_thread(self._confirm_rollback, model, alias, holder, target)
+
+    def _confirm_rollback(self, model: str, alias: str, holder: int, target: int | None) -> None:
+        if target is None:
+            self.app.push_screen(
+                MessageModal(
+                    "Nothing to roll back to",
+                    f"{alias} of {model} is at version {holder} and its history holds no "
+                    "earlier version (h: history).",
+                )
+            )
+            return
+        body = (
+            f"Move alias '{alias}' of model '{model}' back\n"
+            f"  from version {holder}\n  to   version {target} (the version it held before)"
+        )
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._rollback(model, alias)
+
+        self.app.push_screen(
+            ConfirmModal(f"Roll back {model}?", body, confirm_label="Roll back"), confirmed
+        )
+
+    @work(thread=True, exit_on_error=False, group="moves")
+    def _rollback(self, model: str, alias: str) -> None:
+        try:
+            event = self.mlops.backends.rollback(model, alias)
+        except Exception as exc:  # any failure is shown, never raised
+            self.post_message(BackendFailed("rollback", exc))
+        else:
+            self.post_message(AliasMoved(model, alias, event))
+
+    def on_alias_moved(self, message: AliasMoved) -> None:
+        event = message.event
+        moved = (
+            f"{message.alias} of {message.model}: "
+            f"v{event.from_version or '-'} → v{event.to_version}"
+            if event
+            else f"{message.alias} of {message.model} already pointed there"
+        )
+        self.notify(moved, title="Alias moved")
+        self.set_pane_status(moved)
+        if message.gate is not None:
+            checks = "\n".join(
+                f"{'✓' if c.passed else '✗'} {c.name}: {c.detail}" for c in message.gate.checks
+            )
+            self.app.push_screen(MessageModal(f"Gate passed — {moved}", checks or "no checks"))
+        self.load()
+
+    def action_history(self) -> None:
+        if self.model is None:
+            self.notify("no model selected", severity="warning")
+            return
+        from console.screens.alias_history import AliasHistoryScreen
+
+        self.app.push_screen(AliasHistoryScreen(self.model))

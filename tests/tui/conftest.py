@@ -1,0 +1,31 @@
+"""Pilot tests drive MlopsApp with FakeBackends and short timers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from console.app import MlopsApp
+from tests.tui.fakes import FakeBackends, settings
+
+
+@pytest.fixture
+def fake() -> FakeBackends:
+    return FakeBackends()
+
+
+@pytest.fixture
+def make_app(fake: FakeBackends) -> Any:
+    def make(start_mode: str = "runs", **settings_overrides: object) -> MlopsApp:
+        return MlopsApp(
+            settings(**settings_overrides),
+            backends=fake,
+            probe_interval=0.05,
+            retry_base=0.05,
+            retry_max=0.2,
+            refresh_interval=0.1,
+            start_mode=start_mode,
+        )
+
+    return make

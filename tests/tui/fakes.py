@@ -1,0 +1,288 @@
+"""An in-memory stand-in for console.services.Backends: fast, scriptable, and it records calls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from backends.errors import BackendError, Unavailable
+from backends.records import (
+    AliasEvent,
+    Deployment,
+    DeploymentHealth,
+    FeatureDrift,
+    GateCheck,
+    GateResult,
+    LatencySummary,
+    MetricPoint,
+    MetricRow,
+    MetricSeries,
+    ModelVersion,
+    MonitorSnapshot,
+    ParamRow,
+    RegisteredModel,
+    RunComparison,
+    RunDetail,
+    RunListing,
+    RunSummary,
+)
+from console.config import Settings
+from console.services import TrainingOutcome
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def settings(**overrides: object) -> Settings:
+    base: dict[str, object] = dict(
+        tracking_uri="http://mlflow.example:5000",
+        docker_host=None,
+        prometheus_url=None,
+        context="staging",
+    )
+    base.update(overrides)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+def run(i: int, accuracy: float, n_estimators: str) -> RunSummary:
+    return RunSummary(
+        run_id=f"run{i:029d}",
+        experiment_id="1",
+        name=f"run-{i}",
+        status="FINISHED",
+        start_time=T0 + timedelta(minutes=i),
+        end_time=T0 + timedelta(minutes=i, seconds=42),
+        user="ana",
+        params={"n_estimators": n_estimators, "seed": "7"},
+        metrics={"accuracy": accuracy, "f1": accuracy - 0.01},
+        tags={},
+    )
+
+
+def version(v: int, aliases: tuple[str, ...] = ()) -> ModelVersion:
+    return ModelVersion(
+        name="iris",
+        version=v,
+        run_id=f"run{v:029d}",
+        metrics={"accuracy": 0.9 + v / 100},
+        aliases=aliases,
+        tags={},
+        created=T0,
+        status="READY",
+        stage=None,
+        source="models:/m-1",
+    )
+
+
+def event(seq: int, alias: str, before: int | None, after: int, action: str) -> AliasEvent:
+    return AliasEvent(
+        id=f"{seq}.x",
+        model="iris",
+        alias=alias,
+        seq=seq,
+        action=action,  # type: ignore[arg-type]
+        from_version=before,
+        to_version=after,
+        who="ana",
+        at=T0 + timedelta(hours=seq),
+        reason="",
+    )
+
+
+@dataclass
+class FakeBackends:
+    """Answers from lists; ``down`` names backends that fail their next N calls."""
+
+    runs: list[RunSummary] = field(
+        default_factory=lambda: [run(1, 0.91, "100"), run(2, 0.95, "200"), run(3, 0.93, "50")]
+    )
+    aliases: dict[str, int] = field(default_factory=lambda: {"champion": 1})
+    events: list[AliasEvent] = field(
+        default_factory=lambda: [event(1, "champion", None, 1, "promote")]
+    )
+    deployments: list[Deployment] = field(default_factory=list)
+    down: dict[str, int] = field(default_factory=dict)  # backend → data calls left to fail
+    probe_down: dict[str, int] = field(default_factory=dict)  # backend → probes left to fail
+    calls: list[tuple[object, ...]] = field(default_factory=list)
+    gate_passes: bool = True
+
+    def _maybe_down(self, backend: str, counts: dict[str, int] | None = None) -> None:
+        counts = self.down if counts is None else counts
+        left = counts.get(backend, 0)
+        if left:
+            counts[backend] = left - 1
+            raise Unavailable(f"{backend} refused the connection", title=f"{backend} unreachable")
+
+    def probe(self, backend: str) -> None:
+        self._maybe_down(backend, self.probe_down)
+
+    # runs
+    def list_runs(self, experiment: str, filter_string: str, order_by: list[str]) -> RunListing:
+        self.calls.append(("list_runs", experiment, filter_string))
+        self._maybe_down("mlflow")
+        runs = self.runs
+        if filter_string:
+            runs = [r for r in runs if r.metrics["accuracy"] > 0.92]
+        return RunListing(
+            runs=tuple(runs),
+            experiment_id="1",
+            experiment_name=experiment,
+            source="index",
+            synced_at=T0,
+            verified_at=T0,
+            matched=len(runs),
+            more=False,
+        )
+
+    def show_run(self, run_id: str) -> RunDetail:
+        self.calls.append(("show_run", run_id))
+        found = next(r for r in self.runs if r.run_id == run_id)
+        return RunDetail(found, "iris", "file:///tmp/a", (), (), "abc123", "train.py")
+
+    def compare_runs(self, run_ids: list[str]) -> RunComparison:
+        self.calls.append(("compare_runs", *run_ids))
+        runs = tuple(r for r in self.runs if r.run_id in run_ids)
+        accuracy = tuple(r.metrics["accuracy"] for r in runs)
+        best = accuracy.index(max(accuracy))
+        history = tuple(
+            MetricSeries(
+                r.run_id, "accuracy", (MetricPoint(0, T0, r.metrics["accuracy"]),), 1, False
+            )
+            for r in runs
+        )
+        return RunComparison(
+            runs=runs,
+            params_differ=(
+                ParamRow("n_estimators", tuple(r.params["n_estimators"] for r in runs)),
+            ),
+            params_agree=(ParamRow("seed", tuple("7" for _ in runs)),),
+            metrics=(MetricRow("accuracy", accuracy, "max", (best,)),),
+            same_data=True,
+            histories={"accuracy": history},
+        )
+
+    def train(
+        self, project: str, params: dict[str, str], on_line: Callable[[str], object]
+    ) -> TrainingOutcome:
+        self.calls.append(("train", project, params))
+        for line in ("epoch 1", "run_id=abc123 accuracy=0.95"):
+            on_line(line)
+        return TrainingOutcome("abc123", "FINISHED", 0, "/tmp/abc123.log")
+
+    def register(self, run_id: str, name: str) -> ModelVersion:
+        self.calls.append(("register", run_id, name))
+        return version(3)
+
+    # registry
+    def list_models(self) -> list[RegisteredModel]:
+        self.calls.append(("list_models",))
+        self._maybe_down("mlflow")
+        return [RegisteredModel("iris", "", dict(self.aliases), {}, 2, T0, T0)]
+
+    def versions(self, model: str) -> list[ModelVersion]:
+        self.calls.append(("versions", model))
+        holders = {v: a for a, v in self.aliases.items()}
+        return [version(v, (holders[v],) if v in holders else ()) for v in (2, 1)]
+
+    def history(self, model: str) -> list[AliasEvent]:
+        self.calls.append(("history", model))
+        return list(self.events)
+
+    def promote(self, model: str, v: int, alias: str) -> tuple[GateResult, AliasEvent | None]:
+        self.calls.append(("promote", model, v, alias))
+        check = GateCheck("predict", self.gate_passes, "loads and predicts 5 rows")
+        if not self.gate_passes:
+            raise BackendError(f"version {v} of {model} did not pass: predict", title="Gate failed")
+        before = self.aliases.get(alias)
+        self.aliases[alias] = v
+        moved = event(len(self.events) + 1, alias, before, v, "promote")
+        self.events.append(moved)
+        return GateResult(model, v, alias, (check,), True), moved
+
+    def rollback(self, model: str, alias: str) -> AliasEvent | None:
+        self.calls.append(("rollback", model, alias))
+        before = self.aliases[alias]
+        self.aliases[alias] = 1
+        moved = event(len(self.events) + 1, alias, before, 1, "rollback")
+        self.events.append(moved)
+        return moved
+
+    # deployments
+    def list_deployments(self) -> list[Deployment]:
+        self.calls.append(("list_deployments",))
+        self._maybe_down("docker")
+        return list(self.deployments)
+
+    def deployment_logs(self, name: str, tail: int) -> Iterator[str]:
+        self.calls.append(("deployment_logs", name))
+        yield from [f"{name}: started", f"{name}: ready on :8080"]
+
+    def rollback_target(self, name: str) -> str:
+        return "1"
+
+    def rollback_deployment(self, name: str) -> Deployment:
+        self.calls.append(("rollback_deployment", name))
+        d = next(d for d in self.deployments if d.name == name)
+        return d
+
+    def remove_deployment(self, name: str) -> list[str]:
+        self.calls.append(("remove_deployment", name))
+        self.deployments = [d for d in self.deployments if d.name != name]
+        return [f"mlops-{name}"]
+
+    def monitor(self) -> MonitorSnapshot:
+        self.calls.append(("monitor",))
+        self._maybe_down("metrics")
+        row = DeploymentHealth(
+            deployment="iris-prod",
+            model="iris",
+            version="2",
+            alias="champion",
+            instance="127.0.0.1:8080",
+            up=True,
+            requests_total=100.0,
+            request_rate=12.5,
+            error_ratio=0.01,
+            client_error_ratio=0.0,
+            latency=LatencySummary(0.004, 0.012, 0.030),
+            batch_size_mean=1.0,
+            drift=(
+                FeatureDrift("petal_length", 0.35, None, 0.01, True),
+                FeatureDrift("sepal_width", 0.02, None, 0.6, False),
+            ),
+            drift_window_rows=500.0,
+        )
+        return MonitorSnapshot("direct scrape", 2.0, T0, (row,), None)
+
+
+def deployment(name: str = "iris-prod", version: str = "2") -> Deployment:
+    return Deployment(
+        name=name,
+        model="iris",
+        version=version,
+        alias="champion",
+        run_id="r",
+        image="mlops/iris:2",
+        container_id="abc",
+        state="running",
+        health="healthy",
+        host="127.0.0.1",
+        port=8080,
+        started_at=T0,
+    )
+
+
+def screen_text(app: object) -> str:
+    """Everything the current screen shows, as plain text (tables included)."""
+    from textual.widgets import DataTable, Static
+
+    screen = app.screen  # type: ignore[attr-defined]
+    parts: list[str] = []
+    for widget in screen.query("*"):
+        if isinstance(widget, DataTable):
+            parts += [str(c.label) for c in widget.columns.values()]
+            for row in range(widget.row_count):
+                parts += [str(cell) for cell in widget.get_row_at(row)]
+        elif isinstance(widget, Static):
+            parts.append(str(widget.render()))
+    return "\n".join(parts)

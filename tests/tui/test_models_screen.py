@@ -1,0 +1,110 @@
+"""Models: versions with aliases; promote and roll back behind a confirm; history; read-only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from console.modals.confirm import ConfirmModal
+from console.modals.message import ErrorModal, MessageModal
+from console.screens.alias_history import AliasHistoryScreen
+from console.screens.models import ModelsScreen
+from tests.tui.fakes import FakeBackends, event, screen_text
+from tests.tui.helpers import wait_for_text, wait_until
+
+
+async def open_models(app: Any, pilot: Any) -> None:
+    await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen), "models screen")
+    await wait_for_text(pilot, "champion=v1")
+    await wait_for_text(pilot, "0.92")  # v2's accuracy: the versions arrived
+
+
+async def test_models_and_versions_with_aliases(make_app: Any) -> None:
+    app = make_app(start_mode="models")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await open_models(app, pilot)
+        text = screen_text(app)
+        assert "iris" in text and "v2" in text and "READY" in text and "champion" in text
+
+
+async def test_promote_asks_naming_model_alias_and_versions_then_shows_the_gate(
+    make_app: Any, fake: FakeBackends
+) -> None:
+    app = make_app(start_mode="models")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_models(app, pilot)
+        await pilot.press("p")  # cursor on v2 (newest first)
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "confirm")
+        body = app.screen.body
+        assert "'champion'" in body and "'iris'" in body
+        assert "from version 1" in body and "to   version 2" in body
+        await pilot.press("y")
+        await wait_until(pilot, lambda: isinstance(app.screen, MessageModal), "gate result")
+        assert "Gate passed" in app.screen.title_text
+        assert "predict" in app.screen.message
+        assert ("promote", "iris", 2, "champion") in fake.calls
+        await pilot.press("enter")
+        await wait_for_text(pilot, "champion=v2")
+
+
+async def test_cancelled_promote_moves_nothing(make_app: Any, fake: FakeBackends) -> None:
+    app = make_app(start_mode="models")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_models(app, pilot)
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "confirm")
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert not any(c[0] == "promote" for c in fake.calls)
+
+
+async def test_failed_gate_shows_the_backends_title_and_message(
+    make_app: Any, fake: FakeBackends
+) -> None:
+    fake.gate_passes = False
+    app = make_app(start_mode="models")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_models(app, pilot)
+        await pilot.press("p", "y")
+        await wait_until(pilot, lambda: isinstance(app.screen, ErrorModal), "error modal")
+        assert app.screen.title_text == "Gate failed"
+        assert "did not pass" in app.screen.message
+
+
+async def test_rollback_confirms_from_and_to(make_app: Any, fake: FakeBackends) -> None:
+    fake.aliases["champion"] = 2
+    fake.events.append(event(2, "champion", 1, 2, "promote"))
+    app = make_app(start_mode="models")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen), "models")
+        await wait_for_text(pilot, "champion=v2")
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "confirm")
+        assert "from version 2" in app.screen.body and "to   version 1" in app.screen.body
+        await pilot.press("y")
+        await wait_for_text(pilot, "champion=v1")
+        assert ("rollback", "iris", "champion") in fake.calls
+
+
+async def test_history(make_app: Any) -> None:
+    app = make_app(start_mode="models")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_models(app, pilot)
+        await pilot.press("h")
+        await wait_until(pilot, lambda: isinstance(app.screen, AliasHistoryScreen), "history")
+        text = await wait_for_text(pilot, "1 moves")
+        assert "promote" in text and "ana" in text
+
+
+async def test_read_only_hides_and_refuses_moves(make_app: Any, fake: FakeBackends) -> None:
+    app = make_app(start_mode="models", read_only=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_models(app, pilot)
+        shown = {b.binding.action for b in app.screen.active_bindings.values()}
+        assert "history" in shown and "promote" not in shown and "rollback" not in shown
+        await pilot.press("p", "r")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, ModelsScreen)
+        assert any("read-only" in n.message for n in app._notifications)
+        assert not any(c[0] in ("promote", "rollback") for c in fake.calls)
+        await app.screen.run_action("promote")  # e.g. from the palette: refused too
+        assert not any(c[0] == "promote" for c in fake.calls)
