@@ -186,3 +186,49 @@ def send_traffic(url: str, clean: int = 150, drifted: int = 300) -> tuple[int, i
     except httpx.HTTPError as exc:
         raise Unavailable(f"the model server at {url} stopped answering: {exc}") from exc
     return ok, failed
+
+
+def wait_until_scraped(prometheus_url: str, timeout: float = 30) -> bool:
+    """Wait for Prometheus' first scrape of the server, so the demo's traffic shows as rates."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = httpx.get(
+                f"{prometheus_url}/api/v1/query", params={"query": "up"}, timeout=2
+            ).json()["data"]["result"]
+            if any(r["value"][1] == "1" for r in result):
+                return True
+        except (httpx.HTTPError, KeyError, ValueError):
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def start_trickle(url: str, per_second: float = 4.0) -> Background:
+    """Keep a little drifted traffic flowing in the background, so the panes stay alive."""
+    code = (
+        "import sys, time, httpx\n"
+        "url, pause = sys.argv[1], 1.0 / float(sys.argv[2])\n"
+        "rows = [[5.9, 3.0, 8.1, 1.8], [5.1, 3.5, 4.4, 0.2], [6.7, 3.1, 7.4, 1.4]]\n"
+        "with httpx.Client(timeout=10) as http:\n"
+        "    i = 0\n"
+        "    while True:\n"
+        "        try:\n"
+        "            http.post(url + '/predict', json={'data': [rows[i % 3]]})\n"
+        "        except httpx.HTTPError:\n"
+        "            time.sleep(1)\n"
+        "        i += 1\n"
+        "        time.sleep(pause)\n"
+    )
+    log = state_dir() / "traffic.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, url, str(per_second)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+        )
+    handle = Background("traffic", proc.pid, url, log)
+    _remember(handle)
+    return handle

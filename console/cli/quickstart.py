@@ -92,11 +92,14 @@ def quickstart(
                 "[5/6] no prometheus binary: the console scrapes the server directly "
                 "(no alerts without Prometheus)"
             )
+        if prometheus is not None:
+            qs.wait_until_scraped(prometheus.url)
         ok, failed = qs.send_traffic(url)
         typer.echo(
             f"[6/6] sent {ok + failed} requests ({failed} failed): 150 clean rows, then "
-            "300 with petal_length shifted by +3 cm"
+            "300 with petal_length shifted by +3 cm; a trickle keeps flowing"
         )
+        qs.start_trickle(url)
     prom_url = prometheus.url if prometheus is not None else None
     typer.echo("")
     typer.echo(
