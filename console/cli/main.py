@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from console import __version__
 from console.cli import deploy as deploy_cli
 from console.cli import images as images_cli
 from console.cli import models
@@ -51,6 +50,8 @@ def version(
     ] = False,
 ) -> None:
     """Print the mlops-console version."""
+    from console import __version__
+
     typer.echo(f"mlops-console {__version__}")
     if verbose:
         # Package metadata, not imports: `mlops version -v` stays as fast as `mlops --help`.
