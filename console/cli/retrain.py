@@ -128,7 +128,7 @@ def retrain(
         if not approve:
             typer.echo(
                 f"waiting for approval: mlops models promote {state.name} "
-                f"{version.version} --alias champion  (or approve it in the console)"
+                f"{version.version} --alias champion  (or in the console: Models, the version, p)"
             )
             return
         registry.promote(
