@@ -144,10 +144,13 @@ def test_admin_reload_swaps_versions_without_failed_requests(
     assert wrong.status_code == 403 and wrong.json()["error"]["type"] == "forbidden"
 
     statuses: list[int] = []
-    versions: list[str] = []
+    per_client: list[list[str]] = [[] for _ in range(4)]
     stop = threading.Event()
 
-    def steady_load() -> None:
+    def steady_load(versions: list[str]) -> None:
+        # One client sends its next request only after the last answer: once it has been
+        # answered by the new model, it must never be answered by the old one again. (Across
+        # clients answers may interleave: a request already on the old model finishes there.)
         with httpx.Client() as http:
             while not stop.is_set():
                 r = http.post(f"{url}/predict", json={"data": [[5.1, 3.5, 1.4, 0.2]]})
@@ -157,7 +160,7 @@ def test_admin_reload_swaps_versions_without_failed_requests(
 
     client = MlflowClient(mlflow_server.url)
     client.set_registered_model_alias(registered.name, "champion", "2")
-    threads = [threading.Thread(target=steady_load) for _ in range(4)]
+    threads = [threading.Thread(target=steady_load, args=(v,)) for v in per_client]
     for t in threads:
         t.start()
     time.sleep(0.5)
@@ -174,8 +177,9 @@ def test_admin_reload_swaps_versions_without_failed_requests(
     assert reload.json()["previous"]["version"] == "1"
     assert reload.json()["current"]["version"] == "2"
     assert statuses and set(statuses) == {200}
-    assert versions[0] == "1" and versions[-1] == "2"
-    assert versions == sorted(versions)  # never back to the old one after the swap
+    for versions in per_client:
+        assert versions[0] == "1" and versions[-1] == "2"
+        assert versions == sorted(versions)  # never back to the old one after the swap
     info = httpx.get(f"{url}/version").json()
     assert info["drift"].startswith("unavailable")  # version 2 logged no reference
     assert httpx.post(f"{url}/predict", json={"data": [[5.1, 3.5, 1.4, 0.2]]}).status_code == 200
