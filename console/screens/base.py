@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, ClassVar
 from textual import events
 from textual.app import ComposeResult
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Header, Static
 
 from backends.errors import BackendError, Unavailable
@@ -122,3 +123,40 @@ class ResourceScreen(Screen[None]):
             self.set_timer(self._retry_delay, self.load)
         else:
             self.set_pane_status(f"{error.title}: {error.message}", error=True)
+
+
+class PollingScreen(ResourceScreen):
+    """A pane that refreshes itself: the next refresh is scheduled when the last one finished,
+    and nothing runs while the screen is hidden (it reloads once when shown again)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._timer: Timer | None = None
+        self._paused = False
+
+    def on_screen_suspend(self) -> None:
+        self._paused = True
+        self.stop_refresh()
+
+    def on_screen_resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            self.load()
+
+    def action_reload(self) -> None:
+        self.load()
+
+    def schedule_refresh(self, delay: float) -> None:
+        """Refresh again in ``delay`` seconds (one timer at a time; none while hidden)."""
+        self.stop_refresh()
+        if not self._paused:
+            self._timer = self.set_timer(delay, self.load)
+
+    def stop_refresh(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+
+    def load_failed(self, error: BackendError) -> None:
+        self.stop_refresh()  # the base class retries with backoff instead
+        super().load_failed(error)

@@ -7,18 +7,16 @@ from typing import ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.timer import Timer
 from textual.widgets import DataTable
 
-from backends.errors import BackendError
 from backends.records import Deployment
 from console import format as fmt
 from console.messages import BackendFailed, DeploymentChanged, DeploymentsLoaded
 from console.modals.confirm import ConfirmModal
-from console.screens.base import ResourceScreen
+from console.screens.base import PollingScreen
 
 
-class DeploymentsScreen(ResourceScreen):
+class DeploymentsScreen(PollingScreen):
     """Refreshed every few seconds while shown (the next refresh is scheduled after the last)."""
 
     RESOURCE = "deploy"
@@ -33,8 +31,6 @@ class DeploymentsScreen(ResourceScreen):
     def __init__(self) -> None:
         super().__init__()
         self.deployments: list[Deployment] = []
-        self._timer: Timer | None = None
-        self._paused = False
 
     def compose_body(self) -> ComposeResult:
         yield DataTable(id="deploy-table", cursor_type="row", zebra_stripes=True)
@@ -45,27 +41,8 @@ class DeploymentsScreen(ResourceScreen):
         self.set_pane_status("loading deployments…")
         self.load()
 
-    def on_screen_suspend(self) -> None:
-        self._paused = True
-        if self._timer is not None:
-            self._timer.stop()
-
-    def on_screen_resume(self) -> None:
-        if self._paused:
-            self._paused = False
-            self.load()
-
     def load(self) -> None:
         self._load()
-
-    def action_reload(self) -> None:
-        self.load()
-
-    def _schedule(self, delay: float) -> None:
-        if not self._paused:
-            if self._timer is not None:
-                self._timer.stop()
-            self._timer = self.set_timer(delay, self.load)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="deployments")
     def _load(self) -> None:
@@ -102,12 +79,7 @@ class DeploymentsScreen(ResourceScreen):
             if message.deployments
             else "no deployments (mlops deploy up MODEL@champion)"
         )
-        self._schedule(self.mlops.refresh_interval)
-
-    def load_failed(self, error: BackendError) -> None:
-        if self._timer is not None:
-            self._timer.stop()
-        super().load_failed(error)
+        self.schedule_refresh(self.mlops.refresh_interval)
 
     def _selected(self) -> Deployment | None:
         table = self.query_one("#deploy-table", DataTable)

@@ -8,18 +8,16 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.timer import Timer
 from textual.widgets import DataTable, Static
 
-from backends.errors import BackendError
 from console import format as fmt
 from console.messages import BackendFailed, MonitorSampled
-from console.screens.base import ResourceScreen
+from console.screens.base import PollingScreen
 
 PSI_THRESHOLD = 0.2
 
 
-class MonitorScreen(ResourceScreen):
+class MonitorScreen(PollingScreen):
     """Health table, drift table and alerts; refreshed while shown, paused while hidden."""
 
     CSS_PATH = "monitor.tcss"
@@ -27,11 +25,6 @@ class MonitorScreen(ResourceScreen):
     BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
         Binding("ctrl+r", "reload", "Refresh", id="monitor.reload", tooltip="Refresh now"),
     ]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._timer: Timer | None = None
-        self._paused = False
 
     def compose_body(self) -> ComposeResult:
         yield DataTable(id="health-table", cursor_type="row")
@@ -49,21 +42,8 @@ class MonitorScreen(ResourceScreen):
         self.set_pane_status("sampling…")
         self.load()
 
-    def on_screen_suspend(self) -> None:
-        self._paused = True
-        if self._timer is not None:
-            self._timer.stop()
-
-    def on_screen_resume(self) -> None:
-        if self._paused:
-            self._paused = False
-            self.load()
-
     def load(self) -> None:
         self._sample()
-
-    def action_reload(self) -> None:
-        self.load()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="monitor")
     def _sample(self) -> None:
@@ -120,10 +100,4 @@ class MonitorScreen(ResourceScreen):
             if snap.rows
             else f"{snap.source}: no serving targets"
         )
-        if not self._paused:
-            self._timer = self.set_timer(self.mlops.refresh_interval, self.load)
-
-    def load_failed(self, error: BackendError) -> None:
-        if self._timer is not None:
-            self._timer.stop()
-        super().load_failed(error)
+        self.schedule_refresh(self.mlops.refresh_interval)
