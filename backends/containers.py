@@ -31,6 +31,7 @@ from backends.images import _parse_time
 from backends.records import Deployment, ServingImage
 
 __all__ = [
+    "check_can_follow",
     "deploy",
     "deployment_logs",
     "get_deployment",
@@ -153,11 +154,8 @@ def deploy(
 ) -> tuple[Deployment, str | None]:
     """Run ``image`` as deployment ``name``; an existing deployment is switched with no failed
     request. Returns the deployment and the version it replaced (None for a new one)."""
-    if follow_alias_ref and not (tracking_uri or "").startswith(("http://", "https://")):
-        raise InvalidInput(
-            "--follow-alias needs an HTTP tracking server (MLFLOW_TRACKING_URI="
-            "http://...): a container cannot read a local sqlite store"
-        )
+    if follow_alias_ref:
+        check_can_follow(tracking_uri)
     router = _router(client, name)
     previous = _active_model(client, name) if router is not None else None
     if router is not None and router.status != "running":
@@ -195,6 +193,15 @@ def deploy(
         if stale.id != new.id and stale.status != "running":
             _remove(stale)
     return get_deployment(client, name), prev_version
+
+
+def check_can_follow(tracking_uri: str | None) -> None:
+    """A container that follows an alias reads the registry itself: only over HTTP."""
+    if not (tracking_uri or "").startswith(("http://", "https://")):
+        raise InvalidInput(
+            "following an alias needs an HTTP tracking server (MLFLOW_TRACKING_URI="
+            "http://...): a container cannot read a local sqlite store"
+        )
 
 
 def rollback_target(client: Any, name: str) -> str:

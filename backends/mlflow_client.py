@@ -108,12 +108,17 @@ def using_tracking_uri(tracking_uri: str) -> Iterator[None]:
     """
     import mlflow
 
-    previous_tracking = mlflow.get_tracking_uri()
-    previous_registry = mlflow.get_registry_uri()
+    # MLflow mirrors both URIs into MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI for subprocesses.
+    # Restoring through get_*_uri() would pin its *resolved default* (./mlflow.db) into the
+    # environment of every process started afterwards: restore what was set, or nothing.
+    previous_tracking = os.environ.get("MLFLOW_TRACKING_URI")
+    previous_registry = os.environ.get("MLFLOW_REGISTRY_URI")
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous_tracking)
-        mlflow.set_registry_uri(previous_registry)
+        mlflow.set_tracking_uri(previous_tracking)  # type: ignore[arg-type]  # None unsets it
+        mlflow.set_registry_uri(previous_registry)  # type: ignore[arg-type]
+        if previous_registry is None:
+            os.environ.pop("MLFLOW_REGISTRY_URI", None)

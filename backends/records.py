@@ -105,6 +105,25 @@ class DatasetRef:
 
 
 @dataclass(frozen=True)
+class ProjectParameter:
+    """A parameter of an MLflow Project's entry point, as its MLproject file declares it."""
+
+    name: str
+    type: str  # string, float, int, path, uri (MLflow's names)
+    default: str | None  # None: the run must be given a value
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An active experiment; ``updated`` is MLflow's last-update time (None if it has none)."""
+
+    experiment_id: str
+    name: str
+    updated: datetime | None
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """One run as a listing shows it: identity, status, times, params and latest metrics."""
 
@@ -148,6 +167,7 @@ class RunListing:
     matched: int | None  # runs matching the filter (None when the server was asked a page only)
     more: bool  # more runs match than were returned
     note: str = ""  # why the server was asked directly, when it was
+    index_pending: bool = False  # a full sync of the index is due: run it, then list again
 
 
 @dataclass(frozen=True)
@@ -358,6 +378,54 @@ class Series:
     name: str
     labels: dict[str, str]
     points: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class MonitorHistory:
+    """The recent figures of one deployment, for plots: one series per figure, oldest first.
+
+    Series names: request_rate (req/s), error_ratio (5xx fraction), p50, p95, p99 (seconds).
+    A figure with no point in the span (no requests, no data yet) has no series.
+    """
+
+    deployment: str  # the deployment's name, or host:port for a target without one
+    source: str  # "prometheus range query" or "recorded snapshots"
+    end: datetime
+    minutes: float
+    series: tuple[Series, ...]
+
+    def points(self, name: str) -> tuple[tuple[float, float], ...]:
+        """The (unix seconds, value) points of the series called ``name`` (empty if none)."""
+        return next((s.points for s in self.series if s.name == name), ())
+
+
+@dataclass(frozen=True)
+class DriftThresholds:
+    """The drift thresholds that apply to one model version, and where they were read."""
+
+    psi: float  # PSI above this is drift
+    ks_pvalue: float  # a KS p-value below this is drift
+    source: str  # e.g. "drift_reference.json of run 1a2b3c4d", or "default (why)"
+
+
+@dataclass(frozen=True)
+class RetrainOutcome:
+    """What retraining a deployment's model produced. Champion never moves here: a human
+    promotes the challenger later (``mlops models promote`` or `p` on the Models screen)."""
+
+    deployment: str
+    model: str
+    served_version: str
+    served_run_id: str
+    drift: str  # the drift figures that were read before training, one line
+    run_id: str
+    challenger_version: int
+    comparison: str  # champion vs challenger on the evaluation data, one line
+    champion_score: float
+    challenger_score: float
+    gate_passed: bool  # the challenger is no worse and the registry's gate let it through
+    gate: str  # why the challenger alias moved, or why it did not
+    log_path: str
 
 
 @dataclass(frozen=True)

@@ -564,6 +564,12 @@ def _env_seconds(name: str, default: float) -> float:
         return default
 
 
+def full_sync_due(state: SyncState | None, *, now: float, max_age: float | None = None) -> bool:
+    """Whether the next sync of an experiment in ``state`` lists every run (slow at scale)."""
+    max_age = _env_seconds("MLOPS_INDEX_MAX_AGE", 3600) if max_age is None else max_age
+    return state is None or state.verified_at is None or now - state.verified_at > max_age
+
+
 def sync(
     source: RunSource,
     index: RunIndex,
@@ -580,17 +586,11 @@ def sync(
     ``on_full_sync`` is called before a full sync starts (it takes as long as listing every
     run from the server), so a caller can say why this answer is slower.
     """
-    max_age = _env_seconds("MLOPS_INDEX_MAX_AGE", 3600) if max_age is None else max_age
     overlap = _env_seconds("MLOPS_INDEX_OVERLAP", 300) if overlap is None else overlap
     started = time.time()
     clock = time.perf_counter()
     state = index.state(experiment_id)
-    if (
-        refresh
-        or state is None
-        or state.verified_at is None
-        or started - state.verified_at > max_age
-    ):
+    if refresh or state is None or full_sync_due(state, now=started, max_age=max_age):
         if on_full_sync is not None:
             on_full_sync()
         runs = fetch_all(source, experiment_id)

@@ -40,6 +40,10 @@ class RunSource(Protocol):
         """The same, strictly by id."""
         ...
 
+    def experiments(self) -> list[Json]:
+        """Every active experiment, most recently updated first (REST shape)."""
+        ...
+
     def search(
         self,
         experiment_ids: list[str],
@@ -187,6 +191,23 @@ class RestSource:
         experiment: Json = found["experiment"]
         return experiment
 
+    def experiments(self) -> list[Json]:
+        found: list[Json] = []
+        token: str | None = None
+        while True:
+            body: Json = {
+                "max_results": 1000,
+                "view_type": "ACTIVE_ONLY",
+                "order_by": ["last_update_time DESC"],
+            }
+            if token:
+                body["page_token"] = token
+            page = self._call("POST", "experiments/search", body=body)
+            found.extend(page.get("experiments", []))
+            token = page.get("next_page_token") or None
+            if not token:
+                return found
+
     def search(
         self,
         experiment_ids: list[str],
@@ -275,6 +296,21 @@ class ClientSource:
         with translate_errors(self.uri):
             return _experiment_json(self.client.get_experiment(experiment_id))
 
+    def experiments(self) -> list[Json]:
+        from backends.mlflow_client import translate_errors
+
+        found: list[Json] = []
+        token: str | None = None
+        with translate_errors(self.uri):
+            while True:
+                page = self.client.search_experiments(
+                    max_results=1000, order_by=["last_update_time DESC"], page_token=token
+                )
+                found.extend(_experiment_json(e) for e in page)
+                token = page.token or None
+                if not token:
+                    return found
+
     def search(
         self,
         experiment_ids: list[str],
@@ -350,6 +386,8 @@ def _experiment_json(experiment: Any) -> Json:
         "experiment_id": experiment.experiment_id,
         "name": experiment.name,
         "lifecycle_stage": experiment.lifecycle_stage,
+        "last_update_time": experiment.last_update_time,
+        "tags": [{"key": k, "value": v} for k, v in (experiment.tags or {}).items()],
     }
 
 

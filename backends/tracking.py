@@ -11,14 +11,17 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from backends.errors import BackendError, InvalidInput, NotFound
 from backends.records import (
     ArtifactEntry,
+    Experiment,
     LoggedModelRef,
     MetricPoint,
     MetricRow,
@@ -30,7 +33,7 @@ from backends.records import (
     RunSummary,
 )
 from backends.run_filter import Clause, OrderKey, Unsupported, parse_filter, parse_order_by
-from backends.run_index import RunIndex, sync
+from backends.run_index import RunIndex, full_sync_due, sync
 from backends.run_mapping import (
     GIT_COMMIT_TAG,
     SOURCE_NAME_TAG,
@@ -46,11 +49,13 @@ __all__ = [
     "compare_runs",
     "downsample",
     "get_run",
+    "list_experiments",
     "list_runs",
     "metric_direction",
     "metric_histories",
     "metric_history",
     "show_run",
+    "sync_runs",
 ]
 
 Direction = Literal["max", "min", "unknown"]
@@ -88,6 +93,46 @@ def _parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
 
 # ------------------------------------------------------------------ listing
 
+COLD_INDEX = "the local run index has not been built for this experiment"
+
+
+def sync_runs(tracking_uri: str, experiment: str, *, source: RunSource | None = None) -> None:
+    """Bring the local index of ``experiment`` up to date, fully if due (the slow part of a
+    listing that ``defer_full_sync`` put off)."""
+    src = source or source_for(tracking_uri)
+    try:
+        found = src.experiment(experiment)
+        index = RunIndex.for_uri(tracking_uri)
+        try:
+            sync(src, index, str(found["experiment_id"]), str(found["name"]))
+        finally:
+            index.close()
+    except (OSError, sqlite3.Error) as exc:
+        raise BackendError(f"local run index: {exc}", title="Run index error") from exc
+    finally:
+        if source is None:
+            src.close()
+
+
+def list_experiments(tracking_uri: str, *, source: RunSource | None = None) -> list[Experiment]:
+    """Every active experiment, most recently updated first."""
+    src = source or source_for(tracking_uri)
+    try:
+        return [_experiment(raw) for raw in src.experiments()]
+    finally:
+        if source is None:
+            src.close()
+
+
+def _experiment(raw: dict[str, Any]) -> Experiment:
+    updated = raw.get("last_update_time")
+    return Experiment(
+        experiment_id=str(raw["experiment_id"]),
+        name=str(raw["name"]),
+        updated=datetime.fromtimestamp(int(updated) / 1000, tz=UTC) if updated else None,
+        tags={str(t["key"]): str(t.get("value", "")) for t in raw.get("tags") or []},
+    )
+
 
 def list_runs(
     tracking_uri: str,
@@ -96,7 +141,10 @@ def list_runs(
     filter_string: str = "",
     order_by: Sequence[str] = (),
     max_results: int | None = 50,
+    offset: int = 0,
     use_index: bool = True,
+    sync_index: bool = True,
+    defer_full_sync: bool = False,
     refresh: bool = False,
     source: RunSource | None = None,
     index: RunIndex | None = None,
@@ -106,10 +154,19 @@ def list_runs(
 
     With ``use_index`` (the default) the local index is synced first (see ``run_index``) and
     answers; ``refresh`` forces a full sync, and ``on_full_sync`` is told before one starts.
-    ``max_results=None`` lists every match.
+    ``max_results=None`` lists every match. ``offset`` skips that many matches: a screen pages
+    through 10,000 runs with it, passing ``sync_index=False`` after the first page so that every
+    page comes from the same snapshot of the index.
+
+    ``defer_full_sync`` is for a screen that must answer at once: when the index would need a
+    full sync (never built, or its last full resync is older than MLOPS_INDEX_MAX_AGE) it answers
+    from the server (never built) or after an incremental sync (stale), sets ``index_pending``,
+    and leaves the full sync to a later ``sync_runs`` call in the background.
     """
     if max_results is not None and max_results < 1:
         raise InvalidInput("max_results must be at least 1")
+    if offset < 0:
+        raise InvalidInput("offset must be at least 0")
     src = source or source_for(tracking_uri)
     try:
         found = src.experiment(experiment)
@@ -126,13 +183,20 @@ def list_runs(
         if use_index:
             listing, failure = _list_from_index(
                 src, tracking_uri, index, experiment_id, name, clauses, order, max_results,
+                offset=offset, sync_index=sync_index, defer_full_sync=defer_full_sync,
                 refresh=refresh, on_full_sync=on_full_sync,
             )  # fmt: skip
             if listing is not None:
                 return listing
+            if failure == COLD_INDEX:
+                listing = _list_from_server(
+                    src, experiment_id, name, filter_string, list(order_by), max_results, offset,
+                    "the local run index is being built: listed by the server meanwhile",
+                )  # fmt: skip
+                return replace(listing, index_pending=True)
             note = f"local run index unavailable ({failure}): listed by the server"
         return _list_from_server(
-            src, experiment_id, name, filter_string, list(order_by), max_results, note
+            src, experiment_id, name, filter_string, list(order_by), max_results, offset, note
         )
     finally:
         if source is None:
@@ -149,6 +213,9 @@ def _list_from_index(
     order: tuple[OrderKey, ...],
     max_results: int | None,
     *,
+    offset: int,
+    sync_index: bool,
+    defer_full_sync: bool,
     refresh: bool,
     on_full_sync: Callable[[], None] | None,
 ) -> tuple[RunListing | None, str]:
@@ -158,24 +225,40 @@ def _list_from_index(
     except (OSError, sqlite3.Error) as exc:
         return None, str(exc)
     try:
-        report = sync(src, own, experiment_id, name, refresh=refresh, on_full_sync=on_full_sync)
-        runs, matched = own.query(experiment_id, clauses, order, limit=max_results)
+        state = own.state(experiment_id)
+        pending = False
+        if state is None or state.synced_at is None:
+            if defer_full_sync and not refresh:
+                return None, COLD_INDEX
+            report = sync(src, own, experiment_id, name, refresh=refresh, on_full_sync=on_full_sync)
+            synced_at, verified = report.synced_at, report.verified_at
+        elif sync_index or refresh:
+            pending = defer_full_sync and not refresh and full_sync_due(state, now=time.time())
+            max_age = math.inf if pending else None  # the full resync comes later, from sync_runs
+            report = sync(
+                src, own, experiment_id, name,
+                refresh=refresh, max_age=max_age, on_full_sync=on_full_sync,
+            )  # fmt: skip
+            synced_at, verified = report.synced_at, report.verified_at
+        else:
+            synced_at, verified = state.synced_at, state.verified_at  # a page of the same snapshot
+        runs, matched = own.query(experiment_id, clauses, order, limit=max_results, offset=offset)
     except (OSError, sqlite3.Error) as exc:
         return None, str(exc)
     finally:
         if index is None:
             own.close()
-    verified = report.verified_at
     return (
         RunListing(
             runs=tuple(runs),
             experiment_id=experiment_id,
             experiment_name=name,
             source="index",
-            synced_at=datetime.fromtimestamp(report.synced_at, tz=UTC),
+            synced_at=datetime.fromtimestamp(synced_at, tz=UTC),
             verified_at=datetime.fromtimestamp(verified, tz=UTC) if verified else None,
             matched=matched,
-            more=matched > len(runs),
+            more=matched > offset + len(runs),
+            index_pending=pending,
         ),
         "",
     )
@@ -188,21 +271,24 @@ def _list_from_server(
     filter_string: str,
     order_by: list[str],
     max_results: int | None,
+    offset: int,
     note: str,
 ) -> RunListing:
     asked = _now()
     runs: list[RunSummary] = []
     token: str | None = None
+    # The search API pages by token, not by position: an offset walks the pages before it.
+    wanted = None if max_results is None else offset + max_results
     while True:
-        want = SERVER_PAGE if max_results is None else min(SERVER_PAGE, max_results - len(runs))
+        want = SERVER_PAGE if wanted is None else min(SERVER_PAGE, wanted - len(runs))
         page, token = src.search(
             [experiment_id], filter_string, order_by, max_results=want, page_token=token
         )
         runs += [summary_from_json(r) for r in page]
-        if not token or (max_results is not None and len(runs) >= max_results):
+        if not token or (wanted is not None and len(runs) >= wanted):
             break
     return RunListing(
-        runs=tuple(runs),
+        runs=tuple(runs[offset:]),
         experiment_id=experiment_id,
         experiment_name=name,
         source="server",

@@ -31,7 +31,7 @@ from typing import IO, Any
 from urllib.parse import urlparse
 
 from backends.errors import BackendError, InvalidInput, NotFound
-from backends.records import ModelVersion
+from backends.records import ModelVersion, ProjectParameter
 
 __all__ = [
     "LOG_ARTIFACT",
@@ -43,6 +43,7 @@ __all__ = [
     "logs_dir",
     "parse_params",
     "project_name",
+    "project_parameters",
     "read_log",
     "register_model",
     "state_dir",
@@ -93,6 +94,35 @@ def project_name(project_dir: Path) -> str:
         return project_dir.resolve().name
     match = re.search(r"^name:\s*['\"]?([^'\"\n#]+?)['\"]?\s*(?:#.*)?$", text, re.MULTILINE)
     return match.group(1).strip() if match else project_dir.resolve().name
+
+
+def project_parameters(project_dir: Path, entry_point: str = "main") -> list[ProjectParameter]:
+    """The parameters ``entry_point`` of an MLflow Project takes, in MLproject order."""
+    import yaml  # a dependency of mlflow's; imported here because only the train form needs it
+
+    path = project_dir / "MLproject"
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise InvalidInput(f"{project_dir} is not an MLflow Project (no MLproject file)") from exc
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{path} is not valid YAML: {exc}") from exc
+    points = (spec or {}).get("entry_points") or {}
+    if entry_point not in points:
+        raise InvalidInput(f"{path} has no entry point {entry_point!r}")
+    found = []
+    for name, raw in ((points[entry_point] or {}).get("parameters") or {}).items():
+        # MLflow accepts `name: type` and `name: {type: ..., default: ...}`.
+        spec_ = raw if isinstance(raw, dict) else {"type": str(raw)}
+        default = spec_.get("default")
+        found.append(
+            ProjectParameter(
+                str(name),
+                str(spec_.get("type", "string")),
+                None if default is None else str(default),
+            )
+        )
+    return found
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:

@@ -15,8 +15,6 @@ from backends.errors import BackendError
 from console.commands import MlopsCommands
 from console.config import Settings
 from console.messages import BackendProbed
-from console.modals.help import HelpModal
-from console.modals.jump import JumpBar, resolve
 from console.services import BACKENDS, BackendName, Backends, RealBackends
 from console.widgets.status_bar import BackendStatus, StatusBar
 
@@ -127,6 +125,8 @@ class MlopsApp(App[None]):
     # ------------------------------------------------------------------ navigation
 
     def action_jump(self) -> None:
+        from console.modals.jump import JumpBar, resolve  # after the first paint: see MODES
+
         def jumped(text: str | None) -> None:
             if not text:
                 return
@@ -141,6 +141,8 @@ class MlopsApp(App[None]):
         self.push_screen(JumpBar(), jumped)
 
     def action_help(self) -> None:
+        from console.modals.help import HelpModal
+
         keys = []
         for key, active in self.screen.active_bindings.items():
             binding = active.binding

@@ -37,10 +37,23 @@ COMMANDS = (
     PaletteCommand("deployments: open", "The live map of serving containers", "deploy"),
     PaletteCommand("deployments: logs", "Follow the selected deployment's logs", "deploy", "logs"),
     PaletteCommand(
+        "deployments: build image", "Build a version's serving image", "deploy", "build", True
+    ),
+    PaletteCommand(
+        "deployments: new deployment", "Deploy a version, new or over one", "deploy", "deploy", True
+    ),
+    PaletteCommand(
         "deployments: roll back", "Serve the previous version again", "deploy", "rollback", True
     ),
     PaletteCommand("deployments: take down", "Remove a deployment", "deploy", "take_down", True),
     PaletteCommand("monitor: open", "Latency, errors and drift", "monitor"),
+    PaletteCommand(
+        "monitor: retrain",
+        "Train a challenger for the selected deployment's model on new data",
+        "monitor",
+        "retrain",
+        True,
+    ),
 )
 
 

@@ -4,22 +4,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
 from backends.errors import BackendError
-from backends.records import (
-    AliasEvent,
-    Deployment,
-    GateResult,
-    ModelVersion,
-    MonitorSnapshot,
-    RegisteredModel,
-    RunComparison,
-    RunDetail,
-    RunListing,
-)
-from console.services import TrainingOutcome
+
+if TYPE_CHECKING:
+    # Types only: records (~30 dataclasses) and deploy_ops (httpx) are imported by the
+    # workers that build them, not before the first paint.
+    from backends.deploy_ops import BuildOutcome, DeployPlan
+    from backends.records import (
+        AliasEvent,
+        Deployment,
+        DriftThresholds,
+        Experiment,
+        GateResult,
+        ModelVersion,
+        MonitorHistory,
+        MonitorSnapshot,
+        ProjectParameter,
+        RegisteredModel,
+        RetrainOutcome,
+        RunComparison,
+        RunDetail,
+        RunListing,
+    )
+    from console.services import TrainingOutcome
 
 
 @dataclass
@@ -52,9 +63,39 @@ class BackendFailed(Message):
 
 @dataclass
 class RunsLoaded(Message):
-    """A page of runs arrived."""
+    """A page of runs arrived: ``offset`` 0 starts a listing, more pages append to it.
+
+    ``generation`` names the load that asked; a page of an older load (another filter, order
+    or experiment) is dropped when it arrives late.
+    """
 
     listing: RunListing
+    offset: int = 0
+    generation: int = 0
+
+
+@dataclass
+class ProjectLoaded(Message):
+    """A project's MLproject parameters arrived (for the train form)."""
+
+    project: str
+    parameters: list[ProjectParameter]
+
+
+@dataclass
+class RunIndexSynced(Message):
+    """A background full sync of the run index ended (``error`` empty on success)."""
+
+    experiment: str
+    generation: int
+    error: str = ""
+
+
+@dataclass
+class ExperimentsLoaded(Message):
+    """The experiment list arrived."""
+
+    experiments: list[Experiment]
 
 
 @dataclass
@@ -116,10 +157,42 @@ class DeploymentsLoaded(Message):
 
 @dataclass
 class DeploymentChanged(Message):
-    """A deployment was rolled back or taken down."""
+    """A deployment was deployed, rolled back or taken down."""
 
     name: str
     summary: str
+
+
+@dataclass
+class DeployPlanned(Message):
+    """A deploy was planned (nothing changed yet): the operator confirms what it will do."""
+
+    plan: DeployPlan
+
+
+@dataclass
+class ImageBuilt(Message):
+    """A serving image was built (or found unchanged in the cache)."""
+
+    outcome: BuildOutcome
+
+
+@dataclass
+class DeployProgressed(Message):
+    """A running build, deploy or rollback (``task``) printed ``line``; only the newest matters."""
+
+    task: str
+    line: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, DeployProgressed) and message.task == self.task
+
+
+@dataclass
+class DeployTaskEnded(Message):
+    """A build, deploy or rollback (``task``) ended, however it ended."""
+
+    task: str
 
 
 @dataclass
@@ -137,6 +210,41 @@ class MonitorSampled(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, MonitorSampled)
+
+
+@dataclass
+class MonitorHistoryLoaded(Message):
+    """The recent figures of one deployment arrived, for its plots."""
+
+    history: MonitorHistory
+
+
+@dataclass
+class DriftThresholdsLoaded(Message):
+    """The drift thresholds of a model version arrived (``error``: the defaults stand in)."""
+
+    model: str
+    version: str
+    thresholds: DriftThresholds
+    error: str = ""
+
+
+@dataclass
+class RetrainProgressed(Message):
+    """A retraining printed a line; only the newest one is shown."""
+
+    deployment: str
+    line: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RetrainProgressed)
+
+
+@dataclass
+class RetrainFinished(Message):
+    """A retraining registered a challenger (moved or not by its gate; champion never)."""
+
+    outcome: RetrainOutcome
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -16,13 +17,19 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from backends.errors import BackendError, Unavailable
 
 if TYPE_CHECKING:
+    from backends.deploy_ops import BuildOutcome, DeployOutcome, DeployPlan, RollbackOutcome
     from backends.records import (
         AliasEvent,
         Deployment,
+        DriftThresholds,
+        Experiment,
         GateResult,
         ModelVersion,
+        MonitorHistory,
         MonitorSnapshot,
+        ProjectParameter,
         RegisteredModel,
+        RetrainOutcome,
         RunComparison,
         RunDetail,
         RunListing,
@@ -31,6 +38,7 @@ if TYPE_CHECKING:
 
 BackendName = Literal["mlflow", "docker", "metrics"]
 BACKENDS: tuple[BackendName, ...] = ("mlflow", "docker", "metrics")
+RUNS_PAGE = 200  # runs per page: a screenful many times over, and 50 pages make 10,000
 
 
 @dataclass(frozen=True)
@@ -57,14 +65,29 @@ class Backends(Protocol):
     def probe(self, backend: BackendName) -> None:
         """Return if ``backend`` answers; raise a BackendError if it does not."""
 
-    def list_runs(self, experiment: str, filter_string: str, order_by: list[str]) -> RunListing:
-        """A page of runs of ``experiment``."""
+    def list_experiments(self) -> list[Experiment]:
+        """Active experiments, most recently updated first."""
+
+    def list_runs(
+        self, experiment: str, filter_string: str, order_by: list[str], offset: int = 0
+    ) -> RunListing:
+        """A page of runs of ``experiment``; ``offset`` > 0 pages the first page's snapshot.
+
+        Answers at once: when the local index needs a slow full sync the listing says
+        ``index_pending`` and the caller runs ``sync_runs`` in the background, then lists again.
+        """
+
+    def sync_runs(self, experiment: str) -> None:
+        """Bring the local run index of ``experiment`` fully up to date (seconds at 10k runs)."""
 
     def show_run(self, run_id: str) -> RunDetail:
         """One run's details."""
 
     def compare_runs(self, run_ids: list[str]) -> RunComparison:
         """Runs side by side."""
+
+    def project_parameters(self, project: str) -> list[ProjectParameter]:
+        """The parameters of a project's main entry point, from its MLproject file."""
 
     def train(
         self, project: str, params: dict[str, str], on_line: Callable[[str], object]
@@ -98,14 +121,40 @@ class Backends(Protocol):
     def rollback_target(self, name: str) -> str:
         """The version a deployment rollback would go back to."""
 
-    def rollback_deployment(self, name: str) -> Deployment:
-        """Serve the previously deployed version again."""
+    def rollback_deployment(
+        self, name: str, to: str | None, on_log: Callable[[str], None]
+    ) -> RollbackOutcome:
+        """Serve the previously deployed version (or ``to``) again, as `mlops deploy rollback`."""
+
+    def build_image(self, reference: str, on_log: Callable[[str], None]) -> BuildOutcome:
+        """Build the serving image of a version, as `mlops image build`."""
+
+    def plan_deploy(
+        self, reference: str, name: str | None, port: int, host: str, follow_alias: bool
+    ) -> DeployPlan:
+        """What deploying ``reference`` as ``name`` would change; nothing changes yet."""
+
+    def deploy(self, plan: DeployPlan, on_log: Callable[[str], None]) -> DeployOutcome:
+        """Run a deploy plan, as `mlops deploy up`."""
 
     def remove_deployment(self, name: str) -> list[str]:
         """Take a deployment down; the removed container names."""
 
     def monitor(self) -> MonitorSnapshot:
         """Rate, errors, latency and drift of every deployment."""
+
+    def monitor_history(
+        self, deployment: str, minutes: float, instance: str = ""
+    ) -> MonitorHistory:
+        """One deployment's (or a target's, by host:port) figures over the last ``minutes``."""
+
+    def drift_thresholds(self, model: str, version: str) -> DriftThresholds:
+        """The drift thresholds of a model version (its drift reference, else the defaults)."""
+
+    def retrain(
+        self, deployment: str, data: str, on_line: Callable[[str], object]
+    ) -> RetrainOutcome:
+        """Train, register and gate a challenger for a deployment's model; champion stays."""
 
 
 class RealBackends:
@@ -118,6 +167,7 @@ class RealBackends:
         self._docker: Any = None
         self._metrics: Any = None
         self._metrics_targets: tuple[Any, ...] | None = None
+        self._recorder: Any = None  # the direct scrape's past, for plots (no Prometheus)
 
     # ------------------------------------------------------------------ connections
 
@@ -171,7 +221,14 @@ class RealBackends:
 
     # ------------------------------------------------------------------ runs
 
-    def list_runs(self, experiment: str, filter_string: str, order_by: list[str]) -> RunListing:
+    def list_experiments(self) -> list[Experiment]:
+        from backends import tracking
+
+        return tracking.list_experiments(self.settings.tracking_uri)
+
+    def list_runs(
+        self, experiment: str, filter_string: str, order_by: list[str], offset: int = 0
+    ) -> RunListing:
         from backends import tracking
 
         return tracking.list_runs(
@@ -179,8 +236,16 @@ class RealBackends:
             experiment,
             filter_string=filter_string,
             order_by=order_by,
-            max_results=500,
+            max_results=RUNS_PAGE,
+            offset=offset,
+            sync_index=offset == 0,
+            defer_full_sync=True,  # a 10,000-run full sync takes seconds: sync_runs does it
         )
+
+    def sync_runs(self, experiment: str) -> None:
+        from backends import tracking
+
+        tracking.sync_runs(self.settings.tracking_uri, experiment)
 
     def show_run(self, run_id: str) -> RunDetail:
         from backends import tracking
@@ -191,6 +256,11 @@ class RealBackends:
         from backends import tracking
 
         return tracking.compare_runs(self.settings.tracking_uri, run_ids)
+
+    def project_parameters(self, project: str) -> list[ProjectParameter]:
+        from backends.training import project_parameters
+
+        return project_parameters(Path(project))
 
     def train(
         self, project: str, params: dict[str, str], on_line: Callable[[str], object]
@@ -242,34 +312,60 @@ class RealBackends:
         return containers.deployment_logs(self.docker(), name, follow=True, tail=tail)
 
     def rollback_target(self, name: str) -> str:
-        from backends import containers
+        from backends import deploy_ops
 
-        return containers.rollback_target(self.docker(), name)
+        return deploy_ops.rollback_target(self.docker(), self.settings.tracking_uri, name)
 
-    def rollback_deployment(self, name: str) -> Deployment:
-        from backends import containers, deploy_history, images
-        from backends.errors import NotFound
+    def rollback_deployment(
+        self, name: str, to: str | None, on_log: Callable[[str], None]
+    ) -> RollbackOutcome:
+        from backends import deploy_ops
 
-        client = self.docker()
-        current = containers.get_deployment(client, name)
-        target = containers.rollback_target(client, name)
-        image = images.find_image(client, current.model, target)
-        if image is None:
-            raise NotFound(
-                f"no serving image of {current.model} version {target}: "
-                f"build it with `mlops image build {current.model}/{target}`"
+        with self._engine_for_changes() as client:
+            return deploy_ops.rollback(
+                client, self.settings.tracking_uri, name, to=to, reason="console", on_log=on_log
             )
-        deployment, replaced = containers.deploy(
-            client,
-            image,
-            name,
-            port=current.port or 8080,
-            host=current.host,
-            alias="",
-            tracking_uri=self.settings.tracking_uri,
+
+    def build_image(self, reference: str, on_log: Callable[[str], None]) -> BuildOutcome:
+        from backends import deploy_ops
+
+        with self._engine_for_changes() as client:
+            return deploy_ops.build(client, self.settings.tracking_uri, reference, on_log=on_log)
+
+    def plan_deploy(
+        self, reference: str, name: str | None, port: int, host: str, follow_alias: bool
+    ) -> DeployPlan:
+        from backends import deploy_ops
+
+        return deploy_ops.plan_deploy(
+            self.docker(),
+            self.settings.tracking_uri,
+            reference,
+            name=name,
+            port=port,
+            host=host,
+            follow_alias=follow_alias,
         )
-        deploy_history.record(self.settings.tracking_uri, deployment, "rollback", replaced, "")
-        return deployment
+
+    def deploy(self, plan: DeployPlan, on_log: Callable[[str], None]) -> DeployOutcome:
+        from backends import deploy_ops
+
+        with self._engine_for_changes() as client:
+            return deploy_ops.deploy(
+                client, self.settings.tracking_uri, plan, reason="console", on_log=on_log
+            )
+
+    @contextmanager
+    def _engine_for_changes(self) -> Iterator[Any]:
+        """A client with the CLI's timeout: the shared one gives up after 5 s, and a build step
+        or a drain can stay silent longer than that."""
+        from backends import docker_engine
+
+        client = docker_engine.connect(self.settings.docker_host)
+        try:
+            yield client
+        finally:
+            client.close()
 
     def remove_deployment(self, name: str) -> list[str]:
         from backends import containers
@@ -280,11 +376,7 @@ class RealBackends:
 
     def monitor(self) -> MonitorSnapshot:
         if self.settings.prometheus_url:
-            if self._metrics is None:
-                from backends.metrics import PrometheusSource
-
-                self._metrics = PrometheusSource(self.settings.prometheus_url, window="1m")
-            return self._metrics.snapshot()  # type: ignore[no-any-return]
+            return self._prometheus().snapshot()  # type: ignore[no-any-return]
         from backends.discovery import scrape_targets
         from backends.metrics import ScrapeSource
 
@@ -294,4 +386,57 @@ class RealBackends:
                 self._metrics.close()
             self._metrics = ScrapeSource(targets, interval=1.0)
             self._metrics_targets = targets
-        return self._metrics.snapshot()  # type: ignore[no-any-return]
+        snapshot: MonitorSnapshot = self._metrics.snapshot()
+        self._recorded().record(snapshot)
+        return snapshot
+
+    def _prometheus(self) -> Any:
+        from backends.metrics import PrometheusSource
+
+        with self._lock:
+            if self._metrics is None:
+                self._metrics = PrometheusSource(self.settings.prometheus_url or "", window="1m")
+            return self._metrics
+
+    def _recorded(self) -> Any:
+        from backends.monitor_history import SnapshotRecorder
+
+        with self._lock:
+            if self._recorder is None:
+                self._recorder = SnapshotRecorder(size=300)
+            return self._recorder
+
+    def monitor_history(
+        self, deployment: str, minutes: float, instance: str = ""
+    ) -> MonitorHistory:
+        from backends.monitor_history import prometheus_history
+
+        if self.settings.prometheus_url:
+            return prometheus_history(self._prometheus(), deployment, minutes, instance)
+        return self._recorded().history(deployment, minutes, instance)  # type: ignore[no-any-return]
+
+    def drift_thresholds(self, model: str, version: str) -> DriftThresholds:
+        from backends.drift_thresholds import reference_thresholds
+
+        return reference_thresholds(self.settings.tracking_uri, model, version)
+
+    def retrain(
+        self, deployment: str, data: str, on_line: Callable[[str], object]
+    ) -> RetrainOutcome:
+        from backends import containers
+        from backends.discovery import scrape_targets
+        from backends.errors import NotFound
+        from backends.retrain_flow import retrain_challenger
+
+        # The address the monitor reads it at (a port published on every interface → loopback).
+        reachable = scrape_targets([containers.get_deployment(self.docker(), deployment)])
+        if not reachable:
+            raise NotFound(f"deployment {deployment!r} is not running or publishes no port")
+        return retrain_challenger(
+            self.settings.tracking_uri,
+            reachable[0].url,
+            Path(data).expanduser(),
+            fallback_project=default_project(),
+            deployment=deployment,
+            on_line=on_line,
+        )

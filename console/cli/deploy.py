@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from console.cli.common import backend_errors, fail, print_json
-from console.cli.exit_codes import ExitCode
+from console.cli.common import backend_errors, print_json
 
 if TYPE_CHECKING:
-    from backends.records import Deployment, ServingImage
-    from console.config import Settings
+    from backends.deploy_ops import RollbackOutcome
+    from backends.records import Deployment
 
 app = typer.Typer(
     help="Deployments: the live map of containers to model versions.",
@@ -23,24 +21,16 @@ app = typer.Typer(
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output (stable keys).")]
 
 
-def _image_for(client: object, settings: Settings, model_ref: str, quiet: bool) -> ServingImage:
-    """The image for the version ``model_ref`` names now, built when missing."""
-    from backends import images
-
-    resolved = images.resolve_version(settings.tracking_uri, model_ref)
-    found = images.find_image(client, resolved.name, resolved.version, resolved.run_id)
-    if found is not None:
-        return found
-    if not quiet:
-        typer.echo(f"no image for {resolved.uri} yet; building it")
-    return images.build_image(
-        client, settings.tracking_uri, resolved, on_log=(lambda _: None) if quiet else _step_only
-    )
-
-
 def _step_only(line: str) -> None:
-    if line.startswith("Step ") or line.startswith("Successfully"):
+    # Docker's step lines and our own "building it" notice, not every line of a build.
+    if line.startswith("no image for "):
+        typer.echo(line)
+    elif line.startswith(("Step ", "Successfully")):
         typer.echo(f"  {line}")
+
+
+def _silent(_: str) -> None:
+    pass
 
 
 @app.command("up")
@@ -63,31 +53,32 @@ def up(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a model version; on an existing deployment, switch with no failed request."""
-    from backends import containers, docker_engine, images
+    from backends import deploy_ops, docker_engine
     from console.config import Settings
 
-    if name is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
-        fail(f"invalid deployment name {name!r}: use letters, digits, '_' or '-'", ExitCode.USAGE)
     settings = Settings.from_env()
     with backend_errors():
+        if name is not None:
+            deploy_ops.check_name(name)  # a usage error, before any engine is asked
         client = docker_engine.connect(settings.docker_host)
-        image = _image_for(client, settings, model_ref, quiet or as_json)
-        model_name, alias, _ = images.parse_reference(model_ref)
-        if follow_alias and not alias:
-            fail("--follow-alias needs a NAME@ALIAS reference", ExitCode.USAGE)
-        follow = model_ref if follow_alias else None
-        deployment, replaced = containers.deploy(
+        plan = deploy_ops.plan_deploy(
             client,
-            image,
-            name or _default_name(model_name),
+            settings.tracking_uri,
+            model_ref,
+            name=name,
             port=port,
             host=host,
-            alias=alias or "",
-            follow_alias_ref=follow,
-            tracking_uri=settings.tracking_uri,
+            follow_alias=follow_alias,
         )
-        _record(settings, deployment, "deploy", replaced, reason)
-        _refresh_targets(client)
+        outcome = deploy_ops.deploy(
+            client,
+            settings.tracking_uri,
+            plan,
+            reason=reason,
+            on_log=_silent if quiet or as_json else _step_only,
+        )
+    _warn(outcome.targets_warning)
+    deployment, replaced = outcome.deployment, outcome.replaced
     if as_json:
         print_json(deployment)
     else:
@@ -109,49 +100,40 @@ def rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """Back to the previously deployed version, with no failed request."""
-    from backends import containers, docker_engine
+    from backends import deploy_ops, docker_engine
     from console.config import Settings
 
     settings = Settings.from_env()
     with backend_errors():
         client = docker_engine.connect(settings.docker_host)
-        current = containers.get_deployment(client, name)
-        if current.follow_alias:
-            _rollback_alias(settings, current, to, reason)
-            return
-        target = to or containers.rollback_target(client, name)
-        image = _image_for(client, settings, f"{current.model}/{target}", as_json)
-        deployment, replaced = containers.deploy(
+        outcome = deploy_ops.rollback(
             client,
-            image,
+            settings.tracking_uri,
             name,
-            port=current.port or 8080,
-            host=current.host,
-            alias="",  # a rollback serves an older version: the alias no longer names it
-            tracking_uri=settings.tracking_uri,
+            to=to,
+            reason=reason,
+            on_log=_silent if as_json else _step_only,
         )
-        _record(settings, deployment, "rollback", replaced, reason)
-        _refresh_targets(client)
+    if outcome.via_alias:
+        _say_alias_rolled_back(outcome)
+        return
+    _warn(outcome.targets_warning)
     if as_json:
-        print_json(deployment)
+        print_json(outcome.deployment)
     else:
-        typer.echo(f"{name}: rolled back from v{replaced} to v{deployment.version}")
+        typer.echo(f"{name}: rolled back from v{outcome.from_version} to v{outcome.to_version}")
 
 
-def _rollback_alias(settings: Settings, current: Deployment, to: str | None, reason: str) -> None:
-    """A follow-alias deployment serves what its alias names: roll the alias back instead."""
-    from backends.registry import Registry
-
-    alias = current.alias or "champion"
-    event = Registry(settings.tracking_uri).rollback(
-        current.model, alias=alias, to=int(to) if to else None, reason=reason
-    )
-    if event is None:
-        typer.echo(f"{current.name}: {alias} already names v{to}; nothing moved")
+def _say_alias_rolled_back(outcome: RollbackOutcome) -> None:
+    """A follow-alias deployment serves what its alias names: the alias moved, not a container."""
+    if outcome.alias_event is None:
+        typer.echo(
+            f"{outcome.name}: {outcome.alias} already names v{outcome.to_version}; nothing moved"
+        )
         return
     typer.echo(
-        f"{current.name}: {current.model}@{alias} rolled back from v{event.from_version} to "
-        f"v{event.to_version}; the deployment follows the alias and reloads in place"
+        f"{outcome.name}: {outcome.model}@{outcome.alias} rolled back from v{outcome.from_version} "
+        f"to v{outcome.to_version}; the deployment follows the alias and reloads in place"
     )
 
 
@@ -213,10 +195,6 @@ def down(name: Annotated[str, typer.Argument(help="Deployment name")]) -> None:
     typer.echo(f"{name}: removed {', '.join(removed)}")
 
 
-def _default_name(model: str) -> str:
-    return re.sub(r"[^a-zA-Z0-9_-]+", "-", model).strip("-")[:64] or "model"
-
-
 def _with_url(d: Deployment) -> dict[str, object]:
     from console.cli.common import to_jsonable
 
@@ -236,15 +214,6 @@ def _age(seconds: float | None) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m" if s < 172800 else f"{s // 86400}d"
 
 
-def _record(
-    settings: Settings, deployment: Deployment, action: str, replaced: str | None, reason: str
-) -> None:
-    """Put the deploy/rollback in the same history as the registry's alias moves."""
-    from backends import deploy_history
-
-    deploy_history.record(settings.tracking_uri, deployment, action, replaced, reason)
-
-
 def _refresh_targets(client: object) -> None:
     """Keep Prometheus' file_sd targets in step with the deployments."""
     from backends import discovery
@@ -252,4 +221,9 @@ def _refresh_targets(client: object) -> None:
     try:
         discovery.refresh_from_docker(client)
     except OSError as exc:  # the deployment itself succeeded; monitoring config is secondary
-        typer.echo(f"warning: could not update the Prometheus targets file: {exc}", err=True)
+        _warn(f"could not update the Prometheus targets file: {exc}")
+
+
+def _warn(text: str) -> None:
+    if text:
+        typer.echo(f"warning: {text}", err=True)

@@ -34,27 +34,28 @@ def build(
     as_json: JsonOpt = False,
 ) -> None:
     """Build the serving image for one model version (cached when nothing changed)."""
-    from backends import docker_engine, images
+    from backends import deploy_ops, docker_engine
     from console.config import Settings
 
     settings = Settings.from_env()
     with backend_errors():
         client = docker_engine.connect(settings.docker_host)
-        resolved = images.resolve_version(settings.tracking_uri, model_ref)
-        image = images.build_image(
+        outcome = deploy_ops.build(
             client,
             settings.tracking_uri,
-            resolved,
+            model_ref,
             tag=tag,
             base_image=base_image,
             on_log=(lambda line: None) if quiet or as_json else _echo_step,
         )
+    image = outcome.image
     if as_json:
         print_json(image)
     else:
+        cached = ", unchanged: every step from cache" if outcome.cached else ""
         typer.echo(
             f"built {', '.join(image.tags) or image.id} ({image.model} v{image.version}, "
-            f"{image.size_bytes / 1e6:.0f} MB)"
+            f"{image.size_bytes / 1e6:.0f} MB{cached})"
         )
 
 

@@ -1,27 +1,56 @@
-"""Deployments: the live map of serving containers; logs, roll back, take down."""
+"""Deployments: the live map of serving containers; build, deploy, logs, roll back, take down.
+
+Build, deploy and roll back run the very backend operations of `mlops image build`,
+`mlops deploy up` and `mlops deploy rollback` (backends.deploy_ops), in workers; their progress
+shows on one line under the table while they run.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable
+from textual.message import Message
+from textual.widgets import DataTable, Static
 
 from backends.records import Deployment
 from console import format as fmt
-from console.messages import BackendFailed, DeploymentChanged, DeploymentsLoaded
+from console.messages import (
+    BackendFailed,
+    DeploymentChanged,
+    DeploymentsLoaded,
+    DeployPlanned,
+    DeployProgressed,
+    DeployTaskEnded,
+    ImageBuilt,
+)
 from console.modals.confirm import ConfirmModal
 from console.screens.base import PollingScreen
+
+if TYPE_CHECKING:
+    from backends.deploy_ops import DeployOutcome, DeployPlan, RollbackOutcome
+    from console.modals.deploy_forms import DeployRequest
+
+LogLine = Callable[[str], None]
 
 
 class DeploymentsScreen(PollingScreen):
     """Refreshed every few seconds while shown (the next refresh is scheduled after the last)."""
 
+    CSS_PATH = "deployments.tcss"
     RESOURCE = "deploy"
-    MUTATING: ClassVar[dict[str, str]] = {"rollback": "roll back", "take_down": "take down"}
+    MUTATING: ClassVar[dict[str, str]] = {
+        "build": "image build",
+        "deploy": "deploy",
+        "rollback": "roll back",
+        "take_down": "take down",
+    }
     BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
+        Binding("b", "build", "Build", id="deploy.build", tooltip="Build a version's image"),
+        Binding("u", "deploy", "Deploy", id="deploy.up", tooltip="Deploy a version"),
         Binding("l", "logs", "Logs", id="deploy.logs", tooltip="Follow the deployment's logs"),
         Binding("R", "rollback", "Roll back", id="deploy.rollback", tooltip="Previous version"),
         Binding("d", "take_down", "Take down", id="deploy.down", tooltip="Remove the deployment"),
@@ -31,9 +60,11 @@ class DeploymentsScreen(PollingScreen):
     def __init__(self) -> None:
         super().__init__()
         self.deployments: list[Deployment] = []
+        self.tasks: dict[str, str] = {}  # running build/deploy/rollback → its latest line
 
     def compose_body(self) -> ComposeResult:
         yield DataTable(id="deploy-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="deploy-tasks", markup=False)
 
     def on_mount(self) -> None:
         table = self.query_one("#deploy-table", DataTable)
@@ -82,9 +113,14 @@ class DeploymentsScreen(PollingScreen):
         self.schedule_refresh(self.mlops.refresh_interval)
 
     def _selected(self) -> Deployment | None:
+        selected = self._under_cursor()
+        if selected is None:
+            self.notify("no deployment selected", severity="warning")
+        return selected
+
+    def _under_cursor(self) -> Deployment | None:
         table = self.query_one("#deploy-table", DataTable)
         if table.row_count == 0:
-            self.notify("no deployment selected", severity="warning")
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         return next((d for d in self.deployments if d.name == key), None)
@@ -111,7 +147,6 @@ class DeploymentsScreen(PollingScreen):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self.set_pane_status(f"taking down {d.name}…")
                 self._take_down(d.name)
 
         self.app.push_screen(
@@ -120,14 +155,11 @@ class DeploymentsScreen(PollingScreen):
 
     @work(thread=True, exit_on_error=False, group="deploy-moves")
     def _take_down(self, name: str) -> None:
-        try:
+        def take_down(_: LogLine) -> Message:
             removed = self.mlops.backends.remove_deployment(name)
-        except Exception as exc:  # any failure is shown, never raised
-            self.post_message(BackendFailed("take down", exc))
-        else:
-            self.post_message(
-                DeploymentChanged(name, f"{name} taken down ({len(removed)} containers)")
-            )
+            return DeploymentChanged(name, f"{name} taken down ({len(removed)} containers)")
+
+        self._run_task(f"taking down {name}", "take down", take_down)
 
     def action_rollback(self) -> None:
         if self.refuse_if_read_only("rollback"):
@@ -146,35 +178,215 @@ class DeploymentsScreen(PollingScreen):
             self.app.call_from_thread(self._confirm_rollback, d, target)
 
     def _confirm_rollback(self, d: Deployment, target: str) -> None:
-        body = (
-            f"Roll back deployment '{d.name}' ({d.model})\n"
-            f"  from version {d.version}\n  to   version {target}\n\n"
-            "The previous version's container starts, the router switches once it is ready "
-            "(no failed request), then the current one is removed."
-        )
-
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self.set_pane_status(f"rolling back {d.name} to v{target}…")
-                self._rollback(d.name)
+                self._rollback(d.name, target)
 
         self.app.push_screen(
-            ConfirmModal(f"Roll back {d.name}?", body, confirm_label="Roll back"), confirmed
+            ConfirmModal(
+                f"Roll back {d.name}?", rollback_summary(d, target), confirm_label="Roll back"
+            ),
+            confirmed,
         )
 
     @work(thread=True, exit_on_error=False, group="deploy-moves")
-    def _rollback(self, name: str) -> None:
+    def _rollback(self, name: str, target: str) -> None:
+        def rollback(log: LogLine) -> Message:
+            outcome = self.mlops.backends.rollback_deployment(name, target, log)
+            return DeploymentChanged(name, rolled_back(outcome))
+
+        self._run_task(f"rolling back {name} to v{target}", "roll back", rollback)
+
+    # ------------------------------------------------------------------ build and deploy
+
+    def action_build(self) -> None:
+        if self.refuse_if_read_only("build"):
+            return
+        from console.modals.deploy_forms import BuildForm
+
+        d = self._under_cursor()
+        reference = f"{d.model}/{d.version}" if d is not None and d.model and d.version else ""
+
+        def chosen(reference: str | None) -> None:
+            if reference:
+                self._build(reference)
+
+        self.app.push_screen(BuildForm(reference), chosen)
+
+    @work(thread=True, exit_on_error=False, group="image-builds")
+    def _build(self, reference: str) -> None:
+        def build(log: LogLine) -> Message:
+            return ImageBuilt(self.mlops.backends.build_image(reference, log))
+
+        self._run_task(f"building {reference}", "build", build)
+
+    def on_image_built(self, message: ImageBuilt) -> None:
+        outcome = message.outcome
+        image = outcome.image
+        self.notify(
+            f"{image.tags[0] if image.tags else image.id} (id {image.id}) serves "
+            f"{image.model} v{image.version}"
+            + (" · unchanged: every step from cache" if outcome.cached else " · newly built"),
+            title="Image up to date" if outcome.cached else "Image built",
+            timeout=12,
+        )
+
+    def action_deploy(self) -> None:
+        if self.refuse_if_read_only("deploy"):
+            return
+        from console.modals.deploy_forms import DeployForm, DeployRequest
+
+        d = self._under_cursor()
+        request = DeployRequest.over(d) if d is not None and d.model else DeployRequest()
+
+        def chosen(request: DeployRequest | None) -> None:
+            if request is not None:
+                self._plan_deploy(request)
+
+        self.app.push_screen(DeployForm(request), chosen)
+
+    @work(thread=True, exit_on_error=False, group="deploy-moves")
+    def _plan_deploy(self, r: DeployRequest) -> None:
         try:
-            deployment = self.mlops.backends.rollback_deployment(name)
-        except Exception as exc:  # any failure is shown, never raised
-            self.post_message(BackendFailed("roll back", exc))
-        else:
-            self.post_message(
-                DeploymentChanged(
-                    name, f"{name} now serves {deployment.model} v{deployment.version}"
-                )
+            plan = self.mlops.backends.plan_deploy(
+                r.reference, r.name or None, r.port, r.host, r.follow_alias
             )
+        except Exception as exc:  # any failure is shown, never raised
+            self.post_message(BackendFailed("deploy", exc))
+        else:
+            self.post_message(DeployPlanned(plan))
+
+    def on_deploy_planned(self, message: DeployPlanned) -> None:
+        plan = message.plan
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._deploy(plan)
+
+        v = plan.resolved
+        self.app.push_screen(
+            ConfirmModal(
+                f"Deploy {v.name} v{v.version}?", deploy_summary(plan), confirm_label="Deploy"
+            ),
+            confirmed,
+        )
+
+    @work(thread=True, exit_on_error=False, group="deploy-moves")
+    def _deploy(self, plan: DeployPlan) -> None:
+        def deploy(log: LogLine) -> Message:
+            return DeploymentChanged(plan.name, deployed(self.mlops.backends.deploy(plan, log)))
+
+        self._run_task(f"deploying {plan.name}", "deploy", deploy)
+
+    # ------------------------------------------------------------------ running tasks
+
+    def _run_task(self, task: str, what: str, run: Callable[[LogLine], Message]) -> None:
+        """In a worker: ``run`` with its log lines shown under the table; post what it returns,
+        or its failure for the error modal."""
+
+        def progressed(line: str) -> None:
+            if line.strip() and not line.startswith((" --->", "Removing intermediate")):
+                self.post_message(DeployProgressed(task, line.strip()))
+
+        self.post_message(DeployProgressed(task, ""))
+        try:
+            result = run(progressed)
+        except Exception as exc:  # any failure is shown, never raised
+            self.post_message(BackendFailed(what, exc))
+        else:
+            self.post_message(result)
+        finally:
+            self.post_message(DeployTaskEnded(task))
+
+    def on_deploy_progressed(self, message: DeployProgressed) -> None:
+        self.tasks[message.task] = message.line
+        self._show_tasks()
+
+    def on_deploy_task_ended(self, message: DeployTaskEnded) -> None:
+        self.tasks.pop(message.task, None)
+        self._show_tasks()
+
+    def _show_tasks(self) -> None:
+        lines = [f"{task}… {line}".rstrip() for task, line in self.tasks.items()]
+        panel = self.query_one("#deploy-tasks", Static)
+        panel.update("\n".join(lines))
+        panel.set_class(bool(lines), "running")
 
     def on_deployment_changed(self, message: DeploymentChanged) -> None:
         self.notify(message.summary, title="Deployment changed")
         self.load()
+
+
+# ---------------------------------------------------------------------- what the modals say
+
+
+def deploy_summary(plan: DeployPlan) -> str:
+    """Exactly what a deploy will change, from its plan."""
+    v = plan.resolved
+    where = f"{plan.host}:{plan.port}"
+    if plan.current is None:
+        change = "new deployment"
+        how = f"A router and v{v.version}'s model container start on {where}."
+    else:
+        change = f"replacing v{plan.replaces}"
+        if plan.replaces == v.version:
+            change += " (the same version, in a fresh container)"
+        how = (
+            f"v{v.version}'s container starts, the router switches once it is ready "
+            f"(no failed request), then v{plan.replaces}'s container is removed."
+        )
+    lines = [f"Deploy {v.name} v{v.version} as {plan.name} on {where}, {change}", ""]
+    if v.alias:
+        lines.append(f"  {plan.reference} names v{v.version} now")
+    if plan.image is None:
+        lines += [
+            f"  no image of v{v.version} yet: it is built first (minutes),",
+            f"  as `b` or `mlops image build {v.name}/{v.version}` would",
+        ]
+    else:
+        lines.append(f"  image {plan.image.tags[0] if plan.image.tags else plan.image.id} (built)")
+    if plan.follow_alias:
+        lines.append(f"  follows {v.alias}: reloads by itself when the alias moves")
+    return "\n".join([*lines, "", how])
+
+
+def rollback_summary(d: Deployment, target: str) -> str:
+    """Exactly what a deployment rollback will change."""
+    alias = d.alias or "champion"
+    head = f"Roll back deployment '{d.name}' ({d.model})"
+    if d.follow_alias:
+        return (
+            f"{head}\n  it follows {alias}: {d.model}@{alias} moves back\n"
+            f"  from version {d.version}\n  to   version {target}\n\n"
+            "The deployment reloads in place when the alias moves (no restart)."
+        )
+    return (
+        f"{head}\n  from version {d.version}\n  to   version {target}\n\n"
+        "The previous version's container starts, the router switches once it is ready "
+        "(no failed request), then the current one is removed."
+    )
+
+
+def deployed(outcome: DeployOutcome) -> str:
+    """What a finished deploy changed, in one line."""
+    d = outcome.deployment
+    text = f"{d.name} now serves {d.model} v{d.version} on {d.url or '-'}"
+    text += f" (was v{outcome.replaced})" if outcome.replaced else " (new deployment)"
+    text += "; its image was built first" if outcome.built else ""
+    return text + (f"; warning: {outcome.targets_warning}" if outcome.targets_warning else "")
+
+
+def rolled_back(outcome: RollbackOutcome) -> str:
+    """What a finished rollback changed, in one line."""
+    if outcome.via_alias and outcome.alias_event is None:
+        return f"{outcome.alias} already names v{outcome.to_version}; nothing moved"
+    if outcome.via_alias:
+        return (
+            f"{outcome.model}@{outcome.alias} rolled back from v{outcome.from_version} to "
+            f"v{outcome.to_version}; {outcome.name} reloads in place"
+        )
+    text = (
+        f"{outcome.name} now serves {outcome.model} v{outcome.to_version} "
+        f"(was v{outcome.from_version})"
+    )
+    return text + (f"; warning: {outcome.targets_warning}" if outcome.targets_warning else "")

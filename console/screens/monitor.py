@@ -1,46 +1,110 @@
-"""Monitor: per deployment request rate, errors, p50/p95/p99 and drift against its threshold."""
+"""Monitor: per deployment request rate, errors and p50/p95/p99 over time, drift against its
+threshold, and alerts; when drift crosses the threshold it offers retraining."""
 
 from __future__ import annotations
 
+import time
+from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from backends.drift_thresholds import default_thresholds
+from backends.errors import BackendError
+from backends.records import DeploymentHealth, DriftThresholds, MonitorSnapshot
 from console import format as fmt
-from console.messages import BackendFailed, MonitorSampled
+from console.messages import (
+    BackendFailed,
+    DriftThresholdsLoaded,
+    MonitorHistoryLoaded,
+    MonitorSampled,
+    RetrainFinished,
+    RetrainProgressed,
+)
+from console.modals.retrain import RetrainModal, RetrainResultModal
 from console.screens.base import PollingScreen
+from console.widgets.drift import DriftTable, DriftWatch, over_threshold, summary
+from console.widgets.plots import MonitorPlots
 
-PSI_THRESHOLD = 0.2
+HISTORY_MINUTES = 15.0
+THRESHOLDS_RETRY = 30.0  # seconds before asking MLflow again for a reference it could not give
+UNKNOWN = default_thresholds("the drift reference is not read yet")
+
+
+def row_key(row: DeploymentHealth) -> str:
+    """A row's identity: its deployment, or host:port for a target without one."""
+    return row.deployment or row.instance
+
+
+def current_rows(snap: MonitorSnapshot | None) -> dict[str, DeploymentHealth]:
+    """One row per deployment. Mid-rollout a deployment briefly has a row per version: the
+    one that answers, of the newest version, is the one it serves."""
+    rows: dict[str, DeploymentHealth] = {}
+    for row in snap.rows if snap else ():
+        held = rows.get(row_key(row))
+        if held is None or _serving_order(row) > _serving_order(held):
+            rows[row_key(row)] = row
+    return rows
+
+
+def _serving_order(row: DeploymentHealth) -> tuple[bool, int]:
+    return row.up, int(row.version) if row.version.isdigit() else -1
 
 
 class MonitorScreen(PollingScreen):
-    """Health table, drift table and alerts; refreshed while shown, paused while hidden."""
+    """Health table, the selected deployment's plots and drift, alerts; refreshed while shown.
+
+    The next sample is scheduled when the last one arrived; plots and thresholds load in their
+    own workers, one at a time, so a slow Prometheus or MLflow delays them and nothing else.
+    """
 
     CSS_PATH = "monitor.tcss"
     RESOURCE = "monitor"
+    MUTATING: ClassVar[dict[str, str]] = {"retrain": "retrain"}
     BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
+        Binding(
+            "T",
+            "retrain",
+            "Retrain",
+            id="monitor.retrain",
+            tooltip="Train a challenger for the selected deployment on new data",
+        ),
         Binding("ctrl+r", "reload", "Refresh", id="monitor.reload", tooltip="Refresh now"),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.snapshot: MonitorSnapshot | None = None
+        self.selected: str | None = None
+        self._keys: list[str] = []  # the deployment of each health row, in order
+        self.thresholds: dict[tuple[str, str], DriftThresholds] = {}
+        self.offers: list[str] = []  # deployments offered retraining, in order (one per crossing)
+        self.retraining: str | None = None
+        self._asked: dict[tuple[str, str], float] = {}  # thresholds in flight or to retry: since
+        self._watch = DriftWatch()
+        self._history_busy = False
+        self._history_again = False
+
     def compose_body(self) -> ComposeResult:
         yield DataTable(id="health-table", cursor_type="row")
-        yield Static("drift (PSI per feature; threshold 0.2)", classes="section")
-        yield DataTable(id="drift-table", cursor_type="row")
+        yield MonitorPlots(id="plots")
+        yield Static("drift", id="drift-title", classes="section", markup=False)
+        yield DriftTable(id="drift-table")
         yield Static("", id="alerts", markup=False)
+        yield Static("", id="retrain-status", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#health-table", DataTable).add_columns(
-            "deployment", "model", "version", "up", "req/s", "5xx", "4xx", "p50", "p95", "p99"
-        )
-        self.query_one("#drift-table", DataTable).add_columns(
-            "deployment", "feature", "PSI", "KS p", "drift"
+            "deployment", "serving", "up", "req/s", "5xx", "4xx", "p50", "p95", "p99", "drift"
         )
         self.set_pane_status("sampling…")
         self.load()
+
+    # ------------------------------------------------------------------ sampling
 
     def load(self) -> None:
         self._sample()
@@ -56,34 +120,50 @@ class MonitorScreen(PollingScreen):
 
     def on_monitor_sampled(self, message: MonitorSampled) -> None:
         self.loaded()
-        snap = message.snapshot
+        snap = self.snapshot = message.snapshot
+        self._fill_health(snap)
+        self._ask_thresholds(snap)
+        self._offer_retraining(snap)
+        self._show_drift()
+        self._show_alerts(snap)
+        self.set_pane_status(
+            f"{snap.source} · window {snap.window_seconds:g}s · {len(snap.rows)} targets · "
+            f"at {snap.taken_at.astimezone().strftime('%H:%M:%S')}"
+            if snap.rows
+            else f"{snap.source}: no serving targets"
+        )
+        self._request_history()
+        self.schedule_refresh(self.mlops.refresh_interval)
+
+    def _fill_health(self, snap: MonitorSnapshot) -> None:
         health = self.query_one("#health-table", DataTable)
-        drift = self.query_one("#drift-table", DataTable)
         health.clear()
-        drift.clear()
+        self._keys = [row_key(r) for r in snap.rows]  # not row keys: a key may show twice
         for row in snap.rows:
-            name = row.deployment or f"{row.model} v{row.version}"
-            health.add_row(
-                name,
-                row.model,
-                row.version,
-                Text("up", style="green") if row.up else Text("DOWN", style="bold red"),
-                fmt.number(row.request_rate, 3),
-                fmt.percent(row.error_ratio),
-                fmt.percent(row.client_error_ratio),
-                fmt.millis(row.latency.p50),
-                fmt.millis(row.latency.p95),
-                fmt.millis(row.latency.p99),
-            )
-            for f in row.drift:
-                over = f.drifted or (f.psi is not None and f.psi > PSI_THRESHOLD)
-                drift.add_row(
-                    name,
-                    f.feature,
-                    fmt.number(f.psi, 3),
-                    fmt.number(f.ks_pvalue, 3),
-                    Text("DRIFT", style="bold red") if over else Text("ok", style="green"),
-                )
+            health.add_row(*self._health_cells(row))
+        if not self._keys:
+            self.selected = None
+            return
+        if self.selected not in self._keys:
+            self.selected = self._keys[0]
+        # Set before the move: its RowHighlighted then finds nothing changed.
+        health.move_cursor(row=self._keys.index(self.selected))
+
+    def _health_cells(self, row: DeploymentHealth) -> list[object]:
+        return [
+            row_key(row),
+            f"{row.model} v{row.version}" if row.version else row.model or "?",
+            Text("up", style="green") if row.up else Text("DOWN", style="bold red"),
+            fmt.number(row.request_rate, 3),
+            fmt.percent(row.error_ratio),
+            fmt.percent(row.client_error_ratio),
+            fmt.millis(row.latency.p50),
+            fmt.millis(row.latency.p95),
+            fmt.millis(row.latency.p99),
+            summary(row, self.thresholds_for(row)),
+        ]
+
+    def _show_alerts(self, snap: MonitorSnapshot) -> None:
         alerts = snap.alerts
         if alerts is None:
             text = "alerts: not evaluated by this source"
@@ -94,10 +174,215 @@ class MonitorScreen(PollingScreen):
                 f"{a.name} {a.state} ({a.labels.get('deployment', '')})" for a in alerts
             )
         self.query_one("#alerts", Static).update(text)
-        self.set_pane_status(
-            f"{snap.source} · window {snap.window_seconds:g}s · {len(snap.rows)} targets · "
-            f"at {snap.taken_at.astimezone().strftime('%H:%M:%S')}"
-            if snap.rows
-            else f"{snap.source}: no serving targets"
+
+    def selected_row(self) -> DeploymentHealth | None:
+        """The health row under the cursor."""
+        return current_rows(self.snapshot).get(self.selected or "")
+
+    @on(DataTable.RowHighlighted, "#health-table")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if not 0 <= event.cursor_row < len(self._keys):
+            return
+        key = self._keys[event.cursor_row]
+        if key == self.selected:
+            return
+        self.selected = key
+        self._show_drift()
+        self.query_one(MonitorPlots).clear("loading…")
+        self._request_history()
+
+    # ------------------------------------------------------------------ drift
+
+    def thresholds_for(self, row: DeploymentHealth) -> DriftThresholds:
+        """The thresholds of the row's model version (the defaults until its reference is read)."""
+        return self.thresholds.get((row.model, row.version), UNKNOWN)
+
+    def _show_drift(self) -> None:
+        row = self.selected_row()
+        title = self.query_one("#drift-title", Static)
+        table = self.query_one(DriftTable)
+        if row is None:
+            title.update("drift: no deployment selected")
+            table.show(None, UNKNOWN)
+            return
+        limits = self.thresholds_for(row)
+        if not row.drift:
+            title.update(f"drift of {row_key(row)}: no figures yet (the server computes them)")
+        else:
+            title.update(
+                f"drift of {row_key(row)} · PSI over {limits.psi:g} is drift ({limits.source})"
+            )
+        table.show(row, limits)
+
+    def _ask_thresholds(self, snap: MonitorSnapshot) -> None:
+        now = time.monotonic()
+        for key in {(r.model, r.version) for r in snap.rows if r.drift}:
+            since = self._asked.get(key)
+            if key in self.thresholds and since is None:
+                continue  # read for good
+            if since is not None and now - since < THRESHOLDS_RETRY:
+                continue  # in flight, or failed a moment ago
+            self._asked[key] = now
+            self._load_thresholds(*key)
+
+    @work(thread=True, exit_on_error=False, group="monitor-thresholds")
+    def _load_thresholds(self, model: str, version: str) -> None:
+        try:
+            found = self.mlops.backends.drift_thresholds(model, version)
+        except Exception as exc:  # the defaults stand in until MLflow answers
+            error = exc if isinstance(exc, BackendError) else BackendError(repr(exc))
+            fallback = default_thresholds(f"reference unread: {error.title}")
+            self.post_message(DriftThresholdsLoaded(model, version, fallback, error.message))
+        else:
+            self.post_message(DriftThresholdsLoaded(model, version, found))
+
+    def on_drift_thresholds_loaded(self, message: DriftThresholdsLoaded) -> None:
+        key = (message.model, message.version)
+        self.thresholds[key] = message.thresholds
+        if message.error:
+            self._asked[key] = time.monotonic()  # ask again after THRESHOLDS_RETRY
+        else:
+            self._asked.pop(key, None)
+        if self.snapshot is not None:
+            self._fill_health(self.snapshot)
+            self._offer_retraining(self.snapshot)
+        self._show_drift()
+
+    def _offer_retraining(self, snap: MonitorSnapshot) -> None:
+        """Offer once per crossing: a deployment going from no feature over to some."""
+        for row in current_rows(snap).values():
+            limits = self.thresholds.get((row.model, row.version))
+            if limits is None:
+                continue  # judged once its own thresholds are known, not the defaults
+            over = over_threshold(row, limits)
+            if self._watch.crossed(row_key(row), bool(over)):
+                self._offer(row, limits)
+
+    def _offer(self, row: DeploymentHealth, limits: DriftThresholds) -> None:
+        key = row_key(row)
+        self.offers.append(key)
+        figures = ", ".join(
+            f"{f.feature} PSI {f.psi or 0.0:.2f}" for f in over_threshold(row, limits)[:3]
         )
-        self.schedule_refresh(self.mlops.refresh_interval)
+        if self.mlops.settings.read_only:
+            hint = "read-only: retraining is disabled"
+        elif not row.deployment:
+            hint = f"retrain it with `mlops retrain --target http://{row.instance}`"
+        elif key == self.selected:
+            hint = "press T to retrain"
+        else:
+            hint = "select it and press T to retrain"
+        self.notify(
+            f"{key}: {figures} over the PSI threshold {limits.psi:g} — {hint}",
+            title="Drift: retrain?",
+            severity="warning",
+            timeout=20,
+        )
+
+    # ------------------------------------------------------------------ plots
+
+    def _request_history(self) -> None:
+        row = self.selected_row()
+        if row is None:
+            self.query_one(MonitorPlots).clear("no deployment")
+            return
+        if self._history_busy:  # one query at a time: a slow Prometheus gets no pile-up
+            self._history_again = True
+            return
+        self._history_busy = True
+        self._load_history(row.deployment, row.instance)
+
+    @work(thread=True, exit_on_error=False, group="monitor-history")
+    def _load_history(self, deployment: str, instance: str) -> None:
+        try:
+            history = self.mlops.backends.monitor_history(deployment, HISTORY_MINUTES, instance)
+        except Exception as exc:  # shown on the plots, never raised
+            self.post_message(BackendFailed("history", exc))
+        else:
+            self.post_message(MonitorHistoryLoaded(history))
+
+    def on_monitor_history_loaded(self, message: MonitorHistoryLoaded) -> None:
+        if message.history.deployment == self.selected:
+            self.query_one(MonitorPlots).show_history(message.history)
+        self._history_done()
+
+    def _history_done(self) -> None:
+        self._history_busy = False
+        if self._history_again:
+            self._history_again = False
+            self._request_history()
+
+    def on_backend_failed(self, message: BackendFailed) -> None:
+        if message.what == "history":
+            message.prevent_default()  # the plots say it; no modal, no pane-wide error
+            message.stop()
+            title = getattr(message.error, "title", "history failed")
+            self.query_one(MonitorPlots).show_note(f"{title}; retrying")
+            self._history_done()
+        elif message.what == "retrain":
+            self._retrain_ended()  # and the base class shows the error
+
+    # ------------------------------------------------------------------ retraining
+
+    def action_retrain(self) -> None:
+        if self.refuse_if_read_only("retrain"):
+            return
+        row = self.selected_row()
+        if self.retraining:
+            self.notify(f"already retraining {self.retraining}", severity="warning")
+        elif row is None:
+            self.notify("no deployment selected", severity="warning")
+        elif not row.deployment:
+            self.notify(
+                f"{row.instance} is not a deployment the console runs: "
+                f"use `mlops retrain --target http://{row.instance} --data CSV`",
+                severity="warning",
+            )
+        else:
+            self.app.push_screen(
+                RetrainModal(row, self.thresholds_for(row)),
+                partial(self._retrain_confirmed, row.deployment),
+            )
+
+    def _retrain_confirmed(self, deployment: str, data: str | None) -> None:
+        if not data:
+            return
+        self.retraining = deployment
+        self._retrain_status(f"retraining {deployment} on {data}…")
+        self.notify(f"retraining {deployment} on {data}", title="Retraining")
+        self._retrain(deployment, data)
+
+    @work(thread=True, exit_on_error=False, group="monitor-retrain")
+    def _retrain(self, deployment: str, data: str) -> None:
+        def progressed(line: str) -> None:
+            self.post_message(RetrainProgressed(deployment, line))
+
+        try:
+            outcome = self.mlops.backends.retrain(deployment, data, progressed)
+        except Exception as exc:  # any failure is shown, never raised
+            self.post_message(BackendFailed("retrain", exc))
+        else:
+            self.post_message(RetrainFinished(outcome))
+
+    def on_retrain_progressed(self, message: RetrainProgressed) -> None:
+        if self.retraining:
+            self._retrain_status(f"retraining {message.deployment}: {message.line}")
+
+    def on_retrain_finished(self, message: RetrainFinished) -> None:
+        self._retrain_ended()
+        o = message.outcome
+        gate = "gate passed" if o.gate_passed else "gate failed"
+        self.notify(
+            f"{o.model} v{o.challenger_version}: {gate} (champion unchanged)",
+            title="Retraining finished",
+        )
+        self.app.push_screen(RetrainResultModal(o))
+
+    def _retrain_ended(self) -> None:
+        self.retraining = None
+        self._retrain_status("")
+
+    def _retrain_status(self, text: str) -> None:
+        status = self.query_one("#retrain-status", Static)
+        status.update(text)
+        status.set_class(bool(text), "running")

@@ -1,35 +1,45 @@
-"""Runs: the runs of an experiment, filtered with MLflow syntax, marked and compared."""
+"""Runs: experiments beside their runs, filtered with MLflow syntax, paged in, marked, compared."""
 
 from __future__ import annotations
 
 import os
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Input
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Input, OptionList
+from textual.widgets.option_list import Option
 
 from backends.errors import NotFound
-from backends.records import RunListing, RunSummary
 from console import format as fmt
-from console.messages import BackendFailed, RunsLoaded
+from console.messages import BackendFailed, ExperimentsLoaded, RunIndexSynced, RunsLoaded
 from console.screens.base import ResourceScreen
+
+if TYPE_CHECKING:
+    from backends.records import RunListing, RunSummary
 
 DEFAULT_EXPERIMENT = "iris"  # what `mlops train` names the example project's experiment
 FALLBACK_EXPERIMENT = "Default"
 KEY_COLUMNS = 4  # metrics and params shown as columns, each
+PREFETCH = 50  # the next page is asked for when the cursor is this close to the last row
+SIDEBAR_MIN_WIDTH = 100  # narrower terminals hide the experiment list until `e` shows it
+
+# Columns the run index can order by, and the MLflow order_by attribute of each.
+_ORDERABLE = {"name": "attributes.run_name", "status": "attributes.status",
+              "started": "attributes.start_time", "id": "attributes.run_id"}  # fmt: skip
 
 
 class RunsScreen(ResourceScreen):
-    """A DataTable of runs; `/` filter, `e` experiment, `s` sort, `space` mark, `c` compare."""
+    """Experiments on the left, their runs in a paged table; `/` filter, `s` sort, `c` compare."""
 
     CSS_PATH = "runs.tcss"
     RESOURCE = "runs"
     MUTATING: ClassVar[dict[str, str]] = {"train": "training"}
     BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
         Binding("slash", "filter", "Filter", id="runs.filter", tooltip="MLflow filter expression"),
-        Binding("e", "experiment", "Experiment", id="runs.experiment", tooltip="Pick experiment"),
+        Binding("e", "experiments", "Experiments", id="runs.experiment", tooltip="Pick one"),
         Binding("s", "sort", "Sort", id="runs.sort", tooltip="Sort by the cursor's column"),
         Binding("space", "mark", "Mark", id="runs.mark", tooltip="Mark the run for compare"),
         Binding("c", "compare", "Compare", id="runs.compare", tooltip="Compare the marked runs"),
@@ -37,6 +47,9 @@ class RunsScreen(ResourceScreen):
         Binding("enter", "details", "Details", id="runs.details", tooltip="The run's details"),
         Binding("ctrl+r", "reload", "Reload", id="runs.reload", tooltip="Load the runs again"),
         Binding("escape", "close_prompt", "Back", id="runs.escape", show=False),
+        # k9s/vim: G to the last loaded row (which asks for the next page), g to the first.
+        Binding("G", "last_row", "Last row", id="runs.last", show=False),
+        Binding("g", "first_row", "First row", id="runs.first", show=False),
     ]
 
     def __init__(self) -> None:
@@ -48,129 +61,298 @@ class RunsScreen(ResourceScreen):
         self.filter_string = ""
         self.marked: set[str] = set()
         self.runs: list[RunSummary] = []
-        self._sort: tuple[str, bool] | None = None
-        self._prompt = "filter"
+        self.listing: RunListing | None = None
+        self._order: tuple[str, bool] | None = None  # (column key, descending)
+        self._local_sort = False  # sorted in memory: the index cannot order by that column
+        self._generation = 0
+        self._paging = False
+        self._index_syncing = False
+        self._reload_on_resume = False
+        self._metric_keys: list[str] = []
+        self._param_keys: list[str] = []
+        self._sidebar_chosen: bool | None = None  # the user's `e` toggle wins over the width
 
     def compose_body(self) -> ComposeResult:
         yield Input(id="runs-prompt", classes="hidden")
-        table: DataTable[str] = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        yield table
+        with Horizontal(id="runs-body"):
+            # Hidden until the experiment list arrives: the first frame draws the table only.
+            yield OptionList(id="experiments", classes="hidden")
+            table: DataTable[str] = DataTable(
+                id="runs-table", cursor_type="row", zebra_stripes=True
+            )
+            yield table
 
     def on_mount(self) -> None:
+        self.query_one("#experiments", OptionList).border_title = "experiments"
         self.query_one("#runs-table", DataTable).focus()
         self.set_pane_status(f"experiment {self.experiment}: loading…")
-        self.call_after_refresh(self.load)  # mlflow's import must not delay the first frame
+        self.call_after_refresh(self._first_load)  # mlflow's import must not delay the first frame
+
+    def _first_load(self) -> None:
+        self.load()
+        self._load_experiments()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._place_sidebar()
+
+    def _place_sidebar(self) -> None:
+        """Show the experiment list on wide screens once it has entries, unless `e` decided."""
+        options = self.query_one("#experiments", OptionList)
+        if self._sidebar_chosen is not None or options.has_focus:
+            return
+        show = options.option_count > 0 and self.size.width >= SIDEBAR_MIN_WIDTH
+        if show == options.has_class("hidden"):  # only a change restyles the screen
+            options.set_class(not show, "hidden")
+
+    # ------------------------------------------------------------------ loading
 
     def load(self) -> None:
-        self._load(self.experiment, self.filter_string, self._fallback)
+        self._generation += 1
+        self._paging = False
+        self._load(self.experiment, self.filter_string, self._order_by(), self._generation)
+
+    def _order_by(self) -> list[str]:
+        if self._order is None or self._local_sort:
+            return []
+        column, descending = self._order
+        return [f"{_order_term(column)} {'DESC' if descending else 'ASC'}"]
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="runs")
-    def _load(self, experiment: str, filter_string: str, fallback: str | None) -> None:
+    def _load(self, experiment: str, filter_string: str, order: list[str], generation: int) -> None:
         backends = self.mlops.backends
         try:
             try:
-                listing = backends.list_runs(experiment, filter_string, [])
+                listing = backends.list_runs(experiment, filter_string, order)
             except NotFound:
-                if fallback is None:
+                if self._fallback is None:
                     raise
-                listing = backends.list_runs(fallback, filter_string, [])
+                listing = backends.list_runs(self._fallback, filter_string, order)
         except Exception as exc:  # any failure is shown, never raised
             self.post_message(BackendFailed("load", exc))
         else:
-            self.post_message(RunsLoaded(listing))
+            self.post_message(RunsLoaded(listing, 0, generation))
+
+    @work(thread=True, exit_on_error=False, group="runs-page")
+    def _load_page(self, experiment: str, filter_string: str, order: list[str], offset: int,
+                   generation: int) -> None:  # fmt: skip
+        try:
+            listing = self.mlops.backends.list_runs(experiment, filter_string, order, offset)
+        except Exception as exc:
+            self.post_message(BackendFailed("next page", exc))
+        else:
+            self.post_message(RunsLoaded(listing, offset, generation))
+
+    @work(thread=True, exit_on_error=False, group="run-index")
+    def _sync_index(self, experiment: str, generation: int) -> None:
+        try:
+            self.mlops.backends.sync_runs(experiment)
+        except Exception as exc:
+            self.post_message(RunIndexSynced(experiment, generation, str(exc)))
+        else:
+            self.post_message(RunIndexSynced(experiment, generation))
+
+    def on_run_index_synced(self, message: RunIndexSynced) -> None:
+        self._index_syncing = False
+        if message.error:
+            self.notify(
+                f"run index: {message.error}", title="Index sync failed", severity="warning"
+            )
+        elif message.generation == self._generation and message.experiment == self.experiment:
+            self.load()  # the same listing, now from the complete index
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="experiments")
+    def _load_experiments(self) -> None:
+        try:
+            found = self.mlops.backends.list_experiments()
+        except Exception:  # the runs pane reports an unreachable server; the list waits
+            return
+        self.post_message(ExperimentsLoaded(found))
+
+    def on_experiments_loaded(self, message: ExperimentsLoaded) -> None:
+        options = self.query_one("#experiments", OptionList)
+        options.clear_options()
+        options.add_options(Option(e.name, id=e.experiment_id) for e in message.experiments)
+        self._highlight_current()
+        self._place_sidebar()
+
+    def _highlight_current(self) -> None:
+        options = self.query_one("#experiments", OptionList)
+        for index in range(options.option_count):
+            option = options.get_option_at_index(index)
+            if str(option.prompt) == self.experiment or option.id == self.experiment:
+                options.highlighted = index
+                return
 
     def on_runs_loaded(self, message: RunsLoaded) -> None:
-        self.loaded()
-        self.experiment = message.listing.experiment_name
-        self._fallback = None
-        self.runs = list(message.listing.runs)
-        self._show(message.listing)
+        if message.generation != self._generation:
+            return  # a page of a listing the user has moved away from
+        listing = message.listing
+        self.listing = listing
+        if message.offset == 0:
+            self.loaded()
+            self.experiment = listing.experiment_name
+            self._fallback = None
+            self.runs = list(listing.runs)
+            self._highlight_current()
+            self._show()
+            if listing.index_pending and not self._index_syncing:
+                self._index_syncing = True
+                self._sync_index(listing.experiment_name, message.generation)
+        else:
+            self._paging = False
+            known = {r.run_id for r in self.runs}
+            fresh = [r for r in listing.runs if r.run_id not in known]
+            self.runs += fresh
+            self._add_rows(self.query_one("#runs-table", DataTable), fresh)
+        self._show_status()
 
-    def _show(self, listing: RunListing | None = None) -> None:
+    def _show(self) -> None:
+        """Rebuild the table from ``self.runs`` (new listing, new order, or a local sort)."""
         table = self.query_one("#runs-table", DataTable)
-        metric_keys = _top_keys(r.metrics for r in self.runs)
-        param_keys = _top_keys(r.params for r in self.runs)
+        self._metric_keys = _top_keys(r.metrics for r in self.runs)
+        self._param_keys = _top_keys(r.params for r in self.runs)
         rows = list(self.runs)
-        if self._sort is not None:
-            column, reverse = self._sort
-            rows.sort(key=lambda r: _sort_key(r, column), reverse=reverse)
+        if self._order is not None and self._local_sort:
+            column, descending = self._order
+            rows.sort(key=lambda r: _sort_key(r, column), reverse=descending)
         cursor = table.cursor_coordinate
         table.clear(columns=True)
         table.add_column("✓", key="mark", width=1)
-        table.add_column("run", key="name")
-        table.add_column("id", key="id")
-        table.add_column("status", key="status")
-        table.add_column("duration", key="duration")
-        for key in metric_keys:
-            table.add_column(key, key=f"m:{key}")
-        for key in param_keys:
-            table.add_column(key, key=f"p:{key}")
-        table.add_column("started", key="started")
-        for run in rows:
-            table.add_row(
-                "✓" if run.run_id in self.marked else "",
-                run.name,
-                run.run_id[:8],
-                run.status,
-                fmt.duration(run.duration_seconds),
-                *(fmt.number(run.metrics.get(k)) for k in metric_keys),
-                *(run.params.get(k, "-") for k in param_keys),
-                fmt.when(run.start_time),
-                key=run.run_id,
-            )
+        for label, key in (("run", "name"), ("id", "id"), ("status", "status"),
+                           ("duration", "duration")):  # fmt: skip
+            table.add_column(self._heading(label, key), key=key)
+        for key in self._metric_keys:
+            table.add_column(self._heading(key, f"m:{key}"), key=f"m:{key}")
+        for key in self._param_keys:
+            table.add_column(self._heading(key, f"p:{key}"), key=f"p:{key}")
+        table.add_column(self._heading("started", "started"), key="started")
+        self._add_rows(table, rows)
         if rows:
             table.move_cursor(
                 row=min(cursor.row, len(rows) - 1),
                 column=min(cursor.column, len(table.columns) - 1),
                 animate=False,
             )
-        if listing is not None:
-            count = f"{len(self.runs)}" + (" (more match)" if listing.more else "")
-            where = f"  filter: {self.filter_string}" if self.filter_string else ""
-            self.set_pane_status(
-                f"experiment {listing.experiment_name} · {count} runs · {listing.source}{where}"
+
+    def _heading(self, label: str, key: str) -> str:
+        if self._order is None or self._order[0] != key:
+            return label
+        return f"{label} {'▼' if self._order[1] else '▲'}"
+
+    def _add_rows(
+        self, table: DataTable[str], runs: tuple[RunSummary, ...] | list[RunSummary]
+    ) -> None:
+        for run in runs:
+            if run.run_id in table.rows:  # a server-paged listing can shift under new runs
+                continue
+            table.add_row(
+                "✓" if run.run_id in self.marked else "",
+                run.name,
+                run.run_id[:8],
+                run.status,
+                fmt.duration(run.duration_seconds),
+                *(fmt.number(run.metrics.get(k)) for k in self._metric_keys),
+                *(run.params.get(k, "-") for k in self._param_keys),
+                fmt.when(run.start_time),
+                key=run.run_id,
             )
+
+    def _show_status(self) -> None:
+        listing = self.listing
+        if listing is None:
+            return
+        total = listing.matched
+        shown = f"{len(self.runs):,}"
+        count = (
+            f"{shown} of {total:,} runs"
+            if total is not None and listing.more
+            else (f"{shown}+ runs" if listing.more else f"{shown} runs")
+        )
+        where = f" · filter: {self.filter_string}" if self.filter_string else ""
+        order = ""
+        if self._order is not None:
+            column, descending = self._order
+            scope = " (loaded rows)" if self._local_sort and listing.more else ""
+            order = f" · sorted by {column.split(':')[-1]} {'desc' if descending else 'asc'}{scope}"
+        synced = f" {listing.synced_at.astimezone():%H:%M:%S}" if listing.source == "index" else ""
+        if listing.index_pending:
+            synced += " · indexing all runs…" if self._index_syncing else " · index sync pending"
+        self.set_pane_status(
+            f"experiment {listing.experiment_name} · {count} · {listing.source}{synced}"
+            f"{order}{where}"
+        )
+
+    @on(DataTable.RowHighlighted, "#runs-table")
+    def _maybe_next_page(self, event: DataTable.RowHighlighted) -> None:
+        listing = self.listing
+        if listing is None or not listing.more or self._paging or self._local_sort:
+            return
+        if event.cursor_row >= len(self.runs) - PREFETCH:
+            self._paging = True
+            self._load_page(
+                self.experiment, self.filter_string, self._order_by(), len(self.runs),
+                self._generation,
+            )  # fmt: skip
 
     # ------------------------------------------------------------------ actions
 
     def action_reload(self) -> None:
         self.load()
+        self._load_experiments()
 
     def action_filter(self) -> None:
-        self._open_prompt(
-            "filter", self.filter_string, "metrics.accuracy > 0.9 and params.seed = '7'"
-        )
+        self._open_prompt(self.filter_string, "metrics.accuracy > 0.9 and params.seed = '7'")
 
-    def action_experiment(self) -> None:
-        self._open_prompt("experiment", self.experiment, "experiment name or id")
-
-    def _open_prompt(self, kind: str, value: str, placeholder: str) -> None:
-        self._prompt = kind
+    def _open_prompt(self, value: str, placeholder: str) -> None:
         prompt = self.query_one("#runs-prompt", Input)
-        prompt.placeholder = f"{kind}: {placeholder}"
+        prompt.placeholder = f"filter: {placeholder}"
         prompt.value = value
         prompt.remove_class("hidden")
         prompt.focus()
 
     @on(Input.Submitted, "#runs-prompt")
     def _prompt_submitted(self, event: Input.Submitted) -> None:
-        if self._prompt == "filter":
-            self.filter_string = event.value.strip()
-        else:
-            self.experiment = event.value.strip() or self.experiment
-            self._fallback = None
-            self.marked.clear()
+        self.filter_string = event.value.strip()
         event.input.add_class("hidden")
         self.query_one("#runs-table", DataTable).focus()
         self.set_pane_status(f"experiment {self.experiment}: loading…")
         self.load()
 
+    def action_experiments(self) -> None:
+        """Show and focus the experiment list; from the list, hide it again (narrow terminals)."""
+        options = self.query_one("#experiments", OptionList)
+        if options.has_focus:
+            self._sidebar_chosen = self.size.width >= SIDEBAR_MIN_WIDTH
+            options.set_class(not self._sidebar_chosen, "hidden")
+            self.query_one("#runs-table", DataTable).focus()
+            return
+        options.remove_class("hidden")
+        options.focus()
+
+    @on(OptionList.OptionSelected, "#experiments")
+    def _experiment_selected(self, event: OptionList.OptionSelected) -> None:
+        self.experiment = str(event.option.prompt)
+        self._fallback = None
+        self.marked.clear()
+        if self._sidebar_chosen is None and self.size.width < SIDEBAR_MIN_WIDTH:
+            event.option_list.add_class("hidden")
+        table = self.query_one("#runs-table", DataTable)
+        table.clear(columns=True)
+        table.focus()
+        self.set_pane_status(f"experiment {self.experiment}: loading…")
+        self.load()
+
     async def action_close_prompt(self) -> None:
         prompt = self.query_one("#runs-prompt", Input)
-        if prompt.has_class("hidden"):
+        options = self.query_one("#experiments", OptionList)
+        if not prompt.has_class("hidden"):
+            prompt.add_class("hidden")
+        elif options.has_focus:
+            self.action_experiments()
+            return
+        else:
             await self.app.action_back()
             return
-        prompt.add_class("hidden")
         self.query_one("#runs-table", DataTable).focus()
 
     def on_descendant_blur(self, event: object) -> None:
@@ -179,22 +361,40 @@ class RunsScreen(ResourceScreen):
             prompt.add_class("hidden")
 
     def action_sort(self) -> None:
+        """Sort by the cursor's column: ascending, then descending; all matching runs when the
+        index can order by it, else the runs loaded so far (duration)."""
         table = self.query_one("#runs-table", DataTable)
         if not table.columns:
             return
         column = str(list(table.columns)[table.cursor_column].value)
         if column == "mark":
             return
-        reverse = self._sort == (column, False)
-        self._sort = (column, reverse)
-        self._show()
-        self.notify(f"sorted by {column} {'descending' if reverse else 'ascending'}")
+        descending = self._order == (column, False)
+        self._order = (column, descending)
+        self._local_sort = _order_term(column) is None
+        way = "descending" if descending else "ascending"
+        if self._local_sort:
+            self._show()
+            self._show_status()
+            scope = "the loaded runs" if self.listing is not None and self.listing.more else "runs"
+            self.notify(f"sorted {scope} by {column.split(':')[-1]} {way}")
+        else:
+            self.set_pane_status(f"experiment {self.experiment}: sorting by {column}…")
+            self.load()
 
     def _current_run(self) -> str | None:
         table = self.query_one("#runs-table", DataTable)
         if table.row_count == 0:
             return None
         return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def action_last_row(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        table.action_scroll_bottom()
+
+    def action_first_row(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        table.action_scroll_top()
 
     def action_mark(self) -> None:
         run_id = self._current_run()
@@ -220,7 +420,13 @@ class RunsScreen(ResourceScreen):
             return
         from console.screens.train import TrainScreen
 
+        self._reload_on_resume = True  # back from training: its run should be listed
         self.app.push_screen(TrainScreen())
+
+    def on_screen_resume(self) -> None:
+        if self._reload_on_resume:
+            self._reload_on_resume = False
+            self.load()
 
     def action_details(self) -> None:
         run_id = self._current_run()
@@ -233,6 +439,15 @@ class RunsScreen(ResourceScreen):
     @on(DataTable.RowSelected, "#runs-table")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_details()
+
+
+def _order_term(column: str) -> str | None:
+    """The MLflow order_by key of a column, None when MLflow cannot order by it."""
+    if column.startswith("m:"):
+        return f"metrics.`{column[2:]}`"
+    if column.startswith("p:"):
+        return f"params.`{column[2:]}`"
+    return _ORDERABLE.get(column)
 
 
 def _top_keys(dicts: object, limit: int = KEY_COLUMNS) -> list[str]:

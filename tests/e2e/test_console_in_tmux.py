@@ -79,3 +79,80 @@ def test_runs_then_models_then_promote_against_a_real_server(
         assert "Traceback" not in session.screen()
     finally:
         session.close()
+
+
+@pytest.mark.mlflow_server
+@pytest.mark.integration
+def test_train_twice_compare_promote_and_roll_back_against_a_real_server(
+    tracking_uri: str, experiment_name: str, tmp_path: Path
+) -> None:
+    """The issue's whole path by keyboard: two trainings from the form (each registered), the
+    two runs compared, both versions promoted in turn, then champion rolled back."""
+    model = f"e2e-{uuid.uuid4().hex[:6]}"
+    session = TmuxSession(
+        str(MLOPS),
+        width=140,
+        height=44,
+        cwd=str(tmp_path),
+        env={
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "MLFLOW_EXPERIMENT_NAME": experiment_name,
+            "MLOPS_CONTEXT": "e2e",
+            "MLOPS_CACHE_DIR": str(tmp_path / "cache"),
+            "MLOPS_STATE_DIR": str(tmp_path / "state"),
+            "TERM": "xterm-256color",
+        },
+    )
+    try:
+        session.wait_for("MLflow connected", timeout=30)
+        for version, trees in ((1, "10"), (2, "30")):
+            session.send("t")
+            session.wait_for("parameters from its MLproject", timeout=20)  # the form is ready
+            session.press("BSpace", "BSpace", "BSpace", trees)  # n_estimators: 100 → trees
+            session.wait_for(f"n_estimators (int)      {trees}\n")
+            session.press(*["Tab"] * 6, pause=0.2)  # six parameters, then "register as"
+            session.press(model)
+            session.wait_for(f"register as             {model}")
+            session.press("C-s")
+            session.wait_for("Register the model?", timeout=180)  # trained and logged
+            assert "FINISHED, exit 0" in session.screen()
+            session.send("y")
+            session.wait_for(f"registered {model} version {version}", timeout=60)
+            session.send("Escape")
+            session.wait_for(f"experiment {experiment_name} · {version} runs", timeout=30)
+
+        session.send("Space", "Space", "c")  # mark both runs, compare them
+        session.wait_for("params that differ", timeout=30)
+        screen = session.wait_for("n_estimators", timeout=30)  # the comparison arrived
+        assert "10" in screen and "30" in screen and "★ " in screen
+        session.send("Escape")
+        session.wait_for(f"experiment {experiment_name}")
+
+        session.send(":")
+        session.wait_for("runs | models")
+        session.send("models", "Enter")
+        session.wait_for(model, timeout=30)
+        session.wait_for("v2", timeout=30)
+        session.press("Tab", "Down")  # the versions table, newest first: down to v1
+        for version in (1, 2):
+            session.send("p")
+            session.wait_for(f"to   version {version}")
+            session.send("y")
+            session.wait_for("Gate passed", timeout=90)
+            session.send("Enter")
+            session.wait_for(f"champion=v{version}", timeout=30)
+            session.press("Up")
+        session.send("r")
+        screen = session.wait_for(f"Roll back {model}?")
+        assert "from version 2" in screen and "to   version 1" in screen
+        session.send("y")
+        session.wait_for(f"champion of {model}: v2 → v1", timeout=30)
+        session.wait_for("champion=v1", timeout=30)
+        session.send("h")  # the alias history: two promotions, then the rollback
+        screen = session.wait_for("rollback", timeout=30)
+        assert screen.count("promote") >= 2
+        session.press("Escape", "q", pause=0.3)  # apart: ESC then q in one read is alt+q
+        session.wait_exit()
+        assert "Traceback" not in session.screen()
+    finally:
+        session.close()

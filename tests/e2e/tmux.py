@@ -28,7 +28,9 @@ class TmuxSession:
         self.name = f"mlops-e2e-{uuid.uuid4().hex[:8]}"
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
         # `remain-on-exit` keeps the pane so a crash's traceback can still be read.
-        shell_cmd = f"env {exports} {command}" if exports else command
+        # COLUMNS/LINES left in the test process's environment (some tools set them) would
+        # override the pane's real size in Textual.
+        shell_cmd = f"env -u COLUMNS -u LINES {exports} {command}"
         subprocess.run(
             [
                 "tmux",
@@ -55,6 +57,13 @@ class TmuxSession:
 
     def send(self, *keys: str) -> None:
         subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def press(self, *keys: str, pause: float = 0.05) -> None:
+        """One key per write, as a person types: Textual drops what follows a backspace that
+        arrives in the same read as other keys (seen with tmux 3.3 and Textual 8)."""
+        for key in keys:
+            self.send(key)
+            time.sleep(pause)
 
     def wait_for(self, text: str, timeout: float = 20) -> str:
         deadline = time.monotonic() + timeout

@@ -386,3 +386,62 @@ def test_follow_alias_deployment_reloads_when_the_alias_moves(
     finally:
         registry.set_registered_model_alias(built.name, "champion", "1")
         containers.remove_deployment(docker_client, name)
+
+
+def test_cli_image_build_says_an_unchanged_version_came_from_cache(built: Built) -> None:
+    from console.cli.main import app
+
+    result = CliRunner().invoke(
+        app,
+        ["image", "build", f"{built.name}/1", "--tag", built.v1.tags[0], "--quiet"],
+        env={"MLFLOW_TRACKING_URI": built.tracking_uri, "MLOPS_BASE_IMAGE": services.BASE_IMAGE},
+    )
+    assert result.exit_code == 0, result.output
+    assert f"built {built.v1.tags[0]}" in result.output
+    assert "unchanged: every step from cache" in result.output
+
+
+def test_the_console_deploys_and_rolls_back_through_the_cli_path(
+    built: Built, docker_client: Any
+) -> None:
+    """The console's `u` and `R` run backends.deploy_ops, exactly as `mlops deploy` does."""
+    from backends.registry import Registry
+    from console.config import Settings
+    from console.services import RealBackends
+
+    backends = RealBackends(Settings(built.tracking_uri, None, None, "test"))
+    port = services.free_port()
+    name = f"tui{os.getpid()}"
+
+    def quiet(_line: str) -> None:
+        pass
+
+    try:
+        first = backends.plan_deploy(f"{built.name}/1", name, port, "127.0.0.1", False)
+        assert first.current is None and first.image is not None
+        assert (first.resolved.version, first.image.id) == ("1", built.v1.id)
+        backends.deploy(first, quiet)
+
+        with pytest.raises(Conflict, match=f"serves on 127.0.0.1:{port}"):
+            backends.plan_deploy(f"{built.name}/2", name, port + 1, "127.0.0.1", False)
+        second = backends.plan_deploy(f"{built.name}/2", name, port, "127.0.0.1", False)
+        assert second.replaces == "1"
+        outcome = backends.deploy(second, quiet)
+        assert (outcome.replaced, outcome.deployment.version, outcome.built) == ("1", "2", False)
+
+        assert backends.rollback_target(name) == "1"
+        back = backends.rollback_deployment(name, "1", quiet)
+        assert (back.from_version, back.to_version, back.via_alias) == ("2", "1", False)
+        assert httpx.get(f"http://127.0.0.1:{port}/version").json()["version"] == "1"
+        moves = [
+            (e.action, e.from_version, e.to_version, e.reason)
+            for e in Registry(built.tracking_uri).history(built.name)
+            if e.alias == f"deploy/{name}"
+        ]
+        assert moves == [
+            ("deploy", None, 1, "console"),
+            ("deploy", 1, 2, "console"),
+            ("rollback", 2, 1, "console"),
+        ]
+    finally:
+        containers.remove_deployment(docker_client, name)

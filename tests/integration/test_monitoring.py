@@ -206,6 +206,28 @@ def test_direct_scrape_agrees_with_prometheus_on_request_counts(
     assert series.points and max(v for _, v in series.points) > 0
 
 
+def test_the_consoles_plots_get_every_figure_from_range_queries(
+    prom: services.PrometheusServer, model_server: str
+) -> None:
+    from backends.monitor_history import FIGURES, prometheus_history
+
+    source = PrometheusSource(prom.url, window="10s")
+    send(model_server, iris_rows()[:60])
+
+    def history() -> Any:
+        found = prometheus_history(source, DEPLOYMENT, minutes=2)
+        return found if all(found.points(f) for f in FIGURES) else None
+
+    found = eventually(history, "a point of every figure")
+    assert found.deployment == DEPLOYMENT and found.source == "prometheus range query"
+    times = [t for t, _ in found.points("request_rate")]
+    assert times == sorted(times) and found.end.timestamp() - times[0] <= 120 + 1
+    assert max(v for _, v in found.points("request_rate")) > 0
+    assert all(v == 0 for _, v in found.points("error_ratio"))  # only 200s and 422s were sent
+    p50, p99 = dict(found.points("p50")), dict(found.points("p99"))
+    assert all(p50[t] <= p99[t] for t in p50.keys() & p99.keys())
+
+
 def test_shifted_inputs_raise_the_drift_gauge_and_fire_the_drift_alert(
     prom: services.PrometheusServer, model_server: str
 ) -> None:

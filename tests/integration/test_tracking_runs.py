@@ -109,6 +109,86 @@ def test_listing_pages_through_the_server_with_tokens(
     assert indexed.matched == RUNS and indexed.more
 
 
+@pytest.mark.parametrize("use_index", [True, False])
+def test_offset_pages_are_consecutive_and_cover_every_run(
+    tracking_uri: str, experiment: tuple[str, str, list[str]], use_index: bool
+) -> None:
+    name, _, ids = experiment
+    order = ["metrics.accuracy DESC"]
+    seen: list[str] = []
+    offset = 0
+    while True:
+        page = tracking.list_runs(
+            tracking_uri, name, order_by=order, max_results=10, offset=offset,
+            use_index=use_index, sync_index=offset == 0,
+        )  # fmt: skip
+        seen += [r.run_id for r in page.runs]
+        offset += len(page.runs)
+        if not page.more:
+            break
+    whole = tracking.list_runs(tracking_uri, name, order_by=order, max_results=None)
+    assert seen == [r.run_id for r in whole.runs] and sorted(seen) == sorted(ids)
+
+
+def test_a_later_page_does_not_sync_again(
+    tracking_uri: str, experiment: tuple[str, str, list[str]]
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    name, experiment_id, _ = experiment
+    first = tracking.list_runs(tracking_uri, name, max_results=10)
+    extra = MlflowClient(tracking_uri).create_run(experiment_id, run_name="mid-paging").info.run_id
+    try:
+        # The second page comes from the first page's snapshot: no run shifts between pages.
+        second = tracking.list_runs(tracking_uri, name, max_results=10, offset=10, sync_index=False)
+        assert second.synced_at == first.synced_at
+        assert extra not in {r.run_id for r in first.runs + second.runs}
+        again = tracking.list_runs(tracking_uri, name, max_results=10)
+        assert again.runs[0].run_id == extra
+    finally:
+        MlflowClient(tracking_uri).delete_run(extra)
+
+
+def test_deferred_full_sync_answers_first_and_builds_the_index_later(
+    tracking_uri: str, experiment: tuple[str, str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name, _, ids = experiment
+    cold = tracking.list_runs(tracking_uri, name, max_results=10, defer_full_sync=True)
+    assert cold.source == "server" and cold.index_pending and len(cold.runs) == 10
+    tracking.sync_runs(tracking_uri, name)
+    warm = tracking.list_runs(tracking_uri, name, max_results=10, defer_full_sync=True)
+    assert warm.source == "index" and not warm.index_pending
+    assert [r.run_id for r in warm.runs] == [r.run_id for r in cold.runs]
+    assert warm.matched == len(ids)
+    # A full resync that is due is put off too: the answer comes after an incremental sync.
+    monkeypatch.setenv("MLOPS_INDEX_MAX_AGE", "0")
+    stale = tracking.list_runs(tracking_uri, name, max_results=10, defer_full_sync=True)
+    assert stale.source == "index" and stale.index_pending
+    assert stale.verified_at == warm.verified_at  # no full resync happened
+
+
+def test_experiments_are_listed_newest_first(
+    tracking_uri: str, experiment: tuple[str, str, list[str]]
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    name, experiment_id, _ = experiment
+    client = MlflowClient(tracking_uri)
+    newer = client.create_experiment(f"newer-{random.randrange(10**9)}", tags={"team": "a"})
+    try:
+        found = tracking.list_experiments(tracking_uri)
+        by_id = {e.experiment_id: e for e in found}
+        assert by_id[experiment_id].name == name
+        assert by_id[newer].tags == {"team": "a"}
+        assert [e.experiment_id for e in found].index(newer) < [
+            e.experiment_id for e in found
+        ].index(experiment_id)
+        assert all(e.updated is not None for e in found)
+    finally:
+        client.delete_experiment(newer)
+    assert newer not in {e.experiment_id for e in tracking.list_experiments(tracking_uri)}
+
+
 def test_index_shows_sync_times_and_new_runs_at_once(
     tracking_uri: str, experiment: tuple[str, str, list[str]]
 ) -> None:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from backends.errors import BackendError, Unavailable
+from backends.deploy_ops import BuildOutcome, DeployOutcome, DeployPlan, RollbackOutcome
+from backends.errors import BackendError, InvalidInput, NotFound, Unavailable
+from backends.images import ResolvedVersion, parse_reference
 from backends.records import (
     AliasEvent,
     Deployment,
     DeploymentHealth,
+    DriftThresholds,
+    Experiment,
     FeatureDrift,
     GateCheck,
     GateResult,
@@ -19,13 +25,18 @@ from backends.records import (
     MetricRow,
     MetricSeries,
     ModelVersion,
+    MonitorHistory,
     MonitorSnapshot,
     ParamRow,
+    ProjectParameter,
     RegisteredModel,
+    RetrainOutcome,
     RunComparison,
     RunDetail,
     RunListing,
     RunSummary,
+    Series,
+    ServingImage,
 )
 from console.config import Settings
 from console.services import TrainingOutcome
@@ -105,6 +116,13 @@ class FakeBackends:
     probe_down: dict[str, int] = field(default_factory=dict)  # backend → probes left to fail
     calls: list[tuple[object, ...]] = field(default_factory=list)
     gate_passes: bool = True
+    failing: dict[str, BackendError] = field(default_factory=dict)  # method → its next error
+    images: set[str] = field(default_factory=lambda: {"1", "2"})  # versions with an image
+    experiments: list[str] = field(default_factory=lambda: ["iris", "Default"])
+    page_size: int = 200
+    list_delay: float = 0.0  # seconds each list_runs takes (a slow tracking server)
+    index_cold: bool = False  # the local run index needs its first (slow) full sync
+    sync_delay: float = 0.0
 
     def _maybe_down(self, backend: str, counts: dict[str, int] | None = None) -> None:
         counts = self.down if counts is None else counts
@@ -117,22 +135,59 @@ class FakeBackends:
         self._maybe_down(backend, self.probe_down)
 
     # runs
-    def list_runs(self, experiment: str, filter_string: str, order_by: list[str]) -> RunListing:
-        self.calls.append(("list_runs", experiment, filter_string))
+    def list_experiments(self) -> list[Experiment]:
+        self.calls.append(("list_experiments",))
         self._maybe_down("mlflow")
-        runs = self.runs
+        return [Experiment(str(i), name, T0, {}) for i, name in enumerate(self.experiments)]
+
+    def list_runs(
+        self, experiment: str, filter_string: str, order_by: list[str], offset: int = 0
+    ) -> RunListing:
+        self.calls.append(("list_runs", experiment, filter_string, tuple(order_by), offset))
+        self._maybe_down("mlflow")
+        if self.list_delay:
+            time.sleep(self.list_delay)
+        runs = list(self.runs)
         if filter_string:
             runs = [r for r in runs if r.metrics["accuracy"] > 0.92]
+        for term in reversed(order_by):  # a stable sort per term, last term first
+            key, _, direction = term.partition(" ")
+            kind, _, name = key.partition(".")
+            name = name.strip("`")
+
+            def value(r: RunSummary, kind: str = kind, name: str = name) -> Any:
+                return (r.metrics if kind == "metrics" else r.params).get(name, 0)
+
+            runs.sort(key=value, reverse=direction == "DESC")
+        page = runs[offset : offset + self.page_size]
         return RunListing(
-            runs=tuple(runs),
+            runs=tuple(page),
             experiment_id="1",
             experiment_name=experiment,
-            source="index",
+            source="server" if self.index_cold else "index",
             synced_at=T0,
             verified_at=T0,
             matched=len(runs),
-            more=False,
+            more=offset + len(page) < len(runs),
+            index_pending=self.index_cold,
         )
+
+    def sync_runs(self, experiment: str) -> None:
+        self.calls.append(("sync_runs", experiment))
+        self._maybe_down("mlflow")
+        if self.sync_delay:
+            time.sleep(self.sync_delay)
+        self.index_cold = False
+
+    def project_parameters(self, project: str) -> list[ProjectParameter]:
+        self.calls.append(("project_parameters", project))
+        if not project.endswith("iris"):
+            raise InvalidInput(f"{project} is not an MLflow Project (no MLproject file)")
+        return [
+            ProjectParameter("n_estimators", "int", "100"),
+            ProjectParameter("seed", "int", "42"),
+            ProjectParameter("data", "string", "bundled:iris"),
+        ]
 
     def show_run(self, run_id: str) -> RunDetail:
         self.calls.append(("show_run", run_id))
@@ -220,10 +275,53 @@ class FakeBackends:
     def rollback_target(self, name: str) -> str:
         return "1"
 
-    def rollback_deployment(self, name: str) -> Deployment:
-        self.calls.append(("rollback_deployment", name))
+    def rollback_deployment(
+        self, name: str, to: str | None, on_log: Callable[[str], None]
+    ) -> RollbackOutcome:
+        self.calls.append(("rollback_deployment", name, to))
         d = next(d for d in self.deployments if d.name == name)
-        return d
+        return RollbackOutcome(name, d.model, d.version, to or "1", deployment=d)
+
+    def _maybe_fail(self, method: str) -> None:
+        if method in self.failing:
+            raise self.failing.pop(method)
+
+    def build_image(self, reference: str, on_log: Callable[[str], None]) -> BuildOutcome:
+        self.calls.append(("build_image", reference))
+        self._maybe_fail("build_image")
+        resolved = self._resolve(reference)
+        cached = resolved.version in self.images
+        for line in ("Step 1/2 : FROM mlops-base", " ---> 0b0c592e9f60", "Step 2/2 : COPY"):
+            on_log(line)
+        self.images.add(resolved.version)
+        return BuildOutcome(serving_image(resolved.version), resolved, cached)
+
+    def plan_deploy(
+        self, reference: str, name: str | None, port: int, host: str, follow_alias: bool
+    ) -> DeployPlan:
+        self.calls.append(("plan_deploy", reference, name, port, host, follow_alias))
+        self._maybe_fail("plan_deploy")
+        resolved = self._resolve(reference)
+        name = name or resolved.name
+        current = next((d for d in self.deployments if d.name == name), None)
+        image = serving_image(resolved.version) if resolved.version in self.images else None
+        return DeployPlan(reference, resolved, name, host, port, follow_alias, current, image)
+
+    def deploy(self, plan: DeployPlan, on_log: Callable[[str], None]) -> DeployOutcome:
+        self.calls.append(("deploy", plan.reference, plan.name, plan.resolved.version))
+        self._maybe_fail("deploy")
+        built = plan.resolved.version not in self.images
+        self.images.add(plan.resolved.version)
+        new = deployment(plan.name, plan.resolved.version)
+        self.deployments = [d for d in self.deployments if d.name != plan.name] + [new]
+        return DeployOutcome(new, plan.replaces, serving_image(new.version), built)
+
+    def _resolve(self, reference: str) -> ResolvedVersion:
+        model, alias, version = parse_reference(reference)
+        if alias is not None and alias not in self.aliases:
+            raise NotFound(f"{model} has no alias {alias!r}")
+        v = str(self.aliases[alias]) if alias is not None else str(version)
+        return ResolvedVersion(model, v, f"run{int(v):029d}", alias or "", T0)
 
     def remove_deployment(self, name: str) -> list[str]:
         self.calls.append(("remove_deployment", name))
@@ -254,6 +352,45 @@ class FakeBackends:
         )
         return MonitorSnapshot("direct scrape", 2.0, T0, (row,), None)
 
+    def monitor_history(
+        self, deployment: str, minutes: float, instance: str = ""
+    ) -> MonitorHistory:
+        self.calls.append(("monitor_history", deployment, minutes))
+        self._maybe_down("history")
+        t = T0.timestamp()
+        figures = {"request_rate": (10.0, 12.5), "error_ratio": (0.0, 0.01)}
+        figures |= {"p50": (0.003, 0.004), "p95": (0.010, 0.012), "p99": (0.020, 0.030)}
+        series = tuple(Series(name, {}, ((t - 120, a), (t, b))) for name, (a, b) in figures.items())
+        return MonitorHistory(deployment or instance, "recorded snapshots", T0, minutes, series)
+
+    def drift_thresholds(self, model: str, version: str) -> DriftThresholds:
+        self.calls.append(("drift_thresholds", model, version))
+        self._maybe_fail("drift_thresholds")
+        return DriftThresholds(0.2, 0.05, "drift_reference.json of run r")
+
+    def retrain(
+        self, deployment: str, data: str, on_line: Callable[[str], object]
+    ) -> RetrainOutcome:
+        self.calls.append(("retrain", deployment, data))
+        on_line("training examples/iris with {'data': '" + data + "'}")
+        self._maybe_fail("retrain")
+        return RetrainOutcome(
+            deployment=deployment,
+            model="iris",
+            served_version="2",
+            served_run_id="r",
+            drift="drift: petal_length PSI=0.35 KS p=0.01 (thresholds PSI>0.2, p<0.05)",
+            run_id="c" * 32,
+            challenger_version=3,
+            comparison="challenger not worse than champion on 150 evaluation rows: "
+            "accuracy 0.9600 vs 0.9533 (tolerance 0)",
+            champion_score=0.9533,
+            challenger_score=0.96,
+            gate_passed=True,
+            gate="challenger -> iris v3 (gate passed)",
+            log_path="/tmp/ccc.log",
+        )
+
 
 def deployment(name: str = "iris-prod", version: str = "2") -> Deployment:
     return Deployment(
@@ -272,14 +409,31 @@ def deployment(name: str = "iris-prod", version: str = "2") -> Deployment:
     )
 
 
+def serving_image(version: str) -> ServingImage:
+    return ServingImage(
+        id=f"img{version}abc",
+        tags=(f"mlops/iris:v{version}",),
+        model="iris",
+        version=version,
+        alias="",
+        run_id=f"run{int(version):029d}",
+        size_bytes=700_000_000,
+        created=T0,
+    )
+
+
 def screen_text(app: object) -> str:
     """Everything the current screen shows, as plain text (tables included)."""
-    from textual.widgets import DataTable, Static
+    from textual.widgets import DataTable, OptionList, Static
 
     screen = app.screen  # type: ignore[attr-defined]
     parts: list[str] = []
     for widget in screen.query("*"):
-        if isinstance(widget, DataTable):
+        if widget.border_title:
+            parts.append(str(widget.border_title))
+        if isinstance(widget, OptionList):
+            parts += [str(widget.get_option_at_index(i).prompt) for i in range(widget.option_count)]
+        elif isinstance(widget, DataTable):
             parts += [str(c.label) for c in widget.columns.values()]
             for row in range(widget.row_count):
                 parts += [str(cell) for cell in widget.get_row_at(row)]

@@ -67,4 +67,39 @@ def test_deployments_snapshot(snap_compare: Any) -> None:
 
 def test_monitor_snapshot(snap_compare: Any) -> None:
     app = snapshot_app("monitor", FakeBackends())
-    assert snap_compare(app, terminal_size=SIZE, run_before=ready("petal_length"))
+    # The threshold's source shows once the drift reference is read: thresholds, plots and the
+    # retraining offer are all in by then.
+    ready_text = "drift_reference.json of run r"
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready(ready_text))
+
+
+def test_compare_snapshot(snap_compare: Any) -> None:
+    async def compare_two(pilot: Any) -> None:
+        await ready("3 runs")(pilot)
+        await pilot.press("space", "space", "c")
+        await wait_for_text(pilot, "same data")
+        await pilot.pause()
+
+    app = snapshot_app("runs", FakeBackends())
+    assert snap_compare(app, terminal_size=SIZE, run_before=compare_two)
+
+
+def test_train_form_snapshot(snap_compare: Any) -> None:
+    async def open_form(pilot: Any) -> None:
+        await ready("3 runs")(pilot)
+        await pilot.press("t")
+        await wait_for_text(pilot, "parameters from its MLproject")
+        await pilot.pause()
+
+    app = snapshot_app("runs", FakeBackends())
+    assert snap_compare(app, terminal_size=SIZE, run_before=open_form)
+
+
+def test_runs_in_a_plain_80x24_monochrome_terminal(
+    snap_compare: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NO_COLOR (no-color.org) is how a monochrome terminal is asked for: every state must
+    still read in text (marks, sort arrows, the status bar's words)."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = snapshot_app("runs", FakeBackends(), context="prod")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=ready("3 runs"))

@@ -154,3 +154,14 @@ def test_hard_deleted_runs_leave_the_index(world: Any) -> None:
     store._hard_delete_run(gone)
     report = sync(source, index, experiment_id, "x")
     assert gone not in _ids(index, experiment_id) and report.removed == 1
+
+
+def test_a_local_store_lists_its_experiments_like_the_server(world: Any) -> None:
+    from backends import tracking
+
+    client, experiment_id, _, source = world
+    client.set_experiment_tag(experiment_id, "owner", "ops")
+    found = {e.experiment_id: e for e in tracking.list_experiments("sqlite:///sync", source=source)}
+    assert found[experiment_id].tags.get("owner") == "ops"
+    assert found[experiment_id].updated is not None
+    assert "0" in found  # MLflow's Default experiment

@@ -1,0 +1,331 @@
+"""Build, deploy and roll back as whole operations: the one sequence `mlops image build`,
+`mlops deploy up/rollback` and the console's Deployments screen all run, so they cannot drift.
+
+Each operation pins the model version first, finds the serving image (building it when missing),
+asks ``backends.containers`` to switch with no failed request, writes the move into the model's
+history and refreshes Prometheus' targets. A deploy is planned before it runs (``plan_deploy``)
+so a caller can show exactly what will change and then run that plan, not a re-read of the alias.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from backends import containers, images
+from backends.errors import Conflict, GateFailed, InvalidInput
+from backends.images import ResolvedVersion
+from backends.records import AliasAction, AliasEvent, Deployment, ServingImage
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "BuildOutcome",
+    "DeployOutcome",
+    "DeployPlan",
+    "RollbackOutcome",
+    "build",
+    "check_name",
+    "default_name",
+    "deploy",
+    "plan_deploy",
+    "rollback",
+    "rollback_target",
+]
+
+DEFAULT_PORT = 8080
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_ALIAS = "champion"
+
+LogLine = Callable[[str], None]
+
+
+def _ignore(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    """An image built for one version; ``cached``: it is the very image that was there before."""
+
+    image: ServingImage
+    resolved: ResolvedVersion
+    cached: bool
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    """What a deploy will do, decided before anything changes (a confirmation shows it)."""
+
+    reference: str  # as the operator wrote it
+    resolved: ResolvedVersion
+    name: str
+    host: str
+    port: int
+    follow_alias: bool
+    current: Deployment | None  # the deployment it replaces; None: a new one
+    image: ServingImage | None  # None: no image of that version yet, it is built first
+
+    @property
+    def replaces(self) -> str | None:
+        """The version served now under this name (None for a new deployment)."""
+        return self.current.version if self.current is not None else None
+
+
+@dataclass(frozen=True)
+class DeployOutcome:
+    """A deploy that happened: what serves now, what it replaced, and whether it built."""
+
+    deployment: Deployment
+    replaced: str | None
+    image: ServingImage
+    built: bool
+    targets_warning: str = ""  # the deploy worked; only the Prometheus targets file did not
+
+
+@dataclass(frozen=True)
+class RollbackOutcome:
+    """A deployment rollback: a container switch (``deployment``) or, for a deployment that
+    follows an alias, an alias move (``alias_event``; None when the alias was already there)."""
+
+    name: str
+    model: str
+    from_version: str | None
+    to_version: str | None
+    deployment: Deployment | None = None
+    alias: str = ""
+    alias_event: AliasEvent | None = None
+    targets_warning: str = ""
+
+    @property
+    def via_alias(self) -> bool:
+        return bool(self.alias)
+
+
+# ---------------------------------------------------------------------- names
+
+
+def check_name(name: str) -> None:
+    """InvalidInput unless ``name`` can name a deployment (and its containers)."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        raise InvalidInput(f"invalid deployment name {name!r}: use letters, digits, '_' or '-'")
+
+
+def default_name(model: str) -> str:
+    """The deployment name a model gets when none is given."""
+    return re.sub(r"[^a-zA-Z0-9_-]+", "-", model).strip("-")[:64] or "model"
+
+
+# ---------------------------------------------------------------------- build
+
+
+def build(
+    client: Any,
+    tracking_uri: str,
+    reference: str,
+    *,
+    tag: str | None = None,
+    base_image: str | None = None,
+    on_log: LogLine = _ignore,
+) -> BuildOutcome:
+    """Build (or reuse from cache) the serving image of the version ``reference`` names now."""
+    resolved = images.resolve_version(tracking_uri, reference)
+    before = images.find_image(client, resolved.name, resolved.version, resolved.run_id)
+    image = images.build_image(
+        client, tracking_uri, resolved, tag=tag, base_image=base_image, on_log=on_log
+    )
+    # The build context is deterministic: the same id again means every step came from cache.
+    return BuildOutcome(image, resolved, cached=before is not None and before.id == image.id)
+
+
+def _image_for(
+    client: Any, tracking_uri: str, resolved: ResolvedVersion, on_log: LogLine
+) -> tuple[ServingImage, bool]:
+    """The image of ``resolved`` and whether it had to be built now."""
+    found = images.find_image(client, resolved.name, resolved.version, resolved.run_id)
+    if found is not None:
+        return found, False
+    on_log(f"no image for {resolved.uri} yet; building it")
+    return images.build_image(client, tracking_uri, resolved, on_log=on_log), True
+
+
+# ---------------------------------------------------------------------- deploy
+
+
+def plan_deploy(
+    client: Any,
+    tracking_uri: str,
+    reference: str,
+    *,
+    name: str | None = None,
+    port: int = DEFAULT_PORT,
+    host: str = DEFAULT_HOST,
+    follow_alias: bool = False,
+) -> DeployPlan:
+    """Pin ``reference`` to a version and say what deploying it as ``name`` would change."""
+    model, alias, _ = images.parse_reference(reference)
+    name = name or default_name(model)
+    check_name(name)
+    if follow_alias:
+        if not alias:
+            raise InvalidInput(
+                f"only a NAME@ALIAS reference can be followed, not {reference!r}",
+                title="Cannot follow",
+            )
+        containers.check_can_follow(tracking_uri)
+    current = next((d for d in containers.list_deployments(client) if d.name == name), None)
+    if current is not None and current.port is not None and current.port != port:
+        # The router keeps its address across a switch; another port would reach someone else.
+        raise Conflict(
+            f"deployment {name!r} serves on {current.host}:{current.port}: deploy over it on "
+            f"port {current.port}, or take it down first to move it"
+        )
+    resolved = images.resolve_version(tracking_uri, reference)
+    found = images.find_image(client, resolved.name, resolved.version, resolved.run_id)
+    return DeployPlan(
+        reference=reference,
+        resolved=resolved,
+        name=name,
+        host=current.host if current is not None else host,
+        port=port,
+        follow_alias=follow_alias,
+        current=current,
+        image=found,
+    )
+
+
+def deploy(
+    client: Any,
+    tracking_uri: str,
+    plan: DeployPlan,
+    *,
+    reason: str = "",
+    on_log: LogLine = _ignore,
+) -> DeployOutcome:
+    """Run ``plan``: build the image if missing, switch with no failed request, record it."""
+    image, built = _image_for(client, tracking_uri, plan.resolved, on_log)
+    deployment, replaced = containers.deploy(
+        client,
+        image,
+        plan.name,
+        port=plan.port,
+        host=plan.host,
+        alias=plan.resolved.alias,
+        follow_alias_ref=plan.reference if plan.follow_alias else None,
+        tracking_uri=tracking_uri,
+    )
+    _record(tracking_uri, deployment, "deploy", replaced, reason)
+    return DeployOutcome(deployment, replaced, image, built, _refresh_targets(client))
+
+
+# ---------------------------------------------------------------------- rollback
+
+
+def rollback_target(client: Any, tracking_uri: str, name: str) -> str:
+    """The version ``rollback`` would go to: the replaced container's, or for a deployment that
+    follows an alias, the version that alias held before."""
+    current = containers.get_deployment(client, name)
+    if not current.follow_alias:
+        return containers.rollback_target(client, name)
+    from backends.registry import Registry
+    from backends.registry_history import rollback_target as alias_rollback_target
+
+    registry = Registry(tracking_uri)
+    alias = _followed_alias(current)
+    now = registry.alias_state(current.model, alias).version
+    target = alias_rollback_target(registry.history(current.model, alias), now)
+    if target is None:
+        raise GateFailed(
+            f"{alias} of {current.model} has no earlier version to roll back to",
+            title="Nothing to roll back to",
+        )
+    return str(target)
+
+
+def rollback(
+    client: Any,
+    tracking_uri: str,
+    name: str,
+    *,
+    to: str | None = None,
+    reason: str = "",
+    on_log: LogLine = _ignore,
+) -> RollbackOutcome:
+    """Back to the previously deployed version (or ``to``), with no failed request."""
+    current = containers.get_deployment(client, name)
+    if current.follow_alias:
+        return _rollback_alias(tracking_uri, current, to, reason)
+    target = to or containers.rollback_target(client, name)
+    resolved = images.resolve_version(tracking_uri, f"{current.model}/{target}")
+    image, _ = _image_for(client, tracking_uri, resolved, on_log)
+    deployment, replaced = containers.deploy(
+        client,
+        image,
+        name,
+        port=current.port or DEFAULT_PORT,
+        host=current.host,
+        alias="",  # a rollback serves an older version: the alias no longer names it
+        tracking_uri=tracking_uri,
+    )
+    _record(tracking_uri, deployment, "rollback", replaced, reason)
+    return RollbackOutcome(
+        name,
+        deployment.model,
+        replaced,
+        deployment.version,
+        deployment=deployment,
+        targets_warning=_refresh_targets(client),
+    )
+
+
+def _rollback_alias(
+    tracking_uri: str, current: Deployment, to: str | None, reason: str
+) -> RollbackOutcome:
+    """A deployment that follows its alias serves what the alias names: move the alias back."""
+    from backends.registry import Registry
+
+    alias = _followed_alias(current)
+    event = Registry(tracking_uri).rollback(
+        current.model, alias=alias, to=int(to) if to else None, reason=reason
+    )
+    return RollbackOutcome(
+        current.name,
+        current.model,
+        str(event.from_version) if event is not None else current.version,
+        str(event.to_version) if event is not None else to,
+        alias=alias,
+        alias_event=event,
+    )
+
+
+def _followed_alias(deployment: Deployment) -> str:
+    return deployment.alias or DEFAULT_ALIAS
+
+
+# ---------------------------------------------------------------------- bookkeeping
+
+
+def _record(
+    tracking_uri: str,
+    deployment: Deployment,
+    action: AliasAction,
+    replaced: str | None,
+    reason: str,
+) -> None:
+    """Put the deploy/rollback in the same history as the registry's alias moves."""
+    from backends import deploy_history
+
+    deploy_history.record(tracking_uri, deployment, action, replaced, reason)
+
+
+def _refresh_targets(client: Any) -> str:
+    """Keep Prometheus' file_sd targets in step; a failure is a warning, not a failed deploy."""
+    from backends import discovery
+
+    try:
+        discovery.refresh_from_docker(client)
+    except OSError as exc:
+        return f"could not update the Prometheus targets file: {exc}"
+    return ""

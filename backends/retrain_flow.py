@@ -1,0 +1,129 @@
+"""Retrain a serving model into a gated challenger, end to end, for callers without a terminal.
+
+The steps are those of `mlops retrain` without ``--approve``, built from the same functions of
+``backends.retraining``: read the server's drift, train the serving run's project on the new
+data with the run's own parameters, tag and register the run, score champion and challenger,
+and move the ``challenger`` alias only when the challenger is no worse. Champion never moves:
+promoting is a human's separate step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from backends import retraining
+from backends.drift_thresholds import reference_thresholds
+from backends.errors import BackendError, GateFailed, InvalidInput
+from backends.records import RetrainOutcome
+
+__all__ = ["project_of", "retrain_challenger"]
+
+
+def project_of(tags: dict[str, str]) -> Path | None:
+    """The local project directory the serving run was launched from, if it still exists."""
+    source = tags.get("mlflow.source.name", "")
+    path = Path(source.removeprefix("file://")) if source else None
+    return path if path is not None and (path / "MLproject").is_file() else None
+
+
+def retrain_challenger(
+    tracking_uri: str,
+    url: str,
+    data: Path,
+    *,
+    fallback_project: Path,
+    deployment: str = "",
+    eval_data: Path | None = None,
+    tolerance: float = 0.0,
+    on_line: Callable[[str], object] = lambda _line: None,
+) -> RetrainOutcome:
+    """Train and register a challenger for the model served at ``url``; never touch champion."""
+    from backends.mlflow_client import connect, translate_errors
+    from backends.training import Training, register_model
+
+    state = _serving(tracking_uri, url)
+    on_line(f"serving {state.name} v{state.version}; {state.drift.summary()}")
+    client = connect(tracking_uri)
+    with translate_errors(tracking_uri):
+        parent = client.get_run(state.run_id)
+        experiment = client.get_experiment(parent.info.experiment_id).name
+    project = project_of(parent.data.tags) or fallback_project
+    params = retraining.retrain_params(
+        dict(parent.data.params), retraining.declared_params(project), data
+    )
+    on_line(f"training {project} with {params}")
+    training = Training(project, tracking_uri, params=params, experiment=experiment)
+    training.start()
+    for line in training.lines():
+        on_line(line)
+    status = training.finish(training.wait())
+    if status != "FINISHED" or training.run_id is None:
+        raise BackendError(
+            f"training failed (run {training.run_id or 'not created'}: {status}); "
+            f"its log: {training.log_path}",
+            title="Retraining failed",
+        )
+    run_id = training.run_id
+    with translate_errors(tracking_uri):
+        client.set_tag(run_id, "mlops.retrain.parent_run_id", state.run_id)
+        client.set_tag(run_id, "mlops.retrain.drift", retraining.drift_tag(state))
+    version = register_model(tracking_uri, run_id, state.name)
+    on_line(f"registered {state.name} v{version.version} from run {run_id}")
+    comparison = retraining.compare_on(
+        tracking_uri,
+        f"models:/{state.name}/{state.version}",
+        f"models:/{state.name}/{version.version}",
+        eval_data or data,
+        tolerance=tolerance,
+    )
+    on_line(comparison.summary())
+    passed, gate = _gate(tracking_uri, state, version.version, comparison)
+    return RetrainOutcome(
+        deployment=deployment,
+        model=state.name,
+        served_version=state.version,
+        served_run_id=state.run_id,
+        drift=state.drift.summary(),
+        run_id=run_id,
+        challenger_version=version.version,
+        comparison=comparison.summary(),
+        champion_score=comparison.champion,
+        challenger_score=comparison.challenger,
+        gate_passed=passed,
+        gate=gate,
+        log_path=str(training.log_path),
+    )
+
+
+def _serving(tracking_uri: str, url: str) -> retraining.ServingState:
+    """What ``url`` serves, its drift judged by its own reference's thresholds."""
+    state = retraining.serving_state(url)
+    if not state.name or not state.run_id:
+        raise InvalidInput("the server does not say which registered model and run it serves")
+    limits = reference_thresholds(tracking_uri, state.name, state.version)
+    drift = retraining.DriftFigures(state.drift.features, limits.psi, limits.ks_pvalue)
+    return replace(state, drift=drift)
+
+
+def _gate(
+    tracking_uri: str,
+    state: retraining.ServingState,
+    version: int,
+    comparison: retraining.Comparison,
+) -> tuple[bool, str]:
+    """Move ``challenger`` when the challenger is no worse (and the registry's gate agrees)."""
+    from backends.registry import Registry
+
+    if not comparison.passed:
+        return False, f"gate failed: {comparison.summary()}; the challenger alias did not move"
+    reason = (
+        f"retrain of v{state.version} (run {state.run_id}): {state.drift.summary()}; "
+        f"{comparison.summary()}"
+    )
+    try:
+        Registry(tracking_uri).promote(state.name, version, alias="challenger", reason=reason)
+    except GateFailed as exc:
+        return False, f"{exc.message}; the challenger alias did not move"
+    return True, f"challenger -> {state.name} v{version} (gate passed)"
