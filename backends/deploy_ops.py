@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends import containers, images
-from backends.errors import Conflict, GateFailed, InvalidInput
+from backends.errors import BackendError, Conflict, GateFailed, InvalidInput
 from backends.images import ResolvedVersion
 from backends.records import AliasAction, AliasEvent, Deployment, ServingImage
 
@@ -26,13 +26,15 @@ __all__ = [
     "DeployOutcome",
     "DeployPlan",
     "RollbackOutcome",
+    "RollbackPlan",
     "build",
     "check_name",
     "default_name",
     "deploy",
     "plan_deploy",
+    "plan_rollback",
     "rollback",
-    "rollback_target",
+    "take_down",
 ]
 
 DEFAULT_PORT = 8080
@@ -82,7 +84,19 @@ class DeployOutcome:
     replaced: str | None
     image: ServingImage
     built: bool
-    targets_warning: str = ""  # the deploy worked; only the Prometheus targets file did not
+    warning: str = ""  # the switch worked; its history entry or the targets file did not
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What a deployment rollback will do, decided before anything changes."""
+
+    name: str
+    model: str
+    from_version: str  # what serves now (for an alias follower: what the alias names now)
+    to_version: str
+    alias: str = ""  # the followed alias that moves back; empty: a container switch
+    image_missing: bool = False  # the older version's image must be built first
 
 
 @dataclass(frozen=True)
@@ -97,7 +111,7 @@ class RollbackOutcome:
     deployment: Deployment | None = None
     alias: str = ""
     alias_event: AliasEvent | None = None
-    targets_warning: str = ""
+    warning: str = ""
 
     @property
     def via_alias(self) -> bool:
@@ -160,11 +174,14 @@ def plan_deploy(
     reference: str,
     *,
     name: str | None = None,
-    port: int = DEFAULT_PORT,
-    host: str = DEFAULT_HOST,
+    port: int | None = None,
+    host: str | None = None,
     follow_alias: bool = False,
 ) -> DeployPlan:
-    """Pin ``reference`` to a version and say what deploying it as ``name`` would change."""
+    """Pin ``reference`` to a version and say what deploying it as ``name`` would change.
+
+    ``port``/``host`` default to the existing deployment's address, else 127.0.0.1:8080.
+    """
     model, alias, _ = images.parse_reference(reference)
     name = name or default_name(model)
     check_name(name)
@@ -176,11 +193,15 @@ def plan_deploy(
             )
         containers.check_can_follow(tracking_uri)
     current = next((d for d in containers.list_deployments(client) if d.name == name), None)
-    if current is not None and current.port is not None and current.port != port:
-        # The router keeps its address across a switch; another port would reach someone else.
+    moved = current is not None and (
+        (port is not None and current.port is not None and current.port != port)
+        or (host is not None and current.host != host)
+    )
+    if current is not None and moved:
+        # The router keeps its address across a switch; another one would reach someone else.
         raise Conflict(
-            f"deployment {name!r} serves on {current.host}:{current.port}: deploy over it on "
-            f"port {current.port}, or take it down first to move it"
+            f"deployment {name!r} serves on {current.host}:{current.port}: deploy over it at "
+            f"that address, or take it down first to move it"
         )
     resolved = images.resolve_version(tracking_uri, reference)
     found = images.find_image(client, resolved.name, resolved.version, resolved.run_id)
@@ -188,8 +209,8 @@ def plan_deploy(
         reference=reference,
         resolved=resolved,
         name=name,
-        host=current.host if current is not None else host,
-        port=port,
+        host=host or (current.host if current is not None else DEFAULT_HOST),
+        port=port or (current.port if current is not None and current.port else DEFAULT_PORT),
         follow_alias=follow_alias,
         current=current,
         image=found,
@@ -216,32 +237,37 @@ def deploy(
         follow_alias_ref=plan.reference if plan.follow_alias else None,
         tracking_uri=tracking_uri,
     )
-    _record(tracking_uri, deployment, "deploy", replaced, reason)
-    return DeployOutcome(deployment, replaced, image, built, _refresh_targets(client))
+    warning = _after_switch(client, tracking_uri, deployment, "deploy", replaced, reason)
+    return DeployOutcome(deployment, replaced, image, built, warning)
 
 
 # ---------------------------------------------------------------------- rollback
 
 
-def rollback_target(client: Any, tracking_uri: str, name: str) -> str:
-    """The version ``rollback`` would go to: the replaced container's, or for a deployment that
-    follows an alias, the version that alias held before."""
+def plan_rollback(client: Any, tracking_uri: str, name: str) -> RollbackPlan:
+    """Where ``rollback`` would go: back to the replaced container's version, or for a
+    deployment that follows an alias, to the version that alias held before."""
     current = containers.get_deployment(client, name)
     if not current.follow_alias:
-        return containers.rollback_target(client, name)
+        target = containers.rollback_target(client, name)
+        resolved = images.resolve_version(tracking_uri, f"{current.model}/{target}")
+        found = images.find_image(client, resolved.name, resolved.version, resolved.run_id)
+        return RollbackPlan(
+            name, current.model, current.version, target, image_missing=found is None
+        )
     from backends.registry import Registry
     from backends.registry_history import rollback_target as alias_rollback_target
 
     registry = Registry(tracking_uri)
     alias = _followed_alias(current)
     now = registry.alias_state(current.model, alias).version
-    target = alias_rollback_target(registry.history(current.model, alias), now)
-    if target is None:
+    back = alias_rollback_target(registry.history(current.model, alias), now)
+    if back is None:
         raise GateFailed(
             f"{alias} of {current.model} has no earlier version to roll back to",
             title="Nothing to roll back to",
         )
-    return str(target)
+    return RollbackPlan(name, current.model, str(now), str(back), alias=alias)
 
 
 def rollback(
@@ -269,14 +295,13 @@ def rollback(
         alias="",  # a rollback serves an older version: the alias no longer names it
         tracking_uri=tracking_uri,
     )
-    _record(tracking_uri, deployment, "rollback", replaced, reason)
     return RollbackOutcome(
         name,
         deployment.model,
         replaced,
         deployment.version,
         deployment=deployment,
-        targets_warning=_refresh_targets(client),
+        warning=_after_switch(client, tracking_uri, deployment, "rollback", replaced, reason),
     )
 
 
@@ -287,6 +312,8 @@ def _rollback_alias(
     from backends.registry import Registry
 
     alias = _followed_alias(current)
+    if to is not None and not to.isdigit():
+        raise InvalidInput(f"--to takes a version number, not {to!r}")
     event = Registry(tracking_uri).rollback(
         current.model, alias=alias, to=int(to) if to else None, reason=reason
     )
@@ -307,17 +334,33 @@ def _followed_alias(deployment: Deployment) -> str:
 # ---------------------------------------------------------------------- bookkeeping
 
 
-def _record(
+def _after_switch(
+    client: Any,
     tracking_uri: str,
     deployment: Deployment,
     action: AliasAction,
     replaced: str | None,
     reason: str,
-) -> None:
-    """Put the deploy/rollback in the same history as the registry's alias moves."""
+) -> str:
+    """Bookkeeping once the new version serves: the history entry (the same stream as the
+    registry's alias moves) and Prometheus' targets. Neither may turn a switch that happened
+    into a reported failure (an operator would deploy again): a failure is a warning."""
     from backends import deploy_history
 
-    deploy_history.record(tracking_uri, deployment, action, replaced, reason)
+    warnings = []
+    try:
+        deploy_history.record(tracking_uri, deployment, action, replaced, reason)
+    except BackendError as exc:
+        warnings.append(f"the {action} is not in the history ({exc.message})")
+    if targets := _refresh_targets(client):
+        warnings.append(targets)
+    return "; ".join(warnings)
+
+
+def take_down(client: Any, name: str) -> tuple[list[str], str]:
+    """Remove a deployment's containers (drained); the names removed and a targets warning."""
+    removed = containers.remove_deployment(client, name)
+    return removed, _refresh_targets(client)
 
 
 def _refresh_targets(client: Any) -> str:
@@ -326,6 +369,6 @@ def _refresh_targets(client: Any) -> str:
 
     try:
         discovery.refresh_from_docker(client)
-    except OSError as exc:
+    except (OSError, BackendError) as exc:
         return f"could not update the Prometheus targets file: {exc}"
     return ""

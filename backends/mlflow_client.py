@@ -7,6 +7,7 @@ inside the command in the CLI), never at module import.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -99,26 +100,52 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+class _GlobalUri:
+    """Who holds MLflow's process-wide URIs: one URI at a time, shared by every thread that
+    asks for the same one (the console's workers do, concurrently), restored by the last."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.uri: str | None = None
+        self.users = 0
+        self.saved: tuple[str | None, str | None] = (None, None)
+
+
+_GLOBAL = _GlobalUri()
+
+
 @contextmanager
 def using_tracking_uri(tracking_uri: str) -> Iterator[None]:
     """Point mlflow's process-wide URIs at ``tracking_uri`` for the block, then restore them.
 
     Some MLflow calls resolve nested URIs (a registered version's ``models:/m-...`` source)
-    through the global tracking URI whatever URI the outer call was given.
+    through the global tracking URI whatever URI the outer call was given. Threads asking for
+    the same URI share it; one asking for another waits until the first ones are done.
     """
     import mlflow
 
-    # MLflow mirrors both URIs into MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI for subprocesses.
-    # Restoring through get_*_uri() would pin its *resolved default* (./mlflow.db) into the
-    # environment of every process started afterwards: restore what was set, or nothing.
-    previous_tracking = os.environ.get("MLFLOW_TRACKING_URI")
-    previous_registry = os.environ.get("MLFLOW_REGISTRY_URI")
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    g = _GLOBAL
+    with g.changed:
+        g.changed.wait_for(lambda: g.users == 0 or g.uri == tracking_uri)
+        if g.users == 0:
+            # MLflow mirrors both URIs into MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI for
+            # subprocesses. Restoring through get_*_uri() would pin its *resolved default*
+            # (./mlflow.db) into every process started afterwards: keep what was set, or nothing.
+            g.saved = (os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("MLFLOW_REGISTRY_URI"))
+            mlflow.set_tracking_uri(tracking_uri)
+            mlflow.set_registry_uri(tracking_uri)
+            g.uri = tracking_uri
+        g.users += 1
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous_tracking)  # type: ignore[arg-type]  # None unsets it
-        mlflow.set_registry_uri(previous_registry)  # type: ignore[arg-type]
-        if previous_registry is None:
-            os.environ.pop("MLFLOW_REGISTRY_URI", None)
+        with g.changed:
+            g.users -= 1
+            if g.users == 0:
+                previous_tracking, previous_registry = g.saved
+                mlflow.set_tracking_uri(previous_tracking)  # type: ignore[arg-type]  # None unsets
+                mlflow.set_registry_uri(previous_registry)  # type: ignore[arg-type]
+                if previous_registry is None:
+                    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+                g.uri = None
+                g.changed.notify_all()

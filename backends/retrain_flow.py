@@ -1,10 +1,11 @@
-"""Retrain a serving model into a gated challenger, end to end, for callers without a terminal.
+"""Retrain a serving model into a gated challenger: the one flow `mlops retrain` and the
+console's monitor both run.
 
-The steps are those of `mlops retrain` without ``--approve``, built from the same functions of
-``backends.retraining``: read the server's drift, train the serving run's project on the new
-data with the run's own parameters, tag and register the run, score champion and challenger,
-and move the ``challenger`` alias only when the challenger is no worse. Champion never moves:
-promoting is a human's separate step.
+Read the server's drift (judged by the model version's own drift reference unless thresholds
+are given), train the serving run's project on the new data with the run's own parameters, tag
+and register the run, score champion and challenger, and move the ``challenger`` alias only
+when the challenger is no worse. Champion never moves here: promoting is a human's step
+(`--approve` in the CLI, `p` on the console's models screen).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from backends.drift_thresholds import reference_thresholds
 from backends.errors import BackendError, GateFailed, InvalidInput
 from backends.records import RetrainOutcome
 
-__all__ = ["project_of", "retrain_challenger"]
+__all__ = ["project_of", "retrain_challenger", "serving"]
 
 
 def project_of(tags: dict[str, str]) -> Path | None:
@@ -30,34 +31,46 @@ def project_of(tags: dict[str, str]) -> Path | None:
 
 def retrain_challenger(
     tracking_uri: str,
-    url: str,
+    url: str | retraining.ServingState,
     data: Path,
     *,
     fallback_project: Path,
+    project: Path | None = None,
     deployment: str = "",
     eval_data: Path | None = None,
     tolerance: float = 0.0,
     on_line: Callable[[str], object] = lambda _line: None,
+    on_step: Callable[[str], object] | None = None,
 ) -> RetrainOutcome:
-    """Train and register a challenger for the model served at ``url``; never touch champion."""
+    """Train and register a challenger for the model served at ``url`` (or already read
+    ``serving`` state); never touch champion. ``on_step`` hears each step's one-line summary
+    (default: ``on_line``, which hears the training's own output too)."""
     from backends.mlflow_client import connect, translate_errors
     from backends.training import Training, register_model
 
-    state = _serving(tracking_uri, url)
-    on_line(f"serving {state.name} v{state.version}; {state.drift.summary()}")
+    step = on_step or on_line
+    state = url if isinstance(url, retraining.ServingState) else serving(tracking_uri, url)
+    step(f"serving {state.name} v{state.version}; {state.drift.summary()}")
     client = connect(tracking_uri)
     with translate_errors(tracking_uri):
         parent = client.get_run(state.run_id)
         experiment = client.get_experiment(parent.info.experiment_id).name
-    project = project_of(parent.data.tags) or fallback_project
+    project = project or project_of(parent.data.tags) or fallback_project
     params = retraining.retrain_params(
         dict(parent.data.params), retraining.declared_params(project), data
     )
-    on_line(f"training {project} with {params}")
+    step(f"training {project} with {params}")
     training = Training(project, tracking_uri, params=params, experiment=experiment)
     training.start()
-    for line in training.lines():
-        on_line(line)
+    try:
+        for line in training.lines():
+            on_line(line)
+    except BaseException:
+        # The caller's line handler failed (or the worker is being torn down): the runner
+        # must not train on unattended, nor its run stay RUNNING.
+        training.interrupt()
+        training.finish(training.wait(timeout=60))
+        raise
     status = training.finish(training.wait())
     if status != "FINISHED" or training.run_id is None:
         raise BackendError(
@@ -70,7 +83,7 @@ def retrain_challenger(
         client.set_tag(run_id, "mlops.retrain.parent_run_id", state.run_id)
         client.set_tag(run_id, "mlops.retrain.drift", retraining.drift_tag(state))
     version = register_model(tracking_uri, run_id, state.name)
-    on_line(f"registered {state.name} v{version.version} from run {run_id}")
+    step(f"registered {state.name} v{version.version} from run {run_id}")
     comparison = retraining.compare_on(
         tracking_uri,
         f"models:/{state.name}/{state.version}",
@@ -78,7 +91,7 @@ def retrain_challenger(
         eval_data or data,
         tolerance=tolerance,
     )
-    on_line(comparison.summary())
+    step(comparison.summary())
     passed, gate = _gate(tracking_uri, state, version.version, comparison)
     return RetrainOutcome(
         deployment=deployment,
@@ -97,13 +110,20 @@ def retrain_challenger(
     )
 
 
-def _serving(tracking_uri: str, url: str) -> retraining.ServingState:
-    """What ``url`` serves, its drift judged by its own reference's thresholds."""
+def serving(
+    tracking_uri: str, url: str, *, psi: float | None = None, ks_pvalue: float | None = None
+) -> retraining.ServingState:
+    """What ``url`` serves; its drift judged by ``psi``/``ks_pvalue`` when given, else by the
+    thresholds of the served version's own drift reference (what its server and the console
+    use)."""
     state = retraining.serving_state(url)
     if not state.name or not state.run_id:
         raise InvalidInput("the server does not say which registered model and run it serves")
-    limits = reference_thresholds(tracking_uri, state.name, state.version)
-    drift = retraining.DriftFigures(state.drift.features, limits.psi, limits.ks_pvalue)
+    if psi is None or ks_pvalue is None:
+        limits = reference_thresholds(tracking_uri, state.name, state.version)
+        psi = limits.psi if psi is None else psi
+        ks_pvalue = limits.ks_pvalue if ks_pvalue is None else ks_pvalue
+    drift = retraining.DriftFigures(state.drift.features, psi, ks_pvalue)
     return replace(state, drift=drift)
 
 

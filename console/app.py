@@ -78,11 +78,21 @@ class MlopsApp(App[None]):
         }
 
     def on_mount(self) -> None:
+        self._apply_theme(self.settings.theme)
         mode = " [read-only]" if self.settings.read_only else ""
         self.sub_title = f"context: {self.settings.context}{mode}"
         self.switch_mode(self.start_mode)
         # Probes import mlflow and docker: start them once the first frame is out.
         self.call_after_refresh(self._start_probes)
+
+    def _apply_theme(self, name: str | None) -> None:
+        if not name:
+            return
+        if name not in self.available_themes:
+            known = ", ".join(sorted(self.available_themes))
+            self.notify(f"no theme {name!r}; themes: {known}", title="Theme", severity="error")
+            return
+        self.theme = name
 
     def _start_probes(self) -> None:
         for backend in BACKENDS:

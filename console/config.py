@@ -17,10 +17,13 @@ class Settings:
     prometheus_url: str | None
     context: str
     read_only: bool = False
+    theme: str | None = None  # a Textual theme name; None keeps Textual's default
 
     @classmethod
-    def from_env(cls, *, context: str | None = None, read_only: bool = False) -> Settings:
-        """Read MLFLOW_TRACKING_URI, DOCKER_HOST, PROMETHEUS_URL and MLOPS_CONTEXT."""
+    def from_env(
+        cls, *, context: str | None = None, read_only: bool = False, theme: str | None = None
+    ) -> Settings:
+        """Read MLFLOW_TRACKING_URI, DOCKER_HOST, PROMETHEUS_URL, MLOPS_CONTEXT, MLOPS_THEME."""
         env = os.environ
         return cls(
             tracking_uri=env.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI,
@@ -28,6 +31,7 @@ class Settings:
             prometheus_url=env.get("PROMETHEUS_URL") or None,
             context=context or env.get("MLOPS_CONTEXT") or "local",
             read_only=read_only,
+            theme=theme or env.get("MLOPS_THEME") or None,
         )
 
     @property

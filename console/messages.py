@@ -13,7 +13,7 @@ from backends.errors import BackendError
 if TYPE_CHECKING:
     # Types only: records (~30 dataclasses) and deploy_ops (httpx) are imported by the
     # workers that build them, not before the first paint.
-    from backends.deploy_ops import BuildOutcome, DeployPlan
+    from backends.deploy_ops import BuildOutcome, DeployPlan, RollbackPlan
     from backends.records import (
         AliasEvent,
         Deployment,
@@ -164,6 +164,13 @@ class DeploymentChanged(Message):
 
 
 @dataclass
+class RollbackPlanned(Message):
+    """What a deployment rollback would change, ready for its confirmation."""
+
+    plan: RollbackPlan
+
+
+@dataclass
 class DeployPlanned(Message):
     """A deploy was planned (nothing changed yet): the operator confirms what it will do."""
 
@@ -190,9 +197,11 @@ class DeployProgressed(Message):
 
 @dataclass
 class DeployTaskEnded(Message):
-    """A build, deploy or rollback (``task``) ended, however it ended."""
+    """A build, deploy or rollback (``task``) ended, however it ended; ``claimed`` names the
+    deployment it held (empty for a build)."""
 
     task: str
+    claimed: str = ""
 
 
 @dataclass

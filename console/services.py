@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from backends.errors import BackendError, Unavailable
 
 if TYPE_CHECKING:
-    from backends.deploy_ops import BuildOutcome, DeployOutcome, DeployPlan, RollbackOutcome
+    from backends.deploy_ops import (
+        BuildOutcome,
+        DeployOutcome,
+        DeployPlan,
+        RollbackOutcome,
+        RollbackPlan,
+    )
     from backends.records import (
         AliasEvent,
         Deployment,
@@ -118,8 +124,8 @@ class Backends(Protocol):
     def deployment_logs(self, name: str, tail: int) -> Iterator[str]:
         """A deployment's log lines, following."""
 
-    def rollback_target(self, name: str) -> str:
-        """The version a deployment rollback would go back to."""
+    def plan_rollback(self, name: str) -> RollbackPlan:
+        """What a deployment rollback would change (from → to, a build first or not)."""
 
     def rollback_deployment(
         self, name: str, to: str | None, on_log: Callable[[str], None]
@@ -163,6 +169,7 @@ class RealBackends:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
+        self._monitor_lock = threading.Lock()
         self._registry: Any = None
         self._docker: Any = None
         self._metrics: Any = None
@@ -311,10 +318,10 @@ class RealBackends:
 
         return containers.deployment_logs(self.docker(), name, follow=True, tail=tail)
 
-    def rollback_target(self, name: str) -> str:
+    def plan_rollback(self, name: str) -> RollbackPlan:
         from backends import deploy_ops
 
-        return deploy_ops.rollback_target(self.docker(), self.settings.tracking_uri, name)
+        return deploy_ops.plan_rollback(self.docker(), self.settings.tracking_uri, name)
 
     def rollback_deployment(
         self, name: str, to: str | None, on_log: Callable[[str], None]
@@ -368,9 +375,10 @@ class RealBackends:
             client.close()
 
     def remove_deployment(self, name: str) -> list[str]:
-        from backends import containers
+        from backends import deploy_ops
 
-        return containers.remove_deployment(self.docker(), name)
+        removed, _warning = deploy_ops.take_down(self.docker(), name)  # targets: best effort
+        return removed
 
     # ------------------------------------------------------------------ monitoring
 
@@ -381,13 +389,16 @@ class RealBackends:
         from backends.metrics import ScrapeSource
 
         targets = tuple(scrape_targets(self.list_deployments()))
-        if self._metrics is None or targets != self._metrics_targets:
-            if self._metrics is not None:
-                self._metrics.close()
-            self._metrics = ScrapeSource(targets, interval=1.0)
-            self._metrics_targets = targets
-        snapshot: MonitorSnapshot = self._metrics.snapshot()
-        self._recorded().record(snapshot)
+        # One sample at a time: a refresh asked for while one runs must not close the source
+        # under it (a cancelled thread worker keeps running).
+        with self._monitor_lock:
+            if self._metrics is None or targets != self._metrics_targets:
+                if self._metrics is not None:
+                    self._metrics.close()
+                self._metrics = ScrapeSource(targets, interval=1.0)
+                self._metrics_targets = targets
+            snapshot: MonitorSnapshot = self._metrics.snapshot()
+            self._recorded().record(snapshot)
         return snapshot
 
     def _prometheus(self) -> Any:

@@ -39,11 +39,18 @@ def up(
     name: Annotated[
         str | None, typer.Option("--name", help="Deployment name (default: the model name).")
     ] = None,
-    port: Annotated[int, typer.Option("--port", help="The deployment's address port.")] = 8080,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", help="Port (default: the deployment's own, else 8080)."),
+    ] = None,
     host: Annotated[
-        str,
-        typer.Option("--host", help="Address to bind (127.0.0.1 by default; 0.0.0.0 widens it)."),
-    ] = "127.0.0.1",
+        str | None,
+        typer.Option(
+            "--host",
+            help="Address to bind (default: the deployment's own, else 127.0.0.1; "
+            "0.0.0.0 widens it).",
+        ),
+    ] = None,
     follow_alias: Annotated[
         bool,
         typer.Option("--follow-alias", help="Resolve the alias at start and reload when it moves."),
@@ -77,7 +84,7 @@ def up(
             reason=reason,
             on_log=_silent if quiet or as_json else _step_only,
         )
-    _warn(outcome.targets_warning)
+    _warn(outcome.warning)
     deployment, replaced = outcome.deployment, outcome.replaced
     if as_json:
         print_json(deployment)
@@ -117,7 +124,7 @@ def rollback(
     if outcome.via_alias:
         _say_alias_rolled_back(outcome)
         return
-    _warn(outcome.targets_warning)
+    _warn(outcome.warning)
     if as_json:
         print_json(outcome.deployment)
     else:
@@ -141,6 +148,7 @@ def _say_alias_rolled_back(outcome: RollbackOutcome) -> None:
 def ps(as_json: JsonOpt = False) -> None:
     """Deployments: name, model, version, alias, image, state, health, port, uptime."""
     from backends import containers, docker_engine
+    from console import format as fmt
     from console.config import Settings
 
     with backend_errors():
@@ -159,7 +167,7 @@ def ps(as_json: JsonOpt = False) -> None:
     for d in found:
         typer.echo(
             f"{d.name:16} {d.model:16} {d.version:>4} {d.alias or '-':10} {d.state:9} "
-            f"{d.health:10} {d.url or '-':22} {_age(containers.uptime(d)):>8}  {d.image}"
+            f"{d.health:10} {d.url or '-':22} {fmt.duration(containers.uptime(d)):>8}  {d.image}"
         )
 
 
@@ -185,13 +193,13 @@ def logs(
 @app.command("down")
 def down(name: Annotated[str, typer.Argument(help="Deployment name")]) -> None:
     """Stop and remove a deployment (its containers drain before they stop)."""
-    from backends import containers, docker_engine
+    from backends import deploy_ops, docker_engine
     from console.config import Settings
 
     with backend_errors():
         client = docker_engine.connect(Settings.from_env().docker_host)
-        removed = containers.remove_deployment(client, name)
-        _refresh_targets(client)
+        removed, warning = deploy_ops.take_down(client, name)
+    _warn(warning)
     typer.echo(f"{name}: removed {', '.join(removed)}")
 
 
@@ -201,27 +209,6 @@ def _with_url(d: Deployment) -> dict[str, object]:
     doc: dict[str, object] = to_jsonable(d)
     doc["url"] = d.url
     return doc
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 120:
-        return f"{s}s"
-    if s < 7200:
-        return f"{s // 60}m"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m" if s < 172800 else f"{s // 86400}d"
-
-
-def _refresh_targets(client: object) -> None:
-    """Keep Prometheus' file_sd targets in step with the deployments."""
-    from backends import discovery
-
-    try:
-        discovery.refresh_from_docker(client)
-    except OSError as exc:  # the deployment itself succeeded; monitoring config is secondary
-        _warn(f"could not update the Prometheus targets file: {exc}")
 
 
 def _warn(text: str) -> None:

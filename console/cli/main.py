@@ -40,7 +40,7 @@ app.add_typer(deploy_cli.app, name="deploy")
 def root(ctx: typer.Context) -> None:
     """Open the console when no subcommand is given."""
     if ctx.invoked_subcommand is None:
-        open_console(read_only=False, context=None)
+        open_console(read_only=False, context=None, theme=None)
 
 
 @app.command()
@@ -74,17 +74,25 @@ def console(
         str | None,
         typer.Option("--context", help="Context name shown in the header (e.g. prod)."),
     ] = None,
+    theme: Annotated[
+        str | None,
+        typer.Option(
+            "--theme",
+            help="A Textual theme (textual-dark, nord, gruvbox, ansi-dark, ...); "
+            "default MLOPS_THEME. ctrl+p → 'Change theme' lists them.",
+        ),
+    ] = None,
 ) -> None:
     """Open the console (the same as `mlops` with no arguments)."""
-    open_console(read_only=read_only, context=context)
+    open_console(read_only=read_only, context=context, theme=theme)
 
 
-def open_console(*, read_only: bool, context: str | None) -> None:
+def open_console(*, read_only: bool, context: str | None, theme: str | None) -> None:
     """Start the Textual app; textual is imported only here."""
     from console.app import MlopsApp
     from console.config import Settings
 
-    MlopsApp(Settings.from_env(context=context, read_only=read_only)).run()
+    MlopsApp(Settings.from_env(context=context, read_only=read_only, theme=theme)).run()
 
 
 def run() -> None:

@@ -42,17 +42,22 @@ def retrain(
         Path | None,
         typer.Option("--project", help="MLflow Project (default: the serving run's own)."),
     ] = None,
-    psi_threshold: Annotated[float, typer.Option(help="PSI above this is drift.")] = 0.2,
-    ks_pvalue: Annotated[float, typer.Option(help="KS p-value below this is drift.")] = 0.05,
+    psi_threshold: Annotated[
+        float | None,
+        typer.Option(help="PSI above this is drift (default: the model's drift reference's)."),
+    ] = None,
+    ks_pvalue: Annotated[
+        float | None,
+        typer.Option(help="KS p-value below this is drift (default: the reference's)."),
+    ] = None,
     tolerance: Annotated[
         float, typer.Option(help="How much worse than the champion the challenger may be.")
     ] = 0.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream training.")] = False,
 ) -> None:
     """Retrain the serving model on new data; register a gated challenger; promote on approval."""
-    from backends import retraining
+    from backends import retrain_flow
     from backends.registry import Registry
-    from backends.training import Training, register_model
     from console.cli.train import default_project
     from console.config import Settings
 
@@ -61,83 +66,46 @@ def retrain(
     settings = Settings.from_env()
     with backend_errors():
         url = target.rstrip("/") if target else _deployment_url(settings, deployment or "")
-        state = retraining.serving_state(url, psi_threshold, ks_pvalue)
-        typer.echo(
-            f"serving {state.name or '?'} v{state.version or '?'} "
-            f"(run {state.run_id[:12] or '?'}); {state.drift.summary()}"
+        state = retrain_flow.serving(
+            settings.tracking_uri, url, psi=psi_threshold, ks_pvalue=ks_pvalue
         )
         if if_drift and not state.drift.drifted:
+            typer.echo(f"serving {state.name} v{state.version}; {state.drift.summary()}")
             typer.echo("no drift above threshold: nothing to retrain")
             return
         if data is None:
             fail("--data PATH is required to retrain", ExitCode.USAGE)
-        if not state.name or not state.run_id:
-            fail("the server does not say which registered model and run it serves", ExitCode.USAGE)
-
-        from backends.mlflow_client import connect, translate_errors
-
-        client = connect(settings.tracking_uri)
-        with translate_errors(settings.tracking_uri):
-            parent = client.get_run(state.run_id)
-            experiment = client.get_experiment(parent.info.experiment_id).name
-        project_dir = project or _project_of(parent.data.tags) or default_project()
-        params = retraining.retrain_params(
-            dict(parent.data.params), retraining.declared_params(project_dir), data
-        )
-        typer.echo(f"training {project_dir} with {params}")
-        training = Training(
-            project_dir, settings.tracking_uri, params=params, experiment=experiment
-        )
-        training.start()
-        for line in training.lines():
-            if not quiet:
-                typer.echo(f"  {line}")
-        status = training.finish(training.wait())
-        if status != "FINISHED" or training.run_id is None:
-            fail(
-                f"training failed (run {training.run_id or 'not created'}: {status})",
-                ExitCode.CHECK_FAILED,
-            )
-        run_id = training.run_id
-        with translate_errors(settings.tracking_uri):
-            client.set_tag(run_id, "mlops.retrain.parent_run_id", state.run_id)
-            client.set_tag(run_id, "mlops.retrain.drift", retraining.drift_tag(state))
-        version = register_model(settings.tracking_uri, run_id, state.name)
-        typer.echo(f"registered {state.name} v{version.version} from run {run_id}")
-
-        comparison = retraining.compare_on(
+        outcome = retrain_flow.retrain_challenger(
             settings.tracking_uri,
-            f"models:/{state.name}/{state.version}",
-            f"models:/{state.name}/{version.version}",
-            eval_data or data,
+            state,
+            data,
+            fallback_project=default_project(),
+            project=project,
+            deployment=deployment or "",
+            eval_data=eval_data,
             tolerance=tolerance,
+            on_line=(lambda _line: None) if quiet else (lambda line: typer.echo(f"  {line}")),
+            on_step=typer.echo,
         )
-        typer.echo(comparison.summary())
-        if not comparison.passed:
-            fail(
-                f"gate failed: {comparison.summary()}; the challenger alias did not move",
-                ExitCode.CHECK_FAILED,
-            )
-        reason = (
-            f"retrain of v{state.version} (run {state.run_id}): {state.drift.summary()}; "
-            f"{comparison.summary()}"
-        )
-        registry = Registry(settings.tracking_uri)
-        registry.promote(state.name, version.version, alias="challenger", reason=reason)
-        typer.echo(f"challenger -> {state.name} v{version.version} (gate passed)")
+        if not outcome.gate_passed:
+            fail(outcome.gate, ExitCode.CHECK_FAILED)
+        typer.echo(outcome.gate)
+        name, version = outcome.model, outcome.challenger_version
         if not approve:
             typer.echo(
-                f"waiting for approval: mlops models promote {state.name} "
-                f"{version.version} --alias champion  (or in the console: Models, the version, p)"
+                f"waiting for approval: mlops models promote {name} "
+                f"{version} --alias champion  (or in the console: Models, the version, p)"
             )
             return
-        registry.promote(
-            state.name, version.version, alias="champion", reason=f"approved: {reason}"
+        reason = f"retrain of v{outcome.served_version} (run {outcome.served_run_id}): "
+        reason += f"{outcome.drift}; {outcome.comparison}"
+        Registry(settings.tracking_uri).promote(
+            name, version, alias="champion", reason=f"approved: {reason}"
         )
-        typer.echo(f"champion -> {state.name} v{version.version} (approved)")
+        typer.echo(f"champion -> {name} v{version} (approved)")
         if deployment:
             typer.echo(
-                f"roll it out: mlops deploy up {state.name}@champion --name {deployment}"
+                f"roll it out: mlops deploy up {name}@champion --name {deployment}"
                 "  (a --follow-alias deployment reloads by itself)"
             )
 
@@ -150,10 +118,3 @@ def _deployment_url(settings: object, name: str) -> str:
     if not found.url:
         fail(f"deployment {name!r} publishes no address", ExitCode.NOT_FOUND)
     return found.url.replace("0.0.0.0", "127.0.0.1")
-
-
-def _project_of(tags: dict[str, str]) -> Path | None:
-    """The local project directory the serving run was launched from, if it still exists."""
-    source = tags.get("mlflow.source.name", "")
-    path = Path(source.removeprefix("file://")) if source else None
-    return path if path is not None and (path / "MLproject").is_file() else None

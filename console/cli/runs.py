@@ -428,7 +428,7 @@ def _print_comparison(c: RunComparison, all_params: bool) -> None:
     rows = []
     for i, run in enumerate(c.runs):
         cells = [_label(run)]
-        cells += [p.values[i] if p.values[i] is not None else "-" for p in c.params_differ]
+        cells += ["-" if (v := p.values[i]) is None else v for p in c.params_differ]
         for m in c.metrics:
             mark = " ★" if i in m.best else ("  " if m.best else "")
             cells.append(_num(m.values[i]) + mark)

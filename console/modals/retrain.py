@@ -15,8 +15,9 @@ from console.widgets.drift import over_threshold
 
 WHAT_HAPPENS = (
     "Trains the serving run's project with its own parameters on this data, registers the run "
-    "as a new version, scores champion and challenger on the data, and moves the challenger "
-    "alias only if the new version is no worse. Champion does not move: you promote later."
+    "as a new version, scores champion and challenger on this same data (for a held-out set "
+    "use `mlops retrain --eval-data`), and moves the challenger alias only if the new version "
+    "is no worse. Champion does not move: you promote later."
 )
 
 
@@ -105,7 +106,7 @@ def outcome_report(o: RetrainOutcome) -> str:
             f"  {o.comparison}",
             f"gate: {'passed' if o.gate_passed else 'FAILED'} — {o.gate}",
             "",
-            f"Not promoted: champion still serves v{o.served_version}. To promote "
+            f"Not promoted: champion did not move. To promote "
             f"v{o.challenger_version}, open Models (:models), select it and press p — or run "
             f"`mlops models promote {o.model} {o.challenger_version} --alias champion`.",
             f"training log: {o.log_path}",

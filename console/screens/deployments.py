@@ -26,15 +26,20 @@ from console.messages import (
     DeployProgressed,
     DeployTaskEnded,
     ImageBuilt,
+    RollbackPlanned,
 )
 from console.modals.confirm import ConfirmModal
 from console.screens.base import PollingScreen
+from console.widgets import tables
 
 if TYPE_CHECKING:
-    from backends.deploy_ops import DeployOutcome, DeployPlan, RollbackOutcome
+    from backends.deploy_ops import DeployOutcome, DeployPlan, RollbackOutcome, RollbackPlan
     from console.modals.deploy_forms import DeployRequest
 
 LogLine = Callable[[str], None]
+
+
+COLUMNS = ("name", "model", "version", "alias", "state", "health", "port", "uptime")
 
 
 class DeploymentsScreen(PollingScreen):
@@ -61,14 +66,14 @@ class DeploymentsScreen(PollingScreen):
         super().__init__()
         self.deployments: list[Deployment] = []
         self.tasks: dict[str, str] = {}  # running build/deploy/rollback → its latest line
+        self.changing: set[str] = set()  # deployments with a deploy/rollback/take-down running
 
     def compose_body(self) -> ComposeResult:
         yield DataTable(id="deploy-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="deploy-tasks", markup=False)
 
     def on_mount(self) -> None:
-        table = self.query_one("#deploy-table", DataTable)
-        table.add_columns("name", "model", "version", "alias", "state", "health", "port", "uptime")
+        tables.fill(self.query_one("#deploy-table", DataTable), COLUMNS, [], [])
         self.set_pane_status("loading deployments…")
         self.load()
 
@@ -89,9 +94,8 @@ class DeploymentsScreen(PollingScreen):
         self.deployments = message.deployments
         table = self.query_one("#deploy-table", DataTable)
         row = table.cursor_row
-        table.clear()
-        for d in message.deployments:
-            table.add_row(
+        rows = [
+            (
                 d.name,
                 d.model,
                 f"v{d.version}" if d.version else "-",
@@ -100,8 +104,10 @@ class DeploymentsScreen(PollingScreen):
                 d.health,
                 str(d.port or "-"),
                 fmt.since(d.started_at),
-                key=d.name,
             )
+            for d in message.deployments
+        ]
+        tables.fill(table, COLUMNS, rows, [d.name for d in message.deployments])
         if message.deployments:
             table.move_cursor(row=min(row, table.row_count - 1))
         self.set_pane_status(
@@ -146,7 +152,7 @@ class DeploymentsScreen(PollingScreen):
         )
 
         def confirmed(yes: bool | None) -> None:
-            if yes:
+            if yes and self._claim(d.name):
                 self._take_down(d.name)
 
         self.app.push_screen(
@@ -159,7 +165,7 @@ class DeploymentsScreen(PollingScreen):
             removed = self.mlops.backends.remove_deployment(name)
             return DeploymentChanged(name, f"{name} taken down ({len(removed)} containers)")
 
-        self._run_task(f"taking down {name}", "take down", take_down)
+        self._run_task(f"taking down {name}", "take down", take_down, name)
 
     def action_rollback(self) -> None:
         if self.refuse_if_read_only("rollback"):
@@ -171,20 +177,24 @@ class DeploymentsScreen(PollingScreen):
     @work(thread=True, exit_on_error=False, group="deploy-moves")
     def _prepare_rollback(self, d: Deployment) -> None:
         try:
-            target = self.mlops.backends.rollback_target(d.name)
+            plan = self.mlops.backends.plan_rollback(d.name)
         except Exception as exc:  # any failure is shown, never raised
             self.post_message(BackendFailed("roll back", exc))
         else:
-            self.app.call_from_thread(self._confirm_rollback, d, target)
+            self.post_message(RollbackPlanned(plan))
 
-    def _confirm_rollback(self, d: Deployment, target: str) -> None:
+    def on_rollback_planned(self, message: RollbackPlanned) -> None:
+        plan = message.plan
+
         def confirmed(yes: bool | None) -> None:
-            if yes:
-                self._rollback(d.name, target)
+            if yes and self._claim(plan.name):
+                self._rollback(plan.name, plan.to_version)
 
+        if self.app.screen is not self:
+            return  # the operator went elsewhere meanwhile: no dialog over another screen
         self.app.push_screen(
             ConfirmModal(
-                f"Roll back {d.name}?", rollback_summary(d, target), confirm_label="Roll back"
+                f"Roll back {plan.name}?", rollback_summary(plan), confirm_label="Roll back"
             ),
             confirmed,
         )
@@ -195,7 +205,7 @@ class DeploymentsScreen(PollingScreen):
             outcome = self.mlops.backends.rollback_deployment(name, target, log)
             return DeploymentChanged(name, rolled_back(outcome))
 
-        self._run_task(f"rolling back {name} to v{target}", "roll back", rollback)
+        self._run_task(f"rolling back {name} to v{target}", "roll back", rollback, name)
 
     # ------------------------------------------------------------------ build and deploy
 
@@ -260,9 +270,11 @@ class DeploymentsScreen(PollingScreen):
         plan = message.plan
 
         def confirmed(yes: bool | None) -> None:
-            if yes:
+            if yes and self._claim(plan.name):
                 self._deploy(plan)
 
+        if self.app.screen is not self:
+            return  # the operator went elsewhere meanwhile: no dialog over another screen
         v = plan.resolved
         self.app.push_screen(
             ConfirmModal(
@@ -276,13 +288,28 @@ class DeploymentsScreen(PollingScreen):
         def deploy(log: LogLine) -> Message:
             return DeploymentChanged(plan.name, deployed(self.mlops.backends.deploy(plan, log)))
 
-        self._run_task(f"deploying {plan.name}", "deploy", deploy)
+        self._run_task(f"deploying {plan.name}", "deploy", deploy, plan.name)
 
     # ------------------------------------------------------------------ running tasks
 
-    def _run_task(self, task: str, what: str, run: Callable[[LogLine], Message]) -> None:
+    def _claim(self, name: str) -> bool:
+        """One change at a time per deployment: two switches of one router would each remove
+        the container the other just started."""
+        if name in self.changing:
+            self.notify(
+                f"a change to {name} is still running: wait for it to finish",
+                title="Busy",
+                severity="warning",
+            )
+            return False
+        self.changing.add(name)
+        return True
+
+    def _run_task(
+        self, task: str, what: str, run: Callable[[LogLine], Message], claimed: str = ""
+    ) -> None:
         """In a worker: ``run`` with its log lines shown under the table; post what it returns,
-        or its failure for the error modal."""
+        or its failure for the error modal; then release the ``claimed`` deployment."""
 
         def progressed(line: str) -> None:
             if line.strip() and not line.startswith((" --->", "Removing intermediate")):
@@ -296,7 +323,7 @@ class DeploymentsScreen(PollingScreen):
         else:
             self.post_message(result)
         finally:
-            self.post_message(DeployTaskEnded(task))
+            self.post_message(DeployTaskEnded(task, claimed))
 
     def on_deploy_progressed(self, message: DeployProgressed) -> None:
         self.tasks[message.task] = message.line
@@ -304,6 +331,7 @@ class DeploymentsScreen(PollingScreen):
 
     def on_deploy_task_ended(self, message: DeployTaskEnded) -> None:
         self.tasks.pop(message.task, None)
+        self.changing.discard(message.claimed)
         self._show_tasks()
 
     def _show_tasks(self) -> None:
@@ -350,20 +378,24 @@ def deploy_summary(plan: DeployPlan) -> str:
     return "\n".join([*lines, "", how])
 
 
-def rollback_summary(d: Deployment, target: str) -> str:
+def rollback_summary(plan: RollbackPlan) -> str:
     """Exactly what a deployment rollback will change."""
-    alias = d.alias or "champion"
-    head = f"Roll back deployment '{d.name}' ({d.model})"
-    if d.follow_alias:
+    head = f"Roll back deployment '{plan.name}' ({plan.model})"
+    if plan.alias:
         return (
-            f"{head}\n  it follows {alias}: {d.model}@{alias} moves back\n"
-            f"  from version {d.version}\n  to   version {target}\n\n"
+            f"{head}\n  it follows {plan.alias}: {plan.model}@{plan.alias} moves back\n"
+            f"  from version {plan.from_version}\n  to   version {plan.to_version}\n\n"
             "The deployment reloads in place when the alias moves (no restart)."
         )
+    build = (
+        f"\n\nNo image of v{plan.to_version} is left: it is built first (minutes)."
+        if plan.image_missing
+        else ""
+    )
     return (
-        f"{head}\n  from version {d.version}\n  to   version {target}\n\n"
+        f"{head}\n  from version {plan.from_version}\n  to   version {plan.to_version}\n\n"
         "The previous version's container starts, the router switches once it is ready "
-        "(no failed request), then the current one is removed."
+        f"(no failed request), then the current one is removed.{build}"
     )
 
 
@@ -373,7 +405,7 @@ def deployed(outcome: DeployOutcome) -> str:
     text = f"{d.name} now serves {d.model} v{d.version} on {d.url or '-'}"
     text += f" (was v{outcome.replaced})" if outcome.replaced else " (new deployment)"
     text += "; its image was built first" if outcome.built else ""
-    return text + (f"; warning: {outcome.targets_warning}" if outcome.targets_warning else "")
+    return text + (f"; warning: {outcome.warning}" if outcome.warning else "")
 
 
 def rolled_back(outcome: RollbackOutcome) -> str:
@@ -389,4 +421,4 @@ def rolled_back(outcome: RollbackOutcome) -> str:
         f"{outcome.name} now serves {outcome.model} v{outcome.to_version} "
         f"(was v{outcome.from_version})"
     )
-    return text + (f"; warning: {outcome.targets_warning}" if outcome.targets_warning else "")
+    return text + (f"; warning: {outcome.warning}" if outcome.warning else "")

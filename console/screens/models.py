@@ -16,6 +16,7 @@ from console.messages import AliasMoved, BackendFailed, ModelsLoaded, VersionsLo
 from console.modals.confirm import ConfirmModal
 from console.modals.message import MessageModal
 from console.screens.base import ResourceScreen
+from console.widgets import tables
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -94,11 +95,15 @@ class ModelsScreen(ResourceScreen):
         self.models = {m.name: m for m in message.models}
         table = self.query_one("#models-table", DataTable)
         keep = self.model
-        table.clear(columns=True)
-        table.add_columns("model", "aliases", "latest")
-        for m in message.models:
-            aliases = " ".join(f"{a}=v{v}" for a, v in sorted(m.aliases.items()))
-            table.add_row(m.name, aliases or "-", f"v{m.latest_version or '-'}", key=m.name)
+        rows = [
+            (
+                m.name,
+                " ".join(f"{a}=v{v}" for a, v in sorted(m.aliases.items())) or "-",
+                f"v{m.latest_version or '-'}",
+            )
+            for m in message.models
+        ]
+        tables.fill(table, ("model", "aliases", "latest"), rows, [m.name for m in message.models])
         self.set_pane_status(f"{len(message.models)} registered models")
         if not message.models:
             self.set_pane_status("no registered models (mlops models register RUN_ID --name NAME)")
@@ -122,18 +127,19 @@ class ModelsScreen(ResourceScreen):
         self.versions = message.versions
         table = self.query_one("#versions-table", DataTable)
         keys = sorted({k for v in message.versions for k in v.metrics})[:3]
-        table.clear(columns=True)
-        table.add_columns("version", "aliases", "status", *keys, "run", "created")
-        for v in message.versions:
-            table.add_row(
+        rows = [
+            (
                 f"v{v.version}",
                 " ".join(v.aliases) or "-",
                 v.status + (f" ({v.stage})" if v.stage and v.stage != "None" else ""),
                 *(fmt.number(v.metrics.get(k)) for k in keys),
                 (v.run_id or "-")[:8],
                 fmt.when(v.created),
-                key=str(v.version),
             )
+            for v in message.versions
+        ]
+        headings = ("version", "aliases", "status", *keys, "run", "created")
+        tables.fill(table, headings, rows, [str(v.version) for v in message.versions])
 
     def action_switch_table(self) -> None:
         models = self.query_one("#models-table", DataTable)

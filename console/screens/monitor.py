@@ -85,6 +85,7 @@ class MonitorScreen(PollingScreen):
         self.offers: list[str] = []  # deployments offered retraining, in order (one per crossing)
         self.retraining: str | None = None
         self._asked: dict[tuple[str, str], float] = {}  # thresholds in flight or to retry: since
+        self._provisional: set[tuple[str, str]] = set()  # defaults shown while MLflow is down
         self._watch = DriftWatch()
         self._history_busy = False
         self._history_again = False
@@ -241,8 +242,10 @@ class MonitorScreen(PollingScreen):
         self.thresholds[key] = message.thresholds
         if message.error:
             self._asked[key] = time.monotonic()  # ask again after THRESHOLDS_RETRY
+            self._provisional.add(key)  # shown, but no retraining is offered on the defaults
         else:
             self._asked.pop(key, None)
+            self._provisional.discard(key)
         if self.snapshot is not None:
             self._fill_health(self.snapshot)
             self._offer_retraining(self.snapshot)
@@ -252,7 +255,7 @@ class MonitorScreen(PollingScreen):
         """Offer once per crossing: a deployment going from no feature over to some."""
         for row in current_rows(snap).values():
             limits = self.thresholds.get((row.model, row.version))
-            if limits is None:
+            if limits is None or (row.model, row.version) in self._provisional:
                 continue  # judged once its own thresholds are known, not the defaults
             over = over_threshold(row, limits)
             if self._watch.crossed(row_key(row), bool(over)):

@@ -16,6 +16,7 @@ from backends.errors import NotFound
 from console import format as fmt
 from console.messages import BackendFailed, ExperimentsLoaded, RunIndexSynced, RunsLoaded
 from console.screens.base import ResourceScreen
+from console.services import RUNS_PAGE
 
 if TYPE_CHECKING:
     from backends.records import RunListing, RunSummary
@@ -66,7 +67,7 @@ class RunsScreen(ResourceScreen):
         self._local_sort = False  # sorted in memory: the index cannot order by that column
         self._generation = 0
         self._paging = False
-        self._index_syncing = False
+        self._syncing: set[str] = set()  # experiments whose index builds in the background
         self._reload_on_resume = False
         self._metric_keys: list[str] = []
         self._param_keys: list[str] = []
@@ -152,13 +153,21 @@ class RunsScreen(ResourceScreen):
             self.post_message(RunIndexSynced(experiment, generation))
 
     def on_run_index_synced(self, message: RunIndexSynced) -> None:
-        self._index_syncing = False
+        self._syncing.discard(message.experiment)
         if message.error:
             self.notify(
                 f"run index: {message.error}", title="Index sync failed", severity="warning"
             )
-        elif message.generation == self._generation and message.experiment == self.experiment:
-            self.load()  # the same listing, now from the complete index
+        elif message.experiment == self.experiment:
+            if len(self.runs) <= RUNS_PAGE:
+                self.load()  # the same listing, now from the complete index
+            else:  # the operator has paged on: do not pull the rows from under the cursor
+                self.notify("run index complete: ctrl+r lists from it", title="Runs")
+
+    def on_backend_failed(self, message: BackendFailed) -> None:
+        # The base class shows the error; a failed page must not stop paging for good.
+        if message.what == "next page":
+            self._paging = False
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="experiments")
     def _load_experiments(self) -> None:
@@ -195,9 +204,10 @@ class RunsScreen(ResourceScreen):
             self.runs = list(listing.runs)
             self._highlight_current()
             self._show()
-            if listing.index_pending and not self._index_syncing:
-                self._index_syncing = True
-                self._sync_index(listing.experiment_name, message.generation)
+            name = listing.experiment_name
+            if listing.index_pending and name not in self._syncing:
+                self._syncing.add(name)
+                self._sync_index(name, message.generation)
         else:
             self._paging = False
             known = {r.run_id for r in self.runs}
@@ -276,7 +286,8 @@ class RunsScreen(ResourceScreen):
             order = f" · sorted by {column.split(':')[-1]} {'desc' if descending else 'asc'}{scope}"
         synced = f" {listing.synced_at.astimezone():%H:%M:%S}" if listing.source == "index" else ""
         if listing.index_pending:
-            synced += " · indexing all runs…" if self._index_syncing else " · index sync pending"
+            building = listing.experiment_name in self._syncing
+            synced += " · indexing all runs…" if building else " · index sync pending"
         self.set_pane_status(
             f"experiment {listing.experiment_name} · {count} · {listing.source}{synced}"
             f"{order}{where}"

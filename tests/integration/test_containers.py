@@ -429,7 +429,8 @@ def test_the_console_deploys_and_rolls_back_through_the_cli_path(
         outcome = backends.deploy(second, quiet)
         assert (outcome.replaced, outcome.deployment.version, outcome.built) == ("1", "2", False)
 
-        assert backends.rollback_target(name) == "1"
+        plan = backends.plan_rollback(name)
+        assert (plan.from_version, plan.to_version, plan.image_missing) == ("2", "1", False)
         back = backends.rollback_deployment(name, "1", quiet)
         assert (back.from_version, back.to_version, back.via_alias) == ("2", "1", False)
         assert httpx.get(f"http://127.0.0.1:{port}/version").json()["version"] == "1"

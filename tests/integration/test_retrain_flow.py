@@ -3,38 +3,16 @@ model server under shifted traffic: a gated challenger, and champion left where 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from backends.retrain_flow import retrain_challenger
-from tests import services
 from tests.integration.test_retrain import Serving, send, serving, versions, wait_psi
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 __all__ = ["serving"]  # the fixture, shared with test_retrain
-
-
-@pytest.fixture(scope="module", autouse=True)
-def registry_follows_tracking() -> Iterator[None]:
-    """The model server's registry is its tracking server.
-
-    backends.mlflow_client.using_tracking_uri "restores" MLflow's URIs with
-    mlflow.set_*_uri, which leaves MLFLOW_REGISTRY_URI in os.environ (the cwd's sqlite
-    store when none was set): a model server started afterwards looks its model up there.
-    """
-    start = services.start_model_server
-
-    def started(model_ref: str, log: Path, timeout: float = 90, **env: str) -> Any:
-        env.setdefault("MLFLOW_REGISTRY_URI", env.get("MLFLOW_TRACKING_URI", ""))
-        return start(model_ref, log, timeout, **env)
-
-    services.start_model_server = started
-    yield
-    services.start_model_server = start
 
 
 def test_retraining_registers_a_gated_challenger_and_never_moves_champion(

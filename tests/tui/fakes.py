@@ -8,7 +8,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from backends.deploy_ops import BuildOutcome, DeployOutcome, DeployPlan, RollbackOutcome
+from backends.deploy_ops import (
+    BuildOutcome,
+    DeployOutcome,
+    DeployPlan,
+    RollbackOutcome,
+    RollbackPlan,
+)
 from backends.errors import BackendError, InvalidInput, NotFound, Unavailable
 from backends.images import ResolvedVersion, parse_reference
 from backends.records import (
@@ -123,6 +129,7 @@ class FakeBackends:
     list_delay: float = 0.0  # seconds each list_runs takes (a slow tracking server)
     index_cold: bool = False  # the local run index needs its first (slow) full sync
     sync_delay: float = 0.0
+    rollback_image_gone: bool = False  # the older version's image was removed
 
     def _maybe_down(self, backend: str, counts: dict[str, int] | None = None) -> None:
         counts = self.down if counts is None else counts
@@ -272,8 +279,12 @@ class FakeBackends:
         self.calls.append(("deployment_logs", name))
         yield from [f"{name}: started", f"{name}: ready on :8080"]
 
-    def rollback_target(self, name: str) -> str:
-        return "1"
+    def plan_rollback(self, name: str) -> RollbackPlan:
+        self.calls.append(("plan_rollback", name))
+        d = next(d for d in self.deployments if d.name == name)
+        if d.follow_alias:
+            return RollbackPlan(name, d.model, "3", "1", alias=d.alias or "champion")
+        return RollbackPlan(name, d.model, d.version, "1", image_missing=self.rollback_image_gone)
 
     def rollback_deployment(
         self, name: str, to: str | None, on_log: Callable[[str], None]

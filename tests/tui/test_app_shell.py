@@ -114,3 +114,15 @@ async def test_status_bar_fits_80_columns_when_everything_is_down(
         bar = app.screen.query_one(StatusBar)
         await wait_until(pilot, lambda: str(bar.render()).count("✗") == 3, "all down")
         assert bar.render().cell_len <= 80
+
+
+async def test_a_theme_from_the_settings_and_an_unknown_one_named(make_app: Any) -> None:
+    app = make_app(theme="nord")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert app.theme == "nord"
+    app = make_app(theme="no-such-theme")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert app.theme == "textual-dark"
+        assert any("no theme 'no-such-theme'" in n.message for n in app._notifications)

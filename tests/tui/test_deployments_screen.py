@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from textual.widgets import Input
@@ -85,6 +86,34 @@ async def test_rollback_confirms_from_and_to(make_app: Any, fake: FakeBackends) 
             pilot, lambda: ("rollback_deployment", "iris-prod", "1") in fake.calls, "rolled back"
         )
         await wait_until(pilot, lambda: notified(app, "iris-prod now serves iris v1"), "summary")
+
+
+async def test_rollback_confirm_says_a_build_comes_first_when_the_image_is_gone(
+    make_app: Any, fake: FakeBackends
+) -> None:
+    fake.deployments = [deployment()]
+    fake.rollback_image_gone = True
+    app = make_app(start_mode="deploy")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for_text(pilot, "iris-prod")
+        await pilot.press("R")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "confirm")
+        assert "No image of v1 is left: it is built first" in app.screen.body
+
+
+async def test_rollback_of_an_alias_follower_names_what_the_alias_holds_now(
+    make_app: Any, fake: FakeBackends
+) -> None:
+    """The container label says v2 (deployed then); the alias has moved on to v3 since."""
+    fake.deployments = [replace(deployment(), follow_alias=True, alias="champion")]
+    app = make_app(start_mode="deploy")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for_text(pilot, "iris-prod")
+        await pilot.press("R")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "confirm")
+        body = app.screen.body
+        assert "iris@champion moves back" in body
+        assert "from version 3" in body and "to   version 1" in body
 
 
 async def test_logs(make_app: Any, fake: FakeBackends) -> None:
@@ -338,3 +367,33 @@ async def test_read_only_refuses_build_and_deploy(make_app: Any, fake: FakeBacke
         assert not any(c[0] in ("build_image", "plan_deploy", "deploy") for c in fake.calls)
     palette = {c.action: c.mutating for c in COMMANDS if c.mode == "deploy"}
     assert palette["build"] and palette["deploy"]
+
+
+async def test_a_second_change_to_a_deployment_waits_for_the_first(
+    make_app: Any, fake: FakeBackends
+) -> None:
+    """Two switches of one router at once would each remove what the other started."""
+    release = threading.Event()
+    real = fake.rollback_deployment
+
+    def slow_rollback(*args: Any, **kwargs: Any) -> Any:
+        release.wait(5)
+        return real(*args, **kwargs)
+
+    fake.deployments = [deployment()]
+    fake.rollback_deployment = slow_rollback  # type: ignore[method-assign]
+    app = make_app("deploy")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for_text(pilot, "iris-prod")
+        await pilot.press("R")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "first confirm")
+        await pilot.press("y")
+        await wait_for_text(pilot, "rolling back iris-prod")
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "second confirm")
+        await pilot.press("y")
+        await pilot.pause(0.2)
+        assert any("still running" in n.message for n in app._notifications)
+        assert not [c for c in fake.calls if c[0] == "remove_deployment"]
+        release.set()
+        await wait_until(pilot, lambda: not app.screen.changing, "released")

@@ -7,6 +7,7 @@ from typing import Any
 
 from textual.widgets import DataTable, Input, OptionList
 
+from console.modals.message import ErrorModal
 from console.screens.compare import CompareScreen
 from console.screens.run_detail import RunDetailScreen
 from console.screens.runs import RunsScreen
@@ -229,3 +230,31 @@ async def test_a_cold_index_answers_from_the_server_then_builds_in_the_backgroun
         await wait_until(pilot, lambda: " index " in screen_status(app), "listed from the index")
         assert "indexing" not in screen_status(app)
         assert [c for c in fake.calls if c[0] == "sync_runs"] == [("sync_runs", "iris")]
+
+
+async def test_a_failed_page_is_shown_and_paging_goes_on(make_app: Any, fake: FakeBackends) -> None:
+    fake.runs = many_runs(1_000)
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for_text(pilot, "200 of 1,000 runs")
+        fake.down["mlflow"] = 1  # the next page fails once
+        await pilot.press("G")
+        await wait_until(pilot, lambda: isinstance(app.screen, ErrorModal), "error modal")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen), "back")
+        await pilot.press("up", "G")  # move again: the page is asked for again
+        await wait_until(pilot, lambda: table(app).row_count >= 400, "second page")
+
+
+async def test_switching_experiment_while_an_index_builds(
+    make_app: Any, fake: FakeBackends
+) -> None:
+    fake.index_cold, fake.sync_delay = True, 0.6
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for_text(pilot, "indexing all runs")
+        fake.index_cold = True  # Default's index is cold too
+        await pilot.press("e", "down", "enter")  # Default, while iris's index still builds
+        await wait_until(pilot, lambda: ("sync_runs", "Default") in fake.calls, "its own sync")
+        await wait_until(pilot, lambda: " index " in screen_status(app), "listed from the index")
+        assert "experiment Default" in screen_status(app)
