@@ -145,6 +145,7 @@ def list_runs(
     use_index: bool = True,
     sync_index: bool = True,
     defer_full_sync: bool = False,
+    sync_later: bool = False,
     refresh: bool = False,
     source: RunSource | None = None,
     index: RunIndex | None = None,
@@ -162,6 +163,10 @@ def list_runs(
     full sync (never built, or its last full resync is older than MLOPS_INDEX_MAX_AGE) it answers
     from the server (never built) or after an incremental sync (stale), sets ``index_pending``,
     and leaves the full sync to a later ``sync_runs`` call in the background.
+
+    ``sync_later`` answers from an index that has been built as it stands, without even the
+    incremental sync (a few searches: ~0.2 s at 10,000 runs), and sets ``index_pending``: the
+    caller shows these rows at once, runs ``sync_runs`` and lists again.
     """
     if max_results is not None and max_results < 1:
         raise InvalidInput("max_results must be at least 1")
@@ -183,8 +188,9 @@ def list_runs(
         if use_index:
             listing, failure = _list_from_index(
                 src, tracking_uri, index, experiment_id, name, clauses, order, max_results,
-                offset=offset, sync_index=sync_index, defer_full_sync=defer_full_sync,
-                refresh=refresh, on_full_sync=on_full_sync,
+                offset=offset, sync_index=sync_index and not sync_later,
+                defer_full_sync=defer_full_sync or sync_later, refresh=refresh,
+                on_full_sync=on_full_sync, sync_later=sync_later,
             )  # fmt: skip
             if listing is not None:
                 return listing
@@ -217,6 +223,7 @@ def _list_from_index(
     sync_index: bool,
     defer_full_sync: bool,
     refresh: bool,
+    sync_later: bool,
     on_full_sync: Callable[[], None] | None,
 ) -> tuple[RunListing | None, str]:
     """The listing from the synced index, or (None, why) when the index file cannot be used."""
@@ -240,8 +247,9 @@ def _list_from_index(
                 refresh=refresh, max_age=max_age, on_full_sync=on_full_sync,
             )  # fmt: skip
             synced_at, verified = report.synced_at, report.verified_at
-        else:
-            synced_at, verified = state.synced_at, state.verified_at  # a page of the same snapshot
+        else:  # a later page of the same snapshot, or rows first and the sync after
+            synced_at, verified = state.synced_at, state.verified_at
+            pending = sync_later and offset == 0
         runs, matched = own.query(experiment_id, clauses, order, limit=max_results, offset=offset)
     except (OSError, sqlite3.Error) as exc:
         return None, str(exc)

@@ -93,9 +93,9 @@ class RunIndexSynced(Message):
 
 @dataclass
 class ExperimentsLoaded(Message):
-    """The experiment list arrived."""
+    """The experiment list arrived (None: it could not be read)."""
 
-    experiments: list[Experiment]
+    experiments: list[Experiment] | None
 
 
 @dataclass

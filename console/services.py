@@ -75,12 +75,18 @@ class Backends(Protocol):
         """Active experiments, most recently updated first."""
 
     def list_runs(
-        self, experiment: str, filter_string: str, order_by: list[str], offset: int = 0
+        self,
+        experiment: str,
+        filter_string: str,
+        order_by: list[str],
+        offset: int = 0,
+        quick: bool = False,
     ) -> RunListing:
         """A page of runs of ``experiment``; ``offset`` > 0 pages the first page's snapshot.
 
-        Answers at once: when the local index needs a slow full sync the listing says
-        ``index_pending`` and the caller runs ``sync_runs`` in the background, then lists again.
+        Answers at once: when the local index needs a slow full sync (or, with ``quick``, any
+        sync) the listing says ``index_pending`` and the caller runs ``sync_runs`` in the
+        background, then lists again.
         """
 
     def sync_runs(self, experiment: str) -> None:
@@ -234,7 +240,12 @@ class RealBackends:
         return tracking.list_experiments(self.settings.tracking_uri)
 
     def list_runs(
-        self, experiment: str, filter_string: str, order_by: list[str], offset: int = 0
+        self,
+        experiment: str,
+        filter_string: str,
+        order_by: list[str],
+        offset: int = 0,
+        quick: bool = False,
     ) -> RunListing:
         from backends import tracking
 
@@ -247,6 +258,7 @@ class RealBackends:
             offset=offset,
             sync_index=offset == 0,
             defer_full_sync=True,  # a 10,000-run full sync takes seconds: sync_runs does it
+            sync_later=quick and offset == 0,
         )
 
     def sync_runs(self, experiment: str) -> None:

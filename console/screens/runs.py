@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.cells import cell_len
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -69,6 +70,7 @@ class RunsScreen(ResourceScreen):
         self._paging = False
         self._syncing: set[str] = set()  # experiments whose index builds in the background
         self._reload_on_resume = False
+        self._experiments_state = "none"  # none → asked → loaded (back to none when it fails)
         self._metric_keys: list[str] = []
         self._param_keys: list[str] = []
         self._sidebar_chosen: bool | None = None  # the user's `e` toggle wins over the width
@@ -90,8 +92,7 @@ class RunsScreen(ResourceScreen):
         self.call_after_refresh(self._first_load)  # mlflow's import must not delay the first frame
 
     def _first_load(self) -> None:
-        self.load()
-        self._load_experiments()
+        self.load()  # the experiment list follows the first page (see on_runs_loaded)
 
     def on_resize(self, event: events.Resize) -> None:
         self._place_sidebar()
@@ -107,10 +108,11 @@ class RunsScreen(ResourceScreen):
 
     # ------------------------------------------------------------------ loading
 
-    def load(self) -> None:
+    def load(self, quick: bool = True) -> None:
+        """List again; ``quick`` shows the local index's rows at once and syncs after."""
         self._generation += 1
         self._paging = False
-        self._load(self.experiment, self.filter_string, self._order_by(), self._generation)
+        self._load(self.experiment, self.filter_string, self._order_by(), self._generation, quick)
 
     def _order_by(self) -> list[str]:
         if self._order is None or self._local_sort:
@@ -119,15 +121,17 @@ class RunsScreen(ResourceScreen):
         return [f"{_order_term(column)} {'DESC' if descending else 'ASC'}"]
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="runs")
-    def _load(self, experiment: str, filter_string: str, order: list[str], generation: int) -> None:
+    def _load(
+        self, experiment: str, filter_string: str, order: list[str], generation: int, quick: bool
+    ) -> None:
         backends = self.mlops.backends
         try:
             try:
-                listing = backends.list_runs(experiment, filter_string, order)
+                listing = backends.list_runs(experiment, filter_string, order, quick=quick)
             except NotFound:
                 if self._fallback is None:
                     raise
-                listing = backends.list_runs(self._fallback, filter_string, order)
+                listing = backends.list_runs(self._fallback, filter_string, order, quick=quick)
         except Exception as exc:  # any failure is shown, never raised
             self.post_message(BackendFailed("load", exc))
         else:
@@ -160,24 +164,37 @@ class RunsScreen(ResourceScreen):
             )
         elif message.experiment == self.experiment:
             if len(self.runs) <= RUNS_PAGE:
-                self.load()  # the same listing, now from the complete index
+                self.load(quick=False)  # the same listing, from the index just synced
             else:  # the operator has paged on: do not pull the rows from under the cursor
                 self.notify("run index complete: ctrl+r lists from it", title="Runs")
 
     def on_backend_failed(self, message: BackendFailed) -> None:
-        # The base class shows the error; a failed page must not stop paging for good.
+        # The base class shows the error; a failed page must not stop paging for good, and
+        # an experiment that is not there leaves the list of those that are to pick from.
         if message.what == "next page":
             self._paging = False
+        else:
+            self._ask_experiments()
+
+    def _ask_experiments(self) -> None:
+        if self._experiments_state == "none":
+            self._experiments_state = "asked"
+            self._load_experiments()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="experiments")
     def _load_experiments(self) -> None:
         try:
             found = self.mlops.backends.list_experiments()
-        except Exception:  # the runs pane reports an unreachable server; the list waits
-            return
-        self.post_message(ExperimentsLoaded(found))
+        except Exception:  # the runs pane says the server is unreachable; asked again later
+            self.post_message(ExperimentsLoaded(None))
+        else:
+            self.post_message(ExperimentsLoaded(found))
 
     def on_experiments_loaded(self, message: ExperimentsLoaded) -> None:
+        if message.experiments is None:
+            self._experiments_state = "none"  # the next listing or failure asks again
+            return
+        self._experiments_state = "loaded"
         options = self.query_one("#experiments", OptionList)
         options.clear_options()
         options.add_options(Option(e.name, id=e.experiment_id) for e in message.experiments)
@@ -198,6 +215,7 @@ class RunsScreen(ResourceScreen):
         listing = message.listing
         self.listing = listing
         if message.offset == 0:
+            self._ask_experiments()
             self.loaded()
             self.experiment = listing.experiment_name
             self._fallback = None
@@ -213,7 +231,7 @@ class RunsScreen(ResourceScreen):
             known = {r.run_id for r in self.runs}
             fresh = [r for r in listing.runs if r.run_id not in known]
             self.runs += fresh
-            self._add_rows(self.query_one("#runs-table", DataTable), fresh)
+            self._append(fresh)
         self._show_status()
 
     def _show(self) -> None:
@@ -225,18 +243,22 @@ class RunsScreen(ResourceScreen):
         if self._order is not None and self._local_sort:
             column, descending = self._order
             rows.sort(key=lambda r: _sort_key(r, column), reverse=descending)
+        columns = [("name", "run"), ("id", "id"), ("status", "status"), ("duration", "duration")]
+        columns += [(f"m:{k}", k) for k in self._metric_keys]
+        columns += [(f"p:{k}", k) for k in self._param_keys]
+        columns += [("started", "started")]
+        cells = [self._cells(run) for run in rows]
         cursor = table.cursor_coordinate
         table.clear(columns=True)
         table.add_column("✓", key="mark", width=1)
-        for label, key in (("run", "name"), ("id", "id"), ("status", "status"),
-                           ("duration", "duration")):  # fmt: skip
-            table.add_column(self._heading(label, key), key=key)
-        for key in self._metric_keys:
-            table.add_column(self._heading(key, f"m:{key}"), key=f"m:{key}")
-        for key in self._param_keys:
-            table.add_column(self._heading(key, f"p:{key}"), key=f"p:{key}")
-        table.add_column(self._heading("started", "started"), key="started")
-        self._add_rows(table, rows)
+        # Widths from the cells: DataTable's own auto width lags a render behind rows added in
+        # the call that cleared it, and that first frame cuts each cell to its heading.
+        for i, (key, label) in enumerate(columns, start=1):
+            heading = self._heading(label, key)
+            width = max([cell_len(heading), *(cell_len(c[i]) for c in cells)])
+            table.add_column(heading, key=key, width=width)
+        for run, row in zip(rows, cells, strict=True):
+            table.add_row(*row, key=run.run_id)
         if rows:
             table.move_cursor(
                 row=min(cursor.row, len(rows) - 1),
@@ -249,23 +271,28 @@ class RunsScreen(ResourceScreen):
             return label
         return f"{label} {'▼' if self._order[1] else '▲'}"
 
-    def _add_rows(
-        self, table: DataTable[str], runs: tuple[RunSummary, ...] | list[RunSummary]
-    ) -> None:
-        for run in runs:
-            if run.run_id in table.rows:  # a server-paged listing can shift under new runs
-                continue
-            table.add_row(
-                "✓" if run.run_id in self.marked else "",
-                run.name,
-                run.run_id[:8],
-                run.status,
-                fmt.duration(run.duration_seconds),
-                *(fmt.number(run.metrics.get(k)) for k in self._metric_keys),
-                *(run.params.get(k, "-") for k in self._param_keys),
-                fmt.when(run.start_time),
-                key=run.run_id,
-            )
+    def _cells(self, run: RunSummary) -> tuple[str, ...]:
+        return (
+            "✓" if run.run_id in self.marked else "",
+            run.name,
+            run.run_id[:8],
+            run.status,
+            fmt.duration(run.duration_seconds),
+            *(fmt.number(run.metrics.get(k)) for k in self._metric_keys),
+            *(run.params.get(k, "-") for k in self._param_keys),
+            fmt.when(run.start_time),
+        )
+
+    def _append(self, runs: list[RunSummary]) -> None:
+        """A further page: appended, or the table rebuilt when a cell would not fit."""
+        table = self.query_one("#runs-table", DataTable)
+        cells = [self._cells(run) for run in runs]
+        widths = [column.width for column in table.ordered_columns]
+        if any(cell_len(c) > w for row in cells for c, w in zip(row[1:], widths[1:], strict=True)):
+            self._show()
+            return
+        for run, row in zip(runs, cells, strict=True):
+            table.add_row(*row, key=run.run_id)
 
     def _show_status(self) -> None:
         listing = self.listing
@@ -287,7 +314,10 @@ class RunsScreen(ResourceScreen):
         synced = f" {listing.synced_at.astimezone():%H:%M:%S}" if listing.source == "index" else ""
         if listing.index_pending:
             building = listing.experiment_name in self._syncing
-            synced += " · indexing all runs…" if building else " · index sync pending"
+            if listing.source == "server":  # no index yet: it is being built
+                synced += " · indexing all runs…" if building else " · index pending"
+            else:  # the index's rows, shown before its sync with the server
+                synced += " · syncing…" if building else " · sync pending"
         self.set_pane_status(
             f"experiment {listing.experiment_name} · {count} · {listing.source}{synced}"
             f"{order}{where}"
@@ -308,7 +338,8 @@ class RunsScreen(ResourceScreen):
     # ------------------------------------------------------------------ actions
 
     def action_reload(self) -> None:
-        self.load()
+        self.load(quick=False)
+        self._experiments_state = "asked"
         self._load_experiments()
 
     def action_filter(self) -> None:

@@ -167,6 +167,26 @@ def test_deferred_full_sync_answers_first_and_builds_the_index_later(
     assert stale.verified_at == warm.verified_at  # no full resync happened
 
 
+def test_sync_later_shows_the_index_first_and_the_sync_brings_the_rest(
+    tracking_uri: str, experiment: tuple[str, str, list[str]]
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    name, experiment_id, _ = experiment
+    tracking.list_runs(tracking_uri, name, max_results=10)  # a built, synced index
+    client = MlflowClient(tracking_uri)
+    extra = client.create_run(experiment_id, run_name="after-the-sync").info.run_id
+    try:
+        first = tracking.list_runs(tracking_uri, name, max_results=10, sync_later=True)
+        assert first.source == "index" and first.index_pending
+        assert extra not in {r.run_id for r in first.runs}  # not synced yet: shown as it stood
+        tracking.sync_runs(tracking_uri, name)
+        after = tracking.list_runs(tracking_uri, name, max_results=10)
+        assert after.runs[0].run_id == extra and not after.index_pending
+    finally:
+        client.delete_run(extra)
+
+
 def test_experiments_are_listed_newest_first(
     tracking_uri: str, experiment: tuple[str, str, list[str]]
 ) -> None:

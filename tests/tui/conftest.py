@@ -22,6 +22,7 @@ def make_app(fake: FakeBackends) -> Any:
             settings(**settings_overrides),
             backends=fake,
             probe_interval=0.05,
+            probe_delay=0,
             retry_base=0.05,
             retry_max=0.2,
             refresh_interval=0.1,

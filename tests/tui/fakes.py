@@ -148,7 +148,12 @@ class FakeBackends:
         return [Experiment(str(i), name, T0, {}) for i, name in enumerate(self.experiments)]
 
     def list_runs(
-        self, experiment: str, filter_string: str, order_by: list[str], offset: int = 0
+        self,
+        experiment: str,
+        filter_string: str,
+        order_by: list[str],
+        offset: int = 0,
+        quick: bool = False,
     ) -> RunListing:
         self.calls.append(("list_runs", experiment, filter_string, tuple(order_by), offset))
         self._maybe_down("mlflow")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from textual.widgets import DataTable, Input, OptionList
 
+from backends.errors import NotFound
 from console.modals.message import ErrorModal
 from console.screens.compare import CompareScreen
 from console.screens.run_detail import RunDetailScreen
@@ -249,7 +251,7 @@ async def test_a_failed_page_is_shown_and_paging_goes_on(make_app: Any, fake: Fa
 async def test_switching_experiment_while_an_index_builds(
     make_app: Any, fake: FakeBackends
 ) -> None:
-    fake.index_cold, fake.sync_delay = True, 0.6
+    fake.index_cold, fake.sync_delay = True, 1.5  # long enough to switch during iris's sync
     app = make_app()
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_for_text(pilot, "indexing all runs")
@@ -258,3 +260,23 @@ async def test_switching_experiment_while_an_index_builds(
         await wait_until(pilot, lambda: ("sync_runs", "Default") in fake.calls, "its own sync")
         await wait_until(pilot, lambda: " index " in screen_status(app), "listed from the index")
         assert "experiment Default" in screen_status(app)
+
+
+async def test_an_unknown_experiment_still_lists_the_others_to_pick(
+    make_app: Any, fake: FakeBackends, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "no-such-experiment")
+    real = fake.list_runs
+
+    def only_known(experiment: str, *args: Any, **kwargs: Any) -> Any:
+        if experiment == "no-such-experiment":
+            raise NotFound("no experiment named 'no-such-experiment'")
+        return real(experiment, *args, **kwargs)
+
+    fake.list_runs = only_known  # type: ignore[method-assign]
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for_text(pilot, "no experiment named 'no-such-experiment'")
+        await wait_for_text(pilot, "Default")  # the list to pick from
+        await pilot.press("e", "down", "enter")
+        await wait_for_text(pilot, "experiment iris · 3 runs")

@@ -30,6 +30,7 @@ def snapshot_app(mode: str, fake: FakeBackends, **overrides: object) -> MlopsApp
         settings(**overrides),
         backends=fake,
         probe_interval=3600,
+        probe_delay=0,
         refresh_interval=3600,
         start_mode=mode,
         show_clock=False,
