@@ -39,6 +39,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/rollback.py
 	$(BIN)/python bench/runs.py
+	@# The console's 0.5 s first-paint target is not met yet (bench/README.md): report, go on.
+	-$(BIN)/python bench/console.py
+	-$(BIN)/python bench/console.py --runs
 
 # Re-pin after editing dependencies in pyproject.toml (needs uv: pip install uv).
 lock:
