@@ -97,8 +97,10 @@ class FigurePlot(PlotextPlot):
         plt.xlim(-self.minutes, 0)
         ticks = [-self.minutes, -self.minutes * 2 / 3, -self.minutes / 3, 0]
         plt.xticks(ticks, [f"-{-t:g}m" if t else "now" for t in ticks])
-        if not self.lines:
-            plt.ylim(0, 1)
+        # Rates, ratios and latencies are never negative: the axis starts at 0, so a flat zero
+        # line is not drawn mid-plot between -1 and 1, and a small wobble is not magnified.
+        top = max((y for _, ys in self.lines.values() for y in ys), default=0.0)
+        plt.ylim(0, top * 1.1 if top > 0 else 1)
         self.refresh()
 
 
