@@ -9,6 +9,7 @@ from textual.widgets import DataTable
 from console import format as fmt
 from console.messages import AliasHistoryLoaded, BackendFailed
 from console.screens.base import ResourceScreen
+from console.widgets.tables import Table
 
 
 class AliasHistoryScreen(ResourceScreen):
@@ -21,7 +22,7 @@ class AliasHistoryScreen(ResourceScreen):
         self.model = model
 
     def compose_body(self) -> ComposeResult:
-        yield DataTable(id="history-table", cursor_type="row", zebra_stripes=True)
+        yield Table(id="history-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         self.set_pane_status(f"alias history of {self.model}: loading…")

@@ -15,6 +15,7 @@ from backends.records import RunComparison
 from console import format as fmt
 from console.messages import BackendFailed, RunsCompared
 from console.screens.base import ResourceScreen
+from console.widgets.tables import Table
 
 
 class CompareScreen(ResourceScreen):
@@ -37,9 +38,9 @@ class CompareScreen(ResourceScreen):
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="compare-body"):
             yield Static("params that differ", classes="section")
-            yield DataTable(id="compare-params", cursor_type="row")
+            yield Table(id="compare-params", cursor_type="row")
             yield Static("metrics (★ best)", classes="section")
-            yield DataTable(id="compare-metrics", cursor_type="row")
+            yield Table(id="compare-metrics", cursor_type="row")
             yield Static("", id="compare-plot-title", classes="section")
             yield _plot_widget()
 

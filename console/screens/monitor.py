@@ -29,6 +29,7 @@ from console.modals.retrain import RetrainModal, RetrainResultModal
 from console.screens.base import PollingScreen
 from console.widgets.drift import DriftTable, DriftWatch, over_threshold, summary
 from console.widgets.plots import MonitorPlots
+from console.widgets.tables import Table
 
 HISTORY_MINUTES = 15.0
 THRESHOLDS_RETRY = 30.0  # seconds before asking MLflow again for a reference it could not give
@@ -91,7 +92,7 @@ class MonitorScreen(PollingScreen):
         self._history_again = False
 
     def compose_body(self) -> ComposeResult:
-        yield DataTable(id="health-table", cursor_type="row")
+        yield Table(id="health-table", cursor_type="row")
         yield MonitorPlots(id="plots")
         yield Static("drift", id="drift-title", classes="section", markup=False)
         yield DriftTable(id="drift-table")

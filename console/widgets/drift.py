@@ -9,10 +9,10 @@ with windows of a few hundred rows it trips by chance far more often than PSI do
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from backends.records import DeploymentHealth, DriftThresholds, FeatureDrift
 from console import format as fmt
+from console.widgets.tables import Table
 
 OVER = "▲ over"
 KS_LOW = "▽ KS p low"
@@ -65,7 +65,7 @@ class DriftWatch:
         return over and not was
 
 
-class DriftTable(DataTable[object]):
+class DriftTable(Table):
     """One deployment's features: PSI, the threshold it is held to, KS p-value, verdict."""
 
     def on_mount(self) -> None:
