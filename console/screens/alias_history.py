@@ -24,7 +24,7 @@ class AliasHistoryScreen(ResourceScreen):
     def compose_body(self) -> ComposeResult:
         yield Table(id="history-table", cursor_type="row", zebra_stripes=True)
 
-    def on_mount(self) -> None:
+    def body_mounted(self) -> None:
         self.set_pane_status(f"alias history of {self.model}: loading…")
         self.load()
 

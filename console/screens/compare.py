@@ -15,6 +15,7 @@ from backends.records import RunComparison
 from console import format as fmt
 from console.messages import BackendFailed, RunsCompared
 from console.screens.base import ResourceScreen
+from console.widgets.plots import series_color
 from console.widgets.tables import Table
 
 
@@ -44,7 +45,7 @@ class CompareScreen(ResourceScreen):
             yield Static("", id="compare-plot-title", classes="section")
             yield _plot_widget()
 
-    def on_mount(self) -> None:
+    def body_mounted(self) -> None:
         self.set_pane_status(f"comparing {len(self.run_ids)} runs…")
         self.load()
 
@@ -107,12 +108,13 @@ class CompareScreen(ResourceScreen):
             return
         plt = plot.plt
         plt.clear_data()
-        for run, series in zip(c.runs, c.histories[key], strict=True):
+        for index, (run, series) in enumerate(zip(c.runs, c.histories[key], strict=True)):
             if series.points:
                 steps = [p.step for p in series.points]
                 values = [p.value for p in series.points]
                 marker = "hd" if len(steps) > 1 else "o"
-                plt.plot(steps, values, label=run.name or run.run_id[:8], marker=marker)
+                label = run.name or run.run_id[:8]
+                plt.plot(steps, values, label=label, marker=marker, color=series_color(index))
         plt.title(key)
         plot.refresh()
 

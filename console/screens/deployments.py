@@ -72,7 +72,7 @@ class DeploymentsScreen(PollingScreen):
         yield DataTable(id="deploy-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="deploy-tasks", markup=False)
 
-    def on_mount(self) -> None:
+    def body_mounted(self) -> None:
         tables.fill(self.query_one("#deploy-table", DataTable), COLUMNS, [], [])
         self.set_pane_status("loading deployments…")
         self.load()

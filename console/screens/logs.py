@@ -26,7 +26,7 @@ class LogsScreen(ResourceScreen):
     def compose_body(self) -> ComposeResult:
         yield RichLog(id="log-view", max_lines=5000, wrap=False, markup=False, highlight=False)
 
-    def on_mount(self) -> None:
+    def body_mounted(self) -> None:
         self.set_pane_status(f"logs of {self.deployment} (following; esc: back)")
         self.load()
 

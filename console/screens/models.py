@@ -58,7 +58,7 @@ class ModelsScreen(ResourceScreen):
             yield DataTable(id="models-table", cursor_type="row")
             yield DataTable(id="versions-table", cursor_type="row", zebra_stripes=True)
 
-    def on_mount(self) -> None:
+    def body_mounted(self) -> None:
         self.set_pane_status("loading registered models…")
         self.load()
 

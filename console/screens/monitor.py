@@ -99,7 +99,7 @@ class MonitorScreen(PollingScreen):
         yield Static("", id="alerts", markup=False)
         yield Static("", id="retrain-status", markup=False)
 
-    def on_mount(self) -> None:
+    def body_mounted(self) -> None:
         self.query_one("#health-table", DataTable).add_columns(
             "deployment", "serving", "up", "req/s", "5xx", "4xx", "p50", "p95", "p99", "drift"
         )

@@ -26,7 +26,7 @@ class RunDetailScreen(ResourceScreen):
         with VerticalScroll():
             yield Static("", id="run-detail", markup=False)
 
-    def on_mount(self) -> None:
+    def body_mounted(self) -> None:
         self.set_pane_status(f"run {self.run_id}: loading…")
         self.load()
 

@@ -85,11 +85,12 @@ class RunsScreen(ResourceScreen):
             )
             yield table
 
-    def on_mount(self) -> None:
+    def body_mounted(self) -> None:
         self.query_one("#experiments", OptionList).border_title = "experiments"
         self.query_one("#runs-table", DataTable).focus()
         self.set_pane_status(f"experiment {self.experiment}: loading…")
-        self.call_after_refresh(self._first_load)  # mlflow's import must not delay the first frame
+        # The body paints before the first listing imports mlflow in a worker (it holds the GIL).
+        self.call_after_refresh(self._first_load)
 
     def _first_load(self) -> None:
         self.load()  # the experiment list follows the first page (see on_runs_loaded)
@@ -99,6 +100,8 @@ class RunsScreen(ResourceScreen):
 
     def _place_sidebar(self) -> None:
         """Show the experiment list on wide screens once it has entries, unless `e` decided."""
+        if not self.body_ready:
+            return  # mounted with the body, which places it then
         options = self.query_one("#experiments", OptionList)
         if self._sidebar_chosen is not None or options.has_focus:
             return
@@ -398,6 +401,8 @@ class RunsScreen(ResourceScreen):
         self.query_one("#runs-table", DataTable).focus()
 
     def on_descendant_blur(self, event: object) -> None:
+        if not self.body_ready:
+            return
         prompt = self.query_one("#runs-prompt", Input)
         if not prompt.has_focus:
             prompt.add_class("hidden")

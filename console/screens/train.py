@@ -52,7 +52,7 @@ class TrainScreen(ResourceScreen):
             yield Button("Start (ctrl+s)", id="train-start", variant="primary", compact=True)
         yield RichLog(id="train-log", max_lines=5000, markup=False, highlight=False)
 
-    def on_mount(self) -> None:
+    def body_mounted(self) -> None:
         self.set_pane_status("train an MLflow Project (env-manager local)")
         self._load_project(self.query_one("#train-project", Input).value.strip())
 

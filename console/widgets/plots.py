@@ -16,6 +16,15 @@ from backends.records import MonitorHistory
 
 Line = tuple[tuple[float, ...], tuple[float, ...]]  # minutes before the end, values
 
+# Line colours in order (plotext's own sequence), set on every line: left to plotext, a line's
+# colour comes from whichever theme the widget last rendered with, so it changed with timing.
+SERIES_COLORS = ((0, 130, 200), (60, 180, 75), (230, 25, 75), (255, 225, 25), (245, 130, 48))
+
+
+def series_color(index: int) -> tuple[int, int, int]:
+    """The colour of the ``index``-th line of a plot."""
+    return SERIES_COLORS[index % len(SERIES_COLORS)]
+
 
 @dataclass(frozen=True)
 class Trace:
@@ -88,10 +97,17 @@ class FigurePlot(PlotextPlot):
         plt.clear_data()
         plt.clear_figure()
         markers = {t.label: t.marker for t in self.spec.traces}
+        order = [t.label for t in self.spec.traces]
         # A legend only where several lines share a plot; a lone line is named by the title.
         legend = len(self.spec.traces) > 1
         for label, (xs, ys) in self.lines.items():
-            plt.plot(xs, ys, marker=markers[label], label=label if legend else None)
+            plt.plot(
+                xs,
+                ys,
+                marker=markers[label],
+                label=label if legend else None,
+                color=series_color(order.index(label)),
+            )
         title = self.spec.title if not self.note else f"{self.spec.title} · {self.note}"
         plt.title(title)
         plt.xlim(-self.minutes, 0)

@@ -157,6 +157,7 @@ class FakeBackends:
     ) -> RunListing:
         self.calls.append(("list_runs", experiment, filter_string, tuple(order_by), offset))
         self._maybe_down("mlflow")
+        self._maybe_fail("list_runs")
         if self.list_delay:
             time.sleep(self.list_delay)
         runs = list(self.runs)

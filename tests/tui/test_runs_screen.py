@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from textual.widgets import DataTable, Input, OptionList
 
-from backends.errors import NotFound
+from backends.errors import NotFound, Unavailable
 from console.modals.message import ErrorModal
 from console.screens.compare import CompareScreen
 from console.screens.run_detail import RunDetailScreen
@@ -239,7 +239,9 @@ async def test_a_failed_page_is_shown_and_paging_goes_on(make_app: Any, fake: Fa
     app = make_app()
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_for_text(pilot, "200 of 1,000 runs")
-        fake.down["mlflow"] = 1  # the next page fails once
+        # The next page fails once (not `down`: the experiment list or the index sync, which
+        # may still be on their way, would take that failure instead).
+        fake.failing["list_runs"] = Unavailable("connection refused", title="MLflow unreachable")
         await pilot.press("G")
         await wait_until(pilot, lambda: isinstance(app.screen, ErrorModal), "error modal")
         await pilot.press("escape")
