@@ -172,4 +172,9 @@ class MlopsApp(App[None]):
         if self.current_mode != mode:
             await self.switch_mode(mode)
         if action is not None:
-            await self.screen.run_action(action)
+            from console.screens.base import ResourceScreen
+
+            screen = self.screen
+            if isinstance(screen, ResourceScreen):
+                await screen.wait_body()  # a fresh screen refuses actions until then
+            await screen.run_action(action)

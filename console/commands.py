@@ -29,12 +29,16 @@ COMMANDS = (
     PaletteCommand("runs: train", "Launch a training and follow its log", "runs", "train", True),
     PaletteCommand("runs: compare marked", "Compare the marked runs", "runs", "compare"),
     PaletteCommand("models: open", "Registered models and versions", "models"),
+    PaletteCommand("models: filter", "Narrow the models by name or alias", "models", "filter"),
     PaletteCommand(
         "models: promote", "Move champion to the selected version", "models", "promote", True
     ),
     PaletteCommand("models: roll back", "Move champion back one step", "models", "rollback", True),
     PaletteCommand("models: alias history", "Every move of every alias", "models", "history"),
     PaletteCommand("deployments: open", "The live map of serving containers", "deploy"),
+    PaletteCommand(
+        "deployments: filter", "Narrow the deployments by name, model or alias", "deploy", "filter"
+    ),
     PaletteCommand("deployments: logs", "Follow the selected deployment's logs", "deploy", "logs"),
     PaletteCommand(
         "deployments: build image", "Build a version's serving image", "deploy", "build", True

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
-from textual import events
+from textual import events, on
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Header, Input, Static
 
 from backends.errors import BackendError, Unavailable
 from console.messages import BackendFailed
@@ -31,16 +32,27 @@ class ResourceScreen(Screen[None]):
 
     ``MUTATING`` maps each action that changes something to a verb; in read-only mode those
     bindings are hidden and their keys refused with a notice.
+
+    ``FILTER`` names what the `/` row filter matches (k9s: type to narrow the list, enter to go
+    back to it, esc to clear); a screen that sets it binds `/` to ``filter`` and esc to
+    ``clear_filter``, narrows its rows with ``matches`` and redraws them in ``filter_changed``.
     """
 
     MUTATING: ClassVar[dict[str, str]] = {}
     RESOURCE: ClassVar[str] = ""
+    FILTER: ClassVar[str] = ""  # e.g. "model names"; empty: the screen has no row filter
+    FILTER_TARGET: ClassVar[str] = ""  # the widget enter returns to, e.g. "#models-table"
+    # Textual's auto-focus would pick the frame's row filter before its styles hide it; the first
+    # focusable widget of the body is focused once the body is mounted instead.
+    AUTO_FOCUS = ""
 
     def __init__(self) -> None:
         super().__init__()
         self._retry_delay = 0.0
         self._down_since: datetime | None = None
         self.body_ready = False  # the body is mounted after the first frame
+        self._body_mounted = asyncio.Event()
+        self.row_filter = ""
 
     @property
     def mlops(self) -> MlopsApp:
@@ -55,6 +67,12 @@ class ResourceScreen(Screen[None]):
         yield Header(show_clock=self.mlops.show_clock)
         yield ContextBar(settings.context, settings.read_only)
         yield Static("", id="pane-status", classes="pane-status", markup=False)
+        if self.FILTER:
+            yield Input(
+                id="row-filter",
+                classes="row-filter hidden",
+                placeholder=f"filter: part of {self.FILTER} (enter: to the list, esc: clear)",
+            )
         yield StatusBar()
         yield Footer()
 
@@ -69,16 +87,70 @@ class ResourceScreen(Screen[None]):
     async def _mount_body(self) -> None:
         await self.mount_compose(self.compose_body(), before=self.query_one(StatusBar))
         self.body_ready = True
-        if self.focused is None:  # auto-focus ran on the frame, which has nothing to focus
+        if self.focused is None:  # see AUTO_FOCUS
             self.focus_next()
         self.refresh_bindings()  # the screen's keys were disabled until now (check_action)
+        self._body_mounted.set()
         self.body_mounted()
+
+    async def wait_body(self) -> None:
+        """Until the body is mounted (the screen's actions are refused before that)."""
+        await self._body_mounted.wait()
 
     def body_mounted(self) -> None:
         """The body is on the screen: show what is loading and start loading it."""
 
     def load(self) -> None:
         """(Re)load the screen's data in a worker."""
+
+    # ------------------------------------------------------------------ row filter
+
+    def action_filter(self) -> None:
+        prompt = self.query_one("#row-filter", Input)
+        prompt.remove_class("hidden")
+        # Now, not with focus()'s call_later: keys typed right after `/` are already queued
+        # behind this one and go to whatever has the focus when they are handled.
+        self.set_focus(prompt)
+
+    @on(Input.Changed, "#row-filter")
+    def _row_filter_changed(self, event: Input.Changed) -> None:
+        self.row_filter = event.value.strip()
+        if self.body_ready:
+            self.filter_changed()
+
+    @on(Input.Submitted, "#row-filter")
+    def _row_filter_submitted(self, event: Input.Submitted) -> None:
+        if not self.row_filter:
+            event.input.add_class("hidden")
+        if self.FILTER_TARGET and self.body_ready:
+            self.query_one(self.FILTER_TARGET).focus()
+
+    async def action_clear_filter(self) -> None:
+        """Esc: clear the row filter when there is one, else go back."""
+        prompt = self.query_one("#row-filter", Input)
+        if prompt.has_class("hidden") and not self.row_filter:
+            await self.app.action_back()
+            return
+        prompt.add_class("hidden")
+        prompt.value = ""  # Input.Changed clears the filter and redraws
+        if self.FILTER_TARGET and self.body_ready:
+            self.query_one(self.FILTER_TARGET).focus()
+
+    def matches(self, *fields: str | None) -> bool:
+        """Whether a row with these cells passes the row filter (a case-blind substring)."""
+        needle = self.row_filter.lower()
+        return not needle or any(needle in field.lower() for field in fields if field)
+
+    def filtered(self, shown: int, total: int, noun: str) -> str:
+        """The count line: "3 deployments", or "1 of 3 deployments · filter: prod" while a
+        filter is set (``noun`` is singular: "deployment")."""
+        counted = f"{total} {noun}{'' if total == 1 else 's'}"
+        if not self.row_filter:
+            return counted
+        return f"{shown} of {counted} · filter: {self.row_filter}"
+
+    def filter_changed(self) -> None:
+        """Redraw the rows with the new ``row_filter``."""
 
     # ------------------------------------------------------------------ read-only
 

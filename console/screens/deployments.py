@@ -47,6 +47,8 @@ class DeploymentsScreen(PollingScreen):
 
     CSS_PATH = "deployments.tcss"
     RESOURCE = "deploy"
+    FILTER = "a deployment, model or alias name"
+    FILTER_TARGET = "#deploy-table"
     MUTATING: ClassVar[dict[str, str]] = {
         "build": "image build",
         "deploy": "deploy",
@@ -60,6 +62,8 @@ class DeploymentsScreen(PollingScreen):
         Binding("R", "rollback", "Roll back", id="deploy.rollback", tooltip="Previous version"),
         Binding("d", "take_down", "Take down", id="deploy.down", tooltip="Remove the deployment"),
         Binding("ctrl+r", "reload", "Reload", id="deploy.reload", tooltip="Refresh now"),
+        Binding("slash", "filter", "Filter", id="deploy.filter", tooltip="Narrow the list"),
+        Binding("escape", "clear_filter", "Back", id="deploy.escape", show=False),
     ]
 
     def __init__(self) -> None:
@@ -92,8 +96,17 @@ class DeploymentsScreen(PollingScreen):
     def on_deployments_loaded(self, message: DeploymentsLoaded) -> None:
         self.loaded()
         self.deployments = message.deployments
+        self._show_deployments()
+        self.schedule_refresh(self.mlops.refresh_interval)
+
+    def filter_changed(self) -> None:
+        self._show_deployments()
+
+    def _show_deployments(self) -> None:
+        """The deployments passing the row filter; the cursor stays on its deployment."""
         table = self.query_one("#deploy-table", DataTable)
-        row = table.cursor_row
+        current = self._under_cursor()
+        shown = [d for d in self.deployments if self.matches(d.name, d.model, d.alias)]
         rows = [
             (
                 d.name,
@@ -105,18 +118,22 @@ class DeploymentsScreen(PollingScreen):
                 str(d.port or "-"),
                 fmt.since(d.started_at),
             )
-            for d in message.deployments
+            for d in shown
         ]
-        tables.fill(table, COLUMNS, rows, [d.name for d in message.deployments])
-        if message.deployments:
+        names = [d.name for d in shown]
+        row = table.cursor_row
+        tables.fill(table, COLUMNS, rows, names)
+        if current is not None and current.name in names:
+            table.move_cursor(row=names.index(current.name))
+        elif shown:
             table.move_cursor(row=min(row, table.row_count - 1))
-        self.set_pane_status(
-            f"{len(message.deployments)} deployments · refreshed every "
-            f"{self.mlops.refresh_interval:g}s"
-            if message.deployments
-            else "no deployments (mlops deploy up MODEL@champion)"
-        )
-        self.schedule_refresh(self.mlops.refresh_interval)
+        if not self.deployments:
+            self.set_pane_status("no deployments (mlops deploy up MODEL@champion)")
+        else:
+            self.set_pane_status(
+                f"{self.filtered(len(shown), len(self.deployments), 'deployment')} · "
+                f"refreshed every {self.mlops.refresh_interval:g}s"
+            )
 
     def _selected(self) -> Deployment | None:
         selected = self._under_cursor()

@@ -27,6 +27,8 @@ class ModelsScreen(ResourceScreen):
 
     CSS_PATH = "models.tcss"
     RESOURCE = "models"
+    FILTER = "a model name or alias"
+    FILTER_TARGET = "#models-table"
     MUTATING: ClassVar[dict[str, str]] = {
         "promote": "promote",
         "promote_challenger": "promote",
@@ -43,6 +45,8 @@ class ModelsScreen(ResourceScreen):
         ),
         Binding("r", "rollback", "Roll back", id="models.rollback", tooltip="champion back a step"),
         Binding("h", "history", "History", id="models.history", tooltip="Every alias move"),
+        Binding("slash", "filter", "Filter", id="models.filter", tooltip="Narrow the models"),
+        Binding("escape", "clear_filter", "Back", id="models.escape", show=False),
         Binding("tab", "switch_table", "Models/versions", id="models.tab", show=False),
         Binding("ctrl+r", "reload", "Reload", id="models.reload", tooltip="Load again"),
     ]
@@ -93,26 +97,39 @@ class ModelsScreen(ResourceScreen):
     def on_models_loaded(self, message: ModelsLoaded) -> None:
         self.loaded()
         self.models = {m.name: m for m in message.models}
+        self._show_models(reload_versions=True)
+
+    def filter_changed(self) -> None:
+        self._show_models(reload_versions=False)
+
+    def _show_models(self, *, reload_versions: bool) -> None:
+        """The models passing the row filter; the selection stays on its model when it can."""
         table = self.query_one("#models-table", DataTable)
-        keep = self.model
+        shown = [m for m in self.models.values() if self.matches(m.name, *m.aliases)]
         rows = [
             (
                 m.name,
                 " ".join(f"{a}=v{v}" for a, v in sorted(m.aliases.items())) or "-",
-                f"v{m.latest_version or '-'}",
+                f"v{m.latest_version}" if m.latest_version else "-",
             )
-            for m in message.models
+            for m in shown
         ]
-        tables.fill(table, ("model", "aliases", "latest"), rows, [m.name for m in message.models])
-        self.set_pane_status(f"{len(message.models)} registered models")
-        if not message.models:
+        tables.fill(table, ("model", "aliases", "latest"), rows, [m.name for m in shown])
+        if not self.models:
             self.set_pane_status("no registered models (mlops models register RUN_ID --name NAME)")
+        else:
+            self.set_pane_status(self.filtered(len(shown), len(self.models), "registered model"))
+        names = [m.name for m in shown]
+        if not names:
+            self.model, self.versions = None, []
+            self.query_one("#versions-table", DataTable).clear()
             return
-        names = [m.name for m in message.models]
+        keep = self.model
         if keep in names:
             table.move_cursor(row=names.index(keep))
         self.model = keep if keep in names else names[0]
-        self._load_versions(self.model)
+        if reload_versions or self.model != keep:
+            self._load_versions(self.model)
 
     @on(DataTable.RowHighlighted, "#models-table")
     def _model_highlighted(self, event: DataTable.RowHighlighted) -> None:

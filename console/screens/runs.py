@@ -353,7 +353,7 @@ class RunsScreen(ResourceScreen):
         prompt.placeholder = f"filter: {placeholder}"
         prompt.value = value
         prompt.remove_class("hidden")
-        prompt.focus()
+        self.set_focus(prompt)  # at once: keys typed right after `/` are queued behind it
 
     @on(Input.Submitted, "#runs-prompt")
     def _prompt_submitted(self, event: Input.Submitted) -> None:

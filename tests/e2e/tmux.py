@@ -75,6 +75,17 @@ class TmuxSession:
             time.sleep(0.2)
         raise AssertionError(f"{text!r} not on screen after {timeout}s:\n{screen}")
 
+    def wait_for_count(self, text: str, count: int, timeout: float = 20) -> str:
+        """Until ``text`` shows at least ``count`` times (e.g. one per row of a table)."""
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if screen.count(text) >= count:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} not {count} times on screen after {timeout}s:\n{screen}")
+
     def pane_dead(self) -> bool:
         out = subprocess.run(
             ["tmux", "display-message", "-p", "-t", self.name, "#{pane_dead}"],

@@ -10,7 +10,7 @@ from console.screens.models import ModelsScreen
 from console.screens.runs import RunsScreen
 from console.widgets.context_bar import ContextBar
 from console.widgets.status_bar import StatusBar
-from tests.tui.fakes import FakeBackends
+from tests.tui.fakes import FakeBackends, deployment
 from tests.tui.helpers import wait_for_text, wait_until
 
 
@@ -90,6 +90,19 @@ async def test_palette_command_switches_and_runs_the_action(
         await wait_for_text(pilot, "champion=v1")
         await app.run_command("models", "history")
         await wait_for_text(pilot, "alias history of iris")
+
+
+async def test_palette_command_runs_its_action_on_a_screen_opened_for_it(
+    make_app: Any, fake: FakeBackends
+) -> None:
+    """The screen's body (and so its actions) arrives a frame after the screen itself."""
+    fake.deployments = [deployment()]
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for_text(pilot, "3 runs")
+        await app.run_command("deploy", "filter")
+        await pilot.press(*"prod")
+        await wait_for_text(pilot, "filter: prod")
 
 
 async def test_unreachable_backend_shows_since_when_then_recovers(
