@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from backends import containers, images
 from backends.errors import BackendError, Conflict, GateFailed, InvalidInput
-from backends.images import ResolvedVersion
-from backends.records import AliasAction, AliasEvent, Deployment, ServingImage
+from backends.records import (
+    AliasAction,
+    BuildOutcome,
+    Deployment,
+    DeployOutcome,
+    DeployPlan,
+    ResolvedVersion,
+    RollbackOutcome,
+    RollbackPlan,
+    ServingImage,
+)
 
 __all__ = [
     "DEFAULT_HOST",
@@ -46,76 +54,6 @@ LogLine = Callable[[str], None]
 
 def _ignore(_: str) -> None:
     pass
-
-
-@dataclass(frozen=True)
-class BuildOutcome:
-    """An image built for one version; ``cached``: it is the very image that was there before."""
-
-    image: ServingImage
-    resolved: ResolvedVersion
-    cached: bool
-
-
-@dataclass(frozen=True)
-class DeployPlan:
-    """What a deploy will do, decided before anything changes (a confirmation shows it)."""
-
-    reference: str  # as the operator wrote it
-    resolved: ResolvedVersion
-    name: str
-    host: str
-    port: int
-    follow_alias: bool
-    current: Deployment | None  # the deployment it replaces; None: a new one
-    image: ServingImage | None  # None: no image of that version yet, it is built first
-
-    @property
-    def replaces(self) -> str | None:
-        """The version served now under this name (None for a new deployment)."""
-        return self.current.version if self.current is not None else None
-
-
-@dataclass(frozen=True)
-class DeployOutcome:
-    """A deploy that happened: what serves now, what it replaced, and whether it built."""
-
-    deployment: Deployment
-    replaced: str | None
-    image: ServingImage
-    built: bool
-    warning: str = ""  # the switch worked; its history entry or the targets file did not
-
-
-@dataclass(frozen=True)
-class RollbackPlan:
-    """What a deployment rollback will do, decided before anything changes."""
-
-    name: str
-    model: str
-    from_version: str  # what serves now (for an alias follower: what the alias names now)
-    to_version: str
-    alias: str = ""  # the followed alias that moves back; empty: a container switch
-    image_missing: bool = False  # the older version's image must be built first
-
-
-@dataclass(frozen=True)
-class RollbackOutcome:
-    """A deployment rollback: a container switch (``deployment``) or, for a deployment that
-    follows an alias, an alias move (``alias_event``; None when the alias was already there)."""
-
-    name: str
-    model: str
-    from_version: str | None
-    to_version: str | None
-    deployment: Deployment | None = None
-    alias: str = ""
-    alias_event: AliasEvent | None = None
-    warning: str = ""
-
-    @property
-    def via_alias(self) -> bool:
-        return bool(self.alias)
 
 
 # ---------------------------------------------------------------------- names

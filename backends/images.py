@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,28 +27,13 @@ from backends.errors import BackendError, InvalidInput, NotFound
 from backends.mlflow_client import connect as mlflow_connect
 from backends.mlflow_client import translate_errors as mlflow_errors
 from backends.mlflow_client import using_tracking_uri
-from backends.records import ServingImage
+from backends.records import ResolvedVersion, ServingImage
 
 __all__ = ["ResolvedVersion", "build_image", "find_image", "list_images", "resolve_version"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LOCAL_BASE = "mlops-base:bookworm"
 PUBLIC_BASE = "python:3.11-slim"
-
-
-@dataclass(frozen=True)
-class ResolvedVersion:
-    """A model reference pinned to one registered version."""
-
-    name: str
-    version: str
-    run_id: str
-    alias: str  # the alias it was resolved through, if any
-    created: datetime | None
-
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
 
 
 def parse_reference(reference: str) -> tuple[str, str | None, str | None]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from backends.drift_thresholds import DEFAULT_KS_PVALUE, DEFAULT_PSI
 from backends.errors import InvalidInput, Unavailable
 from backends.metrics import parse_exposition
 
@@ -81,13 +82,9 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
-def serving_state(
-    url: str,
-    psi_threshold: float = 0.2,
-    ks_pvalue_threshold: float = 0.05,
-    http: httpx.Client | None = None,
-) -> ServingState:
-    """What the server at ``url`` serves, and its current drift gauges."""
+def serving_state(url: str, http: httpx.Client | None = None) -> ServingState:
+    """What the server at ``url`` serves, and its current drift gauges, judged by the server's
+    default thresholds (``retrain_flow.serving`` judges them by the version's own reference)."""
     client = http or httpx.Client(timeout=5)
     try:
         version = client.get(f"{url}/version")
@@ -118,7 +115,7 @@ def serving_state(
         run_id=str(info.get("run_id") or ""),
         alias=str(info.get("alias") or ""),
         drift_status=str(info.get("drift") or ""),
-        drift=DriftFigures(features, psi_threshold, ks_pvalue_threshold),
+        drift=DriftFigures(features, DEFAULT_PSI, DEFAULT_KS_PVALUE),
     )
 
 

@@ -11,12 +11,13 @@ from textual.message import Message
 from backends.errors import BackendError
 
 if TYPE_CHECKING:
-    # Types only: records (~30 dataclasses) and deploy_ops (httpx) are imported by the
+    # Types only: records (~40 dataclasses) and the deploy form are imported by the
     # workers that build them, not before the first paint.
-    from backends.deploy_ops import BuildOutcome, DeployPlan, RollbackPlan
     from backends.records import (
         AliasEvent,
+        BuildOutcome,
         Deployment,
+        DeployPlan,
         DriftThresholds,
         Experiment,
         GateResult,
@@ -26,10 +27,12 @@ if TYPE_CHECKING:
         ProjectParameter,
         RegisteredModel,
         RetrainOutcome,
+        RollbackPlan,
         RunComparison,
         RunDetail,
         RunListing,
     )
+    from console.modals.deploy_forms import DeployRequest
     from console.services import TrainingOutcome
 
 
@@ -87,7 +90,6 @@ class RunIndexSynced(Message):
     """A background full sync of the run index ended (``error`` empty on success)."""
 
     experiment: str
-    generation: int
     error: str = ""
 
 
@@ -168,6 +170,14 @@ class RollbackPlanned(Message):
     """What a deployment rollback would change, ready for its confirmation."""
 
     plan: RollbackPlan
+
+
+@dataclass
+class DeployPlanFailed(BackendFailed):
+    """Planning a deploy failed (a port in use, an unknown version): the error is shown, then
+    the form again with what the operator typed, not an empty one."""
+
+    request: DeployRequest
 
 
 @dataclass

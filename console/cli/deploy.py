@@ -9,8 +9,7 @@ import typer
 from console.cli.common import backend_errors, print_json
 
 if TYPE_CHECKING:
-    from backends.deploy_ops import RollbackOutcome
-    from backends.records import Deployment
+    from backends.records import Deployment, RollbackOutcome
 
 app = typer.Typer(
     help="Deployments: the live map of containers to model versions.",

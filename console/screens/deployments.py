@@ -22,6 +22,7 @@ from console.messages import (
     BackendFailed,
     DeploymentChanged,
     DeploymentsLoaded,
+    DeployPlanFailed,
     DeployPlanned,
     DeployProgressed,
     DeployTaskEnded,
@@ -29,11 +30,12 @@ from console.messages import (
     RollbackPlanned,
 )
 from console.modals.confirm import ConfirmModal
+from console.modals.message import ErrorModal
 from console.screens.base import PollingScreen
 from console.widgets import tables
 
 if TYPE_CHECKING:
-    from backends.deploy_ops import DeployOutcome, DeployPlan, RollbackOutcome, RollbackPlan
+    from backends.records import DeployOutcome, DeployPlan, RollbackOutcome, RollbackPlan
     from console.modals.deploy_forms import DeployRequest
 
 LogLine = Callable[[str], None]
@@ -261,10 +263,13 @@ class DeploymentsScreen(PollingScreen):
     def action_deploy(self) -> None:
         if self.refuse_if_read_only("deploy"):
             return
-        from console.modals.deploy_forms import DeployForm, DeployRequest
+        from console.modals.deploy_forms import DeployRequest
 
         d = self._under_cursor()
-        request = DeployRequest.over(d) if d is not None and d.model else DeployRequest()
+        self._deploy_form(DeployRequest.over(d) if d is not None and d.model else DeployRequest())
+
+    def _deploy_form(self, request: DeployRequest) -> None:
+        from console.modals.deploy_forms import DeployForm
 
         def chosen(request: DeployRequest | None) -> None:
             if request is not None:
@@ -279,9 +284,16 @@ class DeploymentsScreen(PollingScreen):
                 r.reference, r.name or None, r.port, r.host, r.follow_alias
             )
         except Exception as exc:  # any failure is shown, never raised
-            self.post_message(BackendFailed("deploy", exc))
+            self.post_message(DeployPlanFailed("deploy", exc, r))
         else:
             self.post_message(DeployPlanned(plan))
+
+    def on_deploy_plan_failed(self, message: DeployPlanFailed) -> None:
+        if self.app.screen is not self:
+            return  # the operator went elsewhere meanwhile: no dialog over another screen
+        self.app.push_screen(
+            ErrorModal(message.error), lambda _: self._deploy_form(message.request)
+        )
 
     def on_deploy_planned(self, message: DeployPlanned) -> None:
         plan = message.plan

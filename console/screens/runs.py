@@ -151,13 +151,13 @@ class RunsScreen(ResourceScreen):
             self.post_message(RunsLoaded(listing, offset, generation))
 
     @work(thread=True, exit_on_error=False, group="run-index")
-    def _sync_index(self, experiment: str, generation: int) -> None:
+    def _sync_index(self, experiment: str) -> None:
         try:
             self.mlops.backends.sync_runs(experiment)
         except Exception as exc:
-            self.post_message(RunIndexSynced(experiment, generation, str(exc)))
+            self.post_message(RunIndexSynced(experiment, str(exc)))
         else:
-            self.post_message(RunIndexSynced(experiment, generation))
+            self.post_message(RunIndexSynced(experiment))
 
     def on_run_index_synced(self, message: RunIndexSynced) -> None:
         self._syncing.discard(message.experiment)
@@ -228,7 +228,7 @@ class RunsScreen(ResourceScreen):
             name = listing.experiment_name
             if listing.index_pending and name not in self._syncing:
                 self._syncing.add(name)
-                self._sync_index(name, message.generation)
+                self._sync_index(name)
         else:
             self._paging = False
             known = {r.run_id for r in self.runs}

@@ -16,7 +16,7 @@ from backends.deploy_ops import (
     RollbackPlan,
 )
 from backends.errors import BackendError, InvalidInput, NotFound, Unavailable
-from backends.images import ResolvedVersion, parse_reference
+from backends.images import parse_reference
 from backends.records import (
     AliasEvent,
     Deployment,
@@ -36,6 +36,7 @@ from backends.records import (
     ParamRow,
     ProjectParameter,
     RegisteredModel,
+    ResolvedVersion,
     RetrainOutcome,
     RunComparison,
     RunDetail,

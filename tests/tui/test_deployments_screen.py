@@ -339,11 +339,17 @@ async def test_a_reference_the_registry_does_not_know_fails_before_any_confirm(
         await wait_for_text(pilot, "no deployments")
         await pilot.press("u")
         await wait_until(pilot, lambda: isinstance(app.screen, DeployForm), "deploy form")
-        fill(app, deploy_ref="iris@staging")
+        fill(app, deploy_ref="iris@staging", deploy_name="iris-canary", deploy_port="9090")
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, ErrorModal), "error modal")
         assert app.screen.title_text == "Not found" and "staging" in app.screen.message
         assert not called(fake, "deploy")
+        # Closing the error gives the form back as it was typed, to correct the one field.
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, DeployForm), "the form again")
+        values = {i.id: i.value for i in app.screen.query(Input)}
+        assert values["deploy-ref"] == "iris@staging"
+        assert values["deploy-name"] == "iris-canary" and values["deploy-port"] == "9090"
 
 
 # ---------------------------------------------------------------------- read-only
