@@ -33,7 +33,8 @@ from backends.records import (
     RunSummary,
 )
 from backends.run_filter import Clause, OrderKey, Unsupported, parse_filter, parse_order_by
-from backends.run_index import RunIndex, full_sync_due, sync
+from backends.run_index import RunIndex, full_sync_due
+from backends.run_index import sync as sync_index
 from backends.run_mapping import (
     GIT_COMMIT_TAG,
     SOURCE_NAME_TAG,
@@ -59,6 +60,7 @@ __all__ = [
 ]
 
 Direction = Literal["max", "min", "unknown"]
+SyncMode = Literal["now", "full", "defer", "later", "none"]  # see list_runs
 COMPARE_MAX = 200
 HISTORY_POINTS = 500  # a plot a few hundred cells wide gains nothing from more
 SERVER_PAGE = 1000
@@ -98,13 +100,13 @@ COLD_INDEX = "the local run index has not been built for this experiment"
 
 def sync_runs(tracking_uri: str, experiment: str, *, source: RunSource | None = None) -> None:
     """Bring the local index of ``experiment`` up to date, fully if due (the slow part of a
-    listing that ``defer_full_sync`` put off)."""
+    listing with ``sync="defer"`` or ``"later"`` put off)."""
     src = source or source_for(tracking_uri)
     try:
         found = src.experiment(experiment)
         index = RunIndex.for_uri(tracking_uri)
         try:
-            sync(src, index, str(found["experiment_id"]), str(found["name"]))
+            sync_index(src, index, str(found["experiment_id"]), str(found["name"]))
         finally:
             index.close()
     except (OSError, sqlite3.Error) as exc:
@@ -143,30 +145,30 @@ def list_runs(
     max_results: int | None = 50,
     offset: int = 0,
     use_index: bool = True,
-    sync_index: bool = True,
-    defer_full_sync: bool = False,
-    sync_later: bool = False,
-    refresh: bool = False,
+    sync: SyncMode = "now",
     source: RunSource | None = None,
     index: RunIndex | None = None,
     on_full_sync: Callable[[], None] | None = None,
 ) -> RunListing:
     """Runs of ``experiment`` (name or id) matching an MLflow filter, in MLflow's order.
 
-    With ``use_index`` (the default) the local index is synced first (see ``run_index``) and
-    answers; ``refresh`` forces a full sync, and ``on_full_sync`` is told before one starts.
-    ``max_results=None`` lists every match. ``offset`` skips that many matches: a screen pages
-    through 10,000 runs with it, passing ``sync_index=False`` after the first page so that every
-    page comes from the same snapshot of the index.
+    With ``use_index`` (the default) the local index answers, synced with the server first as
+    ``sync`` says; ``on_full_sync`` is told before a full sync starts. ``max_results=None``
+    lists every match; ``offset`` skips that many matches (a screen pages through 10,000 runs).
 
-    ``defer_full_sync`` is for a screen that must answer at once: when the index would need a
-    full sync (never built, or its last full resync is older than MLOPS_INDEX_MAX_AGE) it answers
-    from the server (never built) or after an incremental sync (stale), sets ``index_pending``,
-    and leaves the full sync to a later ``sync_runs`` call in the background.
+    ``sync``:
+    - ``"now"``: sync incrementally (fully when never built, or when the last full resync is
+      older than MLOPS_INDEX_MAX_AGE), then answer. What the CLI does.
+    - ``"full"``: a full resync first (``mlops runs list --refresh``).
+    - ``"defer"``: answer at once: an incremental sync only; a full sync that is due is left to a
+      later ``sync_runs`` in the background and ``index_pending`` is set.
+    - ``"later"``: answer from the index as it stands, with no sync at all (a few searches:
+      ~0.2 s at 10,000 runs), and set ``index_pending``: the caller shows these rows, runs
+      ``sync_runs`` and lists again.
+    - ``"none"``: no sync and nothing pending: the next page of the snapshot the first page saw.
 
-    ``sync_later`` answers from an index that has been built as it stands, without even the
-    incremental sync (a few searches: ~0.2 s at 10,000 runs), and sets ``index_pending``: the
-    caller shows these rows at once, runs ``sync_runs`` and lists again.
+    Except for ``"now"`` and ``"full"``, an index never built is not built here: the server
+    answers, and ``index_pending`` is set.
     """
     if max_results is not None and max_results < 1:
         raise InvalidInput("max_results must be at least 1")
@@ -188,9 +190,7 @@ def list_runs(
         if use_index:
             listing, failure = _list_from_index(
                 src, tracking_uri, index, experiment_id, name, clauses, order, max_results,
-                offset=offset, sync_index=sync_index and not sync_later,
-                defer_full_sync=defer_full_sync or sync_later, refresh=refresh,
-                on_full_sync=on_full_sync, sync_later=sync_later,
+                offset=offset, sync=sync, on_full_sync=on_full_sync,
             )  # fmt: skip
             if listing is not None:
                 return listing
@@ -220,10 +220,7 @@ def _list_from_index(
     max_results: int | None,
     *,
     offset: int,
-    sync_index: bool,
-    defer_full_sync: bool,
-    refresh: bool,
-    sync_later: bool,
+    sync: SyncMode,
     on_full_sync: Callable[[], None] | None,
 ) -> tuple[RunListing | None, str]:
     """The listing from the synced index, or (None, why) when the index file cannot be used."""
@@ -234,22 +231,25 @@ def _list_from_index(
     try:
         state = own.state(experiment_id)
         pending = False
+        refresh = sync == "full"
         if state is None or state.synced_at is None:
-            if defer_full_sync and not refresh:
+            if sync not in ("now", "full"):
                 return None, COLD_INDEX
-            report = sync(src, own, experiment_id, name, refresh=refresh, on_full_sync=on_full_sync)
+            report = sync_index(
+                src, own, experiment_id, name, refresh=refresh, on_full_sync=on_full_sync
+            )
             synced_at, verified = report.synced_at, report.verified_at
-        elif sync_index or refresh:
-            pending = defer_full_sync and not refresh and full_sync_due(state, now=time.time())
+        elif sync in ("now", "full", "defer"):
+            pending = sync == "defer" and full_sync_due(state, now=time.time())
             max_age = math.inf if pending else None  # the full resync comes later, from sync_runs
-            report = sync(
+            report = sync_index(
                 src, own, experiment_id, name,
                 refresh=refresh, max_age=max_age, on_full_sync=on_full_sync,
             )  # fmt: skip
             synced_at, verified = report.synced_at, report.verified_at
-        else:  # a later page of the same snapshot, or rows first and the sync after
+        else:  # rows first and the sync after ("later"), or a later page of one snapshot
             synced_at, verified = state.synced_at, state.verified_at
-            pending = sync_later and offset == 0
+            pending = sync == "later"
         runs, matched = own.query(experiment_id, clauses, order, limit=max_results, offset=offset)
     except (OSError, sqlite3.Error) as exc:
         return None, str(exc)

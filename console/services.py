@@ -256,9 +256,9 @@ class RealBackends:
             order_by=order_by,
             max_results=RUNS_PAGE,
             offset=offset,
-            sync_index=offset == 0,
-            defer_full_sync=True,  # a 10,000-run full sync takes seconds: sync_runs does it
-            sync_later=quick and offset == 0,
+            # A 10,000-run full sync takes seconds: sync_runs does it in the background. A later
+            # page comes from the snapshot the first page saw.
+            sync=("later" if quick else "defer") if offset == 0 else "none",
         )
 
     def sync_runs(self, experiment: str) -> None:

@@ -135,7 +135,7 @@ def list_(
             order_by=order_by or [],
             max_results=max_ or None,
             use_index=not no_index,
-            refresh=refresh,
+            sync="full" if refresh else "now",
             on_full_sync=lambda: typer.echo(
                 "syncing the local run index fully (first use, --refresh, or hourly): "
                 "this takes as long as listing every run from the server...",

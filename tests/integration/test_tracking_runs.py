@@ -104,7 +104,7 @@ def test_listing_pages_through_the_server_with_tokens(
     assert [r.run_id for r in direct.runs] == list(reversed(ids))  # newest first
     first = tracking.list_runs(tracking_uri, name, max_results=10, use_index=False)
     assert len(first.runs) == 10 and first.more and first.matched is None
-    indexed = tracking.list_runs(tracking_uri, name, max_results=10, refresh=True)
+    indexed = tracking.list_runs(tracking_uri, name, max_results=10, sync="full")
     assert [r.run_id for r in indexed.runs] == [r.run_id for r in first.runs]
     assert indexed.matched == RUNS and indexed.more
 
@@ -120,7 +120,7 @@ def test_offset_pages_are_consecutive_and_cover_every_run(
     while True:
         page = tracking.list_runs(
             tracking_uri, name, order_by=order, max_results=10, offset=offset,
-            use_index=use_index, sync_index=offset == 0,
+            use_index=use_index, sync="now" if offset == 0 else "none",
         )  # fmt: skip
         seen += [r.run_id for r in page.runs]
         offset += len(page.runs)
@@ -140,7 +140,7 @@ def test_a_later_page_does_not_sync_again(
     extra = MlflowClient(tracking_uri).create_run(experiment_id, run_name="mid-paging").info.run_id
     try:
         # The second page comes from the first page's snapshot: no run shifts between pages.
-        second = tracking.list_runs(tracking_uri, name, max_results=10, offset=10, sync_index=False)
+        second = tracking.list_runs(tracking_uri, name, max_results=10, offset=10, sync="none")
         assert second.synced_at == first.synced_at
         assert extra not in {r.run_id for r in first.runs + second.runs}
         again = tracking.list_runs(tracking_uri, name, max_results=10)
@@ -153,16 +153,16 @@ def test_deferred_full_sync_answers_first_and_builds_the_index_later(
     tracking_uri: str, experiment: tuple[str, str, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name, _, ids = experiment
-    cold = tracking.list_runs(tracking_uri, name, max_results=10, defer_full_sync=True)
+    cold = tracking.list_runs(tracking_uri, name, max_results=10, sync="defer")
     assert cold.source == "server" and cold.index_pending and len(cold.runs) == 10
     tracking.sync_runs(tracking_uri, name)
-    warm = tracking.list_runs(tracking_uri, name, max_results=10, defer_full_sync=True)
+    warm = tracking.list_runs(tracking_uri, name, max_results=10, sync="defer")
     assert warm.source == "index" and not warm.index_pending
     assert [r.run_id for r in warm.runs] == [r.run_id for r in cold.runs]
     assert warm.matched == len(ids)
     # A full resync that is due is put off too: the answer comes after an incremental sync.
     monkeypatch.setenv("MLOPS_INDEX_MAX_AGE", "0")
-    stale = tracking.list_runs(tracking_uri, name, max_results=10, defer_full_sync=True)
+    stale = tracking.list_runs(tracking_uri, name, max_results=10, sync="defer")
     assert stale.source == "index" and stale.index_pending
     assert stale.verified_at == warm.verified_at  # no full resync happened
 
@@ -177,7 +177,7 @@ def test_sync_later_shows_the_index_first_and_the_sync_brings_the_rest(
     client = MlflowClient(tracking_uri)
     extra = client.create_run(experiment_id, run_name="after-the-sync").info.run_id
     try:
-        first = tracking.list_runs(tracking_uri, name, max_results=10, sync_later=True)
+        first = tracking.list_runs(tracking_uri, name, max_results=10, sync="later")
         assert first.source == "index" and first.index_pending
         assert extra not in {r.run_id for r in first.runs}  # not synced yet: shown as it stood
         tracking.sync_runs(tracking_uri, name)
