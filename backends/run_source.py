@@ -10,6 +10,7 @@ so they go through ``MlflowClient`` (imported inside ``ClientSource``, never at 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
@@ -25,6 +26,10 @@ _NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "ENDPOINT_NOT_FOUND"}
 _INVALID = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORMED_REQUEST", "INVALID_STATE"}
 _CONFLICT = {"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS", "RESOURCE_CONFLICT", "ABORTED"}
 _VIEW = {"active": "ACTIVE_ONLY", "deleted": "DELETED_ONLY", "all": "ALL"}
+# Answers worth asking again, as MLflow's own client does: a sqlite-backed server answers 500
+# ("database is locked") while another worker writes, and a proxy 502-504 while it restarts.
+# Every call here reads, so asking again changes nothing on the server.
+_TRANSIENT = {429, 500, 502, 503, 504}
 
 
 class RunSource(Protocol):
@@ -118,8 +123,12 @@ class RestSource:
         client: httpx.Client | None = None,
         connect_timeout: float = 3.0,
         read_timeout: float = 120.0,
+        retries: int = 3,
+        backoff: float = 0.25,
     ) -> None:
         self.uri = uri.rstrip("/")
+        self.retries = retries
+        self.backoff = backoff  # seconds before the first retry, doubled for each next one
         if client is None:
             env = os.environ
             headers = {}
@@ -148,6 +157,11 @@ class RestSource:
         url = f"{self.uri}/api/2.0/mlflow/{endpoint}"
         try:
             response = self._http.request(method, url, params=params, json=body)
+            for attempt in range(self.retries):
+                if response.status_code not in _TRANSIENT:
+                    break
+                time.sleep(self.backoff * 2**attempt)
+                response = self._http.request(method, url, params=params, json=body)
         except httpx.TimeoutException as exc:
             raise Unavailable(
                 f"MLflow tracking server {self.uri} did not answer in time "

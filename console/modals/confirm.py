@@ -12,7 +12,6 @@ from textual.widgets import Button, Static
 class ConfirmModal(ModalScreen[bool]):
     """`y`/enter confirms, `n`/esc cancels; the body says what will change."""
 
-    CSS_PATH = "modals.tcss"
     BINDINGS = [
         Binding("y", "confirm", "Yes", id="confirm.yes", tooltip="Do it"),
         Binding("n,escape", "cancel", "No", id="confirm.no", tooltip="Change nothing"),

@@ -43,7 +43,6 @@ class DeployRequest:
 class _Form(ModalScreen[Result]):
     """A titled dialog of labelled rows, an error line and two buttons; enter submits."""
 
-    CSS_PATH = ["modals.tcss", "deploy_forms.tcss"]
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="form.cancel", tooltip="Change nothing")]
     TITLE_TEXT = ""
     SUBMIT = "OK"

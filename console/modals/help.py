@@ -12,7 +12,6 @@ from textual.widgets import DataTable, Static
 class HelpModal(ModalScreen[None]):
     """A table of key, action and tooltip."""
 
-    CSS_PATH = "modals.tcss"
     BINDINGS = [
         Binding("escape,question_mark,q", "close", "Close", id="help.close", tooltip="Close"),
     ]

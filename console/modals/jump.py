@@ -37,7 +37,6 @@ def resolve(text: str) -> str | None:
 class JumpBar(ModalScreen[str | None]):
     """A one-line prompt at the bottom; dismisses with the typed text, or None on esc."""
 
-    CSS_PATH = "modals.tcss"
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="jump.cancel", tooltip="Stay here")]
 
     def compose(self) -> ComposeResult:

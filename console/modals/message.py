@@ -14,7 +14,6 @@ from backends.errors import BackendError
 class MessageModal(ModalScreen[None]):
     """A title and a text; enter or esc closes it."""
 
-    CSS_PATH = "modals.tcss"
     BINDINGS = [
         Binding("escape,enter,q", "close", "Close", id="message.close", tooltip="Close"),
     ]

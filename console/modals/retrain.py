@@ -39,7 +39,6 @@ def drift_report(row: DeploymentHealth, thresholds: DriftThresholds) -> str:
 class RetrainModal(ModalScreen[str | None]):
     """What drifted and what retraining does; dismisses with the CSV path, or None."""
 
-    CSS_PATH = ["modals.tcss", "retrain.tcss"]
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="retrain.cancel", tooltip="Retrain nothing"),
     ]

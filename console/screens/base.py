@@ -51,6 +51,10 @@ class ResourceScreen(Screen[None]):
         self._retry_delay = 0.0
         self._down_since: datetime | None = None
         self.body_ready = False  # the body is mounted after the first frame
+        # The app's one stylesheet (app.tcss) is parsed and current: without this, Textual
+        # re-parses all of it and restyles the app twice for every new mode screen (its count
+        # starts at -1), ~40 ms of the first paint here. A theme change still restyles us.
+        self._css_update_count = self.app._css_update_count
         self._body_mounted = asyncio.Event()
         self.row_filter = ""
 

@@ -22,7 +22,6 @@ from console.widgets.tables import Table
 class CompareScreen(ResourceScreen):
     """Two tables (params that differ, metrics) and a metric-history plot when there is one."""
 
-    CSS_PATH = "compare.tcss"
     RESOURCE = "runs"
     BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
         Binding(

@@ -47,7 +47,6 @@ COLUMNS = ("name", "model", "version", "alias", "state", "health", "port", "upti
 class DeploymentsScreen(PollingScreen):
     """Refreshed every few seconds while shown (the next refresh is scheduled after the last)."""
 
-    CSS_PATH = "deployments.tcss"
     RESOURCE = "deploy"
     FILTER = "a deployment, model or alias name"
     FILTER_TARGET = "#deploy-table"
@@ -75,7 +74,7 @@ class DeploymentsScreen(PollingScreen):
         self.changing: set[str] = set()  # deployments with a deploy/rollback/take-down running
 
     def compose_body(self) -> ComposeResult:
-        yield DataTable(id="deploy-table", cursor_type="row", zebra_stripes=True)
+        yield tables.Table(id="deploy-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="deploy-tasks", markup=False)
 
     def body_mounted(self) -> None:

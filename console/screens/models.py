@@ -25,7 +25,6 @@ CHALLENGER = "challenger"
 class ModelsScreen(ResourceScreen):
     """Models on the left, the highlighted model's versions on the right."""
 
-    CSS_PATH = "models.tcss"
     RESOURCE = "models"
     FILTER = "a model name or alias"
     FILTER_TARGET = "#models-table"
@@ -59,8 +58,8 @@ class ModelsScreen(ResourceScreen):
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="models-body"):
-            yield DataTable(id="models-table", cursor_type="row")
-            yield DataTable(id="versions-table", cursor_type="row", zebra_stripes=True)
+            yield tables.Table(id="models-table", cursor_type="row")
+            yield tables.Table(id="versions-table", cursor_type="row", zebra_stripes=True)
 
     def body_mounted(self) -> None:
         self.set_pane_status("loading registered models…")

@@ -63,7 +63,6 @@ class MonitorScreen(PollingScreen):
     own workers, one at a time, so a slow Prometheus or MLflow delays them and nothing else.
     """
 
-    CSS_PATH = "monitor.tcss"
     RESOURCE = "monitor"
     MUTATING: ClassVar[dict[str, str]] = {"retrain": "retrain"}
     BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, ClassVar
 
-from rich.cells import cell_len
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,6 +17,7 @@ from console import format as fmt
 from console.messages import BackendFailed, ExperimentsLoaded, RunIndexSynced, RunsLoaded
 from console.screens.base import ResourceScreen
 from console.services import RUNS_PAGE
+from console.widgets.tables import Table
 
 if TYPE_CHECKING:
     from backends.records import RunListing, RunSummary
@@ -36,7 +36,6 @@ _ORDERABLE = {"name": "attributes.run_name", "status": "attributes.status",
 class RunsScreen(ResourceScreen):
     """Experiments on the left, their runs in a paged table; `/` filter, `s` sort, `c` compare."""
 
-    CSS_PATH = "runs.tcss"
     RESOURCE = "runs"
     MUTATING: ClassVar[dict[str, str]] = {"train": "training"}
     BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
@@ -80,10 +79,7 @@ class RunsScreen(ResourceScreen):
         with Horizontal(id="runs-body"):
             # Hidden until the experiment list arrives: the first frame draws the table only.
             yield OptionList(id="experiments", classes="hidden")
-            table: DataTable[str] = DataTable(
-                id="runs-table", cursor_type="row", zebra_stripes=True
-            )
-            yield table
+            yield Table(id="runs-table", cursor_type="row", zebra_stripes=True)
 
     def body_mounted(self) -> None:
         self.query_one("#experiments", OptionList).border_title = "experiments"
@@ -254,12 +250,8 @@ class RunsScreen(ResourceScreen):
         cursor = table.cursor_coordinate
         table.clear(columns=True)
         table.add_column("✓", key="mark", width=1)
-        # Widths from the cells: DataTable's own auto width lags a render behind rows added in
-        # the call that cleared it, and that first frame cuts each cell to its heading.
-        for i, (key, label) in enumerate(columns, start=1):
-            heading = self._heading(label, key)
-            width = max([cell_len(heading), *(cell_len(c[i]) for c in cells)])
-            table.add_column(heading, key=key, width=width)
+        for key, label in columns:
+            table.add_column(self._heading(label, key), key=key)
         for run, row in zip(rows, cells, strict=True):
             table.add_row(*row, key=run.run_id)
         if rows:
@@ -287,15 +279,10 @@ class RunsScreen(ResourceScreen):
         )
 
     def _append(self, runs: list[RunSummary]) -> None:
-        """A further page: appended, or the table rebuilt when a cell would not fit."""
+        """A further page, appended (its columns widen to a wider cell by themselves)."""
         table = self.query_one("#runs-table", DataTable)
-        cells = [self._cells(run) for run in runs]
-        widths = [column.width for column in table.ordered_columns]
-        if any(cell_len(c) > w for row in cells for c, w in zip(row[1:], widths[1:], strict=True)):
-            self._show()
-            return
-        for run, row in zip(runs, cells, strict=True):
-            table.add_row(*row, key=run.run_id)
+        for run in runs:
+            table.add_row(*self._cells(run), key=run.run_id)
 
     def _show_status(self) -> None:
         listing = self.listing

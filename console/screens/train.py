@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 class TrainScreen(ResourceScreen):
     """The project's parameters as a form (from its MLproject), then the live training log."""
 
-    CSS_PATH = "train.tcss"
     RESOURCE = "runs"
     MUTATING: ClassVar[dict[str, str]] = {"start": "training"}
     BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]

@@ -1,4 +1,4 @@
-"""Filling a DataTable in one go, with every column as wide as its widest cell."""
+"""The console's tables: a DataTable whose first frame shows whole cells, and filling one."""
 
 from __future__ import annotations
 
@@ -10,20 +10,15 @@ from textual.widgets.data_table import RowKey
 
 
 def fill(
-    table: DataTable[str],
+    table: DataTable[Any],
     headings: Sequence[str],
     rows: Sequence[Sequence[str]],
     keys: Sequence[str],
 ) -> None:
-    """Replace the table's columns and rows.
-
-    Widths come from the cells themselves: DataTable's auto width lags one render behind when
-    rows arrive in the same call that cleared the table, and the first frame then cuts every
-    cell to its heading ("champ", "runni").
-    """
+    """Replace the table's columns and rows (columns as wide as their widest cell: pass a
+    ``Table``, whose first frame does not cut them to their headings)."""
     table.clear(columns=True)
-    for i, heading in enumerate(headings):
-        table.add_column(heading, width=max([len(heading), *(len(r[i]) for r in rows)]))
+    table.add_columns(*headings)
     for cells, key in zip(rows, keys, strict=True):
         table.add_row(*cells, key=key)
 

@@ -68,7 +68,10 @@ def test_runs_then_models_then_promote_against_a_real_server(
         session.wait_for("registered model", timeout=30)  # the models screen's own status
         session.wait_for(model, timeout=30)
         # Other tests' models share the registry: `/` narrows the list to this test's model.
-        session.press("/", model, "Enter")
+        session.send("/")
+        # Keys that reach the app before `/` is handled go to the table: the prompt first.
+        session.wait_for("filter: part of", timeout=10)
+        session.press(model, "Enter")
         session.wait_for(f"filter: {model}", timeout=10)
         session.wait_for("READY", timeout=30)  # its versions arrived
         session.send("p")
@@ -138,7 +141,10 @@ def test_train_twice_compare_promote_and_roll_back_against_a_real_server(
         session.wait_for("registered model", timeout=30)  # the models screen's own status
         session.wait_for(model, timeout=30)
         # Other tests' models share the registry: `/` narrows the list to this test's model.
-        session.press("/", model, "Enter")
+        session.send("/")
+        # Keys that reach the app before `/` is handled go to the table: the prompt first.
+        session.wait_for("filter: part of", timeout=10)
+        session.press(model, "Enter")
         session.wait_for(f"filter: {model}", timeout=10)
         session.wait_for_count("READY", 2, timeout=30)  # both versions are in the table
         session.press("Tab", "Down")  # the versions table, newest first: down to v1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from console.modals.help import HelpModal
 from console.modals.jump import resolve
 from console.screens.models import ModelsScreen
@@ -139,3 +141,31 @@ async def test_a_theme_from_the_settings_and_an_unknown_one_named(make_app: Any)
         await pilot.pause()
         assert app.theme == "textual-dark"
         assert any("no theme 'no-such-theme'" in n.message for n in app._notifications)
+
+
+async def test_no_screen_makes_textual_reparse_every_stylesheet(
+    make_app: Any, fake: FakeBackends, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One stylesheet read at start (app.tcss): a screen with its own CSS_PATH, or a new mode
+    screen left at Textual's initial CSS count, re-parses all of them (three times for a new
+    mode: ~40 ms of the first paint here)."""
+    from textual.css.stylesheet import Stylesheet
+
+    reparsed: list[str] = []
+    original = Stylesheet.reparse
+
+    def reparse(self: Stylesheet) -> None:
+        reparsed.append(app.current_mode)
+        original(self)
+
+    monkeypatch.setattr(Stylesheet, "reparse", reparse)
+    fake.deployments = [deployment()]
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for_text(pilot, "3 runs")
+        for mode, text in (("models", "champion=v1"), ("deploy", "iris-prod"), ("monitor", "p99")):
+            await app.switch_mode(mode)
+            await wait_for_text(pilot, text)
+        await pilot.press("question_mark")  # a dialog too
+        await pilot.pause(0.1)
+    assert reparsed == []

@@ -183,7 +183,7 @@ def test_listing_json_is_what_print_json_would_write() -> None:
 
 def _source(status: int, body: Any) -> RestSource:
     transport = httpx.MockTransport(lambda request: httpx.Response(status, json=body))
-    return RestSource("http://mlflow.test", client=httpx.Client(transport=transport))
+    return RestSource("http://mlflow.test", client=httpx.Client(transport=transport), backoff=0)
 
 
 @pytest.mark.parametrize(
@@ -201,6 +201,40 @@ def test_rest_errors_become_ours(status: int, body: Any, kind: type, text: str) 
     with pytest.raises(kind) as caught:
         _source(status, body).get_run("x")
     assert text in str(caught.value) and "\n" not in str(caught.value)
+
+
+def _answers(*statuses: int) -> tuple[RestSource, list[int]]:
+    """A source whose server answers ``statuses`` in turn (then 200s); the list counts asks."""
+    asked: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        status = statuses[len(asked)] if len(asked) < len(statuses) else 200
+        asked.append(status)
+        body = {"run": RUN_JSON} if status == 200 else {"message": "database is locked"}
+        return httpx.Response(status, json=body)
+
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    return RestSource("http://mlflow.test", client=client, backoff=0), asked
+
+
+def test_a_transient_server_error_is_asked_again() -> None:
+    source, asked = _answers(500, 503)
+    assert source.get_run("x")["info"]["run_id"] == RUN_JSON["info"]["run_id"]
+    assert asked == [500, 503, 200]
+
+
+def test_a_server_error_that_persists_is_reported_after_the_retries() -> None:
+    source, asked = _answers(500, 500, 500, 500, 500)
+    with pytest.raises(BackendError, match="database is locked"):
+        source.get_run("x")
+    assert asked == [500, 500, 500, 500]  # the first ask and three more
+
+
+def test_a_client_error_is_not_asked_again() -> None:
+    source, asked = _answers(404)
+    with pytest.raises(NotFound):
+        source.get_run("x")
+    assert asked == [404]
 
 
 def test_rest_connection_failure_names_the_uri() -> None:
