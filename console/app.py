@@ -39,6 +39,10 @@ class MlopsApp(App[None]):
         "deploy": lambda: _screen("deployments", "DeploymentsScreen"),
         "monitor": lambda: _screen("monitor", "MonitorScreen"),
     }
+    # The first screen is the app's default mode, built as the app composes: reaching it with
+    # switch_mode instead holds every update back 50 ms (Textual's delay_update, which masks a
+    # switch between two screens), and the first paint with them.
+    DEFAULT_MODE = "runs"
     BINDINGS = [
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Leave the console"),
         Binding("colon", "jump", "Jump", id="app.jump", tooltip=":runs :models :deploy :monitor"),
@@ -83,7 +87,8 @@ class MlopsApp(App[None]):
         self._apply_theme(self.settings.theme)
         mode = " [read-only]" if self.settings.read_only else ""
         self.sub_title = f"context: {self.settings.context}{mode}"
-        self.switch_mode(self.start_mode)
+        if self.start_mode != self.DEFAULT_MODE:
+            self.switch_mode(self.start_mode)
         # Probes import mlflow and docker: start them once the first frame is out.
         # After the first screen's own data is asked for: a probe's import of the Docker SDK
         # would compete with it for the interpreter (10,000-run listing: 1.9 s → 1.3 s).
