@@ -39,10 +39,6 @@ class MlopsApp(App[None]):
         "deploy": lambda: _screen("deployments", "DeploymentsScreen"),
         "monitor": lambda: _screen("monitor", "MonitorScreen"),
     }
-    # The first screen is the app's default mode, built as the app composes: reaching it with
-    # switch_mode instead holds every update back 50 ms (Textual's delay_update, which masks a
-    # switch between two screens), and the first paint with them.
-    DEFAULT_MODE = "runs"
     BINDINGS = [
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Leave the console"),
         Binding("colon", "jump", "Jump", id="app.jump", tooltip=":runs :models :deploy :monitor"),
@@ -63,6 +59,12 @@ class MlopsApp(App[None]):
         start_mode: str = "runs",
         show_clock: bool = True,
     ) -> None:
+        # The first screen is the app's default mode, built as the app composes (Textual reads
+        # DEFAULT_MODE in __init__): reaching it with switch_mode instead holds every update back
+        # 50 ms (Textual's delay_update, which masks a switch between two screens), and the
+        # first paint with them; and a class-wide "runs" would build and load the runs screen
+        # behind any other start mode.
+        self.DEFAULT_MODE = start_mode  # type: ignore[misc]
         super().__init__()
         self.settings = settings or Settings.from_env()
         self.backends: Backends = backends or RealBackends(self.settings)
@@ -87,8 +89,6 @@ class MlopsApp(App[None]):
         self._apply_theme(self.settings.theme)
         mode = " [read-only]" if self.settings.read_only else ""
         self.sub_title = f"context: {self.settings.context}{mode}"
-        if self.start_mode != self.DEFAULT_MODE:
-            self.switch_mode(self.start_mode)
         # Probes import mlflow and docker: start them once the first frame is out.
         # After the first screen's own data is asked for: a probe's import of the Docker SDK
         # would compete with it for the interpreter (10,000-run listing: 1.9 s → 1.3 s).
@@ -176,10 +176,20 @@ class MlopsApp(App[None]):
         """A palette command: go to ``mode``, then run ``action`` on its screen."""
         if self.current_mode != mode:
             await self.switch_mode(mode)
-        if action is not None:
-            from console.screens.base import ResourceScreen
+        if action is None:
+            return
+        from console.screens.base import ResourceScreen
 
-            screen = self.screen
-            if isinstance(screen, ResourceScreen):
-                await screen.wait_body()  # a fresh screen refuses actions until then
-            await screen.run_action(action)
+        screen = self.screen
+        if screen is not self.screen_stack[0]:
+            # A screen opened from the list (compare, train, a run, logs) is on top: the
+            # command is the list's, and running it there would act on what is hidden.
+            self.notify(
+                f"back to the {mode} list first (esc), then run it again",
+                title="Not here",
+                severity="warning",
+            )
+            return
+        if isinstance(screen, ResourceScreen):
+            await screen.wait_body()  # a fresh screen refuses actions until then
+        await screen.run_action(action)

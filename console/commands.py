@@ -51,6 +51,7 @@ COMMANDS = (
     ),
     PaletteCommand("deployments: take down", "Remove a deployment", "deploy", "take_down", True),
     PaletteCommand("monitor: open", "Latency, errors and drift", "monitor"),
+    PaletteCommand("monitor: filter", "Narrow the deployments watched", "monitor", "filter"),
     PaletteCommand(
         "monitor: retrain",
         "Train a challenger for the selected deployment's model on new data",

@@ -57,6 +57,7 @@ class ResourceScreen(Screen[None]):
         self._css_update_count = self.app._css_update_count
         self._body_mounted = asyncio.Event()
         self.row_filter = ""
+        self._listed = False  # a load succeeded once (see loaded)
 
     @property
     def mlops(self) -> MlopsApp:
@@ -90,6 +91,8 @@ class ResourceScreen(Screen[None]):
 
     async def _mount_body(self) -> None:
         await self.mount_compose(self.compose_body(), before=self.query_one(StatusBar))
+        if not self.is_attached:
+            return  # closed (esc) while its body was being mounted
         self.body_ready = True
         if self.focused is None:  # see AUTO_FOCUS
             self.focus_next()
@@ -110,6 +113,8 @@ class ResourceScreen(Screen[None]):
     # ------------------------------------------------------------------ row filter
 
     def action_filter(self) -> None:
+        if not self.FILTER:
+            return  # a screen without a row filter (compare, a run's details, logs)
         prompt = self.query_one("#row-filter", Input)
         prompt.remove_class("hidden")
         # Now, not with focus()'s call_later: keys typed right after `/` are already queued
@@ -119,7 +124,9 @@ class ResourceScreen(Screen[None]):
     @on(Input.Changed, "#row-filter")
     def _row_filter_changed(self, event: Input.Changed) -> None:
         self.row_filter = event.value.strip()
-        if self.body_ready:
+        # Only over rows that were listed and still stand: not over "loading…" or "unreachable
+        # since …", which the next good load replaces (filtered) anyway.
+        if self.body_ready and self._listed and self._down_since is None:
             self.filter_changed()
 
     @on(Input.Submitted, "#row-filter")
@@ -131,6 +138,9 @@ class ResourceScreen(Screen[None]):
 
     async def action_clear_filter(self) -> None:
         """Esc: clear the row filter when there is one, else go back."""
+        if not self.FILTER:
+            await self.app.action_back()
+            return
         prompt = self.query_one("#row-filter", Input)
         if prompt.has_class("hidden") and not self.row_filter:
             await self.app.action_back()
@@ -194,6 +204,7 @@ class ResourceScreen(Screen[None]):
 
     def loaded(self) -> None:
         """A load succeeded: forget the backoff."""
+        self._listed = True
         self._retry_delay = 0.0
         self._down_since = None
 
@@ -238,9 +249,10 @@ class PollingScreen(ResourceScreen):
         self.stop_refresh()
 
     def on_screen_resume(self) -> None:
-        if self._paused and self.body_ready:
+        if self._paused:
             self._paused = False
-            self.load()
+            if self.body_ready:  # else body_mounted starts the polling
+                self.load()
 
     def action_reload(self) -> None:
         self.load()

@@ -288,8 +288,10 @@ class DeploymentsScreen(PollingScreen):
             self.post_message(DeployPlanned(plan))
 
     def on_deploy_plan_failed(self, message: DeployPlanFailed) -> None:
-        if self.app.screen is not self:
-            return  # the operator went elsewhere meanwhile: no dialog over another screen
+        if self.app.screen is not self:  # the operator went elsewhere: no dialog over it
+            error = message.error
+            self.notify(str(error), title=getattr(error, "title", "Deploy"), severity="error")
+            return
         self.app.push_screen(
             ErrorModal(message.error), lambda _: self._deploy_form(message.request)
         )

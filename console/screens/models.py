@@ -55,6 +55,7 @@ class ModelsScreen(ResourceScreen):
         self.models: dict[str, RegisteredModel] = {}
         self.versions: list[ModelVersion] = []
         self.model: str | None = None
+        self._chosen: str | None = None  # the model last selected (a filter may hide it)
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="models-body"):
@@ -120,22 +121,33 @@ class ModelsScreen(ResourceScreen):
             self.set_pane_status(self.filtered(len(shown), len(self.models), "registered model"))
         names = [m.name for m in shown]
         if not names:
-            self.model, self.versions = None, []
-            self.query_one("#versions-table", DataTable).clear()
+            self._select(None)
             return
-        keep = self.model
+        # The model last chosen, even when a filter hid it for a while.
+        keep = self.model or self._chosen
         if keep in names:
             table.move_cursor(row=names.index(keep))
-        self.model = keep if keep in names else names[0]
-        if reload_versions or self.model != keep:
-            self._load_versions(self.model)
+        chosen = keep if keep in names else names[0]
+        if reload_versions or chosen != self.model:
+            self._select(chosen)
 
     @on(DataTable.RowHighlighted, "#models-table")
     def _model_highlighted(self, event: DataTable.RowHighlighted) -> None:
         name = str(event.row_key.value)
         if name != self.model:
-            self.model = name
-            self._load_versions(name)
+            self._select(name)
+
+    def _select(self, model: str | None) -> None:
+        """Show ``model``'s versions: the old model's go at once, so that no key acts on a
+        version of one model under the other's name while the new ones load."""
+        if model is not None:
+            self._chosen = model
+        if model != self.model:
+            self.versions = []
+            self.query_one("#versions-table", DataTable).clear()
+        self.model = model
+        if model is not None:
+            self._load_versions(model)
 
     def on_versions_loaded(self, message: VersionsLoaded) -> None:
         if message.model != self.model:

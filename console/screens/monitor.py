@@ -64,6 +64,8 @@ class MonitorScreen(PollingScreen):
     """
 
     RESOURCE = "monitor"
+    FILTER = "a deployment or model name"
+    FILTER_TARGET = "#health-table"
     MUTATING: ClassVar[dict[str, str]] = {"retrain": "retrain"}
     BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
         Binding(
@@ -74,6 +76,8 @@ class MonitorScreen(PollingScreen):
             tooltip="Train a challenger for the selected deployment on new data",
         ),
         Binding("ctrl+r", "reload", "Refresh", id="monitor.reload", tooltip="Refresh now"),
+        Binding("slash", "filter", "Filter", id="monitor.filter", tooltip="Narrow the list"),
+        Binding("escape", "clear_filter", "Back", id="monitor.escape", show=False),
     ]
 
     def __init__(self) -> None:
@@ -127,20 +131,37 @@ class MonitorScreen(PollingScreen):
         self._offer_retraining(snap)
         self._show_drift()
         self._show_alerts(snap)
-        self.set_pane_status(
-            f"{snap.source} · window {snap.window_seconds:g}s · {len(snap.rows)} targets · "
-            f"at {snap.taken_at.astimezone().strftime('%H:%M:%S')}"
-            if snap.rows
-            else f"{snap.source}: no serving targets"
-        )
+        self._show_status(snap)
         self._request_history()
         self.schedule_refresh(self.mlops.refresh_interval)
+
+    def _show_status(self, snap: MonitorSnapshot) -> None:
+        if not snap.rows:
+            self.set_pane_status(f"{snap.source}: no serving targets")
+            return
+        where = f" · {len(self._keys)} shown · filter: {self.row_filter}" if self.row_filter else ""
+        self.set_pane_status(
+            f"{snap.source} · window {snap.window_seconds:g}s · {len(snap.rows)} targets · "
+            f"at {snap.taken_at.astimezone().strftime('%H:%M:%S')}{where}"
+        )
+
+    def filter_changed(self) -> None:
+        if self.snapshot is None:
+            return
+        before = self.selected
+        self._fill_health(self.snapshot)
+        self._show_status(self.snapshot)
+        if self.selected != before:
+            self._show_drift()
+            self.query_one(MonitorPlots).clear("loading…")
+            self._request_history()
 
     def _fill_health(self, snap: MonitorSnapshot) -> None:
         health = self.query_one("#health-table", DataTable)
         health.clear()
-        self._keys = [row_key(r) for r in snap.rows]  # not row keys: a key may show twice
-        for row in snap.rows:
+        shown = [r for r in snap.rows if self.matches(row_key(r), r.model)]
+        self._keys = [row_key(r) for r in shown]  # not row keys: a key may show twice
+        for row in shown:
             health.add_row(*self._health_cells(row))
         if not self._keys:
             self.selected = None

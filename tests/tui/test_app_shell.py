@@ -169,3 +169,31 @@ async def test_no_screen_makes_textual_reparse_every_stylesheet(
         await pilot.press("question_mark")  # a dialog too
         await pilot.pause(0.1)
     assert reparsed == []
+
+
+async def test_another_start_mode_does_not_build_the_runs_screen(
+    make_app: Any, fake: FakeBackends
+) -> None:
+    """`mlops quickstart` opens on the monitor: no runs listing (nor its index sync) behind it."""
+    app = make_app(start_mode="monitor")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for_text(pilot, "p99")
+        await pilot.pause(0.3)
+        assert app.current_mode == "monitor"
+        assert not any(c[0] in ("list_runs", "sync_runs") for c in fake.calls)
+
+
+async def test_a_palette_command_does_not_act_under_a_screen_opened_from_the_list(
+    make_app: Any, fake: FakeBackends
+) -> None:
+    from console.screens.compare import CompareScreen
+
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for_text(pilot, "3 runs")
+        await pilot.press("space", "space", "c")
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen), "compare")
+        await app.run_command("runs", "filter")  # the runs list's, with compare on top
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, CompareScreen)
+        assert any("back to the runs list" in n.message for n in app._notifications)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -125,3 +126,58 @@ async def test_the_deployments_filter_survives_refreshes(make_app: Any, fake: Th
 def rows_text(app: Any) -> str:
     table = app.screen.query_one("#versions-table", DataTable)
     return " ".join(str(c) for i in range(table.row_count) for c in table.get_row_at(i))
+
+
+async def test_the_monitor_watches_what_the_filter_leaves(make_app: Any) -> None:
+    from tests.tui.test_monitor_screen import TwoDeployments
+
+    fake = TwoDeployments()
+    app = make_app(start_mode="monitor")
+    app.backends = fake
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for_text(pilot, "drift of iris-canary")  # the first row is selected
+        await pilot.press("slash", *"prod", "enter")
+        await wait_for_text(pilot, "drift of iris-prod")  # the one row left is now the selected
+        assert app.screen.selected == "iris-prod"
+        assert "1 shown · filter: prod" in status(app)
+        await wait_until(
+            pilot, lambda: ("monitor_history", "iris-prod", 15.0) in fake.calls, "plot"
+        )
+        count = sum(1 for c in fake.calls if c[0] == "monitor")
+        await wait_until(
+            pilot, lambda: sum(1 for c in fake.calls if c[0] == "monitor") > count + 2, "refreshes"
+        )
+        assert rows(app, "#health-table") == ["iris-prod"]
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: len(rows(app, "#health-table")) == 2, "both again")
+        assert app.screen.selected == "iris-prod"  # the selection stays where it was
+
+
+@dataclass
+class SlowWine(ThreeModels):
+    """wine's versions take a while to arrive."""
+
+    def versions(self, model: str) -> list[ModelVersion]:
+        if model == "wine":
+            time.sleep(0.5)
+        return super().versions(model)
+
+
+async def test_no_key_acts_on_the_last_models_versions_while_the_new_ones_load(
+    make_app: Any,
+) -> None:
+    fake = SlowWine()
+    app = make_app(start_mode="models")
+    app.backends = fake
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for_text(pilot, "0.92")  # iris's versions
+        screen = app.screen
+        assert isinstance(screen, ModelsScreen)
+        # As the filter does when it leaves only wine; the keys' own pace would let the slow
+        # answer arrive first, so the selection and the promote are made in one go here.
+        screen._select("wine")
+        screen.action_promote()  # not "promote wine to version 2" from iris's list
+        await pilot.pause(0.05)
+        assert not isinstance(app.screen, ConfirmModal)
+        assert rows(app, "#versions-table") == []
+        await wait_until(pilot, lambda: rows(app, "#versions-table") == ["v1"], "wine's v1")
