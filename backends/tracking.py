@@ -61,6 +61,7 @@ __all__ = [
 
 Direction = Literal["max", "min", "unknown"]
 SyncMode = Literal["now", "full", "defer", "later", "none"]  # see list_runs
+SYNC_MODES: tuple[SyncMode, ...] = ("now", "full", "defer", "later", "none")
 COMPARE_MAX = 200
 HISTORY_POINTS = 500  # a plot a few hundred cells wide gains nothing from more
 SERVER_PAGE = 1000
@@ -174,6 +175,8 @@ def list_runs(
         raise InvalidInput("max_results must be at least 1")
     if offset < 0:
         raise InvalidInput("offset must be at least 0")
+    if sync not in SYNC_MODES:
+        raise InvalidInput(f"sync must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
     src = source or source_for(tracking_uri)
     try:
         found = src.experiment(experiment)
