@@ -176,8 +176,8 @@ async def test_no_key_acts_on_the_last_models_versions_while_the_new_ones_load(
         # As the filter does when it leaves only wine; the keys' own pace would let the slow
         # answer arrive first, so the selection and the promote are made in one go here.
         screen._select("wine")
+        assert screen.versions == [] and rows(app, "#versions-table") == []  # iris's are gone
         screen.action_promote()  # not "promote wine to version 2" from iris's list
         await pilot.pause(0.05)
         assert not isinstance(app.screen, ConfirmModal)
-        assert rows(app, "#versions-table") == []
         await wait_until(pilot, lambda: rows(app, "#versions-table") == ["v1"], "wine's v1")
