@@ -33,7 +33,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy backends server console
+	$(BIN)/mypy backends server console tests/tui/fakes.py
 	$(BIN)/lint-imports
 
 # Each benchmark prints a ratio against a named peer measured in the same run.

@@ -1,5 +1,7 @@
-"""Adapters to the outside world (MLflow, Docker, Prometheus).
+"""Adapters to the outside world: one room per system, and the flows that span them.
 
-Everything here returns our own records (``backends.records``) and raises ``backends.errors``;
-no SDK object crosses this boundary, and nothing here imports textual or the console.
+``records`` (our frozen records: the only types the console sees), ``errors`` (one hierarchy
+with a title and a message), ``defaults``; ``mlflow``, ``docker``, ``prometheus`` (one package
+per outside system, none importing another); ``lifecycle`` (operations across systems). No SDK
+object crosses this boundary, and nothing here imports textual or the console.
 """

@@ -97,20 +97,21 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds-between", type=float, default=3.0)
     args = parser.parse_args()
-    from backends import containers, docker_engine, images
+    from backends.docker import containers, switch
+    from backends.docker import engine as docker_engine
+    from backends.lifecycle.build import build
+    from backends.lifecycle.handles import Handles
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-rollback-"))
     tracking = f"sqlite:///{tmp / 'mlflow.db'}"
     os.environ["MLFLOW_TRACKING_URI"] = tracking
     name = train_versions(tracking)
     client = docker_engine.connect()
-    built = {}
-    for v in ("1", "2"):
-        resolved = images.resolve_version(tracking, f"{name}/{v}")
-        built[v] = images.build_image(client, tracking, resolved)
-    port = containers.free_port()
+    handles = Handles(tracking, docker=client)
+    built = {v: build(handles, f"{name}/{v}").image for v in ("1", "2")}
+    port = switch.free_port()
     deployment = f"bench-{os.getpid()}"
-    containers.deploy(client, built["1"], deployment, port=port)
+    switch.deploy(client, built["1"], deployment, port=port)
     load = Load(f"http://127.0.0.1:{port}", args.clients)
     worker = threading.Thread(target=load.run)
     worker.start()
@@ -119,7 +120,7 @@ def main() -> int:
         for target in ("2", "1"):
             time.sleep(args.seconds_between)
             start = time.monotonic()
-            containers.deploy(client, built[target], deployment, port=port)
+            switch.deploy(client, built[target], deployment, port=port)
             done = time.monotonic()
             switches.append((target, start, done))
         time.sleep(args.seconds_between)
@@ -156,9 +157,9 @@ def main() -> int:
 def naive_switch(
     client: object, built: dict[str, object], args: argparse.Namespace
 ) -> tuple[int, int]:
-    from backends import containers
+    from backends.docker import switch
 
-    port = containers.free_port()
+    port = switch.free_port()
 
     def run(v: str) -> object:
         image = built[v]

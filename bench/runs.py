@@ -4,7 +4,7 @@ Builds (once, then reuses) an experiment of 10,000 runs on a real `mlflow server
 written through the server's REST API with parallel clients, then times, in this same process
 and against the same server:
 
-- ours: ``backends.tracking.list_runs`` (the incremental local index, synced with the server
+- ours: ``backends.mlflow.runs.list_runs`` (the incremental local index, synced with the server
   before every answer): the first page of 50 sorted by a metric, by a param, and the whole
   experiment; cold (empty index: a full sync) and warm (an incremental sync);
 - peer: ``mlflow.search_runs`` (pandas) for the same queries (``max_results=50`` for a page);
@@ -211,7 +211,7 @@ def measure(url: str, runs: int, repeat: int) -> int:
     """Time ours and the peer on the same server, same queries, in this process."""
     import mlflow
 
-    from backends.tracking import list_runs
+    from backends.mlflow.runs import list_runs
 
     mlflow.set_tracking_uri(url)
     experiment_id = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id

@@ -12,10 +12,11 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from backends.errors import BackendError
+from console.capabilities import BACKENDS, BackendName
 from console.commands import MlopsCommands
 from console.config import Settings
 from console.messages import BackendProbed
-from console.services import BACKENDS, BackendName, Backends, RealBackends
+from console.services import Services
 from console.widgets.status_bar import BackendStatus, StatusBar
 
 
@@ -50,7 +51,7 @@ class MlopsApp(App[None]):
         self,
         settings: Settings | None = None,
         *,
-        backends: Backends | None = None,
+        services: Services | None = None,
         probe_interval: float = 15.0,
         probe_delay: float = 1.0,
         retry_base: float = 2.0,
@@ -67,7 +68,7 @@ class MlopsApp(App[None]):
         self.DEFAULT_MODE = start_mode  # type: ignore[misc]
         super().__init__()
         self.settings = settings or Settings.from_env()
-        self.backends: Backends = backends or RealBackends(self.settings)
+        self.services: Services = services or Services.real(self.settings)
         self.probe_interval = probe_interval
         self.probe_delay = probe_delay
         self.retry_base = retry_base
@@ -118,7 +119,7 @@ class MlopsApp(App[None]):
         delay = self.retry_base
         while True:
             try:
-                await asyncio.to_thread(self.backends.probe, backend)
+                await asyncio.to_thread(self.services.probes.probe, backend)
             except BackendError as exc:
                 self.post_message(BackendProbed(backend, False, datetime.now(), exc.message))
             except Exception as exc:  # nothing a backend does may end the probing

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+from backends.defaults import DEFAULT_TRACKING_URI
+
+DEFAULT_PROJECT = Path("examples") / "iris"
+
+
+def default_project() -> Path:
+    """``examples/iris`` in the working directory, else the one beside this package."""
+    if (DEFAULT_PROJECT / "MLproject").is_file():
+        return DEFAULT_PROJECT
+    return Path(__file__).resolve().parents[1] / DEFAULT_PROJECT
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     # workers that build them, not before the first paint.
     from backends.records import (
         AliasEvent,
+        AliasRollbackPlan,
         BuildOutcome,
         Deployment,
         DeployPlan,
@@ -25,15 +26,17 @@ if TYPE_CHECKING:
         MonitorHistory,
         MonitorSnapshot,
         ProjectParameter,
+        PromotePlan,
         RegisteredModel,
         RetrainOutcome,
         RollbackPlan,
         RunComparison,
         RunDetail,
         RunListing,
+        TakeDownPlan,
+        TrainingOutcome,
     )
     from console.modals.deploy_forms import DeployRequest
-    from console.services import TrainingOutcome
 
 
 @dataclass
@@ -138,6 +141,20 @@ class AliasHistoryLoaded(Message):
 
 
 @dataclass
+class PromotePlanned(Message):
+    """A promotion was planned (the alias as it is now): the operator confirms what it moves."""
+
+    plan: PromotePlan
+
+
+@dataclass
+class AliasRollbackPlanned(Message):
+    """An alias rollback was planned: the operator confirms from which version to which."""
+
+    plan: AliasRollbackPlan
+
+
+@dataclass
 class AliasMoved(Message):
     """A promote or rollback moved an alias (``event`` None: it already pointed there)."""
 
@@ -163,6 +180,13 @@ class DeploymentChanged(Message):
 
     name: str
     summary: str
+
+
+@dataclass
+class TakeDownPlanned(Message):
+    """Taking a deployment down was planned: the operator confirms what goes."""
+
+    plan: TakeDownPlan
 
 
 @dataclass
@@ -243,7 +267,7 @@ class DriftThresholdsLoaded(Message):
     """The drift thresholds of a model version arrived (``error``: the defaults stand in)."""
 
     model: str
-    version: str
+    version: int | None
     thresholds: DriftThresholds
     error: str = ""
 
@@ -275,7 +299,7 @@ class TrainingOutput(Message):
 
 @dataclass
 class TrainingEnded(Message):
-    """The training process ended (``outcome`` from console.services)."""
+    """The training process ended."""
 
     outcome: TrainingOutcome
 

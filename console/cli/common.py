@@ -1,20 +1,31 @@
-"""Helpers every `mlops` command shares: backend errors → exit codes, JSON output."""
+"""What every `mlops` command shares: backend errors → exit codes, the --json and --yes
+options, JSON and table output, and the question asked before a plan is applied."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from enum import Enum
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from backends.errors import BackendError, Conflict, GateFailed, InvalidInput, NotFound, Unavailable
 from console.cli.exit_codes import ExitCode
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output (stable keys).")]
+YesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--yes",
+        "-y",
+        help="Apply the plan without asking (asked only when stdin is a terminal).",
+    ),
+]
 
 _EXIT_FOR: list[tuple[type[BackendError], ExitCode]] = [
     (Unavailable, ExitCode.UNREACHABLE),
@@ -67,3 +78,29 @@ def print_json(value: Any) -> None:
     """Stable, machine-readable output: sorted keys, one document."""
     json.dump(to_jsonable(value), sys.stdout, indent=2, sort_keys=True, default=str)
     sys.stdout.write("\n")
+
+
+def confirm(plan: str, *, yes: bool, question: str = "Apply this plan?") -> None:
+    """Show what a plan will change (stderr), then ask, when stdin is a terminal and ``--yes``
+    was not given. A "no" changes nothing and exits 1."""
+    typer.echo(plan, err=True)
+    if yes or not sys.stdin.isatty():
+        return
+    if not typer.confirm(question, default=False, err=True):
+        fail("not confirmed; nothing changed", ExitCode.CHECK_FAILED)
+
+
+def warn(text: str) -> None:
+    """A one-line warning on stderr (nothing when empty)."""
+    if text:
+        typer.echo(f"warning: {text}", err=True)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str) -> None:
+    """A plain aligned table on stdout, or ``empty`` when there are no rows."""
+    if not rows:
+        typer.echo(empty)
+        return
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    for row in [headers, *rows]:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

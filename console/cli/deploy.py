@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from console.cli.common import backend_errors, print_json
+from console.cli.common import JsonOpt, YesOpt, backend_errors, confirm, print_json, warn
 
 if TYPE_CHECKING:
+    from backends.lifecycle.handles import Handles
     from backends.records import Deployment, RollbackOutcome
 
 app = typer.Typer(
@@ -17,7 +18,13 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output (stable keys).")]
+
+def _handles() -> Handles:
+    from backends.lifecycle.handles import Handles
+    from console.config import Settings
+
+    settings = Settings.from_env()
+    return Handles(settings.tracking_uri, settings.docker_host)
 
 
 def _step_only(line: str) -> None:
@@ -56,34 +63,32 @@ def up(
     ] = False,
     reason: Annotated[str, typer.Option("--reason", help="Kept in the history.")] = "",
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    yes: YesOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a model version; on an existing deployment, switch with no failed request."""
-    from backends import deploy_ops, docker_engine
-    from console.config import Settings
+    """Run a model version; on an existing deployment, switch with no failed request.
 
-    settings = Settings.from_env()
+    The plan (which version replaces which) is shown first; applying it refuses (exit 5) if
+    the deployment changed in between.
+    """
+    from backends.lifecycle import deploy as deploy_ops
+    from console.plans import deploy_summary
+
     with backend_errors():
         if name is not None:
             deploy_ops.check_name(name)  # a usage error, before any engine is asked
-        client = docker_engine.connect(settings.docker_host)
-        plan = deploy_ops.plan_deploy(
-            client,
-            settings.tracking_uri,
-            model_ref,
-            name=name,
-            port=port,
-            host=host,
-            follow_alias=follow_alias,
-        )
-        outcome = deploy_ops.deploy(
-            client,
-            settings.tracking_uri,
-            plan,
-            reason=reason,
-            on_log=_silent if quiet or as_json else _step_only,
-        )
-    _warn(outcome.warning)
+        with _handles() as h:
+            plan = deploy_ops.plan_deploy(
+                h, model_ref, name=name, port=port, host=host, follow_alias=follow_alias
+            )
+            confirm(deploy_summary(plan), yes=yes)
+            outcome = deploy_ops.apply_deploy(
+                h,
+                plan,
+                reason=reason,
+                on_log=_silent if quiet or as_json else _step_only,
+            )
+    warn(outcome.warning)
     deployment, replaced = outcome.deployment, outcome.replaced
     if as_json:
         print_json(deployment)
@@ -99,31 +104,31 @@ def up(
 def rollback(
     name: Annotated[str, typer.Argument(help="Deployment name")],
     to: Annotated[
-        str | None,
+        int | None,
         typer.Option("--to", help="Version to go to (default: the one deployed before)."),
     ] = None,
     reason: Annotated[str, typer.Option("--reason", help="Kept in the history.")] = "",
+    yes: YesOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Back to the previously deployed version, with no failed request."""
-    from backends import deploy_ops, docker_engine
-    from console.config import Settings
+    """Back to the previously deployed version, with no failed request.
 
-    settings = Settings.from_env()
-    with backend_errors():
-        client = docker_engine.connect(settings.docker_host)
-        outcome = deploy_ops.rollback(
-            client,
-            settings.tracking_uri,
-            name,
-            to=to,
-            reason=reason,
-            on_log=_silent if as_json else _step_only,
+    The plan is shown first; applying it refuses (exit 5) if the deployment (or the alias it
+    follows) moved in between. Nothing to roll back to: exit 1, nothing changes.
+    """
+    from backends.lifecycle import rollback as rollback_ops
+    from console.plans import rollback_summary
+
+    with backend_errors(), _handles() as h:
+        plan = rollback_ops.plan_rollback(h, name, to=to)
+        confirm(rollback_summary(plan), yes=yes)
+        outcome = rollback_ops.apply_rollback(
+            h, plan, reason=reason, on_log=_silent if as_json else _step_only
         )
     if outcome.via_alias:
         _say_alias_rolled_back(outcome)
         return
-    _warn(outcome.warning)
+    warn(outcome.warning)
     if as_json:
         print_json(outcome.deployment)
     else:
@@ -146,13 +151,11 @@ def _say_alias_rolled_back(outcome: RollbackOutcome) -> None:
 @app.command("ps")
 def ps(as_json: JsonOpt = False) -> None:
     """Deployments: name, model, version, alias, image, state, health, port, uptime."""
-    from backends import containers, docker_engine
+    from backends.docker import containers
     from console import format as fmt
-    from console.config import Settings
 
-    with backend_errors():
-        client = docker_engine.connect(Settings.from_env().docker_host)
-        found = containers.list_deployments(client)
+    with backend_errors(), _handles() as h:
+        found = containers.list_deployments(h.docker())
     if as_json:
         print_json([_with_url(d) for d in found])
         return
@@ -165,7 +168,7 @@ def ps(as_json: JsonOpt = False) -> None:
     )
     for d in found:
         typer.echo(
-            f"{d.name:16} {d.model:16} {d.version:>4} {d.alias or '-':10} {d.state:9} "
+            f"{d.name:16} {d.model:16} {fmt.version(d.version):>4} {d.alias or '-':10} {d.state:9} "
             f"{d.health:10} {d.url or '-':22} {fmt.duration(containers.uptime(d)):>8}  {d.image}"
         )
 
@@ -177,29 +180,28 @@ def logs(
     tail: Annotated[int, typer.Option("--tail", "-n")] = 100,
 ) -> None:
     """The serving container's log (`--follow` streams it)."""
-    from backends import containers, docker_engine
-    from console.config import Settings
+    from backends.docker import containers
 
-    with backend_errors():
-        client = docker_engine.connect(Settings.from_env().docker_host)
+    with backend_errors(), _handles() as h:
         try:
-            for line in containers.deployment_logs(client, name, follow=follow, tail=tail):
+            for line in containers.deployment_logs(h.docker(), name, follow=follow, tail=tail):
                 typer.echo(line)
         except KeyboardInterrupt:
             pass
 
 
 @app.command("down")
-def down(name: Annotated[str, typer.Argument(help="Deployment name")]) -> None:
+def down(name: Annotated[str, typer.Argument(help="Deployment name")], yes: YesOpt = False) -> None:
     """Stop and remove a deployment (its containers drain before they stop)."""
-    from backends import deploy_ops, docker_engine
-    from console.config import Settings
+    from backends.lifecycle import deploy as deploy_ops
+    from console.plans import take_down_summary
 
-    with backend_errors():
-        client = docker_engine.connect(Settings.from_env().docker_host)
-        removed, warning = deploy_ops.take_down(client, name)
-    _warn(warning)
-    typer.echo(f"{name}: removed {', '.join(removed)}")
+    with backend_errors(), _handles() as h:
+        plan = deploy_ops.plan_take_down(h, name)
+        confirm(take_down_summary(plan), yes=yes)
+        outcome = deploy_ops.apply_take_down(h, plan)
+    warn(outcome.warning)
+    typer.echo(f"{name}: removed {', '.join(outcome.removed)}")
 
 
 def _with_url(d: Deployment) -> dict[str, object]:
@@ -208,8 +210,3 @@ def _with_url(d: Deployment) -> dict[str, object]:
     doc: dict[str, object] = to_jsonable(d)
     doc["url"] = d.url
     return doc
-
-
-def _warn(text: str) -> None:
-    if text:
-        typer.echo(f"warning: {text}", err=True)

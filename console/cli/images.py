@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from console.cli.common import backend_errors, print_json
+from console.cli.common import JsonOpt, backend_errors, print_json
 
 app = typer.Typer(
     help="Serving images: build one per model version, list them.",
@@ -14,14 +14,12 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output (stable keys).")]
-
 
 @app.command("build")
 def build(
     model_ref: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME/VERSION")],
     tag: Annotated[
-        str | None, typer.Option("--tag", help="Image tag (default mlops/NAME:vN).")
+        str | None, typer.Option("--tag", help="Image tag (default mlops/NAME:vN-RUN).")
     ] = None,
     base_image: Annotated[
         str | None,
@@ -34,15 +32,14 @@ def build(
     as_json: JsonOpt = False,
 ) -> None:
     """Build the serving image for one model version (cached when nothing changed)."""
-    from backends import deploy_ops, docker_engine
+    from backends.lifecycle.build import build as build_image
+    from backends.lifecycle.handles import Handles
     from console.config import Settings
 
     settings = Settings.from_env()
-    with backend_errors():
-        client = docker_engine.connect(settings.docker_host)
-        outcome = deploy_ops.build(
-            client,
-            settings.tracking_uri,
+    with backend_errors(), Handles(settings.tracking_uri, settings.docker_host) as h:
+        outcome = build_image(
+            h,
             model_ref,
             tag=tag,
             base_image=base_image,
@@ -69,12 +66,17 @@ def _echo_step(line: str) -> None:
 @app.command("list")
 def list_images(as_json: JsonOpt = False) -> None:
     """Our serving images: model, version, size, created."""
-    from backends import docker_engine, images
+    from backends.docker import engine as docker_engine
+    from backends.docker import images
+    from console import format as fmt
     from console.config import Settings
 
     with backend_errors():
         client = docker_engine.connect(Settings.from_env().docker_host)
-        found = images.list_images(client)
+        try:
+            found = images.list_images(client)
+        finally:
+            client.close()
     if as_json:
         print_json(found)
         return
@@ -85,6 +87,6 @@ def list_images(as_json: JsonOpt = False) -> None:
     for i in found:
         created = i.created.strftime("%Y-%m-%d %H:%M") if i.created else "-"
         typer.echo(
-            f"{(i.tags[0] if i.tags else i.id):32} {i.model:20} {i.version:>7} "
+            f"{(i.tags[0] if i.tags else i.id):32} {i.model:20} {fmt.version(i.version):>7} "
             f"{i.size_bytes / 1e6:>6.0f}MB  {created}"
         )

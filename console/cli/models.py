@@ -1,23 +1,23 @@
 """`mlops models ...`: the model registry — list, register, promote through a gate, roll back.
 
-mlflow is imported only inside the commands (through backends.registry), so `mlops --help`
+mlflow is imported only inside the commands (through backends.mlflow.registry), so `mlops --help`
 stays instant.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from console.cli.common import backend_errors, fail, print_json
+from backends.defaults import CHAMPION
+from console import format as fmt
+from console.cli.common import JsonOpt, YesOpt, backend_errors, confirm, fail, print_json, table
 from console.cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
+    from backends.mlflow.registry import Registry
     from backends.records import AliasEvent, GateResult
-    from backends.registry import Registry
 
 app = typer.Typer(
     help="The model registry: versions, aliases, promotion gate, rollback, alias history.",
@@ -25,7 +25,6 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output (stable keys).")]
 AliasOpt = Annotated[
     str,
     typer.Option("--alias", "-a", help="The alias to move (and whose version the gate compares)."),
@@ -43,7 +42,7 @@ ReasonOpt = Annotated[str, typer.Option("--reason", help="Why; kept in the alias
 
 
 def _registry() -> Registry:
-    from backends.registry import Registry
+    from backends.mlflow.registry import Registry
     from console.config import Settings
 
     return Registry(Settings.from_env().tracking_uri)
@@ -57,9 +56,12 @@ def list_models(as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(models)
         return
-    _table(
+    table(
         ["NAME", "LATEST", "ALIASES", "UPDATED"],
-        [[m.name, _v(m.latest_version), _aliases(m.aliases), _when(m.updated)] for m in models],
+        [
+            [m.name, fmt.version(m.latest_version), fmt.aliases(m.aliases), fmt.when_utc(m.updated)]
+            for m in models
+        ],
         empty="no registered models",
     )
 
@@ -75,7 +77,7 @@ def versions(
     if as_json:
         print_json(found)
         return
-    _table(
+    table(
         ["VERSION", "ALIASES", "STATUS", "STAGE", "RUN", "METRICS", "TAGS", "CREATED"],
         [
             [
@@ -84,9 +86,9 @@ def versions(
                 v.status,
                 v.stage or "-",
                 v.run_id or "-",
-                _pairs({k: f"{x:.4g}" for k, x in v.metrics.items()}, limit=3),
-                _pairs(v.tags, limit=3),
-                _when(v.created),
+                fmt.pairs({k: f"{x:.4g}" for k, x in v.metrics.items()}, limit=3),
+                fmt.pairs(v.tags, limit=3),
+                fmt.when_utc(v.created),
             ]
             for v in found
         ],
@@ -117,7 +119,7 @@ def register(
 def validate(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Registered model name.")],
     version: Annotated[int, typer.Argument(metavar="VERSION", help="The version to check.")],
-    alias: AliasOpt = "champion",
+    alias: AliasOpt = CHAMPION,
     require: RequireOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -136,12 +138,18 @@ def validate(
 def promote(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Registered model name.")],
     version: Annotated[int, typer.Argument(metavar="VERSION", help="The version to promote.")],
-    alias: AliasOpt = "champion",
+    alias: AliasOpt = CHAMPION,
     require: RequireOpt = None,
     reason: ReasonOpt = "",
+    yes: YesOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Move ALIAS to VERSION after the gate passes: metrics, signature, load-and-predict."""
+    """Move ALIAS to VERSION after the gate passes: metrics, signature, load-and-predict.
+
+    The plan (from which version to which) is shown first; applying it refuses (exit 5) if
+    someone moved the alias in between.
+    """
+    from console.plans import promote_summary
 
     def report(result: GateResult) -> None:
         if not as_json:
@@ -150,9 +158,11 @@ def promote(
             print_json({"gate": result, "event": None})
 
     with backend_errors():
-        gate, event = _registry().promote(
-            name, version, alias=alias, requirements=require or (), reason=reason, report=report
-        )
+        registry = _registry()
+        plan = registry.plan_promote(name, version, alias=alias, requirements=require or ())
+        if plan.moves:
+            confirm(promote_summary(plan), yes=yes)
+        gate, event = registry.apply_promote(plan, reason=reason, report=report)
     if as_json:
         print_json({"gate": gate, "event": event})
     elif event is None:
@@ -164,16 +174,26 @@ def promote(
 @app.command()
 def rollback(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Registered model name.")],
-    alias: AliasOpt = "champion",
+    alias: AliasOpt = CHAMPION,
     to: Annotated[
         int | None, typer.Option("--to", help="Roll back to this version instead.")
     ] = None,
     reason: ReasonOpt = "",
+    yes: YesOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Move ALIAS back to the version it pointed to before the current one (from the history)."""
+    """Move ALIAS back to the version it pointed to before the current one (from the history).
+
+    The plan is shown first; applying it refuses (exit 5) if the alias moved in between.
+    """
+    from console.plans import alias_rollback_summary
+
     with backend_errors():
-        event = _registry().rollback(name, alias=alias, to=to, reason=reason)
+        registry = _registry()
+        plan = registry.plan_rollback(name, alias=alias, to=to)
+        if plan.moves:
+            confirm(alias_rollback_summary(plan), yes=yes)
+        event = registry.apply_rollback(plan, reason=reason)
     if as_json:
         print_json(event)
     elif event is None:
@@ -196,15 +216,15 @@ def history(
     if as_json:
         print_json(events)
         return
-    _table(
+    table(
         ["WHEN", "ALIAS", "ACTION", "FROM", "TO", "WHO", "REASON"],
         [
             [
-                _when(e.at, seconds=True),
+                fmt.when_utc(e.at, seconds=True),
                 e.alias,
                 e.action if e.recorded else f"{e.action}*",
-                _v(e.from_version),
-                _v(e.to_version),
+                fmt.version(e.from_version),
+                fmt.version(e.to_version),
                 e.who,
                 e.reason,
             ]
@@ -234,32 +254,6 @@ def _failed(result: GateResult) -> str:
 
 def _moved(event: AliasEvent) -> str:
     return (
-        f"{event.alias} of {event.model}: {_v(event.from_version)} -> {_v(event.to_version)} "
-        f"({event.action} by {event.who})"
+        f"{event.alias} of {event.model}: {fmt.version(event.from_version)} -> "
+        f"{fmt.version(event.to_version)} ({event.action} by {event.who})"
     )
-
-
-def _table(headers: list[str], rows: Sequence[Sequence[str]], *, empty: str) -> None:
-    if not rows:
-        typer.echo(empty)
-        return
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    for row in [headers, *rows]:
-        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _v(version: int | None) -> str:
-    return "-" if version is None else str(version)
-
-
-def _aliases(aliases: dict[str, int]) -> str:
-    return " ".join(f"{a}={v}" for a, v in sorted(aliases.items())) or "-"
-
-
-def _pairs(values: dict[str, str], *, limit: int) -> str:
-    items = [f"{k}={v}" for k, v in sorted(values.items())]
-    return " ".join(items[:limit]) + (" ..." if len(items) > limit else "") if items else "-"
-
-
-def _when(at: datetime, *, seconds: bool = False) -> str:
-    return at.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M") + "Z"

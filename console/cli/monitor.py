@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from console.cli.common import backend_errors, fail, print_json, to_jsonable
+from console import format as fmt
+from console.cli.common import JsonOpt, backend_errors, fail, print_json, to_jsonable
 from console.cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
-    from backends.metrics import MetricsSource
-    from backends.promql import Scope
+    from backends.prometheus.queries import Scope
+    from backends.prometheus.sources import MetricsSource
     from backends.records import DeploymentHealth, Grouping, MonitorSnapshot
 
 
@@ -59,9 +60,6 @@ class Source(StrEnum):
 class Per(StrEnum):
     deployment = "deployment"
     version = "version"
-
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output (stable keys).")]
 
 
 @app.command()
@@ -139,7 +137,8 @@ def targets(
     as_json: JsonOpt = False,
 ) -> None:
     """Write the Prometheus file_sd targets file from the running deployments (Docker)."""
-    from backends.discovery import refresh_targets, running_deployments
+    from backends.lifecycle.targets import running_deployments
+    from backends.prometheus.discovery import refresh_targets
     from console.config import Settings
 
     with backend_errors():
@@ -168,7 +167,7 @@ def _open(
     interval: float,
 ) -> tuple[MetricsSource, Scope]:
     """The metrics source the options ask for, and the scope of the question."""
-    from backends.promql import Scope, duration_seconds
+    from backends.prometheus.queries import Scope, duration_seconds
     from console.config import Settings
 
     settings = Settings.from_env()
@@ -177,7 +176,7 @@ def _open(
         source is Source.auto and settings.prometheus_url is not None and not urls
     )
     if use_prometheus:
-        from backends.metrics import PrometheusSource
+        from backends.prometheus.prometheus_source import PrometheusSource
 
         if settings.prometheus_url is None:
             fail(
@@ -189,13 +188,14 @@ def _open(
         scope = Scope(deployment=deployment, model=model, instance=instance)
         return PrometheusSource(settings.prometheus_url, window=window), scope
 
-    from backends.metrics import ScrapeSource
+    from backends.prometheus.scrape_source import ScrapeSource
     from backends.records import ScrapeTarget
 
     if urls:
         found = [ScrapeTarget(url=_base_url(u)) for u in urls]
     else:
-        from backends.discovery import running_deployments, scrape_targets
+        from backends.lifecycle.targets import running_deployments
+        from backends.prometheus.discovery import scrape_targets
 
         found = scrape_targets(running_deployments(settings.docker_host))
         if deployment and not any(t.deployment == deployment for t in found):
@@ -338,7 +338,7 @@ def _title(snapshot: MonitorSnapshot) -> str:
     if snapshot.alerts is None:
         window = f"last {snapshot.window_seconds:.1f}s (between two scrapes)"
         return f"source: {snapshot.source} · {window} · {at} · alert rules need Prometheus"
-    return f"source: {snapshot.source} · window {_duration(snapshot.window_seconds)} · {at}"
+    return f"source: {snapshot.source} · window {fmt.span(snapshot.window_seconds)} · {at}"
 
 
 def _who(row: DeploymentHealth, per: str) -> str:
@@ -371,28 +371,12 @@ def _cells(row: DeploymentHealth, per: str, has_alerts: bool) -> list[Any]:
         model,
         up,
         "-" if row.request_rate is None else f"{row.request_rate:.1f}",
-        _percent(row.error_ratio),
-        _percent(row.client_error_ratio),
-        _seconds(row.latency.p50),
-        _seconds(row.latency.p95),
-        _seconds(row.latency.p99),
+        fmt.percent(row.error_ratio, 1),
+        fmt.percent(row.client_error_ratio, 1),
+        fmt.latency(row.latency.p50),
+        fmt.latency(row.latency.p95),
+        fmt.latency(row.latency.p99),
         "-" if row.batch_size_mean is None else f"{row.batch_size_mean:.1f}",
         drift,
         alerts,
     ]
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f}%"
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value * 1000:.1f}ms" if value < 1 else f"{value:.2f}s"
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{seconds / 60:g}m"
-    return f"{seconds:g}s"

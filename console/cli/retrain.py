@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from backends.defaults import CHAMPION
 from console.cli.common import backend_errors, fail
 from console.cli.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from backends.lifecycle.handles import Handles
 
 
 def retrain(
@@ -56,19 +60,16 @@ def retrain(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream training.")] = False,
 ) -> None:
     """Retrain the serving model on new data; register a gated challenger; promote on approval."""
-    from backends import retrain_flow
-    from backends.registry import Registry
-    from console.cli.train import default_project
-    from console.config import Settings
+    from backends.lifecycle import retrain as retrain_flow
+    from backends.lifecycle.handles import Handles
+    from console.config import Settings, default_project
 
     if (deployment is None) == (target is None):
         fail("name a DEPLOYMENT or give --target URL (one of them)", ExitCode.USAGE)
     settings = Settings.from_env()
-    with backend_errors():
-        url = target.rstrip("/") if target else _deployment_url(settings, deployment or "")
-        state = retrain_flow.serving(
-            settings.tracking_uri, url, psi=psi_threshold, ks_pvalue=ks_pvalue
-        )
+    with backend_errors(), Handles(settings.tracking_uri, settings.docker_host) as h:
+        url = target.rstrip("/") if target else _deployment_url(h, deployment or "")
+        state = retrain_flow.serving(h, url, psi=psi_threshold, ks_pvalue=ks_pvalue)
         if if_drift and not state.drift.drifted:
             typer.echo(f"serving {state.name} v{state.version}; {state.drift.summary()}")
             typer.echo("no drift above threshold: nothing to retrain")
@@ -76,7 +77,7 @@ def retrain(
         if data is None:
             fail("--data PATH is required to retrain", ExitCode.USAGE)
         outcome = retrain_flow.retrain_challenger(
-            settings.tracking_uri,
+            h,
             state,
             data,
             fallback_project=default_project(),
@@ -99,9 +100,7 @@ def retrain(
             return
         reason = f"retrain of v{outcome.served_version} (run {outcome.served_run_id}): "
         reason += f"{outcome.drift}; {outcome.comparison}"
-        Registry(settings.tracking_uri).promote(
-            name, version, alias="champion", reason=f"approved: {reason}"
-        )
+        h.registry().promote(name, version, alias=CHAMPION, reason=f"approved: {reason}")
         typer.echo(f"champion -> {name} v{version} (approved)")
         if deployment:
             typer.echo(
@@ -110,11 +109,10 @@ def retrain(
             )
 
 
-def _deployment_url(settings: object, name: str) -> str:
-    from backends import containers, docker_engine
+def _deployment_url(h: Handles, name: str) -> str:
+    from backends.docker import containers
 
-    client = docker_engine.connect(getattr(settings, "docker_host", None))
-    found = containers.get_deployment(client, name)
+    found = containers.get_deployment(h.docker(), name)
     if not found.url:
         fail(f"deployment {name!r} publishes no address", ExitCode.NOT_FOUND)
-    return found.url.replace("0.0.0.0", "127.0.0.1")
+    return found.url

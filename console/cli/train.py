@@ -14,16 +14,9 @@ import typer
 
 from console.cli.common import backend_errors, fail
 from console.cli.exit_codes import ExitCode
+from console.config import default_project
 
-DEFAULT_PROJECT = Path("examples") / "iris"
 DETACH_WAIT_SECONDS = 120.0
-
-
-def default_project() -> Path:
-    """``examples/iris`` in the working directory, else the one beside this package."""
-    if (DEFAULT_PROJECT / "MLproject").is_file():
-        return DEFAULT_PROJECT
-    return Path(__file__).resolve().parents[2] / DEFAULT_PROJECT
 
 
 def train(
@@ -66,7 +59,7 @@ def train(
     Output is streamed and kept (`mlops runs logs RUN_ID`); the run id is printed. A failed
     training exits non-zero and its run is marked FAILED.
     """
-    from backends.training import Training, parse_params
+    from backends.mlflow.training import Training, parse_params
     from console.config import Settings
 
     project = project_dir or default_project()
@@ -75,7 +68,7 @@ def train(
         params = parse_params(param or [])
         if not (project / "MLproject").is_file():
             fail(f"{project} is not an MLflow Project (no MLproject file)", ExitCode.USAGE)
-        from backends.mlflow_client import probe
+        from backends.mlflow.client import probe
 
         probe(settings.tracking_uri)  # unreachable → exit 3 now, not after MLflow's retries
         if detach:
@@ -112,7 +105,7 @@ def train(
         typer.echo(f"error: training exited with status {code}; log: {job.log_path}", err=True)
         raise typer.Exit(code)
     if register_as:
-        from backends.training import register_model
+        from backends.mlflow.training import register_model
 
         with backend_errors():
             version = register_model(settings.tracking_uri, job.run_id, register_as)
@@ -133,7 +126,7 @@ def _detach(
     The background `mlops train` streams nothing; it keeps the log, marks the run if it dies,
     uploads the log and registers the model (``--register-as``) when training ends.
     """
-    from backends.training import logs_dir
+    from backends.mlflow.training import logs_dir
 
     logs_dir().mkdir(parents=True, exist_ok=True)
     log_file = logs_dir() / f"pending-{int(time.time())}-{os.getpid()}-detached.log"

@@ -16,8 +16,10 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
-from backends import deploy_ops, images
+from backends.defaults import DEFAULT_HOST, DEFAULT_PORT
 from backends.errors import InvalidInput
+from backends.lifecycle.deploy import check_name
+from backends.mlflow.models import parse_reference
 from backends.records import Deployment
 
 Result = TypeVar("Result")
@@ -29,15 +31,15 @@ class DeployRequest:
 
     reference: str = ""
     name: str = ""
-    host: str = deploy_ops.DEFAULT_HOST
-    port: int = deploy_ops.DEFAULT_PORT
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
     follow_alias: bool = False
 
     @classmethod
     def over(cls, d: Deployment) -> DeployRequest:
         """A request to deploy again over ``d``, through its alias when it has one."""
         reference = f"{d.model}@{d.alias}" if d.alias else f"{d.model}/{d.version}"
-        return cls(reference, d.name, d.host, d.port or deploy_ops.DEFAULT_PORT, d.follow_alias)
+        return cls(reference, d.name, d.host, d.port or DEFAULT_PORT, d.follow_alias)
 
 
 class _Form(ModalScreen[Result]):
@@ -118,7 +120,7 @@ class BuildForm(_Form[str | None]):
 
     def result(self) -> str | None:
         reference = self._value("build-ref")
-        images.parse_reference(reference)
+        parse_reference(reference)
         return reference
 
 
@@ -162,15 +164,15 @@ class DeployForm(_Form[DeployRequest | None]):
 
     def result(self) -> DeployRequest | None:
         reference = self._value("deploy-ref")
-        _, alias, _ = images.parse_reference(reference)
+        _, alias, _ = parse_reference(reference)
         name = self._value("deploy-name")
         if name:
-            deploy_ops.check_name(name)
+            check_name(name)
         port = int(self._value("deploy-port") or "0")
         if not 0 < port < 65536:
             raise ValueError(f"port {port} is not between 1 and 65535")
         follow = self.query_one("#deploy-follow", Checkbox).value
         if follow and not alias:
             raise ValueError("only a NAME@ALIAS reference can be followed")
-        host = self._value("deploy-host") or deploy_ops.DEFAULT_HOST
+        host = self._value("deploy-host") or DEFAULT_HOST
         return DeployRequest(reference, name, host, port, follow)

@@ -7,6 +7,7 @@ from textual.app import ComposeResult
 from textual.widgets import DataTable
 
 from console import format as fmt
+from console.capabilities import Registry
 from console.messages import AliasHistoryLoaded, BackendFailed
 from console.screens.base import ResourceScreen
 from console.widgets.tables import Table
@@ -14,6 +15,11 @@ from console.widgets.tables import Table
 
 class AliasHistoryScreen(ResourceScreen):
     """When, who, which alias, from → to, how and why."""
+
+    @property
+    def registry(self) -> Registry:
+        """The one capability this screen uses."""
+        return self.mlops.services.registry
 
     RESOURCE = "models"
 
@@ -34,7 +40,7 @@ class AliasHistoryScreen(ResourceScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="history")
     def _load(self, model: str) -> None:
         try:
-            events = self.mlops.backends.history(model)
+            events = self.registry.history(model)
         except Exception as exc:  # any failure is shown, never raised
             self.post_message(BackendFailed("load", exc))
         else:

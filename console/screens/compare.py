@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Static
 
 from backends.records import RunComparison
 from console import format as fmt
+from console.capabilities import Runs
 from console.messages import BackendFailed, RunsCompared
 from console.screens.base import ResourceScreen
 from console.widgets.plots import series_color
@@ -21,6 +22,11 @@ from console.widgets.tables import Table
 
 class CompareScreen(ResourceScreen):
     """Two tables (params that differ, metrics) and a metric-history plot when there is one."""
+
+    @property
+    def runs_of(self) -> Runs:
+        """The one capability this screen uses."""
+        return self.mlops.services.runs
 
     RESOURCE = "runs"
     BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
@@ -54,7 +60,7 @@ class CompareScreen(ResourceScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare")
     def _load(self, run_ids: list[str]) -> None:
         try:
-            comparison = self.mlops.backends.compare_runs(run_ids)
+            comparison = self.runs_of.compare_runs(run_ids)
         except Exception as exc:  # any failure is shown, never raised
             self.post_message(BackendFailed("load", exc))
         else:

@@ -1,13 +1,12 @@
 """Deployments: the live map of serving containers; build, deploy, logs, roll back, take down.
 
-Build, deploy and roll back run the very backend operations of `mlops image build`,
-`mlops deploy up` and `mlops deploy rollback` (backends.deploy_ops), in workers; their progress
-shows on one line under the table while they run.
+Build, deploy, roll back and take down run the very operations of `mlops image build` and
+`mlops deploy up/rollback/down` (backends.lifecycle), in workers: each is planned, shown in a
+dialog, then applied as shown. Their progress shows on one line under the table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
@@ -18,33 +17,42 @@ from textual.widgets import DataTable, Static
 
 from backends.records import Deployment
 from console import format as fmt
+from console.capabilities import Deployments
 from console.messages import (
     BackendFailed,
     DeploymentChanged,
     DeploymentsLoaded,
     DeployPlanFailed,
     DeployPlanned,
-    DeployProgressed,
-    DeployTaskEnded,
     ImageBuilt,
     RollbackPlanned,
+    TakeDownPlanned,
 )
 from console.modals.confirm import ConfirmModal
 from console.modals.message import ErrorModal
-from console.screens.base import PollingScreen
+from console.plans import (
+    deploy_summary,
+    deployed,
+    rollback_summary,
+    rolled_back,
+    take_down_summary,
+)
+from console.screens.deploy_tasks import LogLine, TaskRunner
 from console.widgets import tables
 
 if TYPE_CHECKING:
-    from backends.records import DeployOutcome, DeployPlan, RollbackOutcome, RollbackPlan
+    from backends.records import (
+        DeployPlan,
+        RollbackPlan,
+        TakeDownPlan,
+    )
     from console.modals.deploy_forms import DeployRequest
-
-LogLine = Callable[[str], None]
 
 
 COLUMNS = ("name", "model", "version", "alias", "state", "health", "port", "uptime")
 
 
-class DeploymentsScreen(PollingScreen):
+class DeploymentsScreen(TaskRunner):
     """Refreshed every few seconds while shown (the next refresh is scheduled after the last)."""
 
     RESOURCE = "deploy"
@@ -70,8 +78,11 @@ class DeploymentsScreen(PollingScreen):
     def __init__(self) -> None:
         super().__init__()
         self.deployments: list[Deployment] = []
-        self.tasks: dict[str, str] = {}  # running build/deploy/rollback → its latest line
-        self.changing: set[str] = set()  # deployments with a deploy/rollback/take-down running
+
+    @property
+    def deployments_of(self) -> Deployments:
+        """The one capability this screen uses."""
+        return self.mlops.services.deployments
 
     def compose_body(self) -> ComposeResult:
         yield tables.Table(id="deploy-table", cursor_type="row", zebra_stripes=True)
@@ -88,7 +99,7 @@ class DeploymentsScreen(PollingScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="deployments")
     def _load(self) -> None:
         try:
-            deployments = self.mlops.backends.list_deployments()
+            deployments = self.deployments_of.list_deployments()
         except Exception as exc:  # any failure is shown, never raised
             self.post_message(BackendFailed("load", exc))
         else:
@@ -160,30 +171,43 @@ class DeploymentsScreen(PollingScreen):
         if self.refuse_if_read_only("take_down"):
             return
         d = self._selected()
-        if d is None:
-            return
-        body = (
-            f"Take down deployment '{d.name}'\n"
-            f"  serving {d.model} v{d.version or '?'} on port {d.port or '-'}\n\n"
-            "Its router and model containers are stopped and removed; clients of "
-            f"{d.url or 'its address'} get no answer afterwards."
-        )
+        if d is not None:
+            self._plan_take_down(d.name)
+
+    @work(thread=True, exit_on_error=False, group="deploy-moves")
+    def _plan_take_down(self, name: str) -> None:
+        try:
+            plan = self.deployments_of.plan_take_down(name)
+        except Exception as exc:  # any failure is shown, never raised
+            self.post_message(BackendFailed("take down", exc))
+        else:
+            self.post_message(TakeDownPlanned(plan))
+
+    def on_take_down_planned(self, message: TakeDownPlanned) -> None:
+        plan = message.plan
 
         def confirmed(yes: bool | None) -> None:
-            if yes and self._claim(d.name):
-                self._take_down(d.name)
+            if yes and self._claim(plan.name):
+                self._take_down(plan)
 
+        if self.app.screen is not self:
+            return  # the operator went elsewhere meanwhile: no dialog over another screen
         self.app.push_screen(
-            ConfirmModal(f"Take down {d.name}?", body, confirm_label="Take down"), confirmed
+            ConfirmModal(
+                f"Take down {plan.name}?", take_down_summary(plan), confirm_label="Take down"
+            ),
+            confirmed,
         )
 
     @work(thread=True, exit_on_error=False, group="deploy-moves")
-    def _take_down(self, name: str) -> None:
+    def _take_down(self, plan: TakeDownPlan) -> None:
         def take_down(_: LogLine) -> Message:
-            removed = self.mlops.backends.remove_deployment(name)
-            return DeploymentChanged(name, f"{name} taken down ({len(removed)} containers)")
+            outcome = self.deployments_of.take_down(plan)
+            return DeploymentChanged(
+                plan.name, f"{plan.name} taken down ({len(outcome.removed)} containers)"
+            )
 
-        self._run_task(f"taking down {name}", "take down", take_down, name)
+        self._run_task(f"taking down {plan.name}", "take down", take_down, plan.name)
 
     def action_rollback(self) -> None:
         if self.refuse_if_read_only("rollback"):
@@ -195,7 +219,7 @@ class DeploymentsScreen(PollingScreen):
     @work(thread=True, exit_on_error=False, group="deploy-moves")
     def _prepare_rollback(self, d: Deployment) -> None:
         try:
-            plan = self.mlops.backends.plan_rollback(d.name)
+            plan = self.deployments_of.plan_rollback(d.name)
         except Exception as exc:  # any failure is shown, never raised
             self.post_message(BackendFailed("roll back", exc))
         else:
@@ -206,7 +230,7 @@ class DeploymentsScreen(PollingScreen):
 
         def confirmed(yes: bool | None) -> None:
             if yes and self._claim(plan.name):
-                self._rollback(plan.name, plan.to_version)
+                self._rollback(plan)
 
         if self.app.screen is not self:
             return  # the operator went elsewhere meanwhile: no dialog over another screen
@@ -218,12 +242,13 @@ class DeploymentsScreen(PollingScreen):
         )
 
     @work(thread=True, exit_on_error=False, group="deploy-moves")
-    def _rollback(self, name: str, target: str) -> None:
+    def _rollback(self, plan: RollbackPlan) -> None:
         def rollback(log: LogLine) -> Message:
-            outcome = self.mlops.backends.rollback_deployment(name, target, log)
-            return DeploymentChanged(name, rolled_back(outcome))
+            outcome = self.deployments_of.rollback(plan, log)
+            return DeploymentChanged(plan.name, rolled_back(outcome))
 
-        self._run_task(f"rolling back {name} to v{target}", "roll back", rollback, name)
+        task = f"rolling back {plan.name} to v{plan.to_version}"
+        self._run_task(task, "roll back", rollback, plan.name)
 
     # ------------------------------------------------------------------ build and deploy
 
@@ -244,7 +269,7 @@ class DeploymentsScreen(PollingScreen):
     @work(thread=True, exit_on_error=False, group="image-builds")
     def _build(self, reference: str) -> None:
         def build(log: LogLine) -> Message:
-            return ImageBuilt(self.mlops.backends.build_image(reference, log))
+            return ImageBuilt(self.deployments_of.build_image(reference, log))
 
         self._run_task(f"building {reference}", "build", build)
 
@@ -279,7 +304,7 @@ class DeploymentsScreen(PollingScreen):
     @work(thread=True, exit_on_error=False, group="deploy-moves")
     def _plan_deploy(self, r: DeployRequest) -> None:
         try:
-            plan = self.mlops.backends.plan_deploy(
+            plan = self.deployments_of.plan_deploy(
                 r.reference, r.name or None, r.port, r.host, r.follow_alias
             )
         except Exception as exc:  # any failure is shown, never raised
@@ -305,7 +330,7 @@ class DeploymentsScreen(PollingScreen):
 
         if self.app.screen is not self:
             return  # the operator went elsewhere meanwhile: no dialog over another screen
-        v = plan.resolved
+        v = plan.version
         self.app.push_screen(
             ConfirmModal(
                 f"Deploy {v.name} v{v.version}?", deploy_summary(plan), confirm_label="Deploy"
@@ -316,139 +341,10 @@ class DeploymentsScreen(PollingScreen):
     @work(thread=True, exit_on_error=False, group="deploy-moves")
     def _deploy(self, plan: DeployPlan) -> None:
         def deploy(log: LogLine) -> Message:
-            return DeploymentChanged(plan.name, deployed(self.mlops.backends.deploy(plan, log)))
+            return DeploymentChanged(plan.name, deployed(self.deployments_of.deploy(plan, log)))
 
         self._run_task(f"deploying {plan.name}", "deploy", deploy, plan.name)
-
-    # ------------------------------------------------------------------ running tasks
-
-    def _claim(self, name: str) -> bool:
-        """One change at a time per deployment: two switches of one router would each remove
-        the container the other just started."""
-        if name in self.changing:
-            self.notify(
-                f"a change to {name} is still running: wait for it to finish",
-                title="Busy",
-                severity="warning",
-            )
-            return False
-        self.changing.add(name)
-        return True
-
-    def _run_task(
-        self, task: str, what: str, run: Callable[[LogLine], Message], claimed: str = ""
-    ) -> None:
-        """In a worker: ``run`` with its log lines shown under the table; post what it returns,
-        or its failure for the error modal; then release the ``claimed`` deployment."""
-
-        def progressed(line: str) -> None:
-            if line.strip() and not line.startswith((" --->", "Removing intermediate")):
-                self.post_message(DeployProgressed(task, line.strip()))
-
-        self.post_message(DeployProgressed(task, ""))
-        try:
-            result = run(progressed)
-        except Exception as exc:  # any failure is shown, never raised
-            self.post_message(BackendFailed(what, exc))
-        else:
-            self.post_message(result)
-        finally:
-            self.post_message(DeployTaskEnded(task, claimed))
-
-    def on_deploy_progressed(self, message: DeployProgressed) -> None:
-        self.tasks[message.task] = message.line
-        self._show_tasks()
-
-    def on_deploy_task_ended(self, message: DeployTaskEnded) -> None:
-        self.tasks.pop(message.task, None)
-        self.changing.discard(message.claimed)
-        self._show_tasks()
-
-    def _show_tasks(self) -> None:
-        lines = [f"{task}… {line}".rstrip() for task, line in self.tasks.items()]
-        panel = self.query_one("#deploy-tasks", Static)
-        panel.update("\n".join(lines))
-        panel.set_class(bool(lines), "running")
 
     def on_deployment_changed(self, message: DeploymentChanged) -> None:
         self.notify(message.summary, title="Deployment changed")
         self.load()
-
-
-# ---------------------------------------------------------------------- what the modals say
-
-
-def deploy_summary(plan: DeployPlan) -> str:
-    """Exactly what a deploy will change, from its plan."""
-    v = plan.resolved
-    where = f"{plan.host}:{plan.port}"
-    if plan.current is None:
-        change = "new deployment"
-        how = f"A router and v{v.version}'s model container start on {where}."
-    else:
-        change = f"replacing v{plan.replaces}"
-        if plan.replaces == v.version:
-            change += " (the same version, in a fresh container)"
-        how = (
-            f"v{v.version}'s container starts, the router switches once it is ready "
-            f"(no failed request), then v{plan.replaces}'s container is removed."
-        )
-    lines = [f"Deploy {v.name} v{v.version} as {plan.name} on {where}, {change}", ""]
-    if v.alias:
-        lines.append(f"  {plan.reference} names v{v.version} now")
-    if plan.image is None:
-        lines += [
-            f"  no image of v{v.version} yet: it is built first (minutes),",
-            f"  as `b` or `mlops image build {v.name}/{v.version}` would",
-        ]
-    else:
-        lines.append(f"  image {plan.image.tags[0] if plan.image.tags else plan.image.id} (built)")
-    if plan.follow_alias:
-        lines.append(f"  follows {v.alias}: reloads by itself when the alias moves")
-    return "\n".join([*lines, "", how])
-
-
-def rollback_summary(plan: RollbackPlan) -> str:
-    """Exactly what a deployment rollback will change."""
-    head = f"Roll back deployment '{plan.name}' ({plan.model})"
-    if plan.alias:
-        return (
-            f"{head}\n  it follows {plan.alias}: {plan.model}@{plan.alias} moves back\n"
-            f"  from version {plan.from_version}\n  to   version {plan.to_version}\n\n"
-            "The deployment reloads in place when the alias moves (no restart)."
-        )
-    build = (
-        f"\n\nNo image of v{plan.to_version} is left: it is built first (minutes)."
-        if plan.image_missing
-        else ""
-    )
-    return (
-        f"{head}\n  from version {plan.from_version}\n  to   version {plan.to_version}\n\n"
-        "The previous version's container starts, the router switches once it is ready "
-        f"(no failed request), then the current one is removed.{build}"
-    )
-
-
-def deployed(outcome: DeployOutcome) -> str:
-    """What a finished deploy changed, in one line."""
-    d = outcome.deployment
-    text = f"{d.name} now serves {d.model} v{d.version} on {d.url or '-'}"
-    text += f" (was v{outcome.replaced})" if outcome.replaced else " (new deployment)"
-    text += "; its image was built first" if outcome.built else ""
-    return text + (f"; warning: {outcome.warning}" if outcome.warning else "")
-
-
-def rolled_back(outcome: RollbackOutcome) -> str:
-    """What a finished rollback changed, in one line."""
-    if outcome.via_alias and outcome.alias_event is None:
-        return f"{outcome.alias} already names v{outcome.to_version}; nothing moved"
-    if outcome.via_alias:
-        return (
-            f"{outcome.model}@{outcome.alias} rolled back from v{outcome.from_version} to "
-            f"v{outcome.to_version}; {outcome.name} reloads in place"
-        )
-    text = (
-        f"{outcome.name} now serves {outcome.model} v{outcome.to_version} "
-        f"(was v{outcome.from_version})"
-    )
-    return text + (f"; warning: {outcome.warning}" if outcome.warning else "")

@@ -7,6 +7,7 @@ import threading
 from textual.app import ComposeResult
 from textual.widgets import RichLog
 
+from console.capabilities import Deployments
 from console.messages import BackendFailed, LogLinesRead
 from console.screens.base import ResourceScreen
 
@@ -15,6 +16,11 @@ TAIL = 200
 
 class LogsScreen(ResourceScreen):
     """The active model container's log, streamed."""
+
+    @property
+    def deployments_of(self) -> Deployments:
+        """The one capability this screen uses."""
+        return self.mlops.services.deployments
 
     RESOURCE = "deploy"
 
@@ -39,7 +45,7 @@ class LogsScreen(ResourceScreen):
 
     def _follow(self, name: str) -> None:
         try:
-            for line in self.mlops.backends.deployment_logs(name, TAIL):
+            for line in self.deployments_of.deployment_logs(name, TAIL):
                 if self._stop.is_set():
                     return
                 self.post_message(LogLinesRead([line]))

@@ -10,16 +10,23 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable
 
-from backends.records import ModelVersion, RegisteredModel
+from backends.defaults import CHALLENGER, CHAMPION
+from backends.records import AliasRollbackPlan, ModelVersion, PromotePlan, RegisteredModel
 from console import format as fmt
-from console.messages import AliasMoved, BackendFailed, ModelsLoaded, VersionsLoaded
+from console.capabilities import Registry
+from console.messages import (
+    AliasMoved,
+    AliasRollbackPlanned,
+    BackendFailed,
+    ModelsLoaded,
+    PromotePlanned,
+    VersionsLoaded,
+)
 from console.modals.confirm import ConfirmModal
 from console.modals.message import MessageModal
+from console.plans import alias_rollback_summary, promote_summary
 from console.screens.base import ResourceScreen
 from console.widgets import tables
-
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 
 
 class ModelsScreen(ResourceScreen):
@@ -57,6 +64,11 @@ class ModelsScreen(ResourceScreen):
         self.model: str | None = None
         self._chosen: str | None = None  # the model last selected (a filter may hide it)
 
+    @property
+    def registry(self) -> Registry:
+        """The one capability this screen uses."""
+        return self.mlops.services.registry
+
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="models-body"):
             yield tables.Table(id="models-table", cursor_type="row")
@@ -79,7 +91,7 @@ class ModelsScreen(ResourceScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="models")
     def _load_models(self) -> None:
         try:
-            models = self.mlops.backends.list_models()
+            models = self.registry.list_models()
         except Exception as exc:  # any failure is shown, never raised
             self.post_message(BackendFailed("load", exc))
         else:
@@ -88,7 +100,7 @@ class ModelsScreen(ResourceScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="versions")
     def _load_versions(self, model: str) -> None:
         try:
-            versions = self.mlops.backends.versions(model)
+            versions = self.registry.versions(model)
         except Exception as exc:  # any failure is shown, never raised
             self.post_message(BackendFailed("load", exc))
         else:
@@ -184,103 +196,93 @@ class ModelsScreen(ResourceScreen):
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         return next((v for v in self.versions if str(v.version) == key), None)
 
-    def _holder(self, alias: str) -> int | None:
-        model = self.models.get(self.model or "")
-        return model.aliases.get(alias) if model else None
-
     def action_promote(self, alias: str = CHAMPION) -> None:
         if self.refuse_if_read_only("promote"):
             return
         version = self._selected_version()
         if version is None or self.model is None:
             return
-        model, holder = self.model, self._holder(alias)
-        if holder == version.version:
-            self.notify(f"{alias} of {model} already points at version {holder}")
-            return
-        was = f"version {holder}" if holder is not None else "unset"
-        body = (
-            f"Move alias '{alias}' of model '{model}'\n"
-            f"  from {was}\n  to   version {version.version}\n\n"
-            "The promotion gate runs first (signature, loads and predicts); "
-            "nothing moves if a check fails."
-        )
-
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self.set_pane_status(f"promoting {model} v{version.version} to {alias}…")
-                self._promote(model, version.version, alias)
-
-        self.app.push_screen(
-            ConfirmModal(f"Promote {model}?", body, confirm_label="Promote"), confirmed
-        )
+        self._plan_promote(self.model, version.version, alias)
 
     def action_promote_challenger(self) -> None:
         self.action_promote(CHALLENGER)
 
     @work(thread=True, exit_on_error=False, group="moves")
-    def _promote(self, model: str, version: int, alias: str) -> None:
+    def _plan_promote(self, model: str, version: int, alias: str) -> None:
         try:
-            gate, event = self.mlops.backends.promote(model, version, alias)
+            plan = self.registry.plan_promote(model, version, alias)
         except Exception as exc:  # any failure is shown, never raised
             self.post_message(BackendFailed("promote", exc))
         else:
-            self.post_message(AliasMoved(model, alias, event, gate))
+            self.post_message(PromotePlanned(plan))
+
+    def on_promote_planned(self, message: PromotePlanned) -> None:
+        plan = message.plan
+        if self.app.screen is not self:
+            return  # the operator went elsewhere meanwhile: no dialog over another screen
+        if not plan.moves:
+            self.notify(f"{plan.alias} of {plan.model} already points at version {plan.version}")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.set_pane_status(f"promoting {plan.model} v{plan.version} to {plan.alias}…")
+                self._promote(plan)
+
+        self.app.push_screen(
+            ConfirmModal(f"Promote {plan.model}?", promote_summary(plan), confirm_label="Promote"),
+            confirmed,
+        )
+
+    @work(thread=True, exit_on_error=False, group="moves")
+    def _promote(self, plan: PromotePlan) -> None:
+        try:
+            gate, event = self.registry.promote(plan)
+        except Exception as exc:  # any failure is shown, never raised
+            self.post_message(BackendFailed("promote", exc))
+        else:
+            self.post_message(AliasMoved(plan.model, plan.alias, event, gate))
 
     def action_rollback(self, alias: str = CHAMPION) -> None:
         if self.refuse_if_read_only("rollback"):
             return
         if self.model is None:
             return
-        model, holder = self.model, self._holder(alias)
-        if holder is None:
-            self.notify(f"{alias} of {model} is not set: nothing to roll back", severity="warning")
-            return
-        self._prepare_rollback(model, alias, holder)
+        self._plan_rollback(self.model, alias)
 
     @work(thread=True, exit_on_error=False, group="moves")
-    def _prepare_rollback(self, model: str, alias: str, holder: int) -> None:
-        from backends.registry_history import rollback_target
-
+    def _plan_rollback(self, model: str, alias: str) -> None:
         try:
-            events = [e for e in self.mlops.backends.history(model) if e.alias == alias]
-        except Exception as exc:  # any failure is shown, never raised
-            self.post_message(BackendFailed("rollback", exc))
-            return
-        target = rollback_target(events, holder)
-        self.app.call_from_thread(self._confirm_rollback, model, alias, holder, target)
-
-    def _confirm_rollback(self, model: str, alias: str, holder: int, target: int | None) -> None:
-        if target is None:
-            self.app.push_screen(
-                MessageModal(
-                    "Nothing to roll back to",
-                    f"{alias} of {model} is at version {holder} and its history holds no "
-                    "earlier version (h: history).",
-                )
-            )
-            return
-        body = (
-            f"Move alias '{alias}' of model '{model}' back\n"
-            f"  from version {holder}\n  to   version {target} (the version it held before)"
-        )
-
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self._rollback(model, alias)
-
-        self.app.push_screen(
-            ConfirmModal(f"Roll back {model}?", body, confirm_label="Roll back"), confirmed
-        )
-
-    @work(thread=True, exit_on_error=False, group="moves")
-    def _rollback(self, model: str, alias: str) -> None:
-        try:
-            event = self.mlops.backends.rollback(model, alias)
+            plan = self.registry.plan_rollback(model, alias)
         except Exception as exc:  # any failure is shown, never raised
             self.post_message(BackendFailed("rollback", exc))
         else:
-            self.post_message(AliasMoved(model, alias, event))
+            self.post_message(AliasRollbackPlanned(plan))
+
+    def on_alias_rollback_planned(self, message: AliasRollbackPlanned) -> None:
+        plan = message.plan
+        if self.app.screen is not self:
+            return  # the operator went elsewhere meanwhile: no dialog over another screen
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._rollback(plan)
+
+        self.app.push_screen(
+            ConfirmModal(
+                f"Roll back {plan.model}?", alias_rollback_summary(plan), confirm_label="Roll back"
+            ),
+            confirmed,
+        )
+
+    @work(thread=True, exit_on_error=False, group="moves")
+    def _rollback(self, plan: AliasRollbackPlan) -> None:
+        try:
+            event = self.registry.rollback(plan)
+        except Exception as exc:  # any failure is shown, never raised
+            self.post_message(BackendFailed("rollback", exc))
+        else:
+            self.post_message(AliasMoved(plan.model, plan.alias, event))
 
     def on_alias_moved(self, message: AliasMoved) -> None:
         event = message.event

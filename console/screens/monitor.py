@@ -4,7 +4,6 @@ threshold, and alerts; when drift crosses the threshold it offers retraining."""
 from __future__ import annotations
 
 import time
-from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
@@ -13,8 +12,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from backends.drift_thresholds import default_thresholds
 from backends.errors import BackendError
+from backends.mlflow.drift_reference import default_thresholds
 from backends.records import DeploymentHealth, DriftThresholds, MonitorSnapshot
 from console import format as fmt
 from console.messages import (
@@ -22,11 +21,8 @@ from console.messages import (
     DriftThresholdsLoaded,
     MonitorHistoryLoaded,
     MonitorSampled,
-    RetrainFinished,
-    RetrainProgressed,
 )
-from console.modals.retrain import RetrainModal, RetrainResultModal
-from console.screens.base import PollingScreen
+from console.screens.monitor_retrain import RetrainOffers, row_key
 from console.widgets.drift import DriftTable, DriftWatch, over_threshold, summary
 from console.widgets.plots import MonitorPlots
 from console.widgets.tables import Table
@@ -34,11 +30,6 @@ from console.widgets.tables import Table
 HISTORY_MINUTES = 15.0
 THRESHOLDS_RETRY = 30.0  # seconds before asking MLflow again for a reference it could not give
 UNKNOWN = default_thresholds("the drift reference is not read yet")
-
-
-def row_key(row: DeploymentHealth) -> str:
-    """A row's identity: its deployment, or host:port for a target without one."""
-    return row.deployment or row.instance
 
 
 def current_rows(snap: MonitorSnapshot | None) -> dict[str, DeploymentHealth]:
@@ -53,10 +44,10 @@ def current_rows(snap: MonitorSnapshot | None) -> dict[str, DeploymentHealth]:
 
 
 def _serving_order(row: DeploymentHealth) -> tuple[bool, int]:
-    return row.up, int(row.version) if row.version.isdigit() else -1
+    return row.up, row.version if row.version is not None else -1
 
 
-class MonitorScreen(PollingScreen):
+class MonitorScreen(RetrainOffers):
     """Health table, the selected deployment's plots and drift, alerts; refreshed while shown.
 
     The next sample is scheduled when the last one arrived; plots and thresholds load in their
@@ -85,11 +76,15 @@ class MonitorScreen(PollingScreen):
         self.snapshot: MonitorSnapshot | None = None
         self.selected: str | None = None
         self._keys: list[str] = []  # the deployment of each health row, in order
-        self.thresholds: dict[tuple[str, str], DriftThresholds] = {}
+        self.thresholds: dict[tuple[str, int | None], DriftThresholds] = {}
         self.offers: list[str] = []  # deployments offered retraining, in order (one per crossing)
         self.retraining: str | None = None
-        self._asked: dict[tuple[str, str], float] = {}  # thresholds in flight or to retry: since
-        self._provisional: set[tuple[str, str]] = set()  # defaults shown while MLflow is down
+        self._asked: dict[
+            tuple[str, int | None], float
+        ] = {}  # thresholds in flight or to retry: since
+        self._provisional: set[tuple[str, int | None]] = (
+            set()
+        )  # defaults shown while MLflow is down
         self._watch = DriftWatch()
         self._history_busy = False
         self._history_again = False
@@ -117,7 +112,7 @@ class MonitorScreen(PollingScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="monitor")
     def _sample(self) -> None:
         try:
-            snapshot = self.mlops.backends.monitor()
+            snapshot = self.monitoring.monitor()
         except Exception as exc:  # any failure is shown, never raised
             self.post_message(BackendFailed("load", exc))
         else:
@@ -248,9 +243,9 @@ class MonitorScreen(PollingScreen):
             self._load_thresholds(*key)
 
     @work(thread=True, exit_on_error=False, group="monitor-thresholds")
-    def _load_thresholds(self, model: str, version: str) -> None:
+    def _load_thresholds(self, model: str, version: int | None) -> None:
         try:
-            found = self.mlops.backends.drift_thresholds(model, version)
+            found = self.monitoring.drift_thresholds(model, version)
         except Exception as exc:  # the defaults stand in until MLflow answers
             error = exc if isinstance(exc, BackendError) else BackendError(repr(exc))
             fallback = default_thresholds(f"reference unread: {error.title}")
@@ -282,27 +277,6 @@ class MonitorScreen(PollingScreen):
             if self._watch.crossed(row_key(row), bool(over)):
                 self._offer(row, limits)
 
-    def _offer(self, row: DeploymentHealth, limits: DriftThresholds) -> None:
-        key = row_key(row)
-        self.offers.append(key)
-        figures = ", ".join(
-            f"{f.feature} PSI {f.psi or 0.0:.2f}" for f in over_threshold(row, limits)[:3]
-        )
-        if self.mlops.settings.read_only:
-            hint = "read-only: retraining is disabled"
-        elif not row.deployment:
-            hint = f"retrain it with `mlops retrain --target http://{row.instance}`"
-        elif key == self.selected:
-            hint = "press T to retrain"
-        else:
-            hint = "select it and press T to retrain"
-        self.notify(
-            f"{key}: {figures} over the PSI threshold {limits.psi:g} — {hint}",
-            title="Drift: retrain?",
-            severity="warning",
-            timeout=20,
-        )
-
     # ------------------------------------------------------------------ plots
 
     def _request_history(self) -> None:
@@ -319,7 +293,7 @@ class MonitorScreen(PollingScreen):
     @work(thread=True, exit_on_error=False, group="monitor-history")
     def _load_history(self, deployment: str, instance: str) -> None:
         try:
-            history = self.mlops.backends.monitor_history(deployment, HISTORY_MINUTES, instance)
+            history = self.monitoring.monitor_history(deployment, HISTORY_MINUTES, instance)
         except Exception as exc:  # shown on the plots, never raised
             self.post_message(BackendFailed("history", exc))
         else:
@@ -345,68 +319,3 @@ class MonitorScreen(PollingScreen):
             self._history_done()
         elif message.what == "retrain":
             self._retrain_ended()  # and the base class shows the error
-
-    # ------------------------------------------------------------------ retraining
-
-    def action_retrain(self) -> None:
-        if self.refuse_if_read_only("retrain"):
-            return
-        row = self.selected_row()
-        if self.retraining:
-            self.notify(f"already retraining {self.retraining}", severity="warning")
-        elif row is None:
-            self.notify("no deployment selected", severity="warning")
-        elif not row.deployment:
-            self.notify(
-                f"{row.instance} is not a deployment the console runs: "
-                f"use `mlops retrain --target http://{row.instance} --data CSV`",
-                severity="warning",
-            )
-        else:
-            self.app.push_screen(
-                RetrainModal(row, self.thresholds_for(row)),
-                partial(self._retrain_confirmed, row.deployment),
-            )
-
-    def _retrain_confirmed(self, deployment: str, data: str | None) -> None:
-        if not data:
-            return
-        self.retraining = deployment
-        self._retrain_status(f"retraining {deployment} on {data}…")
-        self.notify(f"retraining {deployment} on {data}", title="Retraining")
-        self._retrain(deployment, data)
-
-    @work(thread=True, exit_on_error=False, group="monitor-retrain")
-    def _retrain(self, deployment: str, data: str) -> None:
-        def progressed(line: str) -> None:
-            self.post_message(RetrainProgressed(deployment, line))
-
-        try:
-            outcome = self.mlops.backends.retrain(deployment, data, progressed)
-        except Exception as exc:  # any failure is shown, never raised
-            self.post_message(BackendFailed("retrain", exc))
-        else:
-            self.post_message(RetrainFinished(outcome))
-
-    def on_retrain_progressed(self, message: RetrainProgressed) -> None:
-        if self.retraining:
-            self._retrain_status(f"retraining {message.deployment}: {message.line}")
-
-    def on_retrain_finished(self, message: RetrainFinished) -> None:
-        self._retrain_ended()
-        o = message.outcome
-        gate = "gate passed" if o.gate_passed else "gate failed"
-        self.notify(
-            f"{o.model} v{o.challenger_version}: {gate} (champion unchanged)",
-            title="Retraining finished",
-        )
-        self.app.push_screen(RetrainResultModal(o))
-
-    def _retrain_ended(self) -> None:
-        self.retraining = None
-        self._retrain_status("")
-
-    def _retrain_status(self, text: str) -> None:
-        status = self.query_one("#retrain-status", Static)
-        status.update(text)
-        status.set_class(bool(text), "running")

@@ -9,12 +9,18 @@ from textual.widgets import Static
 
 from backends.records import RunDetail
 from console import format as fmt
+from console.capabilities import Runs
 from console.messages import BackendFailed, RunDetailLoaded
 from console.screens.base import ResourceScreen
 
 
 class RunDetailScreen(ResourceScreen):
     """What `mlops runs show` prints, in a scrolling pane."""
+
+    @property
+    def runs_of(self) -> Runs:
+        """The one capability this screen uses."""
+        return self.mlops.services.runs
 
     RESOURCE = "runs"
 
@@ -36,7 +42,7 @@ class RunDetailScreen(ResourceScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="run-detail")
     def _load(self, run_id: str) -> None:
         try:
-            detail = self.mlops.backends.show_run(run_id)
+            detail = self.runs_of.show_run(run_id)
         except Exception as exc:  # any failure is shown, never raised
             self.post_message(BackendFailed("load", exc))
         else:

@@ -5,18 +5,18 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, ClassVar
 
-from textual import events, on, work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, OptionList
-from textual.widgets.option_list import Option
 
 from backends.errors import NotFound
 from console import format as fmt
-from console.messages import BackendFailed, ExperimentsLoaded, RunIndexSynced, RunsLoaded
-from console.screens.base import ResourceScreen
-from console.services import RUNS_PAGE
+from console.messages import BackendFailed, RunIndexSynced, RunsLoaded
+from console.screens.runs_columns import order_term, sort_key, top_keys
+from console.screens.runs_experiments import ExperimentsPane
+from console.services.runs import RUNS_PAGE
 from console.widgets.tables import Table
 
 if TYPE_CHECKING:
@@ -24,16 +24,10 @@ if TYPE_CHECKING:
 
 DEFAULT_EXPERIMENT = "iris"  # what `mlops train` names the example project's experiment
 FALLBACK_EXPERIMENT = "Default"
-KEY_COLUMNS = 4  # metrics and params shown as columns, each
 PREFETCH = 50  # the next page is asked for when the cursor is this close to the last row
-SIDEBAR_MIN_WIDTH = 100  # narrower terminals hide the experiment list until `e` shows it
-
-# Columns the run index can order by, and the MLflow order_by attribute of each.
-_ORDERABLE = {"name": "attributes.run_name", "status": "attributes.status",
-              "started": "attributes.start_time", "id": "attributes.run_id"}  # fmt: skip
 
 
-class RunsScreen(ResourceScreen):
+class RunsScreen(ExperimentsPane):
     """Experiments on the left, their runs in a paged table; `/` filter, `s` sort, `c` compare."""
 
     RESOURCE = "runs"
@@ -91,20 +85,6 @@ class RunsScreen(ResourceScreen):
     def _first_load(self) -> None:
         self.load()  # the experiment list follows the first page (see on_runs_loaded)
 
-    def on_resize(self, event: events.Resize) -> None:
-        self._place_sidebar()
-
-    def _place_sidebar(self) -> None:
-        """Show the experiment list on wide screens once it has entries, unless `e` decided."""
-        if not self.body_ready:
-            return  # mounted with the body, which places it then
-        options = self.query_one("#experiments", OptionList)
-        if self._sidebar_chosen is not None or options.has_focus:
-            return
-        show = options.option_count > 0 and self.size.width >= SIDEBAR_MIN_WIDTH
-        if show == options.has_class("hidden"):  # only a change restyles the screen
-            options.set_class(not show, "hidden")
-
     # ------------------------------------------------------------------ loading
 
     def load(self, quick: bool = True) -> None:
@@ -117,13 +97,13 @@ class RunsScreen(ResourceScreen):
         if self._order is None or self._local_sort:
             return []
         column, descending = self._order
-        return [f"{_order_term(column)} {'DESC' if descending else 'ASC'}"]
+        return [f"{order_term(column)} {'DESC' if descending else 'ASC'}"]
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="runs")
     def _load(
         self, experiment: str, filter_string: str, order: list[str], generation: int, quick: bool
     ) -> None:
-        backends = self.mlops.backends
+        backends = self.runs_of
         try:
             try:
                 listing = backends.list_runs(experiment, filter_string, order, quick=quick)
@@ -140,7 +120,7 @@ class RunsScreen(ResourceScreen):
     def _load_page(self, experiment: str, filter_string: str, order: list[str], offset: int,
                    generation: int) -> None:  # fmt: skip
         try:
-            listing = self.mlops.backends.list_runs(experiment, filter_string, order, offset)
+            listing = self.runs_of.list_runs(experiment, filter_string, order, offset)
         except Exception as exc:
             self.post_message(BackendFailed("next page", exc))
         else:
@@ -149,7 +129,7 @@ class RunsScreen(ResourceScreen):
     @work(thread=True, exit_on_error=False, group="run-index")
     def _sync_index(self, experiment: str) -> None:
         try:
-            self.mlops.backends.sync_runs(experiment)
+            self.runs_of.sync_runs(experiment)
         except Exception as exc:
             self.post_message(RunIndexSynced(experiment, str(exc)))
         else:
@@ -174,39 +154,6 @@ class RunsScreen(ResourceScreen):
             self._paging = False
         else:
             self._ask_experiments()
-
-    def _ask_experiments(self) -> None:
-        if self._experiments_state == "none":
-            self._experiments_state = "asked"
-            self._load_experiments()
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="experiments")
-    def _load_experiments(self) -> None:
-        try:
-            found = self.mlops.backends.list_experiments()
-        except Exception:  # the runs pane says the server is unreachable; asked again later
-            self.post_message(ExperimentsLoaded(None))
-        else:
-            self.post_message(ExperimentsLoaded(found))
-
-    def on_experiments_loaded(self, message: ExperimentsLoaded) -> None:
-        if message.experiments is None:
-            self._experiments_state = "none"  # the next listing or failure asks again
-            return
-        self._experiments_state = "loaded"
-        options = self.query_one("#experiments", OptionList)
-        options.clear_options()
-        options.add_options(Option(e.name, id=e.experiment_id) for e in message.experiments)
-        self._highlight_current()
-        self._place_sidebar()
-
-    def _highlight_current(self) -> None:
-        options = self.query_one("#experiments", OptionList)
-        for index in range(options.option_count):
-            option = options.get_option_at_index(index)
-            if str(option.prompt) == self.experiment or option.id == self.experiment:
-                options.highlighted = index
-                return
 
     def on_runs_loaded(self, message: RunsLoaded) -> None:
         if message.generation != self._generation:
@@ -236,12 +183,12 @@ class RunsScreen(ResourceScreen):
     def _show(self) -> None:
         """Rebuild the table from ``self.runs`` (new listing, new order, or a local sort)."""
         table = self.query_one("#runs-table", DataTable)
-        self._metric_keys = _top_keys(r.metrics for r in self.runs)
-        self._param_keys = _top_keys(r.params for r in self.runs)
+        self._metric_keys = top_keys(r.metrics for r in self.runs)
+        self._param_keys = top_keys(r.params for r in self.runs)
         rows = list(self.runs)
         if self._order is not None and self._local_sort:
             column, descending = self._order
-            rows.sort(key=lambda r: _sort_key(r, column), reverse=descending)
+            rows.sort(key=lambda r: sort_key(r, column), reverse=descending)
         columns = [("name", "run"), ("id", "id"), ("status", "status"), ("duration", "duration")]
         columns += [(f"m:{k}", k) for k in self._metric_keys]
         columns += [(f"p:{k}", k) for k in self._param_keys]
@@ -350,30 +297,6 @@ class RunsScreen(ResourceScreen):
         self.set_pane_status(f"experiment {self.experiment}: loading…")
         self.load()
 
-    def action_experiments(self) -> None:
-        """Show and focus the experiment list; from the list, hide it again (narrow terminals)."""
-        options = self.query_one("#experiments", OptionList)
-        if options.has_focus:
-            self._sidebar_chosen = self.size.width >= SIDEBAR_MIN_WIDTH
-            options.set_class(not self._sidebar_chosen, "hidden")
-            self.query_one("#runs-table", DataTable).focus()
-            return
-        options.remove_class("hidden")
-        options.focus()
-
-    @on(OptionList.OptionSelected, "#experiments")
-    def _experiment_selected(self, event: OptionList.OptionSelected) -> None:
-        self.experiment = str(event.option.prompt)
-        self._fallback = None
-        self.marked.clear()
-        if self._sidebar_chosen is None and self.size.width < SIDEBAR_MIN_WIDTH:
-            event.option_list.add_class("hidden")
-        table = self.query_one("#runs-table", DataTable)
-        table.clear(columns=True)
-        table.focus()
-        self.set_pane_status(f"experiment {self.experiment}: loading…")
-        self.load()
-
     async def action_close_prompt(self) -> None:
         prompt = self.query_one("#runs-prompt", Input)
         options = self.query_one("#experiments", OptionList)
@@ -405,7 +328,7 @@ class RunsScreen(ResourceScreen):
             return
         descending = self._order == (column, False)
         self._order = (column, descending)
-        self._local_sort = _order_term(column) is None
+        self._local_sort = order_term(column) is None
         way = "descending" if descending else "ascending"
         if self._local_sort:
             self._show()
@@ -473,47 +396,3 @@ class RunsScreen(ResourceScreen):
     @on(DataTable.RowSelected, "#runs-table")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_details()
-
-
-def _order_term(column: str) -> str | None:
-    """The MLflow order_by key of a column, None when MLflow cannot order by it."""
-    if column.startswith("m:"):
-        return f"metrics.`{column[2:]}`"
-    if column.startswith("p:"):
-        return f"params.`{column[2:]}`"
-    return _ORDERABLE.get(column)
-
-
-def _top_keys(dicts: object, limit: int = KEY_COLUMNS) -> list[str]:
-    """The keys most runs have, most common first (ties by name)."""
-    counts: dict[str, int] = {}
-    for d in dicts:  # type: ignore[attr-defined]
-        for key in d:
-            counts[key] = counts.get(key, 0) + 1
-    return sorted(counts, key=lambda k: (-counts[k], k))[:limit]
-
-
-def _sort_key(run: RunSummary, column: str) -> tuple[int, float, str]:
-    """Missing values last; numbers as numbers."""
-    value: object
-    if column.startswith("m:"):
-        value = run.metrics.get(column[2:])
-    elif column.startswith("p:"):
-        raw = run.params.get(column[2:])
-        try:
-            value = float(raw) if raw is not None else None
-        except ValueError:
-            value = raw
-    elif column == "duration":
-        value = run.duration_seconds
-    elif column == "started":
-        value = run.start_time.timestamp() if run.start_time else None
-    elif column == "id":
-        value = run.run_id
-    else:
-        value = getattr(run, column, None)
-    if value is None:
-        return (2, 0.0, "")
-    if isinstance(value, int | float):
-        return (0, float(value), "")
-    return (1, 0.0, str(value))

@@ -10,6 +10,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, RichLog
 
+from console.capabilities import Runs
+from console.config import default_project
 from console.messages import (
     BackendFailed,
     ModelRegistered,
@@ -19,7 +21,6 @@ from console.messages import (
 )
 from console.modals.confirm import ConfirmModal
 from console.screens.base import ResourceScreen
-from console.services import default_project
 
 if TYPE_CHECKING:
     from backends.records import ProjectParameter
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
 
 class TrainScreen(ResourceScreen):
     """The project's parameters as a form (from its MLproject), then the live training log."""
+
+    @property
+    def runs_of(self) -> Runs:
+        """The one capability this screen uses."""
+        return self.mlops.services.runs
 
     RESOURCE = "runs"
     MUTATING: ClassVar[dict[str, str]] = {"start": "training"}
@@ -60,7 +66,7 @@ class TrainScreen(ResourceScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="project")
     def _load_project(self, project: str) -> None:
         try:
-            parameters = self.mlops.backends.project_parameters(project)
+            parameters = self.runs_of.project_parameters(project)
         except Exception as exc:  # a path that is no project is shown, never raised
             self.post_message(BackendFailed("project", exc))
         else:
@@ -150,7 +156,7 @@ class TrainScreen(ResourceScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="train")
     def _train(self, project: str, params: dict[str, str]) -> None:
         try:
-            outcome = self.mlops.backends.train(
+            outcome = self.runs_of.train(
                 project, params, lambda line: self.post_message(TrainingOutput([line]))
             )
         except Exception as exc:  # any failure is shown, never raised
@@ -187,7 +193,7 @@ class TrainScreen(ResourceScreen):
     @work(thread=True, exit_on_error=False, group="register")
     def _register(self, run_id: str, name: str) -> None:
         try:
-            version = self.mlops.backends.register(run_id, name)
+            version = self.runs_of.register(run_id, name)
         except Exception as exc:  # any failure is shown, never raised
             self.post_message(BackendFailed("register", exc))
         else:

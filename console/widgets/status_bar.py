@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 if TYPE_CHECKING:
-    from console.services import BackendName
+    from console.capabilities import BackendName
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ from tests.services import service_missing
 
 
 class TmuxSession:
-    """One detached tmux session running a command at a fixed size."""
+    """One detached tmux session running a command at a fixed size, on a tmux server of its own
+    (``-L``): a tmux server already running (an operator's, an earlier run's) would hand the
+    session its own global environment instead of this test's."""
 
     def __init__(
         self,
@@ -26,6 +28,7 @@ class TmuxSession:
         if shutil.which("tmux") is None:
             service_missing("tmux is not installed (apt-get install tmux)")
         self.name = f"mlops-e2e-{uuid.uuid4().hex[:8]}"
+        self.tmux = ["tmux", "-L", self.name, "-f", "/dev/null"]
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
         # `remain-on-exit` keeps the pane so a crash's traceback can still be read.
         # COLUMNS/LINES left in the test process's environment (some tools set them) would
@@ -33,7 +36,7 @@ class TmuxSession:
         shell_cmd = f"env -u COLUMNS -u LINES {exports} {command}"
         subprocess.run(
             [
-                "tmux",
+                *self.tmux,
                 "new-session",
                 "-d",
                 "-s",
@@ -47,16 +50,18 @@ class TmuxSession:
             ],
             check=True,
         )
-        subprocess.run(["tmux", "set-option", "-t", self.name, "remain-on-exit", "on"], check=True)
+        subprocess.run(
+            [*self.tmux, "set-option", "-t", self.name, "remain-on-exit", "on"], check=True
+        )
 
     def screen(self) -> str:
         out = subprocess.run(
-            ["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True
+            [*self.tmux, "capture-pane", "-p", "-t", self.name], capture_output=True, text=True
         )
         return out.stdout
 
     def send(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *keys], check=True)
 
     def press(self, *keys: str, pause: float = 0.05) -> None:
         """One key per write, as a person types: Textual drops what follows a backspace that
@@ -88,7 +93,7 @@ class TmuxSession:
 
     def pane_dead(self) -> bool:
         out = subprocess.run(
-            ["tmux", "display-message", "-p", "-t", self.name, "#{pane_dead}"],
+            [*self.tmux, "display-message", "-p", "-t", self.name, "#{pane_dead}"],
             capture_output=True,
             text=True,
         )
@@ -103,4 +108,4 @@ class TmuxSession:
         raise AssertionError(f"program still running after {timeout}s:\n{self.screen()}")
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)

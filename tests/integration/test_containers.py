@@ -17,8 +17,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from backends import containers, images
+from backends.docker import containers, images, switch
 from backends.errors import BackendError, Conflict
+from backends.lifecycle import build
+from backends.lifecycle.handles import Handles
+from backends.records import ServingImage
 from tests import services
 from tests.models import log_version, pyfunc_predictions
 from tests.server.conftest import FEATURES, iris_frame
@@ -30,8 +33,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.mlflow_se
 class Built:
     tracking_uri: str
     name: str
-    v1: images.ServingImage
-    v2: images.ServingImage
+    v1: ServingImage
+    v2: ServingImage
     log: list[str]
 
 
@@ -54,19 +57,9 @@ def built(
     log_version(exp, name, 2, False, tmp)
     MlflowClient(mlflow_server.url).set_registered_model_alias(name, "champion", "1")
     log: list[str] = []
-    v1 = images.build_image(
-        docker_client,
-        mlflow_server.url,
-        images.resolve_version(mlflow_server.url, f"{name}@champion"),
-        base_image=base_image,
-        on_log=log.append,
-    )
-    v2 = images.build_image(
-        docker_client,
-        mlflow_server.url,
-        images.resolve_version(mlflow_server.url, f"{name}/2"),
-        base_image=base_image,
-    )
+    h = Handles(mlflow_server.url, docker=docker_client)
+    v1 = build.build(h, f"{name}@champion", base_image=base_image, on_log=log.append).image
+    v2 = build.build(h, f"{name}/2", base_image=base_image).image
     yield Built(mlflow_server.url, name, v1, v2, log)
     for deployment in containers.list_deployments(docker_client):
         if deployment.model == name:
@@ -97,20 +90,19 @@ def test_image_is_labelled_non_root_and_carries_no_tracking_address(
     )
     assert out.decode().strip() == "10001"
     listed = {i.version for i in images.list_images(docker_client, model=built.name)}
-    assert listed == {"1", "2"}
+    assert listed == {1, 2}
 
 
 def test_rebuilding_an_unchanged_version_is_all_cache(built: Built, docker_client: Any) -> None:
     log: list[str] = []
     start = time.monotonic()
-    again = images.build_image(
-        docker_client,
-        built.tracking_uri,
-        images.resolve_version(built.tracking_uri, f"{built.name}/1"),
+    again = build.build(
+        Handles(built.tracking_uri, docker=docker_client),
+        f"{built.name}/1",
         base_image=services.BASE_IMAGE,
         tag=built.v1.tags[0],
         on_log=log.append,
-    )
+    ).image
     steps = [line for line in log if line.startswith("Step ")]
     cached = [line for line in log if "Using cache" in line]
     assert again.id == built.v1.id
@@ -123,7 +115,7 @@ def test_deployment_predicts_like_in_process_and_switches_without_failures(
 ) -> None:
     port = services.free_port()
     name = f"t{os.getpid()}"
-    _, replaced = containers.deploy(docker_client, built.v1, name, port=port, alias="champion")
+    _, replaced = switch.deploy(docker_client, built.v1, name, port=port, alias="champion")
     assert replaced is None
     url = f"http://127.0.0.1:{port}"
     rows = iris_frame()[FEATURES].values.tolist()
@@ -134,7 +126,7 @@ def test_deployment_predicts_like_in_process_and_switches_without_failures(
     (ps,) = [d for d in containers.list_deployments(docker_client) if d.name == name]
     assert (ps.model, ps.version, ps.alias, ps.port, ps.state) == (
         built.name,
-        "1",
+        1,
         "champion",
         port,
         "running",
@@ -164,20 +156,20 @@ def test_deployment_predicts_like_in_process_and_switches_without_failures(
         t.start()
     try:
         time.sleep(0.5)
-        _, replaced = containers.deploy(docker_client, built.v2, name, port=port)
+        _, replaced = switch.deploy(docker_client, built.v2, name, port=port)
         switched = time.monotonic()
-        assert replaced == "1"
-        assert containers.rollback_target(docker_client, name) == "1"
+        assert replaced == 1
+        assert containers.previous_version(docker_client, name) == 1
         time.sleep(0.5)
         rolling = time.monotonic()
-        _, replaced = containers.deploy(docker_client, built.v1, name, port=port)
+        _, replaced = switch.deploy(docker_client, built.v1, name, port=port)
         rolled = time.monotonic()
         time.sleep(0.5)
     finally:
         stop.set()
         for t in threads:
             t.join()
-    assert replaced == "2"
+    assert replaced == 2
     assert statuses and {s for _, s, _ in statuses} == {200}
     between = [v for at, _, v in statuses if switched < at < rolling]
     after = [v for at, _, v in statuses if at > rolled]
@@ -204,13 +196,13 @@ def test_port_in_use_is_a_conflict_naming_the_port(built: Built, docker_client: 
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(Conflict, match=f"port {port}"):
-            containers.deploy(docker_client, built.v1, f"busy{os.getpid()}", port=port)
+            switch.deploy(docker_client, built.v1, f"busy{os.getpid()}", port=port)
 
 
 def test_a_crashing_container_shows_its_last_log_lines(built: Built, docker_client: Any) -> None:
     # Follow an alias that does not exist: the server cannot load and exits at start.
-    with pytest.raises(containers.ContainerFailed) as failure:
-        containers.deploy(
+    with pytest.raises(switch.ContainerFailed) as failure:
+        switch.deploy(
             docker_client,
             built.v1,
             f"crash{os.getpid()}",
@@ -237,10 +229,9 @@ def test_a_failing_build_names_the_step(built: Built, docker_client: Any, tmp_pa
     )
     try:
         with pytest.raises(BackendError) as failure:
-            images.build_image(
-                docker_client,
-                built.tracking_uri,
-                images.resolve_version(built.tracking_uri, f"{built.name}/1"),
+            build.build(
+                Handles(built.tracking_uri, docker=docker_client),
+                f"{built.name}/1",
                 base_image=tag,
                 tag="mlops-test-broken:1",
             )
@@ -279,6 +270,7 @@ def test_cli_deploy_rollback_and_history(built: Built, docker_client: Any) -> No
     assert f"v1 serving on http://127.0.0.1:{port}" in first.output
     nothing = runner.invoke(app, ["deploy", "rollback", name], env=env)
     assert nothing.exit_code == 1 and "no earlier version" in nothing.output
+    assert "never switched" in nothing.output
 
     MlflowClient(built.tracking_uri).set_registered_model_alias(built.name, "champion", "2")
     try:
@@ -309,7 +301,7 @@ def test_cli_deploy_rollback_and_history(built: Built, docker_client: Any) -> No
 
     ps = runner.invoke(app, ["deploy", "ps", "--json"], env=env)
     (mine,) = [d for d in json.loads(ps.output) if d["name"] == name]
-    assert (mine["version"], mine["url"]) == ("1", f"http://127.0.0.1:{port}")
+    assert (mine["version"], mine["url"]) == (1, f"http://127.0.0.1:{port}")
     logs = runner.invoke(app, ["deploy", "logs", name, "--tail", "20"], env=env)
     assert logs.exit_code == 0 and "serving" in logs.output
 
@@ -340,7 +332,7 @@ def test_follow_alias_deployment_reloads_when_the_alias_moves(
     monkeypatch.setenv("MLOPS_FOLLOW_INTERVAL", "1")
     port = services.free_port()
     name = f"follow{os.getpid()}"
-    deployment, _ = containers.deploy(
+    deployment, _ = switch.deploy(
         docker_client,
         built.v1,
         name,
@@ -354,7 +346,7 @@ def test_follow_alias_deployment_reloads_when_the_alias_moves(
     registry = MlflowClient(built.tracking_uri)
     try:
         assert httpx.get(f"{url}/version").json()["version"] == "1"
-        from backends.registry import Registry
+        from backends.mlflow.registry import Registry
 
         # Through the registry (not a bare alias move), so the history knows where it came from.
         Registry(built.tracking_uri).promote(built.name, 2, alias="champion", reason="test")
@@ -404,12 +396,12 @@ def test_cli_image_build_says_an_unchanged_version_came_from_cache(built: Built)
 def test_the_console_deploys_and_rolls_back_through_the_cli_path(
     built: Built, docker_client: Any
 ) -> None:
-    """The console's `u` and `R` run backends.deploy_ops, exactly as `mlops deploy` does."""
-    from backends.registry import Registry
+    """The console's `u` and `R` run backends.lifecycle, exactly as `mlops deploy` does."""
+    from backends.mlflow.registry import Registry
     from console.config import Settings
-    from console.services import RealBackends
+    from console.services import Services
 
-    backends = RealBackends(Settings(built.tracking_uri, None, None, "test"))
+    backends = Services.real(Settings(built.tracking_uri, None, None, "test")).deployments
     port = services.free_port()
     name = f"tui{os.getpid()}"
 
@@ -419,20 +411,22 @@ def test_the_console_deploys_and_rolls_back_through_the_cli_path(
     try:
         first = backends.plan_deploy(f"{built.name}/1", name, port, "127.0.0.1", False)
         assert first.current is None and first.image is not None
-        assert (first.resolved.version, first.image.id) == ("1", built.v1.id)
+        assert (first.version.version, first.image.id) == (1, built.v1.id)
         backends.deploy(first, quiet)
 
         with pytest.raises(Conflict, match=f"serves on 127.0.0.1:{port}"):
             backends.plan_deploy(f"{built.name}/2", name, port + 1, "127.0.0.1", False)
         second = backends.plan_deploy(f"{built.name}/2", name, port, "127.0.0.1", False)
-        assert second.replaces == "1"
+        assert second.replaces == 1
         outcome = backends.deploy(second, quiet)
-        assert (outcome.replaced, outcome.deployment.version, outcome.built) == ("1", "2", False)
+        assert (outcome.replaced, outcome.deployment.version, outcome.built) == (1, 2, False)
+        with pytest.raises(Conflict, match="changed since the plan"):
+            backends.deploy(second, quiet)  # the plan saw v1 serving: it is stale now
 
         plan = backends.plan_rollback(name)
-        assert (plan.from_version, plan.to_version, plan.image_missing) == ("2", "1", False)
-        back = backends.rollback_deployment(name, "1", quiet)
-        assert (back.from_version, back.to_version, back.via_alias) == ("2", "1", False)
+        assert (plan.from_version, plan.to_version, plan.image_missing) == (2, 1, False)
+        back = backends.rollback(plan, quiet)
+        assert (back.from_version, back.to_version, back.via_alias) == (2, 1, False)
         assert httpx.get(f"http://127.0.0.1:{port}/version").json()["version"] == "1"
         moves = [
             (e.action, e.from_version, e.to_version, e.reason)

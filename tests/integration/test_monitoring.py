@@ -15,9 +15,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from backends.discovery import target_groups
-from backends.metrics import PrometheusSource, ScrapeSource, parse_exposition
-from backends.promql import Scope, bucket_quantile
+from backends.prometheus.discovery import target_groups
+from backends.prometheus.exposition import parse_exposition
+from backends.prometheus.prometheus_source import PrometheusSource
+from backends.prometheus.queries import Scope, bucket_quantile
+from backends.prometheus.scrape_source import ScrapeSource
 from backends.records import DeploymentHealth, ScrapeTarget
 from console.cli.exit_codes import ExitCode
 from console.cli.main import app
@@ -209,7 +211,7 @@ def test_direct_scrape_agrees_with_prometheus_on_request_counts(
 def test_the_consoles_plots_get_every_figure_from_range_queries(
     prom: services.PrometheusServer, model_server: str
 ) -> None:
-    from backends.monitor_history import FIGURES, prometheus_history
+    from backends.prometheus.history import FIGURES, prometheus_history
 
     source = PrometheusSource(prom.url, window="10s")
     send(model_server, iris_rows()[:60])

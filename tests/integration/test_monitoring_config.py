@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from backends.discovery import target_groups, write_groups
+from backends.prometheus.discovery import target_groups, write_groups
 from backends.records import ScrapeTarget
 from console.cli.main import app
 from tests import services
@@ -76,7 +76,9 @@ def test_the_targets_file_we_write_is_valid_file_sd(tmp_path: Path) -> None:
 
 @pytest.mark.docker
 def test_mlops_monitor_targets_against_the_real_engine(docker_client: Any, tmp_path: Path) -> None:
-    pytest.importorskip("backends.containers", reason="the containers backend is not here yet")
+    pytest.importorskip(
+        "backends.docker.containers", reason="the containers backend is not here yet"
+    )
     copy = tmp_path / "prometheus"
     shutil.copytree(DEPLOY, copy)
     path = copy / "targets" / "mlops.json"

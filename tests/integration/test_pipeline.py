@@ -43,8 +43,8 @@ def run_pipeline(tracking_uri: str, model: str, **env: str) -> subprocess.Comple
 def test_pipeline_trains_gates_promotes_and_builds(
     mlflow_server: services.MlflowServer, docker_client: object, base_image: str
 ) -> None:
-    from backends.images import find_image
-    from backends.registry import Registry
+    from backends.docker.images import find_image
+    from backends.mlflow.registry import Registry
 
     model = f"iris-pipeline-{os.getpid()}"
     ok = run_pipeline(mlflow_server.url, model, MLOPS_BASE_IMAGE=base_image)
@@ -56,7 +56,7 @@ def test_pipeline_trains_gates_promotes_and_builds(
     (event,) = registry.history(model, "champion")
     assert (event.action, event.who) == ("promote", "pipeline")
     assert event.reason.startswith("pipeline ")
-    image = find_image(docker_client, model, "1")
+    image = find_image(docker_client, registry.version(model, 1))
     assert image is not None
     docker_client.images.remove(image.id, force=True)  # type: ignore[attr-defined]
 

@@ -7,11 +7,14 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
+from backends.lifecycle.quickstart import deployment_name
+from backends.mlflow.models import store_id
 from tests import services
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.prometheus, pytest.mark.slow]
@@ -28,20 +31,42 @@ def mlops(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPro
     )
 
 
+def prometheus_timing(prom: str, alert: str) -> tuple[float, float]:
+    """The rule's ``for:`` and the evaluation interval, as the running Prometheus has them."""
+    import yaml
+
+    groups = httpx.get(f"{prom}/api/v1/rules").json()["data"]["groups"]
+    (rule,) = [r for g in groups for r in g["rules"] if r.get("name") == alert]
+    config = yaml.safe_load(httpx.get(f"{prom}/api/v1/status/config").json()["data"]["yaml"])
+    interval = config["global"]["evaluation_interval"]
+    return float(rule["duration"]), float(interval.removesuffix("s"))
+
+
+def wait_until(condition: Callable[[], bool], what: str, hang_guard: float) -> None:
+    """Until ``condition`` holds; the guard only stops a hung test, it measures nothing."""
+    deadline = time.monotonic() + hang_guard
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not within the {hang_guard:.0f} s hang guard")
+
+
 def test_quickstart_end_to_end(tmp_path: Path, docker_client: object, base_image: str) -> None:
     env = services.env_with_venv_on_path(
         MLOPS_STATE_DIR=str(tmp_path / "state"), MLOPS_BASE_IMAGE=base_image
     )
     for var in ("MLFLOW_TRACKING_URI", "PROMETHEUS_URL", "MLFLOW_EXPERIMENT_NAME"):
         env.pop(var, None)
-    started = time.monotonic()
     run = mlops("quickstart", "--no-console", cwd=tmp_path, env=env)
     try:
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         out = run.stdout
-        assert f"tracking store: sqlite:///{tmp_path}/mlflow.db" in out
+        tracking = f"sqlite:///{tmp_path}/mlflow.db"
+        assert f"tracking store: {tracking}" in out
         assert "[3/6] promoting iris v" in out
-        assert "[4/6] serving iris@champion in Docker (deployment 'quickstart')" in out
+        name = deployment_name(store_id(tracking))
+        assert f"[4/6] serving iris@champion in Docker (deployment {name!r})" in out
         assert "(0 failed)" in out
         url = out.split("watch it:   mlops monitor --target ")[1].split()[0]
 
@@ -53,19 +78,37 @@ def test_quickstart_end_to_end(tmp_path: Path, docker_client: object, base_image
         drift = {f["feature"]: f for f in row["drift"]}
         assert drift["petal_length"]["drifted"] and drift["petal_length"]["psi"] > 0.2
 
-        # Prometheus (started by the quickstart) fires the drift alert within a minute.
+        # The README's claim: the drift alert fires within about a minute of the drift. Measured
+        # from when Prometheus first saw the gauge over the threshold, against the rule's `for:`
+        # and the evaluation interval of the config the quickstart wrote (not a wall clock that
+        # includes training on a slow box).
         prom = out.split("[5/6] Prometheus at ")[1].split()[0]
-        deadline = started + 150
-        firing: list[dict[str, object]] = []
-        while time.monotonic() < deadline and not firing:
+        hold, every = prometheus_timing(prom, "MlopsFeatureDrift")
+
+        def firing() -> list[dict[str, object]]:
             alerts = httpx.get(f"{prom}/api/v1/alerts").json()["data"]["alerts"]
-            firing = [
+            return [
                 a
                 for a in alerts
                 if a["labels"]["alertname"] == "MlopsFeatureDrift" and a["state"] == "firing"
             ]
-            time.sleep(1)
-        assert firing and firing[0]["labels"]["feature"] == "petal_length"  # type: ignore[index]
+
+        def first_sample(expr: str) -> float:
+            """When ``expr`` first had a value, by Prometheus' own clock (a range query)."""
+            end = time.time()
+            answer = httpx.get(
+                f"{prom}/api/v1/query_range",
+                params={"query": expr, "start": end - 900, "end": end, "step": "1s"},
+            ).json()
+            return min(float(v[0]) for series in answer["data"]["result"] for v in series["values"])
+
+        wait_until(lambda: bool(firing()), "the drift alert fired", hang_guard=300)
+        crossed = first_sample('mlops_feature_psi{feature="petal_length"} > 0.2')
+        fired = first_sample('ALERTS{alertname="MlopsFeatureDrift", alertstate="firing"}')
+        # `for:` once the rule sees it, plus a scrape and two evaluations either side.
+        assert fired - crossed <= hold + 4 * every + 5, (fired - crossed, hold, every)
+        assert fired - crossed <= 60  # the README's "within about a minute"
+        assert firing()[0]["labels"]["feature"] == "petal_length"  # type: ignore[index]
     finally:
         stopped = mlops("quickstart", "--stop", cwd=tmp_path, env=env)
         assert "mlops-quickstart" in stopped.stdout, stopped.stdout + stopped.stderr

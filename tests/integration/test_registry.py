@@ -17,8 +17,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from backends.errors import Conflict
+from backends.mlflow.registry import Registry
 from backends.records import AliasEvent
-from backends.registry import Registry
 from console.cli.exit_codes import ExitCode
 from console.cli.main import app
 from tests import services
@@ -148,7 +148,7 @@ def test_register_then_list_and_versions(
     newest, oldest = versions
     assert set(newest) == {
         "name", "version", "run_id", "metrics", "aliases", "tags", "created", "status", "stage",
-        "source",
+        "source", "store",
     }  # fmt: skip
     assert (newest["run_id"], newest["metrics"]) == (runs["weak"], {"accuracy": 0.6, "f1": 0.5})
     assert (oldest["aliases"], oldest["status"], oldest["stage"]) == (["champion"], "READY", None)
@@ -401,7 +401,7 @@ def _move_loop(
 ) -> None:
     """One operator moving the alias ``rounds`` times (runs in its own process)."""
     from backends.errors import Conflict
-    from backends.registry import Registry
+    from backends.mlflow.registry import Registry
 
     reg = Registry(uri, user=user)
     moved: list[str] = []

@@ -35,7 +35,7 @@ class Serving:
 def serving(
     mlflow_server: services.MlflowServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Serving]:
-    from backends.registry import Registry
+    from backends.mlflow.registry import Registry
 
     tmp = tmp_path_factory.mktemp("retrain")
     name = f"iris-retrain-{os.getpid()}"
@@ -90,7 +90,7 @@ def send(url: str, shift: float) -> None:
 
 
 def wait_psi(url: str, above: bool) -> None:
-    from backends.retraining import serving_state
+    from backends.lifecycle.retrain_steps import serving_state
 
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -154,7 +154,7 @@ def test_shifted_traffic_trains_a_gated_challenger_that_waits_for_approval(
     digests = [i.dataset.digest for r in (new_run, parent) for i in r.inputs.dataset_inputs]
     assert len(set(digests)) == 2  # the new data is recorded, with its own digest
 
-    from backends.registry import Registry
+    from backends.mlflow.registry import Registry
 
     (challenger_event,) = Registry(serving.tracking_uri).history(serving.name, "challenger")
     assert challenger_event.action == "promote" and challenger_event.to_version == 2

@@ -1,4 +1,4 @@
-"""The console's retraining (backends.retrain_flow) against a real tracking server and a real
+"""The console's retraining (backends.lifecycle.retrain) against a real tracking server and a real
 model server under shifted traffic: a gated challenger, and champion left where it was."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from backends.retrain_flow import retrain_challenger
+from backends.lifecycle.handles import Handles
+from backends.lifecycle.retrain import retrain_challenger
 from tests.integration.test_retrain import Serving, send, serving, versions, wait_psi
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server, pytest.mark.slow]
@@ -25,7 +26,7 @@ def test_retraining_registers_a_gated_challenger_and_never_moves_champion(
     wait_psi(serving.url, above=True)
     lines: list[str] = []
     outcome = retrain_challenger(
-        serving.tracking_uri,
+        Handles(serving.tracking_uri),
         serving.url,
         serving.data / "shifted.csv",
         fallback_project=ROOT / "examples" / "iris",

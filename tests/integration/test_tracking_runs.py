@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from backends import run_index, tracking
 from backends.errors import InvalidInput, NotFound
+from backends.mlflow import compare, run_index
+from backends.mlflow import runs as tracking
 from console.cli.exit_codes import ExitCode
 from console.cli.main import app
 from tests import services
@@ -300,7 +301,7 @@ def test_show_and_compare_runs_with_histories(
     assert detail.run.duration_seconds == 0.5
     assert set(detail.run.params) == {"model", "depth"}
 
-    comparison = tracking.compare_runs(tracking_uri, ids[:3], max_points=10)
+    comparison = compare.compare_runs(tracking_uri, ids[:3], max_points=10)
     loss = next(m for m in comparison.metrics if m.key == "loss")
     assert loss.direction == "min" and len(loss.best) >= 1
     histories = comparison.histories["loss"]
@@ -320,20 +321,20 @@ def test_compare_names_every_unknown_run(
     _, _, ids = experiment
     ghosts = ["0" * 32, "f" * 32]
     with pytest.raises(NotFound) as caught:
-        tracking.compare_runs(tracking_uri, [ids[0], *ghosts])
+        compare.compare_runs(tracking_uri, [ids[0], *ghosts])
     assert all(g in str(caught.value) for g in ghosts)
     result = runner.invoke(app, ["runs", "compare", ids[0], *ghosts])
     assert result.exit_code == ExitCode.NOT_FOUND
     with pytest.raises(InvalidInput):
-        tracking.compare_runs(tracking_uri, [ids[0]])
+        compare.compare_runs(tracking_uri, [ids[0]])
 
 
 def test_compare_up_to_200_runs(tracking_uri: str, experiment: tuple[str, str, list[str]]) -> None:
     _, _, ids = experiment
-    comparison = tracking.compare_runs(tracking_uri, ids, history=False)
+    comparison = compare.compare_runs(tracking_uri, ids, history=False)
     assert len(comparison.runs) == RUNS and comparison.histories == {}
     with pytest.raises(InvalidInput, match="2 to 200"):
-        tracking.compare_runs(tracking_uri, [f"{i:032x}" for i in range(201)])
+        compare.compare_runs(tracking_uri, [f"{i:032x}" for i in range(201)])
 
 
 def _mlops(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

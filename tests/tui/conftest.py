@@ -1,4 +1,4 @@
-"""Pilot tests drive MlopsApp with FakeBackends and short timers."""
+"""Pilot tests drive MlopsApp with FakeBackends (as every capability) and short timers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from console.app import MlopsApp
-from tests.tui.fakes import FakeBackends, settings
+from tests.tui.fakes import FakeBackends, services, settings
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def make_app(fake: FakeBackends) -> Any:
     def make(start_mode: str = "runs", **settings_overrides: object) -> MlopsApp:
         return MlopsApp(
             settings(**settings_overrides),
-            backends=fake,
+            services=services(fake),
             probe_interval=0.05,
             probe_delay=0,
             retry_base=0.05,

@@ -1,4 +1,6 @@
-"""An in-memory stand-in for console.services.Backends: fast, scriptable, and it records calls."""
+"""An in-memory stand-in for every console capability (console.capabilities): fast, scriptable,
+and it records calls. ``services(fake)`` hands it to the app as each capability, so mypy checks
+it against every protocol."""
 
 from __future__ import annotations
 
@@ -8,19 +10,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from backends.deploy_ops import (
-    BuildOutcome,
-    DeployOutcome,
-    DeployPlan,
-    RollbackOutcome,
-    RollbackPlan,
-)
-from backends.errors import BackendError, InvalidInput, NotFound, Unavailable
-from backends.images import parse_reference
+from backends.errors import BackendError, Conflict, GateFailed, InvalidInput, NotFound, Unavailable
+from backends.mlflow.models import parse_reference
 from backends.records import (
     AliasEvent,
+    AliasRollbackPlan,
+    AliasState,
+    BuildOutcome,
     Deployment,
     DeploymentHealth,
+    DeployOutcome,
+    DeployPlan,
     DriftThresholds,
     Experiment,
     FeatureDrift,
@@ -35,18 +35,23 @@ from backends.records import (
     MonitorSnapshot,
     ParamRow,
     ProjectParameter,
+    PromotePlan,
     RegisteredModel,
-    ResolvedVersion,
     RetrainOutcome,
+    RollbackOutcome,
+    RollbackPlan,
     RunComparison,
     RunDetail,
     RunListing,
     RunSummary,
     Series,
     ServingImage,
+    TakeDownOutcome,
+    TakeDownPlan,
+    TrainingOutcome,
 )
 from console.config import Settings
-from console.services import TrainingOutcome
+from console.services import Services
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -124,7 +129,7 @@ class FakeBackends:
     calls: list[tuple[object, ...]] = field(default_factory=list)
     gate_passes: bool = True
     failing: dict[str, BackendError] = field(default_factory=dict)  # method → its next error
-    images: set[str] = field(default_factory=lambda: {"1", "2"})  # versions with an image
+    images: set[int] = field(default_factory=lambda: {1, 2})  # versions with an image
     experiments: list[str] = field(default_factory=lambda: ["iris", "Default"])
     page_size: int = 200
     list_delay: float = 0.0  # seconds each list_runs takes (a slow tracking server)
@@ -257,22 +262,57 @@ class FakeBackends:
         self.calls.append(("history", model))
         return list(self.events)
 
-    def promote(self, model: str, v: int, alias: str) -> tuple[GateResult, AliasEvent | None]:
+    def _seen(self, model: str, alias: str) -> AliasState:
+        if model != "iris":  # ``aliases`` and ``events`` are iris's; other models have none
+            return AliasState(model, alias, None, None)
+        last = next((e for e in reversed(self.events) if e.alias == alias), None)
+        return AliasState(model, alias, self.aliases.get(alias), last.id if last else None)
+
+    def _check_seen(self, seen: AliasState) -> None:
+        if self._seen(seen.model, seen.alias) != seen:
+            now = self.aliases.get(seen.alias)
+            raise Conflict(
+                f"{seen.alias} of {seen.model} moved since you read it (at version "
+                f"{seen.version}): bob moved it to version {now}; nothing moved"
+            )
+
+    def plan_promote(self, model: str, version: int, alias: str) -> PromotePlan:
+        self.calls.append(("plan_promote", model, version, alias))
+        self._maybe_fail("plan_promote")
+        return PromotePlan(model, version, alias, self._seen(model, alias))
+
+    def promote(self, plan: PromotePlan) -> tuple[GateResult, AliasEvent | None]:
+        model, v, alias = plan.model, plan.version, plan.alias
         self.calls.append(("promote", model, v, alias))
         check = GateCheck("predict", self.gate_passes, "loads and predicts 5 rows")
         if not self.gate_passes:
             raise BackendError(f"version {v} of {model} did not pass: predict", title="Gate failed")
+        self._check_seen(plan.seen)
         before = self.aliases.get(alias)
         self.aliases[alias] = v
         moved = event(len(self.events) + 1, alias, before, v, "promote")
         self.events.append(moved)
         return GateResult(model, v, alias, (check,), True), moved
 
-    def rollback(self, model: str, alias: str) -> AliasEvent | None:
-        self.calls.append(("rollback", model, alias))
-        before = self.aliases[alias]
-        self.aliases[alias] = 1
-        moved = event(len(self.events) + 1, alias, before, 1, "rollback")
+    def plan_rollback(self, model: str, alias: str) -> AliasRollbackPlan:
+        self.calls.append(("plan_rollback", model, alias))
+        from backends.mlflow.history import rollback_target
+
+        seen = self._seen(model, alias)
+        target = rollback_target([e for e in self.events if e.alias == alias], seen.version)
+        if target is None:
+            raise GateFailed(
+                f"{alias} of {model} has no earlier version to roll back to",
+                title="Nothing to roll back to",
+            )
+        return AliasRollbackPlan(model, alias, seen, target)
+
+    def rollback(self, plan: AliasRollbackPlan) -> AliasEvent | None:
+        self.calls.append(("rollback", plan.model, plan.alias))
+        self._check_seen(plan.seen)
+        before = self.aliases[plan.alias]
+        self.aliases[plan.alias] = plan.to_version
+        moved = event(len(self.events) + 1, plan.alias, before, plan.to_version, "rollback")
         self.events.append(moved)
         return moved
 
@@ -286,19 +326,32 @@ class FakeBackends:
         self.calls.append(("deployment_logs", name))
         yield from [f"{name}: started", f"{name}: ready on :8080"]
 
-    def plan_rollback(self, name: str) -> RollbackPlan:
+    def _deployment(self, name: str) -> Deployment:
+        found = next((d for d in self.deployments if d.name == name), None)
+        if found is None:
+            raise NotFound(f"no deployment named {name!r}")
+        return found
+
+    def _check_unchanged(self, planned: Deployment | None, name: str) -> None:
+        now = next((d for d in self.deployments if d.name == name), None)
+        if now != planned:
+            raise Conflict(f"deployment {name!r} changed since the plan; nothing changed")
+
+    def plan_rollback_deployment(self, name: str) -> RollbackPlan:
         self.calls.append(("plan_rollback", name))
-        d = next(d for d in self.deployments if d.name == name)
+        d = self._deployment(name)
         if d.follow_alias:
-            return RollbackPlan(name, d.model, "3", "1", alias=d.alias or "champion")
-        return RollbackPlan(name, d.model, d.version, "1", image_missing=self.rollback_image_gone)
+            seen = self._seen(d.model, d.alias or "champion")
+            return RollbackPlan(name, d.model, 3, 1, d, alias=d.alias or "champion", seen=seen)
+        return RollbackPlan(name, d.model, d.version, 1, d, image_missing=self.rollback_image_gone)
 
     def rollback_deployment(
-        self, name: str, to: str | None, on_log: Callable[[str], None]
+        self, plan: RollbackPlan, on_log: Callable[[str], None]
     ) -> RollbackOutcome:
-        self.calls.append(("rollback_deployment", name, to))
-        d = next(d for d in self.deployments if d.name == name)
-        return RollbackOutcome(name, d.model, d.version, to or "1", deployment=d)
+        self.calls.append(("rollback_deployment", plan.name, plan.to_version))
+        self._check_unchanged(plan.current, plan.name)
+        d = self._deployment(plan.name)
+        return RollbackOutcome(plan.name, d.model, d.version, plan.to_version, deployment=d)
 
     def _maybe_fail(self, method: str) -> None:
         if method in self.failing:
@@ -320,31 +373,42 @@ class FakeBackends:
         self.calls.append(("plan_deploy", reference, name, port, host, follow_alias))
         self._maybe_fail("plan_deploy")
         resolved = self._resolve(reference)
+        _, alias, _ = parse_reference(reference)
         name = name or resolved.name
         current = next((d for d in self.deployments if d.name == name), None)
         image = serving_image(resolved.version) if resolved.version in self.images else None
-        return DeployPlan(reference, resolved, name, host, port, follow_alias, current, image)
+        return DeployPlan(
+            reference, resolved, alias or "", name, host, port, follow_alias, current, image
+        )
 
     def deploy(self, plan: DeployPlan, on_log: Callable[[str], None]) -> DeployOutcome:
-        self.calls.append(("deploy", plan.reference, plan.name, plan.resolved.version))
+        self.calls.append(("deploy", plan.reference, plan.name, plan.version.version))
         self._maybe_fail("deploy")
-        built = plan.resolved.version not in self.images
-        self.images.add(plan.resolved.version)
-        new = deployment(plan.name, plan.resolved.version)
+        self._check_unchanged(plan.current, plan.name)
+        built = plan.version.version not in self.images
+        self.images.add(plan.version.version)
+        new = deployment(plan.name, plan.version.version)
         self.deployments = [d for d in self.deployments if d.name != plan.name] + [new]
-        return DeployOutcome(new, plan.replaces, serving_image(new.version), built)
+        return DeployOutcome(new, plan.replaces, serving_image(plan.version.version), built)
 
-    def _resolve(self, reference: str) -> ResolvedVersion:
-        model, alias, version = parse_reference(reference)
+    def _resolve(self, reference: str) -> ModelVersion:
+        model, alias, number = parse_reference(reference)
         if alias is not None and alias not in self.aliases:
             raise NotFound(f"{model} has no alias {alias!r}")
-        v = str(self.aliases[alias]) if alias is not None else str(version)
-        return ResolvedVersion(model, v, f"run{int(v):029d}", alias or "", T0)
+        v = self.aliases[alias] if alias is not None else number
+        assert v is not None
+        resolved = version(v)
+        return ModelVersion(**{**resolved.__dict__, "name": model})
 
-    def remove_deployment(self, name: str) -> list[str]:
-        self.calls.append(("remove_deployment", name))
-        self.deployments = [d for d in self.deployments if d.name != name]
-        return [f"mlops-{name}"]
+    def plan_take_down(self, name: str) -> TakeDownPlan:
+        self.calls.append(("plan_take_down", name))
+        return TakeDownPlan(name, self._deployment(name), (f"mlops-{name}",))
+
+    def take_down(self, plan: TakeDownPlan) -> TakeDownOutcome:
+        self.calls.append(("remove_deployment", plan.name))
+        self._check_unchanged(plan.current, plan.name)
+        self.deployments = [d for d in self.deployments if d.name != plan.name]
+        return TakeDownOutcome(plan.name, (f"mlops-{plan.name}",))
 
     def monitor(self) -> MonitorSnapshot:
         self.calls.append(("monitor",))
@@ -352,7 +416,7 @@ class FakeBackends:
         row = DeploymentHealth(
             deployment="iris-prod",
             model="iris",
-            version="2",
+            version=2,
             alias="champion",
             instance="127.0.0.1:8080",
             up=True,
@@ -381,7 +445,7 @@ class FakeBackends:
         series = tuple(Series(name, {}, ((t - 120, a), (t, b))) for name, (a, b) in figures.items())
         return MonitorHistory(deployment or instance, "recorded snapshots", T0, minutes, series)
 
-    def drift_thresholds(self, model: str, version: str) -> DriftThresholds:
+    def drift_thresholds(self, model: str, version: int | None) -> DriftThresholds:
         self.calls.append(("drift_thresholds", model, version))
         self._maybe_fail("drift_thresholds")
         return DriftThresholds(0.2, 0.05, "drift_reference.json of run r")
@@ -395,7 +459,7 @@ class FakeBackends:
         return RetrainOutcome(
             deployment=deployment,
             model="iris",
-            served_version="2",
+            served_version=2,
             served_run_id="r",
             drift="drift: petal_length PSI=0.35 KS p=0.01 (thresholds PSI>0.2, p<0.05)",
             run_id="c" * 32,
@@ -410,14 +474,14 @@ class FakeBackends:
         )
 
 
-def deployment(name: str = "iris-prod", version: str = "2") -> Deployment:
+def deployment(name: str = "iris-prod", version: int = 2) -> Deployment:
     return Deployment(
         name=name,
         model="iris",
         version=version,
         alias="champion",
         run_id="r",
-        image="mlops/iris:2",
+        image="mlops/iris:v2-run00000",
         container_id="abc",
         state="running",
         health="healthy",
@@ -427,14 +491,13 @@ def deployment(name: str = "iris-prod", version: str = "2") -> Deployment:
     )
 
 
-def serving_image(version: str) -> ServingImage:
+def serving_image(version: int) -> ServingImage:
     return ServingImage(
         id=f"img{version}abc",
         tags=(f"mlops/iris:v{version}",),
         model="iris",
         version=version,
-        alias="",
-        run_id=f"run{int(version):029d}",
+        run_id=f"run{version:029d}",
         size_bytes=700_000_000,
         created=T0,
     )
@@ -458,3 +521,50 @@ def screen_text(app: object) -> str:
         elif isinstance(widget, Static):
             parts.append(str(widget.render()))
     return "\n".join(parts)
+
+
+class FakeDeployments:
+    """The deployments capability of a FakeBackends (its rollback is not the registry's)."""
+
+    def __init__(self, fake: FakeBackends) -> None:
+        self.fake = fake
+
+    def list_deployments(self) -> list[Deployment]:
+        return self.fake.list_deployments()
+
+    def deployment_logs(self, name: str, tail: int) -> Iterator[str]:
+        return self.fake.deployment_logs(name, tail)
+
+    def build_image(self, reference: str, on_log: Callable[[str], None]) -> BuildOutcome:
+        return self.fake.build_image(reference, on_log)
+
+    def plan_deploy(
+        self, reference: str, name: str | None, port: int, host: str, follow_alias: bool
+    ) -> DeployPlan:
+        return self.fake.plan_deploy(reference, name, port, host, follow_alias)
+
+    def deploy(self, plan: DeployPlan, on_log: Callable[[str], None]) -> DeployOutcome:
+        return self.fake.deploy(plan, on_log)
+
+    def plan_rollback(self, name: str) -> RollbackPlan:
+        return self.fake.plan_rollback_deployment(name)
+
+    def rollback(self, plan: RollbackPlan, on_log: Callable[[str], None]) -> RollbackOutcome:
+        return self.fake.rollback_deployment(plan, on_log)
+
+    def plan_take_down(self, name: str) -> TakeDownPlan:
+        return self.fake.plan_take_down(name)
+
+    def take_down(self, plan: TakeDownPlan) -> TakeDownOutcome:
+        return self.fake.take_down(plan)
+
+
+def services(fake: FakeBackends) -> Services:
+    """``fake`` as every capability the app uses (type-checked against each protocol)."""
+    return Services(
+        probes=fake,
+        runs=fake,
+        registry=fake,
+        deployments=FakeDeployments(fake),
+        monitoring=fake,
+    )

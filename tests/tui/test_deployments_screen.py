@@ -49,7 +49,7 @@ async def test_live_map_refreshes_and_pauses_while_hidden(
         for expected in ("v2", "champion", "running", "healthy", "8080"):
             assert expected in text
         await wait_until(pilot, lambda: refreshes(fake) >= 3, "periodic refresh")
-        fake.deployments.append(deployment("iris-canary", "3"))
+        fake.deployments.append(deployment("iris-canary", 3))
         await wait_for_text(pilot, "iris-canary")
         await app.switch_mode("runs")
         await pilot.pause(0.3)
@@ -83,7 +83,7 @@ async def test_rollback_confirms_from_and_to(make_app: Any, fake: FakeBackends) 
         assert "from version 2" in app.screen.body and "to   version 1" in app.screen.body
         await pilot.press("y")
         await wait_until(
-            pilot, lambda: ("rollback_deployment", "iris-prod", "1") in fake.calls, "rolled back"
+            pilot, lambda: ("rollback_deployment", "iris-prod", 1) in fake.calls, "rolled back"
         )
         await wait_until(pilot, lambda: notified(app, "iris-prod now serves iris v1"), "summary")
 
@@ -279,7 +279,7 @@ async def test_deploy_over_a_deployment_says_what_it_replaces(
         ]
         await pilot.press("y")
         await wait_until(pilot, lambda: bool(called(fake, "deploy")), "deployed")
-        assert called(fake, "deploy") == [("deploy", "iris@champion", "iris-prod", "3")]
+        assert called(fake, "deploy") == [("deploy", "iris@champion", "iris-prod", 3)]
         await wait_for_text(pilot, "v3")
         assert notified(app, "iris-prod now serves iris v3") and notified(app, "(was v2)")
         assert notified(app, "its image was built first")

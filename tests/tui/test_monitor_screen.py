@@ -17,7 +17,7 @@ from console.modals.message import ErrorModal
 from console.modals.retrain import RetrainModal, RetrainResultModal
 from console.screens.monitor import MonitorScreen
 from console.widgets.plots import FigurePlot
-from tests.tui.fakes import FakeBackends
+from tests.tui.fakes import FakeBackends, services
 from tests.tui.helpers import wait_for_text, wait_until
 
 OFFER = "Drift: retrain?"
@@ -75,7 +75,7 @@ async def test_health_and_drift_against_the_references_threshold(
         # Each feature against its threshold, over-threshold said in words, not colour alone.
         assert "petal_length\n0.35\n0.2\n0.01\n▲ over" in text
         assert "sepal_width\n0.02\n0.2\n0.6\nok" in text
-        assert ("drift_thresholds", "iris", "2") in fake.calls
+        assert ("drift_thresholds", "iris", 2) in fake.calls
         await wait_until(pilot, lambda: samples(fake) >= 3, "refreshes")
         assert len(called(fake, "drift_thresholds")) == 1  # read once per model version
 
@@ -130,14 +130,14 @@ class TwoDeployments(FakeBackends):
     def monitor(self) -> MonitorSnapshot:
         snap = super().monitor()
         (prod,) = snap.rows
-        canary = replace(prod, deployment="iris-canary", version="3", request_rate=1.5, drift=())
+        canary = replace(prod, deployment="iris-canary", version=3, request_rate=1.5, drift=())
         return replace(snap, rows=(canary, prod))
 
 
 async def test_moving_the_cursor_plots_and_shows_the_other_deployment(make_app: Any) -> None:
     fake = TwoDeployments()
     app = make_app(start_mode="monitor")
-    app.backends = fake
+    app.services = services(fake)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for_text(pilot, "drift of iris-canary: no figures yet")
         await wait_until(pilot, lambda: ("monitor_history", "iris-canary", 15.0) in fake.calls, "1")
@@ -150,7 +150,7 @@ async def test_moving_the_cursor_plots_and_shows_the_other_deployment(make_app: 
         count = samples(fake)
         await wait_until(pilot, lambda: samples(fake) > count + 2, "refreshes")
         assert app.screen.selected == "iris-prod"
-        assert ("drift_thresholds", "iris", "3") not in fake.calls  # no drift: nothing to judge
+        assert ("drift_thresholds", "iris", 3) not in fake.calls  # no drift: nothing to judge
 
 
 @dataclass
@@ -160,26 +160,26 @@ class MidRollout(FakeBackends):
     def monitor(self) -> MonitorSnapshot:
         snap = super().monitor()
         (old,) = snap.rows
-        new = replace(old, version="3")
+        new = replace(old, version=3)
         return replace(snap, rows=(replace(old, up=False), new))
 
 
 async def test_a_deployment_with_a_row_per_version_is_one_deployment(make_app: Any) -> None:
     fake = MidRollout()
     app = make_app(start_mode="monitor")
-    app.backends = fake
+    app.services = services(fake)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: samples(fake) >= 5, "samples")
         assert isinstance(app.screen, MonitorScreen)
         assert app.screen.selected_row() is not None
-        assert app.screen.selected_row().version == "3"  # type: ignore[union-attr]
+        assert app.screen.selected_row().version == 3  # type: ignore[union-attr]
         assert app.screen.offers == ["iris-prod"]  # once, not once per row
 
 
 async def test_drift_crossing_offers_retraining_once(make_app: Any) -> None:
     fake = DriftingBackends(psi=[0.05, 0.05, 0.05, 0.35, 0.36, 0.4, 0.38, 0.35])
     app = make_app(start_mode="monitor")
-    app.backends = fake
+    app.services = services(fake)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: samples(fake) >= 10, "samples over the threshold")
         (offer,) = offers(app)
@@ -194,7 +194,7 @@ async def test_drift_crossing_offers_retraining_once(make_app: Any) -> None:
 async def test_the_references_own_threshold_decides(make_app: Any) -> None:
     fake = DriftingBackends(psi=[0.35], limits=DriftThresholds(0.5, 0.05, "its reference"))
     app = make_app(start_mode="monitor")
-    app.backends = fake
+    app.services = services(fake)
     async with app.run_test(size=(120, 40)) as pilot:
         text = await wait_for_text(pilot, "its reference")
         assert "petal_length\n0.35\n0.5\n0.01\n▽ KS p low" in text  # under 0.5: no ▲

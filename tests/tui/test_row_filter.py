@@ -13,7 +13,7 @@ from backends.records import ModelVersion, RegisteredModel
 from console.modals.confirm import ConfirmModal
 from console.screens.deployments import DeploymentsScreen
 from console.screens.models import ModelsScreen
-from tests.tui.fakes import T0, FakeBackends, deployment, version
+from tests.tui.fakes import T0, FakeBackends, deployment, services, version
 from tests.tui.helpers import wait_for_text, wait_until
 
 
@@ -133,7 +133,7 @@ async def test_the_monitor_watches_what_the_filter_leaves(make_app: Any) -> None
 
     fake = TwoDeployments()
     app = make_app(start_mode="monitor")
-    app.backends = fake
+    app.services = services(fake)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for_text(pilot, "drift of iris-canary")  # the first row is selected
         await pilot.press("slash", *"prod", "enter")
@@ -168,7 +168,7 @@ async def test_no_key_acts_on_the_last_models_versions_while_the_new_ones_load(
 ) -> None:
     fake = SlowWine()
     app = make_app(start_mode="models")
-    app.backends = fake
+    app.services = services(fake)
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_for_text(pilot, "0.92")  # iris's versions
         screen = app.screen

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from console.app import MlopsApp
-from tests.tui.fakes import FakeBackends, deployment, settings
+from tests.tui.fakes import FakeBackends, deployment, services, settings
 from tests.tui.helpers import wait_for_text, wait_until
 
 SIZE = (100, 30)
@@ -28,7 +28,7 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def snapshot_app(mode: str, fake: FakeBackends, **overrides: object) -> MlopsApp:
     return MlopsApp(
         settings(**overrides),
-        backends=fake,
+        services=services(fake),
         probe_interval=3600,
         probe_delay=0,
         refresh_interval=3600,

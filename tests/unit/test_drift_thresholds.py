@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from backends.drift_thresholds import reference_thresholds, thresholds_of
 from backends.errors import Unavailable
+from backends.mlflow.drift_reference import reference_thresholds, thresholds_of
 from tests.services import free_port
 
 
@@ -53,22 +53,22 @@ def _run(client: Any, experiment: str, reference: Path | None) -> str:
 
 def test_a_versions_reference_sets_its_thresholds(registry: tuple[str, str]) -> None:
     uri, run_id = registry
-    limits = reference_thresholds(uri, "iris", "1")
+    limits = reference_thresholds(uri, "iris", 1)
     assert (limits.psi, limits.ks_pvalue) == (0.3, 0.01)
     assert limits.source == f"drift_reference.json of run {run_id[:8]}"
 
 
 def test_without_a_reference_the_defaults_say_why(registry: tuple[str, str]) -> None:
     uri, _ = registry
-    no_reference = reference_thresholds(uri, "iris", "2")
+    no_reference = reference_thresholds(uri, "iris", 2)
     assert (no_reference.psi, no_reference.ks_pvalue) == (0.2, 0.05)
     assert no_reference.source.startswith("default (run ")
     assert "logged no drift_reference.json" in no_reference.source
-    unknown = reference_thresholds(uri, "iris", "9")
+    unknown = reference_thresholds(uri, "iris", 9)
     assert unknown.source == "default (iris v9 is not in the registry)"
-    assert "does not name a registered version" in reference_thresholds(uri, "", "").source
+    assert "does not name a registered version" in reference_thresholds(uri, "", None).source
 
 
 def test_an_unreachable_tracking_server_is_unavailable_not_a_default() -> None:
     with pytest.raises(Unavailable):
-        reference_thresholds(f"http://127.0.0.1:{free_port()}", "iris", "1")
+        reference_thresholds(f"http://127.0.0.1:{free_port()}", "iris", 1)

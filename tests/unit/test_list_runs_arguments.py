@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from backends import tracking
 from backends.errors import InvalidInput
+from backends.mlflow import runs as tracking
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from backends.mlflow_client import using_tracking_uri
+from backends.mlflow.client import using_tracking_uri
 
 
 @pytest.mark.parametrize("preset", [None, "http://127.0.0.1:5999"])

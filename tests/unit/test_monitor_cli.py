@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from backends.errors import Unavailable
-from backends.promql import Scope
+from backends.prometheus.queries import Scope
 from backends.records import (
     Alert,
     Deployment,
@@ -247,12 +247,12 @@ def test_usage_errors_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_targets_writes_the_file_from_the_deployments(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import backends.discovery
+    import backends.lifecycle.targets
 
     web = Deployment(
         name="web",
         model="iris",
-        version="3",
+        version=3,
         alias="champion",
         run_id="r",
         image="i",
@@ -263,7 +263,7 @@ def test_targets_writes_the_file_from_the_deployments(
         port=8081,
         started_at=None,
     )
-    monkeypatch.setattr(backends.discovery, "running_deployments", lambda host: [web])
+    monkeypatch.setattr(backends.lifecycle.targets, "running_deployments", lambda host: [web])
     path = tmp_path / "targets.json"
     result = runner.invoke(app, ["monitor", "targets", "--file", str(path)])
     assert result.exit_code == 0, result.output
@@ -274,12 +274,12 @@ def test_targets_writes_the_file_from_the_deployments(
 
 
 def test_targets_without_docker_exits_3(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import backends.discovery
+    import backends.lifecycle.targets
 
     def unreachable(host: str | None) -> list[Deployment]:
         raise Unavailable("Docker engine at unix:///x is not reachable", title="Docker unreachable")
 
-    monkeypatch.setattr(backends.discovery, "running_deployments", unreachable)
+    monkeypatch.setattr(backends.lifecycle.targets, "running_deployments", unreachable)
     result = runner.invoke(app, ["monitor", "targets", "--file", str(tmp_path / "t.json")])
     assert result.exit_code == ExitCode.UNREACHABLE and "Docker unreachable" in result.output
     assert not (tmp_path / "t.json").exists()  # nothing written: the old list stays

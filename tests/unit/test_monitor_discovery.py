@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import os
 import stat
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from backends import discovery
 from backends.errors import Unavailable
+from backends.lifecycle import targets
+from backends.prometheus import discovery
 from backends.records import Deployment, ScrapeTarget
 
 
@@ -20,7 +20,7 @@ def deployment(name: str, **over: object) -> Deployment:
     fields: dict[str, object] = {
         "name": name,
         "model": "iris",
-        "version": "3",
+        "version": 3,
         "alias": "champion",
         "run_id": "r1",
         "image": "mlops/iris:3",
@@ -103,24 +103,22 @@ def test_default_path_follows_xdg_state_home(
 
 def test_without_a_docker_engine_listing_deployments_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(Unavailable, match="not reachable"):
-        discovery.running_deployments(f"unix://{tmp_path}/no-docker.sock")
+        targets.running_deployments(f"unix://{tmp_path}/no-docker.sock")
 
 
 def test_deploy_commands_refresh_from_their_docker_client(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import types
 
     client = object()
-    stub = types.ModuleType("backends.containers")
-    stub.list_deployments = lambda c: [deployment("web")] if c is client else []  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "backends.containers", stub)
-    written = discovery.refresh_from_docker(client, tmp_path / "t.json")
+    monkeypatch.setattr(
+        targets, "list_deployments", lambda c: [deployment("web")] if c is client else []
+    )
+    written = targets.refresh_from_engine(client, tmp_path / "t.json")
     assert [t.deployment for t in written.targets] == ["web"] and written.changed
 
 
 def test_an_unreachable_docker_engine_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("backends.containers", reason="the containers backend is not here yet")
     missing = f"unix://{os.path.join(os.sep, 'nonexistent', 'docker.sock')}"
     with pytest.raises(Unavailable):
-        discovery.running_deployments(missing)
+        targets.running_deployments(missing)

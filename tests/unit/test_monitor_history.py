@@ -7,8 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from backends.metrics import PrometheusSource
-from backends.monitor_history import FIGURES, SnapshotRecorder, prometheus_history
+from backends.prometheus.history import FIGURES, SnapshotRecorder, prometheus_history
+from backends.prometheus.prometheus_source import PrometheusSource
 from backends.records import DeploymentHealth, LatencySummary, MonitorSnapshot
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

@@ -13,8 +13,10 @@ import pytest
 from prometheus_client import generate_latest
 
 from backends.errors import InvalidInput, Unavailable
-from backends.metrics import PrometheusSource, ScrapeSource, connect_prometheus, parse_exposition
-from backends.promql import Scope, bucket_quantile
+from backends.prometheus.exposition import parse_exposition
+from backends.prometheus.prometheus_source import PrometheusSource, connect_prometheus
+from backends.prometheus.queries import Scope, bucket_quantile
+from backends.prometheus.scrape_source import ScrapeSource
 from backends.records import ScrapeTarget
 from server.metrics import LATENCY_BUCKETS, ServerMetrics
 from tests.services import free_port
@@ -94,7 +96,7 @@ def test_scrape_diff_gives_rates_ratios_and_quantiles_of_the_interval_only() -> 
     m.drift_window_rows.set(300)
     second = page(m)
     pages = Pages({"h:1": [first, second]})
-    target = ScrapeTarget("http://h:1", deployment="web", model="iris", version="3", alias="champ")
+    target = ScrapeTarget("http://h:1", deployment="web", model="iris", version=3, alias="champ")
     source, slept = scrape_source([target], pages, times=[10.0, 14.0])
 
     snap = source.snapshot()
@@ -106,7 +108,7 @@ def test_scrape_diff_gives_rates_ratios_and_quantiles_of_the_interval_only() -> 
     assert (row.deployment, row.model, row.version, row.alias, row.instance) == (
         "web",
         "iris",
-        "3",
+        3,
         "champ",
         "h:1",
     )
@@ -169,7 +171,7 @@ def test_a_server_watched_by_address_names_its_model_from_model_info() -> None:
     m.set_model("iris", "7", "r")
     source, _ = scrape_source([ScrapeTarget("http://h:1")], Pages({"h:1": [page(m), page(m)]}))
     row = source.snapshot().rows[0]
-    assert (row.model, row.version, row.deployment, row.instance) == ("iris", "7", "", "h:1")
+    assert (row.model, row.version, row.deployment, row.instance) == ("iris", 7, "", "h:1")
 
 
 def test_per_version_sums_the_deployments_of_a_version() -> None:
@@ -180,12 +182,12 @@ def test_per_version_sums_the_deployments_of_a_version() -> None:
         answer(m, [0.002] * n)
         pages[host].append(page(m))
     targets = [
-        ScrapeTarget("http://a:1", deployment="a", model="iris", version="3"),
-        ScrapeTarget("http://b:1", deployment="b", model="iris", version="3"),
+        ScrapeTarget("http://a:1", deployment="a", model="iris", version=3),
+        ScrapeTarget("http://b:1", deployment="b", model="iris", version=3),
     ]
     source, _ = scrape_source(targets, Pages(pages), times=[0.0, 0.0, 2.0, 2.0])
     (row,) = source.snapshot(per="version").rows
-    assert (row.model, row.version, row.deployment, row.instance) == ("iris", "3", "", "")
+    assert (row.model, row.version, row.deployment, row.instance) == ("iris", 3, "", "")
     assert row.request_rate == pytest.approx(20.0)
     assert row.requests_total == 40
 
@@ -321,7 +323,9 @@ def test_prometheus_snapshot_maps_answers_to_rows_and_alerts() -> None:
 
     assert snap.source == "prometheus http://prom:9090" and snap.window_seconds == 30
     (row,) = snap.rows
-    assert (row.deployment, row.model, row.version, row.alias, row.instance) == tuple(WEB.values())
+    assert (row.deployment, row.model, str(row.version), row.alias, row.instance) == tuple(
+        WEB.values()
+    )
     assert row.up and row.requests_total == 1234 and row.request_rate == 12.5
     assert row.error_ratio == 0.02 and row.client_error_ratio is None  # NaN: no requests
     assert (row.latency.p50, row.latency.p95, row.latency.p99) == (0.002, None, 0.0123)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from backends.errors import InvalidInput
+from backends.mlflow.training import project_parameters
 from backends.records import ProjectParameter
-from backends.training import project_parameters
 
 IRIS = Path(__file__).resolve().parents[2] / "examples" / "iris"
 

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from backends.errors import InvalidInput
-from backends.promql import (
+from backends.prometheus.queries import (
     Queries,
     Scope,
     bucket_quantile,

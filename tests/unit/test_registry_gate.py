@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from backends.errors import InvalidInput
-from backends.registry_gate import (
+from backends.mlflow.gate import (
     Requirement,
     check_requirement,
     compare_inputs,

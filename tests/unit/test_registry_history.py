@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from backends.records import AliasAction, AliasEvent, AliasState
-from backends.registry_history import (
+from backends.mlflow.history import (
     CLAIM_TTL,
     Ledger,
     current_user,
@@ -19,6 +18,7 @@ from backends.registry_history import (
     rollback_target,
     stale_message,
 )
+from backends.records import AliasAction, AliasEvent, AliasState
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from backends.run_filter import Unsupported, parse_filter, parse_order_by
-from backends.run_index import RunIndex, sync
-from backends.run_source import ClientSource
+from backends.mlflow.client_source import ClientSource
+from backends.mlflow.run_filter import Unsupported, parse_filter, parse_order_by
+from backends.mlflow.run_index import RunIndex
+from backends.mlflow.run_index_sync import sync
 
 BASE_MS = 1_790_000_000_000
 
@@ -277,7 +278,7 @@ def test_every_corpus_filter_is_vouched_for() -> None:
 def test_index_file_is_keyed_by_tracking_uri(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from backends.run_index import index_path
+    from backends.mlflow.run_index import index_path
 
     monkeypatch.setenv("MLOPS_CACHE_DIR", str(tmp_path))
     monkeypatch.chdir(tmp_path)

@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from backends.errors import BackendError, InvalidInput, NotFound, Unavailable
+from backends.mlflow.compare import compare_summaries, downsample, metric_direction
+from backends.mlflow.run_mapping import point_from_json, summary_from_json
+from backends.mlflow.run_source import RestSource
 from backends.records import DatasetRef, MetricPoint, RunListing, RunSummary
-from backends.run_mapping import point_from_json, summary_from_json
-from backends.run_source import RestSource
-from backends.tracking import compare_summaries, downsample, metric_direction
 
 RUN_JSON: dict[str, Any] = {
     "info": {
@@ -163,7 +163,7 @@ def test_downsample_keeps_short_series_and_peaks_of_long_ones() -> None:
 
 def test_listing_json_is_what_print_json_would_write() -> None:
     from console.cli.common import to_jsonable
-    from console.cli.runs import listing_json
+    from console.cli.runs_output import listing_json
 
     listing = RunListing(
         runs=(summary_from_json(RUN_JSON), _run("b", {"x": "1"}, {"m": 1.0}, "d")),
@@ -259,7 +259,7 @@ def test_rest_search_sends_mlflow_request_and_follows_tokens() -> None:
         token = None if body.get("page_token") else "next"
         return httpx.Response(200, json={"runs": [RUN_JSON], "next_page_token": token})
 
-    from backends.run_index import fetch_all
+    from backends.mlflow.run_index_sync import fetch_all
 
     source = RestSource("http://m.test", client=httpx.Client(transport=httpx.MockTransport(answer)))
     runs = fetch_all(source, "7", "metrics.a > 1", view="deleted", page=10)
@@ -295,7 +295,7 @@ def test_follow_stops_at_the_closing_line(
 def test_follow_stops_when_the_writer_died_without_closing(
     tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from backends.training import log_writer_alive
+    from backends.mlflow.training import log_writer_alive
     from console.cli.runs import _follow
 
     log = tmp_path / "run.log"

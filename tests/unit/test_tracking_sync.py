@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from backends.run_index import RunIndex, sync
-from backends.run_source import ClientSource
+from backends.mlflow.client_source import ClientSource
+from backends.mlflow.run_index import RunIndex
+from backends.mlflow.run_index_sync import sync
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +158,7 @@ def test_hard_deleted_runs_leave_the_index(world: Any) -> None:
 
 
 def test_a_local_store_lists_its_experiments_like_the_server(world: Any) -> None:
-    from backends import tracking
+    from backends.mlflow import runs as tracking
 
     client, experiment_id, _, source = world
     client.set_experiment_tag(experiment_id, "owner", "ops")

@@ -1,0 +1,188 @@
+"""Deployments as containers on the engine: reading them back, their logs, removing them.
+
+A deployment NAME is two kinds of container, all on the host's network and bound to loopback
+unless asked otherwise (so nothing is published through Docker's proxy and every address is
+127.0.0.1):
+  - ``mlops-NAME``: the router (``python -m server.router``) on the deployment's port, the
+    address clients use;
+  - ``mlops-NAME-vVERSION-XXXX``: the model server for one version, on a private free port.
+Labels say what each is (``org.mlops-console.role``, ``.deployment``, ``.model``, ``.version``,
+``.run-id``, ``.store``, ``.alias``); switching between versions is ``backends.docker.switch``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from backends.docker.engine import LABEL, parse_time, translate_errors
+from backends.errors import BackendError, NotFound
+from backends.records import Deployment, version_number
+
+__all__ = [
+    "DEPLOYMENT",
+    "ROLE",
+    "active_model",
+    "deployment_logs",
+    "get_deployment",
+    "list_deployments",
+    "model_containers",
+    "previous_version",
+    "remove_container",
+    "remove_deployment",
+    "router_of",
+    "uptime",
+]
+
+ROLE = f"{LABEL}.role"
+DEPLOYMENT = f"{LABEL}.deployment"
+
+
+def list_deployments(client: Any) -> list[Deployment]:
+    """Every deployment with the version its router currently serves."""
+    with translate_errors():
+        routers = client.containers.list(all=True, filters={"label": f"{ROLE}=router"})
+        models = client.containers.list(all=True, filters={"label": f"{ROLE}=model"})
+    by_name: dict[str, list[Any]] = {}
+    for c in models:
+        by_name.setdefault(c.labels.get(DEPLOYMENT, ""), []).append(c)
+    return sorted(
+        (_record(r, by_name.get(r.labels.get(DEPLOYMENT, ""), [])) for r in routers),
+        key=lambda d: d.name,
+    )
+
+
+def get_deployment(client: Any, name: str) -> Deployment:
+    """One deployment (NotFound names `mlops deploy ps`)."""
+    for d in list_deployments(client):
+        if d.name == name:
+            return d
+    raise NotFound(f"no deployment named {name!r} (see `mlops deploy ps`)")
+
+
+def _record(router: Any, models: list[Any]) -> Deployment:
+    labels = router.labels
+    running = [m for m in models if m.status == "running"]
+    active = _newest(running or models)
+    ml = active.labels if active is not None else {}
+    state = router.status
+    health = _health(active) if active is not None and state == "running" else "none"
+    port = labels.get(f"{LABEL}.port")
+    return Deployment(
+        name=labels.get(DEPLOYMENT, router.name),
+        model=ml.get(f"{LABEL}.model", ""),
+        version=version_number(ml.get(f"{LABEL}.version")),
+        alias=ml.get(f"{LABEL}.alias", ""),
+        run_id=ml.get(f"{LABEL}.run-id", ""),
+        image=(active.image.tags[0] if active is not None and active.image.tags else ""),
+        container_id=active.short_id if active is not None else "",
+        state=state if active is None or active.status == "running" else active.status,
+        health=health,
+        host=labels.get(f"{LABEL}.host", "127.0.0.1"),
+        port=int(port) if port else None,
+        started_at=parse_time(router.attrs.get("State", {}).get("StartedAt", "")),
+        follow_alias=ml.get(f"{LABEL}.follow-alias") == "true",
+        store=ml.get(f"{LABEL}.store", ""),
+    )
+
+
+def _newest(containers: list[Any]) -> Any | None:
+    if not containers:
+        return None
+    return max(containers, key=lambda c: c.attrs.get("Created", ""))
+
+
+def _health(container: Any) -> str:
+    state = container.attrs.get("State", {})
+    return str(state.get("Health", {}).get("Status", "none"))
+
+
+def model_containers(client: Any, name: str) -> list[Any]:
+    """Every model container of deployment ``name`` (running or not)."""
+    with translate_errors():
+        return list(
+            client.containers.list(
+                all=True, filters={"label": [f"{ROLE}=model", f"{DEPLOYMENT}={name}"]}
+            )
+        )
+
+
+def router_of(client: Any, name: str) -> Any | None:
+    """The router container of deployment ``name``, if there is one."""
+    with translate_errors():
+        found = client.containers.list(
+            all=True, filters={"label": [f"{ROLE}=router", f"{DEPLOYMENT}={name}"]}
+        )
+    return found[0] if found else None
+
+
+def active_model(client: Any, name: str) -> Any | None:
+    """The model container that serves deployment ``name`` now (the newest running one)."""
+    containers = model_containers(client, name)
+    running = [c for c in containers if c.status == "running"]
+    return _newest(running or containers)
+
+
+def previous_version(client: Any, name: str) -> int:
+    """The version the current one replaced (what `deploy rollback` goes back to)."""
+    active = active_model(client, name)
+    if active is None:
+        raise NotFound(f"no deployment named {name!r} (see `mlops deploy ps`)")
+    previous = version_number(active.labels.get(f"{LABEL}.previous-version", ""))
+    current = version_number(active.labels.get(f"{LABEL}.version", ""))
+    if previous is None or previous == current:
+        raise BackendError(
+            f"deployment {name!r} has no earlier version to roll back to"
+            + (f" (it serves v{current} and was never switched)" if current else ""),
+            title="Nothing to roll back to",
+        )
+    return previous
+
+
+def remove_deployment(client: Any, name: str) -> list[str]:
+    """Stop and remove the router and every model container of ``name``."""
+    router = router_of(client, name)
+    models = model_containers(client, name)
+    if router is None and not models:
+        raise NotFound(f"no deployment named {name!r} (see `mlops deploy ps`)")
+    removed = []
+    for c in ([router] if router is not None else []) + models:
+        removed.append(c.name)
+        remove_container(c)
+    return removed
+
+
+def deployment_logs(
+    client: Any, name: str, *, follow: bool = False, tail: int = 100
+) -> Iterator[str]:
+    """The active model container's log lines (``follow`` streams until interrupted)."""
+    active = active_model(client, name)
+    if active is None:
+        raise NotFound(f"no deployment named {name!r} (see `mlops deploy ps`)")
+    with translate_errors():
+        if not follow:
+            yield from active.logs(tail=tail).decode(errors="replace").splitlines()
+            return
+        buffer = b""
+        for chunk in active.logs(stream=True, follow=True, tail=tail):
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                yield line.decode(errors="replace")
+
+
+def remove_container(container: Any, stop_timeout: int = 30) -> None:
+    """Stop (SIGTERM: the server drains in-flight requests first), then remove."""
+    with contextlib.suppress(Exception):
+        container.stop(timeout=stop_timeout)
+    with contextlib.suppress(Exception):
+        container.remove(force=True)
+
+
+def uptime(deployment: Deployment, now: datetime | None = None) -> float | None:
+    """Seconds since the deployment's router started."""
+    if deployment.started_at is None:
+        return None
+    return ((now or datetime.now(UTC)) - deployment.started_at).total_seconds()

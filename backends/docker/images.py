@@ -1,0 +1,235 @@
+"""Serving images: one model version baked into the model server, built with no network.
+
+``build_image`` is handed a model directory (downloaded from the registry by the caller) and
+builds the repository's ``Dockerfile`` from it, the server package and the offline wheelhouse,
+with the network off. Nothing from the tracking server's address or credentials enters the
+context, so no layer carries them. The context's contents are deterministic (the same version
+gives the same bytes), so a rebuild of an unchanged version is all cache hits.
+
+An image names its version by run and store as well as by number (labels ``run-id`` and
+``store``, tag ``mlops/MODEL:vN-RUN``): two tracking stores can both have an "iris v2", and
+only the run tells them apart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from backends.docker.engine import LABEL, parse_time, translate_errors
+from backends.errors import BackendError
+from backends.records import ModelVersion, ServingImage, version_number
+
+__all__ = ["build_image", "default_tag", "find_image", "image_labels", "list_images"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_LOCAL_BASE = "mlops-base:bookworm"
+PUBLIC_BASE = "python:3.11-slim"
+
+
+def image_repository(model: str) -> str:
+    slug = re.sub(r"[^a-z0-9_.-]+", "-", model.lower()).strip("-.") or "model"
+    return f"mlops/{slug}"
+
+
+def default_tag(version: ModelVersion) -> str:
+    """``mlops/MODEL:vN-RUN``: the version's number, and the run that tells stores apart."""
+    origin = (version.run_id or version.store or "local")[:8]
+    return f"{image_repository(version.name)}:v{version.version}-{origin}"
+
+
+def default_base_image(client: Any) -> str:
+    """MLOPS_BASE_IMAGE, else the locally built base when present, else the public one."""
+    configured = os.environ.get("MLOPS_BASE_IMAGE")
+    if configured:
+        return configured
+    from docker.errors import ImageNotFound
+
+    try:
+        client.images.get(DEFAULT_LOCAL_BASE)
+        return DEFAULT_LOCAL_BASE
+    except ImageNotFound:
+        return PUBLIC_BASE
+
+
+def wheelhouse_dir() -> Path:
+    return Path(
+        os.environ.get("MLOPS_WHEELHOUSE")
+        or Path.home() / ".cache" / "mlops-console" / "wheelhouse"
+    )
+
+
+def ensure_wheelhouse(on_log: Callable[[str], None]) -> Path:
+    """The offline wheelhouse (built once per machine with scripts/build-wheelhouse.sh)."""
+    path = wheelhouse_dir()
+    if (path / "constraints.txt").is_file():
+        return path
+    on_log(f"building the offline wheelhouse in {path} (once per machine)")
+    script = REPO_ROOT / "scripts" / "build-wheelhouse.sh"
+    result = subprocess.run(
+        ["bash", str(script), str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    if result.returncode != 0:
+        raise BackendError(
+            f"could not build the wheelhouse: {result.stderr.strip()[-500:]}",
+            title="Wheelhouse failed",
+        )
+    return path
+
+
+def image_labels(version: ModelVersion) -> dict[str, str]:
+    # No alias here: an image is one version, whatever alias points at it today. Containers
+    # carry the alias they were deployed through (backends.docker.containers).
+    created = version.created.isoformat() if version.created else ""
+    return {
+        f"{LABEL}.model": version.name,
+        f"{LABEL}.version": str(version.version),
+        f"{LABEL}.run-id": version.run_id or "",
+        f"{LABEL}.store": version.store,
+        "org.opencontainers.image.title": f"{version.name} v{version.version}",
+        "org.opencontainers.image.version": str(version.version),
+        "org.opencontainers.image.created": created,  # the version's, so rebuilds are identical
+        "org.opencontainers.image.source": version.uri,
+        "org.opencontainers.image.revision": version.run_id or "",
+        "org.opencontainers.image.description": "mlops-console model server with a baked model",
+    }
+
+
+def find_image(client: Any, version: ModelVersion) -> ServingImage | None:
+    """Our image of exactly ``version``: same model, number and run (and store, when the
+    image names one) — another store's "iris v2" is not it."""
+    for image in list_images(client, model=version.name):
+        if image.version != version.version or image.run_id != (version.run_id or ""):
+            continue
+        if image.store and version.store and image.store != version.store:
+            continue
+        return image
+    return None
+
+
+def list_images(client: Any, model: str | None = None) -> list[ServingImage]:
+    """Our serving images, newest first."""
+    selector = f"{LABEL}.model={model}" if model else f"{LABEL}.model"
+    with translate_errors():
+        images = client.images.list(filters={"label": selector})
+    records = [_image_record(i) for i in images]
+    return sorted(
+        records, key=lambda r: r.created or datetime.min.replace(tzinfo=UTC), reverse=True
+    )
+
+
+def _image_record(image: Any) -> ServingImage:
+    labels = image.labels or {}
+    attrs = image.attrs
+    return ServingImage(
+        id=image.short_id.removeprefix("sha256:"),
+        tags=tuple(image.tags),
+        model=labels.get(f"{LABEL}.model", ""),
+        version=version_number(labels.get(f"{LABEL}.version")),
+        run_id=labels.get(f"{LABEL}.run-id", ""),
+        size_bytes=int(attrs.get("Size", 0)),
+        created=parse_time(attrs.get("Created", "")),
+        store=labels.get(f"{LABEL}.store", ""),
+    )
+
+
+def build_image(
+    client: Any,
+    model_dir: Path,
+    version: ModelVersion,
+    *,
+    tag: str | None = None,
+    base_image: str | None = None,
+    on_log: Callable[[str], None] = lambda line: None,
+) -> ServingImage:
+    """Build (or reuse from cache) the image serving ``version`` from its ``model_dir``."""
+    tag = tag or default_tag(version)
+    base = base_image or default_base_image(client)
+    wheels = ensure_wheelhouse(on_log)
+    with tempfile.TemporaryDirectory(prefix="mlops-build-") as tmp:
+        context = Path(tmp)
+        _assemble_context(context, wheels, model_dir)
+        on_log(f"building {tag} for {version.uri} from {base}")
+        image_id = _docker_build(client, context, tag, base, image_labels(version), on_log)
+    with translate_errors():
+        return _image_record(client.images.get(image_id))
+
+
+def _assemble_context(context: Path, wheels: Path, model_dir: Path) -> None:
+    shutil.copy(REPO_ROOT / "Dockerfile", context / "Dockerfile")
+    (context / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n")
+    _link_tree(wheels, context / "wheelhouse")
+    shutil.copytree(
+        REPO_ROOT / "server",
+        context / "server",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    shutil.copytree(model_dir, context / "model")
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    dst.mkdir()
+    for item in src.iterdir():
+        if item.is_file():
+            try:
+                os.link(item, dst / item.name)  # no copy of ~100 MB per build when we can help it
+            except OSError:
+                shutil.copy2(item, dst / item.name)
+
+
+def _docker_build(
+    client: Any,
+    context: Path,
+    tag: str,
+    base: str,
+    labels: dict[str, str],
+    on_log: Callable[[str], None],
+) -> str:
+    log_lines: list[str] = []
+    step = ""
+    image_id = ""
+    with translate_errors():
+        stream = client.api.build(
+            path=str(context),
+            tag=tag,
+            buildargs={"BASE_IMAGE": base},
+            labels=labels,
+            rm=True,
+            forcerm=True,
+            network_mode="none",
+            decode=True,
+            pull=False,
+        )
+        for chunk in stream:
+            if "error" in chunk:
+                detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
+                tail = "\n".join(log_lines[-25:])
+                raise BackendError(
+                    f"{step or 'build'} failed: {detail.strip()}\n{tail}",
+                    title="Image build failed",
+                )
+            text = chunk.get("stream", "")
+            for line in text.splitlines():
+                if not line.strip():
+                    continue
+                log_lines.append(line)
+                if line.startswith("Step "):
+                    step = line
+                on_log(line)
+            aux = chunk.get("aux") or {}
+            if "ID" in aux:
+                image_id = aux["ID"]
+    if not image_id:
+        image_id = tag
+    return image_id

@@ -1,0 +1,255 @@
+"""Starting a deployment's version and switching to it with no failed request.
+
+Deploying a new version over an existing deployment starts the new model container, waits for
+``/ready``, switches the router (which returns once the old container has nothing in flight),
+then removes every other model container of the deployment. Each model container remembers the
+version it replaced (label ``previous-version``), which is what rollback goes to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import time
+from typing import Any
+
+import httpx
+
+from backends.docker.containers import (
+    DEPLOYMENT,
+    ROLE,
+    active_model,
+    get_deployment,
+    model_containers,
+    remove_container,
+    router_of,
+)
+from backends.docker.engine import LABEL, translate_errors
+from backends.errors import BackendError, Conflict, InvalidInput
+from backends.records import Deployment, ServingImage
+
+__all__ = ["ContainerFailed", "check_can_follow", "deploy", "free_port", "port_is_free"]
+
+
+class ContainerFailed(BackendError):
+    """A container exited or never became ready; the message carries its last log lines."""
+
+    title = "Container failed"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def check_can_follow(tracking_uri: str | None) -> None:
+    """A container that follows an alias reads the registry itself: only over HTTP."""
+    if not (tracking_uri or "").startswith(("http://", "https://")):
+        raise InvalidInput(
+            "following an alias needs an HTTP tracking server (MLFLOW_TRACKING_URI="
+            "http://...): a container cannot read a local sqlite store"
+        )
+
+
+def deploy(
+    client: Any,
+    image: ServingImage,
+    name: str,
+    *,
+    port: int = 8080,
+    host: str = "127.0.0.1",
+    alias: str = "",
+    follow_alias_ref: str | None = None,
+    tracking_uri: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120.0,
+) -> tuple[Deployment, int | None]:
+    """Run ``image`` as deployment ``name``; an existing deployment is switched with no failed
+    request. Returns the deployment and the version it replaced (None for a new one).
+    ``env``: more server settings for the model container (``MLOPS_*``)."""
+    if follow_alias_ref:
+        check_can_follow(tracking_uri)
+    router = router_of(client, name)
+    previous = active_model(client, name) if router is not None else None
+    if router is not None and router.status != "running":
+        remove_container(router)
+        router = None
+    if router is None and not port_is_free(port, host if host != "0.0.0.0" else "127.0.0.1"):
+        raise Conflict(f"port {port} on {host} is already in use; choose another with --port")
+
+    model_port = free_port()
+    replaced = _version_of(previous)
+    new = _start_model(
+        client, image, name, model_port, replaced, alias, follow_alias_ref, tracking_uri, env
+    )
+    try:
+        _wait_ready(new, f"http://127.0.0.1:{model_port}", timeout)
+    except BackendError:
+        remove_container(new)
+        raise
+    upstream = f"http://127.0.0.1:{model_port}"
+    if router is None:
+        token = secrets.token_urlsafe(24)
+        router = _start_router(client, image, name, port, host, upstream, token)
+        try:
+            _wait_ready(router, f"http://127.0.0.1:{port}", timeout, path="/-/router/health")
+        except BackendError:
+            remove_container(router)
+            remove_container(new)
+            raise
+    else:
+        _switch(router, port, upstream)
+    # Every other model container goes: the one replaced, and any a failed switch left.
+    for stale in model_containers(client, name):
+        if stale.id != new.id:
+            remove_container(stale)
+    return get_deployment(client, name), replaced
+
+
+def _version_of(container: Any | None) -> int | None:
+    if container is None:
+        return None
+    text = container.labels.get(f"{LABEL}.version", "")
+    return int(text) if text.isdigit() else None
+
+
+def _start_model(
+    client: Any,
+    image: ServingImage,
+    name: str,
+    port: int,
+    previous_version: int | None,
+    alias: str,
+    follow_ref: str | None,
+    tracking_uri: str | None,
+    extra_env: dict[str, str] | None = None,
+) -> Any:
+    env = dict(extra_env or {})
+    env.update(MLOPS_PORT=str(port), MLOPS_HOST="127.0.0.1", MLOPS_MODEL_ALIAS=alias)
+    if follow_ref:
+        env.update(
+            MLOPS_MODEL_URI=follow_ref,
+            MLOPS_FOLLOW_ALIAS="1",
+            MLFLOW_TRACKING_URI=tracking_uri or "",
+            MLOPS_FOLLOW_INTERVAL=os.environ.get("MLOPS_FOLLOW_INTERVAL", "10"),
+        )
+    labels = {
+        ROLE: "model",
+        DEPLOYMENT: name,
+        f"{LABEL}.model": image.model,
+        f"{LABEL}.version": str(image.version or ""),
+        f"{LABEL}.alias": alias,
+        f"{LABEL}.run-id": image.run_id,
+        f"{LABEL}.store": image.store,
+        f"{LABEL}.port": str(port),
+        f"{LABEL}.previous-version": str(previous_version or ""),
+        f"{LABEL}.follow-alias": "true" if follow_ref else "false",
+    }
+    suffix = secrets.token_hex(2)
+    with translate_errors():
+        return client.containers.run(
+            image.ref,
+            name=f"mlops-{name}-v{image.version}-{suffix}",
+            detach=True,
+            network_mode="host",
+            environment=env,
+            labels=labels,
+            restart_policy={"Name": "on-failure", "MaximumRetryCount": 3},
+        )
+
+
+def _start_router(
+    client: Any, image: ServingImage, name: str, port: int, host: str, upstream: str, token: str
+) -> Any:
+    # The router's admin token sits in a label: whoever can read labels can also exec into the
+    # container, so it protects the switch from the network, not from the Docker operator.
+    labels = {
+        ROLE: "router",
+        DEPLOYMENT: name,
+        f"{LABEL}.port": str(port),
+        f"{LABEL}.host": host,
+        f"{LABEL}.router-token": token,
+    }
+    env = {"MLOPS_ADMIN_TOKEN": token, "MLOPS_PORT": str(port)}
+    with translate_errors():
+        existing = [
+            c
+            for c in client.containers.list(all=True, filters={"name": f"mlops-{name}"})
+            if c.name == f"mlops-{name}"
+        ]
+        for c in existing:
+            remove_container(c)
+        return client.containers.run(
+            image.ref,
+            command=[
+                "python3",
+                "-m",
+                "server.router",
+                "--listen",
+                f"{host}:{port}",
+                "--upstream",
+                upstream,
+            ],
+            name=f"mlops-{name}",
+            detach=True,
+            network_mode="host",
+            environment=env,
+            labels=labels,
+            restart_policy={"Name": "unless-stopped"},
+        )
+
+
+def _switch(router: Any, port: int, upstream: str) -> None:
+    token = router.labels.get(f"{LABEL}.router-token", "")
+    try:
+        response = httpx.put(
+            f"http://127.0.0.1:{port}/-/router/upstream",
+            json={"upstream": upstream, "drain_timeout": 30},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+    except httpx.HTTPError as exc:
+        raise BackendError(
+            f"could not switch the router on port {port}: {exc}", title="Switch failed"
+        ) from exc
+    if response.status_code != 200:
+        raise BackendError(
+            f"router refused the switch ({response.status_code}): {response.text}",
+            title="Switch failed",
+        )
+
+
+def _wait_ready(container: Any, base: str, timeout: float, path: str = "/ready") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with translate_errors():
+            container.reload()
+        crashed = container.attrs.get("RestartCount", 0) > 0 or container.status == "restarting"
+        if container.status in ("exited", "dead") or crashed:
+            raise ContainerFailed(_failure_text(container, "exited on start"))
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(base + path, timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise ContainerFailed(_failure_text(container, f"not ready after {timeout:.0f}s"))
+
+
+def _failure_text(container: Any, what: str) -> str:
+    try:
+        logs = container.logs(tail=15).decode(errors="replace").strip()
+    except Exception:
+        logs = "(no logs)"
+    return f"container {container.name} {what}; its last log lines:\n{logs}"

@@ -1,0 +1,63 @@
+"""Building the serving image of a version: pinned in the registry, downloaded, baked in."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from backends.docker import images
+from backends.lifecycle.handles import Handles
+from backends.mlflow.models import download_model
+from backends.records import BuildOutcome, ModelVersion, ServingImage
+
+__all__ = ["build", "image_for"]
+
+LogLine = Callable[[str], None]
+
+
+def _ignore(_: str) -> None:
+    pass
+
+
+def _build(
+    h: Handles,
+    version: ModelVersion,
+    *,
+    tag: str | None = None,
+    base_image: str | None = None,
+    on_log: LogLine = _ignore,
+) -> ServingImage:
+    with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp:
+        on_log(f"downloading {version.uri}")
+        model_dir = download_model(h.tracking_uri, version, Path(tmp) / "model")
+        return images.build_image(
+            h.docker(), model_dir, version, tag=tag, base_image=base_image, on_log=on_log
+        )
+
+
+def build(
+    h: Handles,
+    reference: str,
+    *,
+    tag: str | None = None,
+    base_image: str | None = None,
+    on_log: LogLine = _ignore,
+) -> BuildOutcome:
+    """Build (or reuse from cache) the serving image of the version ``reference`` names now."""
+    version = h.registry().resolve(reference)
+    before = images.find_image(h.docker(), version)
+    image = _build(h, version, tag=tag, base_image=base_image, on_log=on_log)
+    # The build context is deterministic: the same id again means every step came from cache.
+    return BuildOutcome(image, version, cached=before is not None and before.id == image.id)
+
+
+def image_for(
+    h: Handles, version: ModelVersion, on_log: LogLine = _ignore
+) -> tuple[ServingImage, bool]:
+    """The image of exactly ``version`` and whether it had to be built now."""
+    found = images.find_image(h.docker(), version)
+    if found is not None:
+        return found, False
+    on_log(f"no image for {version.uri} yet; building it")
+    return _build(h, version, on_log=on_log), True

@@ -1,0 +1,197 @@
+"""Deploy and take down, as plans: the one sequence `mlops deploy up/down` and the console's
+Deployments screen both run, so they cannot drift apart.
+
+``plan_deploy`` pins the reference to a version and says what serves under the name now;
+``apply_deploy`` refuses (Conflict) if that changed since, builds the image when missing,
+switches with no failed request, writes the move into the model's history and refreshes
+Prometheus' targets. Take-down is planned and applied the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from backends.defaults import DEFAULT_HOST, DEFAULT_PORT
+from backends.docker import containers, images, switch
+from backends.errors import BackendError, Conflict, InvalidInput
+from backends.lifecycle.build import image_for
+from backends.lifecycle.handles import Handles
+from backends.lifecycle.targets import refresh_quietly
+from backends.mlflow.models import parse_reference
+from backends.records import (
+    AliasAction,
+    Deployment,
+    DeployOutcome,
+    DeployPlan,
+    TakeDownOutcome,
+    TakeDownPlan,
+)
+
+__all__ = [
+    "after_switch",
+    "apply_deploy",
+    "apply_take_down",
+    "check_name",
+    "check_unchanged",
+    "default_name",
+    "plan_deploy",
+    "plan_take_down",
+]
+
+LogLine = Callable[[str], None]
+
+
+def _ignore(_: str) -> None:
+    pass
+
+
+def check_name(name: str) -> None:
+    """InvalidInput unless ``name`` can name a deployment (and its containers)."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        raise InvalidInput(f"invalid deployment name {name!r}: use letters, digits, '_' or '-'")
+
+
+def default_name(model: str) -> str:
+    """The deployment name a model gets when none is given."""
+    return re.sub(r"[^a-zA-Z0-9_-]+", "-", model).strip("-")[:64] or "model"
+
+
+def _find(h: Handles, name: str) -> Deployment | None:
+    return next((d for d in containers.list_deployments(h.docker()) if d.name == name), None)
+
+
+def _serves(d: Deployment | None) -> str:
+    if d is None:
+        return "nothing (no such deployment)"
+    return f"{d.model} v{d.version or '?'} (container {d.container_id or '-'})"
+
+
+def _identity(d: Deployment | None) -> tuple[str, int | None, str] | None:
+    return None if d is None else (d.container_id, d.version, d.run_id)
+
+
+def check_unchanged(name: str, planned: Deployment | None, now: Deployment | None) -> None:
+    """Conflict, naming what moved, unless deployment ``name`` is as the plan saw it."""
+    if _identity(planned) == _identity(now):
+        return
+    raise Conflict(
+        f"deployment {name!r} changed since the plan: it served {_serves(planned)}, it serves "
+        f"{_serves(now)} now; nothing changed, look again and retry"
+    )
+
+
+# ---------------------------------------------------------------------- deploy
+
+
+def plan_deploy(
+    h: Handles,
+    reference: str,
+    *,
+    name: str | None = None,
+    port: int | None = None,
+    host: str | None = None,
+    follow_alias: bool = False,
+) -> DeployPlan:
+    """Pin ``reference`` to a version and say what deploying it as ``name`` would change.
+
+    ``port``/``host`` default to the existing deployment's address, else 127.0.0.1:8080.
+    """
+    model, alias, _ = parse_reference(reference)
+    name = name or default_name(model)
+    check_name(name)
+    if follow_alias:
+        if not alias:
+            raise InvalidInput(
+                f"only a NAME@ALIAS reference can be followed, not {reference!r}",
+                title="Cannot follow",
+            )
+        switch.check_can_follow(h.tracking_uri)
+    current = _find(h, name)
+    moved = current is not None and (
+        (port is not None and current.port is not None and current.port != port)
+        or (host is not None and current.host != host)
+    )
+    if current is not None and moved:
+        # The router keeps its address across a switch; another one would reach someone else.
+        raise Conflict(
+            f"deployment {name!r} serves on {current.host}:{current.port}: deploy over it at "
+            f"that address, or take it down first to move it"
+        )
+    version = h.registry().resolve(reference)
+    if current is not None and current.store and current.store != version.store:
+        raise Conflict(
+            f"deployment {name!r} serves {current.model} v{current.version} from another "
+            f"tracking store ({current.store}, this one is {version.store}): it is not this "
+            "store's deployment; choose another --name, or take it down where it was made"
+        )
+    return DeployPlan(
+        reference=reference,
+        version=version,
+        alias=alias or "",
+        name=name,
+        host=host or (current.host if current is not None else DEFAULT_HOST),
+        port=port or (current.port if current is not None and current.port else DEFAULT_PORT),
+        follow_alias=follow_alias,
+        current=current,
+        image=images.find_image(h.docker(), version),
+    )
+
+
+def apply_deploy(
+    h: Handles, plan: DeployPlan, *, reason: str = "", on_log: LogLine = _ignore
+) -> DeployOutcome:
+    """Run ``plan`` as shown: Conflict if the deployment changed since; else build the image
+    if missing, switch with no failed request, and record it."""
+    check_unchanged(plan.name, plan.current, _find(h, plan.name))
+    image, built = image_for(h, plan.version, on_log)
+    deployment, replaced = switch.deploy(
+        h.docker(),
+        image,
+        plan.name,
+        port=plan.port,
+        host=plan.host,
+        alias=plan.alias,
+        follow_alias_ref=plan.reference if plan.follow_alias else None,
+        tracking_uri=h.tracking_uri,
+    )
+    warning = after_switch(h, deployment, "deploy", replaced, reason)
+    return DeployOutcome(deployment, replaced, image, built, warning)
+
+
+def after_switch(
+    h: Handles, deployment: Deployment, action: AliasAction, replaced: int | None, reason: str
+) -> str:
+    """Bookkeeping once the new version serves: the history entry (the same stream as the
+    registry's alias moves) and Prometheus' targets. Neither may turn a switch that happened
+    into a reported failure (an operator would deploy again): a failure is a warning."""
+    warnings = []
+    try:
+        h.registry().record_deployment(
+            deployment.model, deployment.name, action, replaced, deployment.version, reason
+        )
+    except BackendError as exc:
+        warnings.append(f"the {action} is not in the history ({exc.message})")
+    if targets := refresh_quietly(h.docker()):
+        warnings.append(targets)
+    return "; ".join(warnings)
+
+
+# ---------------------------------------------------------------------- take down
+
+
+def plan_take_down(h: Handles, name: str) -> TakeDownPlan:
+    """What taking ``name`` down removes (NotFound when there is no such deployment)."""
+    current = containers.get_deployment(h.docker(), name)
+    router = containers.router_of(h.docker(), name)
+    names = ([router.name] if router is not None else []) + [
+        c.name for c in containers.model_containers(h.docker(), name)
+    ]
+    return TakeDownPlan(name, current, tuple(names))
+
+
+def apply_take_down(h: Handles, plan: TakeDownPlan) -> TakeDownOutcome:
+    """Remove the deployment's containers (drained) if it is as the plan saw it."""
+    check_unchanged(plan.name, plan.current, _find(h, plan.name))
+    removed = containers.remove_deployment(h.docker(), plan.name)
+    return TakeDownOutcome(plan.name, tuple(removed), refresh_quietly(h.docker()))

@@ -1,0 +1,150 @@
+"""Retrain a serving model into a gated challenger: the one flow `mlops retrain` and the
+console's monitor both run.
+
+Read the server's drift (judged by the model version's own drift reference unless thresholds
+are given), train the serving run's project on the new data with the run's own parameters, tag
+and register the run, score champion and challenger, and move the ``challenger`` alias only
+when the challenger is no worse. Champion never moves here: promoting is a human's step
+(`--approve` in the CLI, `p` on the console's models screen).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from backends.defaults import CHALLENGER
+from backends.errors import BackendError, GateFailed, InvalidInput
+from backends.lifecycle import retrain_steps as retraining
+from backends.lifecycle.handles import Handles
+from backends.mlflow.drift_reference import reference_thresholds
+from backends.records import RetrainOutcome
+
+__all__ = ["project_of", "retrain_challenger", "serving"]
+
+
+def project_of(tags: dict[str, str]) -> Path | None:
+    """The local project directory the serving run was launched from, if it still exists."""
+    source = tags.get("mlflow.source.name", "")
+    path = Path(source.removeprefix("file://")) if source else None
+    return path if path is not None and (path / "MLproject").is_file() else None
+
+
+def retrain_challenger(
+    h: Handles,
+    url: str | retraining.ServingState,
+    data: Path,
+    *,
+    fallback_project: Path,
+    project: Path | None = None,
+    deployment: str = "",
+    eval_data: Path | None = None,
+    tolerance: float = 0.0,
+    on_line: Callable[[str], object] = lambda _line: None,
+    on_step: Callable[[str], object] | None = None,
+) -> RetrainOutcome:
+    """Train and register a challenger for the model served at ``url`` (or already read
+    ``serving`` state); never touch champion. ``on_step`` hears each step's one-line summary
+    (default: ``on_line``, which hears the training's own output too)."""
+    from backends.mlflow.client import translate_errors
+    from backends.mlflow.training import Training
+
+    tracking_uri = h.tracking_uri
+    step = on_step or on_line
+    state = url if isinstance(url, retraining.ServingState) else serving(h, url)
+    step(f"serving {state.name} v{state.version}; {state.drift.summary()}")
+    client = h.mlflow()
+    with translate_errors(tracking_uri):
+        parent = client.get_run(state.run_id)
+        experiment = client.get_experiment(parent.info.experiment_id).name
+    project = project or project_of(parent.data.tags) or fallback_project
+    params = retraining.retrain_params(
+        dict(parent.data.params), retraining.declared_params(project), data
+    )
+    step(f"training {project} with {params}")
+    training = Training(project, tracking_uri, params=params, experiment=experiment)
+    training.start()
+    try:
+        for line in training.lines():
+            on_line(line)
+    except BaseException:
+        # The caller's line handler failed (or the worker is being torn down): the runner
+        # must not train on unattended, nor its run stay RUNNING.
+        training.interrupt()
+        training.finish(training.wait(timeout=60))
+        raise
+    status = training.finish(training.wait())
+    if status != "FINISHED" or training.run_id is None:
+        raise BackendError(
+            f"training failed (run {training.run_id or 'not created'}: {status}); "
+            f"its log: {training.log_path}",
+            title="Retraining failed",
+        )
+    run_id = training.run_id
+    with translate_errors(tracking_uri):
+        client.set_tag(run_id, "mlops.retrain.parent_run_id", state.run_id)
+        client.set_tag(run_id, "mlops.retrain.drift", retraining.drift_tag(state))
+    version = h.registry().register(run_id, state.name)
+    step(f"registered {state.name} v{version.version} from run {run_id}")
+    comparison = retraining.compare_on(
+        tracking_uri,
+        f"models:/{state.name}/{state.version}",
+        f"models:/{state.name}/{version.version}",
+        eval_data or data,
+        tolerance=tolerance,
+    )
+    step(comparison.summary())
+    passed, gate = _gate(h, state, version.version, comparison)
+    return RetrainOutcome(
+        deployment=deployment,
+        model=state.name,
+        served_version=state.version,
+        served_run_id=state.run_id,
+        drift=state.drift.summary(),
+        run_id=run_id,
+        challenger_version=version.version,
+        comparison=comparison.summary(),
+        champion_score=comparison.champion,
+        challenger_score=comparison.challenger,
+        gate_passed=passed,
+        gate=gate,
+        log_path=str(training.log_path),
+    )
+
+
+def serving(
+    h: Handles, url: str, *, psi: float | None = None, ks_pvalue: float | None = None
+) -> retraining.ServingState:
+    """What ``url`` serves; its drift judged by ``psi``/``ks_pvalue`` when given, else by the
+    thresholds of the served version's own drift reference (what its server and the console
+    use)."""
+    state = retraining.serving_state(url)
+    if not state.name or not state.run_id:
+        raise InvalidInput("the server does not say which registered model and run it serves")
+    if psi is None or ks_pvalue is None:
+        limits = reference_thresholds(h.tracking_uri, state.name, state.version, client=h.mlflow())
+        psi = limits.psi if psi is None else psi
+        ks_pvalue = limits.ks_pvalue if ks_pvalue is None else ks_pvalue
+    drift = retraining.DriftFigures(state.drift.features, psi, ks_pvalue)
+    return replace(state, drift=drift)
+
+
+def _gate(
+    h: Handles,
+    state: retraining.ServingState,
+    version: int,
+    comparison: retraining.Comparison,
+) -> tuple[bool, str]:
+    """Move ``challenger`` when the challenger is no worse (and the registry's gate agrees)."""
+    if not comparison.passed:
+        return False, f"gate failed: {comparison.summary()}; the challenger alias did not move"
+    reason = (
+        f"retrain of v{state.version} (run {state.run_id}): {state.drift.summary()}; "
+        f"{comparison.summary()}"
+    )
+    try:
+        h.registry().promote(state.name, version, alias=CHALLENGER, reason=reason)
+    except GateFailed as exc:
+        return False, f"{exc.message}; the challenger alias did not move"
+    return True, f"challenger -> {state.name} v{version} (gate passed)"

@@ -1,0 +1,167 @@
+"""Moving an alias and writing its history: the claim protocol on registered-model tags.
+
+MLflow has no compare-and-set, so a move first takes a claim on the alias ("write, then read",
+as in Lamport's fast mutual exclusion):
+
+1. write ``mlops.claim.<alias>.<token>``;
+2. read all tags in one request; if another live claim is there, withdraw and retry after a
+   random back-off while the alias is unchanged; if the alias or its newest event differs from
+   what the caller saw, withdraw and raise Conflict naming who moved it;
+3. otherwise set the alias, write the event (seq = newest + 1), and delete the claim.
+
+Of two writers that both write before they read, both see each other and back off; one that
+reads after the holder finished sees the holder's event and stops as stale. So moves are
+serialised: each event's ``from`` is the previous ``to``, and the alias ends at the newest
+event's version. A claim older than ``CLAIM_TTL`` (a crashed process) is ignored and later
+removed; a writer paused longer than that between claim and commit (or clocks skewed by more)
+could break the exclusion. A manual move (the alias differs from its newest event and no claim
+is live) is written down as a ``manual`` event by the next move.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from dataclasses import replace
+from typing import Any
+
+from backends.errors import Conflict, InvalidInput
+from backends.mlflow.client import translate_errors
+from backends.mlflow.history import (
+    CLAIM_TTL,
+    DEPLOY_STREAM,
+    MAX_REASON,
+    Ledger,
+    encode_claim,
+    encode_event,
+    new_token,
+    stale_message,
+    utc_now,
+)
+from backends.records import AliasAction, AliasEvent, AliasState
+
+__all__ = ["CLAIM_PATIENCE", "ModelTags"]
+
+CLAIM_PATIENCE = 20.0  # seconds to keep retrying while another operator holds the alias
+
+
+class ModelTags:
+    """A registered model's tags on one MLflow client: read as a ledger, written one by one."""
+
+    def __init__(self, client: Any, tracking_uri: str, user: str) -> None:
+        self._client = client
+        self.uri = tracking_uri
+        self.user = user
+
+    def ledger(self, name: str) -> Ledger:
+        """One read of the model: aliases, history, claims and user tags."""
+        with translate_errors(self.uri):
+            rm = self._client.get_registered_model(name)
+        return Ledger.parse(rm.name, dict(rm.aliases), dict(rm.tags))
+
+    def set(self, name: str, key: str, value: str) -> None:
+        with translate_errors(self.uri):
+            self._client.set_registered_model_tag(name, key, value)
+
+    def delete(self, name: str, key: str) -> None:
+        with translate_errors(self.uri):
+            self._client.delete_registered_model_tag(name, key)
+
+    def raise_if_stale(self, seen: AliasState, ledger: Ledger, own_claim: str = "") -> None:
+        """Conflict, naming who moved it, when the alias is no longer where ``seen`` was."""
+        message = stale_message(seen, ledger, own_claim=own_claim)
+        if message is not None:
+            raise Conflict(f"{message}; nothing moved, check and try again")
+
+    # ------------------------------------------------------------------ moves
+
+    def move(self, seen: AliasState, to: int, action: AliasAction, reason: str) -> AliasEvent:
+        """Claim the alias, check the caller's view is current, move it, record the event."""
+        deadline = time.monotonic() + CLAIM_PATIENCE
+        backoff = 0.05
+        while True:
+            self.raise_if_stale(seen, self.ledger(seen.model))
+            claim_key, claim_value = encode_claim(seen.alias, new_token(), self.user, to)
+            self.set(seen.model, claim_key, claim_value)
+            try:
+                ledger = self.ledger(seen.model)
+                rivals = ledger.live_claims(seen.alias, time.time(), besides=claim_key)
+                if not rivals:
+                    self.raise_if_stale(seen, ledger, claim_key)
+                    return self._commit(ledger, seen.alias, to, action, reason, claim_key)
+            finally:
+                self.delete(seen.model, claim_key)
+            if time.monotonic() > deadline:
+                raise Conflict(
+                    f"{rivals[0].who} is moving {seen.alias} of {seen.model} right now "
+                    f"(to version {rivals[0].to_version}); try again"
+                )
+            time.sleep(random.uniform(backoff / 2, backoff))
+            backoff = min(backoff * 2, 1.0)
+
+    def _commit(
+        self, ledger: Ledger, alias: str, to: int, action: AliasAction, reason: str, claim: str
+    ) -> AliasEvent:
+        # Alias first, event second: a crash in between leaves a move that shows as "manual"
+        # rather than an event claiming a move that never happened.
+        now = utc_now()
+        manual = ledger.manual_move(alias, now, noticed_by=self.user, own_claim=claim)
+        previous = manual or ledger.last_event(alias)
+        seq = previous.seq + 1 if previous else 1
+        event = AliasEvent(
+            id=f"{seq:08d}.{new_token()}",
+            model=ledger.model,
+            alias=alias,
+            seq=seq,
+            action=action,
+            from_version=ledger.aliases.get(alias),
+            to_version=to,
+            who=self.user,
+            at=now,
+            reason=reason[:MAX_REASON],
+        )
+        with translate_errors(self.uri):
+            self._client.set_registered_model_alias(ledger.model, alias, str(to))
+        if manual is not None:
+            manual = replace(manual, id=f"{manual.seq:08d}.{new_token()}", recorded=True)
+            self.set(ledger.model, *encode_event(manual))
+        self.set(ledger.model, *encode_event(event))
+        for stale in ledger.claims:
+            if stale.alias == alias and now.timestamp() - stale.at >= CLAIM_TTL:
+                self.delete(ledger.model, stale.key)
+        return event
+
+    def record_deployment(
+        self,
+        name: str,
+        deployment: str,
+        action: AliasAction,
+        from_version: int | None,
+        to_version: int | None,
+        reason: str = "",
+    ) -> AliasEvent:
+        """Write a container deploy/rollback into the model's history (stream deploy/NAME).
+
+        No claim is taken: the deployment itself is not a registry alias, and the random token
+        in every key means two concurrent records cannot overwrite each other.
+        """
+        if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", deployment):
+            raise InvalidInput(f"invalid deployment name {deployment!r}")
+        stream = f"{DEPLOY_STREAM}{deployment}"
+        last = self.ledger(name).last_event(stream)
+        seq = last.seq + 1 if last else 1
+        event = AliasEvent(
+            id=f"{seq:08d}.{new_token()}",
+            model=name,
+            alias=stream,
+            seq=seq,
+            action=action,
+            from_version=from_version,
+            to_version=to_version,
+            who=self.user,
+            at=utc_now(),
+            reason=reason[:MAX_REASON],
+        )
+        self.set(name, *encode_event(event))
+        return event

@@ -1,0 +1,174 @@
+"""The promotion gate's rules: metric requirements, signature compatibility, load-and-predict.
+
+Pure functions over plain values (plus ``predict_check``, which is handed a loaded model path),
+so the gate's logic is unit-tested without a registry; ``model_checks`` fetches the models.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from backends.errors import InvalidInput
+from backends.mlflow.client import translate_errors, using_tracking_uri
+from backends.records import GateCheck
+
+__all__ = [
+    "Requirement",
+    "check_requirement",
+    "compare_inputs",
+    "inputs_of",
+    "model_checks",
+    "parse_requirement",
+    "predict_check",
+]
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+_REQUIREMENT = re.compile(
+    r"^\s*(?P<metric>[^<>=!]+?)\s*(?P<op>>=|<=|==|!=|>|<|=)\s*(?P<value>\S+)\s*$"
+)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """A gate requirement on a run metric, e.g. ``accuracy>=0.9``."""
+
+    metric: str
+    op: str
+    threshold: float
+
+    def __str__(self) -> str:
+        return f"{self.metric}{self.op}{self.threshold:g}"
+
+
+def parse_requirement(text: str) -> Requirement:
+    """Parse ``METRIC OP NUMBER`` (OP one of >= <= > < == != =); InvalidInput otherwise."""
+    match = _REQUIREMENT.match(text)
+    if not match:
+        raise InvalidInput(f"bad requirement {text!r}: expected METRIC>=NUMBER (or <=, >, <, ==)")
+    op = "==" if match["op"] == "=" else match["op"]
+    try:
+        threshold = float(match["value"])
+    except ValueError:
+        raise InvalidInput(
+            f"bad requirement {text!r}: {match['value']!r} is not a number"
+        ) from None
+    return Requirement(match["metric"], op, threshold)
+
+
+def check_requirement(requirement: Requirement, metrics: dict[str, float]) -> GateCheck:
+    """Whether the run's metric meets the requirement."""
+    name = f"require {requirement}"
+    value = metrics.get(requirement.metric)
+    if value is None:
+        known = ", ".join(sorted(metrics)) or "none"
+        return GateCheck(name, False, f"the run has no metric {requirement.metric!r} ({known})")
+    passed = _OPS[requirement.op](float(value), requirement.threshold)
+    return GateCheck(name, passed, f"{requirement.metric} = {value:g}")
+
+
+def _input_types(schema: list[dict[str, Any]]) -> dict[str, str]:
+    types: dict[str, str] = {}
+    for i, spec in enumerate(schema):
+        kind = str(spec.get("type", "?"))
+        if "tensor-spec" in spec:
+            tensor = spec["tensor-spec"]
+            kind = f"tensor({tensor.get('dtype')}, {tensor.get('shape')})"
+        types[str(spec.get("name") or f"#{i}")] = kind
+    return types
+
+
+def compare_inputs(
+    current: list[dict[str, Any]] | None,
+    candidate: list[dict[str, Any]] | None,
+    current_version: int,
+) -> GateCheck:
+    """Same input columns and types as the version holding the alias (schemas as to_dict())."""
+    if candidate is None:
+        return GateCheck("signature", False, "the version has no input signature")
+    if current is None:
+        return GateCheck(
+            "signature", True, f"version {current_version} has no signature; nothing to compare"
+        )
+    old, new = _input_types(current), _input_types(candidate)
+    differences = [f"missing {c} ({t})" for c, t in old.items() if c not in new]
+    differences += [f"extra {c} ({t})" for c, t in new.items() if c not in old]
+    differences += [f"{c}: {old[c]} -> {new[c]}" for c in old if c in new and old[c] != new[c]]
+    if differences:
+        return GateCheck(
+            "signature",
+            False,
+            f"inputs differ from version {current_version}: " + "; ".join(differences),
+        )
+    return GateCheck(
+        "signature", True, f"same {len(new)} input columns and types as version {current_version}"
+    )
+
+
+def inputs_of(model: Any) -> list[dict[str, Any]] | None:
+    """A model's input schema as ``to_dict()`` entries, or None without a signature."""
+    signature = getattr(model, "signature", None)
+    if signature is None or signature.inputs is None:
+        return None
+    return list(signature.inputs.to_dict())
+
+
+def predict_check(pyfunc: Any, path: str) -> GateCheck:
+    """Load the model at ``path`` with ``pyfunc`` and predict on its own input example."""
+    try:
+        model = pyfunc.load_model(path)
+    except Exception as exc:
+        return GateCheck("predict", False, f"the model does not load: {_one_line(exc)}")
+    example = model.input_example
+    if example is None:
+        return GateCheck("predict", False, "the model has no input example to predict on")
+    try:
+        predictions = model.predict(example)
+    except Exception as exc:
+        return GateCheck("predict", False, f"predict on its input example failed: {_one_line(exc)}")
+    rows = len(predictions) if hasattr(predictions, "__len__") else 1
+    return GateCheck("predict", True, f"loads and predicts {rows} rows on its input example")
+
+
+def _one_line(exc: Exception) -> str:
+    text = " ".join(f"{exc.__class__.__name__}: {exc}".split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def model_checks(tracking_uri: str, name: str, version: int, holder: int | None) -> list[GateCheck]:
+    """The signature check against the alias ``holder`` and the load-and-predict check."""
+    import mlflow.pyfunc
+    from mlflow.artifacts import download_artifacts
+    from mlflow.models import Model
+
+    def fetch(uri: str, into: str) -> str:
+        with translate_errors(tracking_uri):
+            return str(
+                download_artifacts(
+                    uri, dst_path=into, tracking_uri=tracking_uri, registry_uri=tracking_uri
+                )
+            )
+
+    with (
+        tempfile.TemporaryDirectory(prefix="mlops-gate-") as tmp,
+        using_tracking_uri(tracking_uri),
+    ):
+        path = fetch(f"models:/{name}/{version}", f"{tmp}/candidate")
+        if holder is None or holder == version:
+            why = "no version holds the alias" if holder is None else "it holds the alias"
+            signature = GateCheck("signature", True, f"{why}; nothing to compare")
+        else:
+            held = Model.load(fetch(f"models:/{name}/{holder}/MLmodel", f"{tmp}/holder"))
+            signature = compare_inputs(inputs_of(held), inputs_of(Model.load(path)), holder)
+        return [signature, predict_check(mlflow.pyfunc, path)]

@@ -1,0 +1,149 @@
+"""Records of the model registry: models, versions, aliases, their history, the gate, and
+the plans of the moves an operator confirms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+AliasAction = Literal["promote", "rollback", "manual", "deploy"]
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A registered model; ``aliases`` maps alias → version, ``tags`` omits mlops bookkeeping."""
+
+    name: str
+    description: str
+    aliases: dict[str, int]
+    tags: dict[str, str]
+    latest_version: int | None
+    created: datetime
+    updated: datetime
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One version of a registered model, with its source run's metrics."""
+
+    name: str
+    version: int
+    run_id: str | None
+    metrics: dict[str, float]
+    aliases: tuple[str, ...]
+    tags: dict[str, str]
+    created: datetime
+    status: str
+    stage: str | None  # legacy MLflow stage (deprecated): shown when set, never relied on
+    source: str
+    # Which tracking store the version lives in (a fingerprint of its URI): two stores can
+    # both have an "iris v2", and only the store and the run tell them apart.
+    store: str = ""
+
+    @property
+    def uri(self) -> str:
+        """``models:/NAME/VERSION``."""
+        return f"models:/{self.name}/{self.version}"
+
+    @property
+    def label(self) -> str:
+        """``NAME vVERSION`` for messages."""
+        return f"{self.name} v{self.version}"
+
+
+@dataclass(frozen=True)
+class AliasState:
+    """What an operator saw of an alias: its version and the newest history event behind it."""
+
+    model: str
+    alias: str
+    version: int | None
+    last_event_id: str | None
+
+
+@dataclass(frozen=True)
+class AliasEvent:
+    """One move of an alias. ``recorded`` is False for a manual move detected but not yet saved."""
+
+    id: str
+    model: str
+    alias: str
+    seq: int
+    action: AliasAction
+    from_version: int | None
+    to_version: int | None
+    who: str
+    at: datetime
+    reason: str
+    recorded: bool = True
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One check of a promotion gate and what it found."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The promotion gate for one version against the version that holds ``alias`` now."""
+
+    model: str
+    version: int
+    alias: str
+    checks: tuple[GateCheck, ...]
+    passed: bool
+
+
+@dataclass(frozen=True)
+class PromotePlan:
+    """A promotion as the operator is shown it: ``alias`` of ``model`` from where it was seen
+    (``seen``) to ``version``. Applying it refuses (Conflict) if the alias moved since."""
+
+    model: str
+    version: int
+    alias: str
+    seen: AliasState
+    requirements: tuple[str, ...] = ()
+
+    @property
+    def from_version(self) -> int | None:
+        return self.seen.version
+
+    @property
+    def moves(self) -> bool:
+        """False when the alias already points at ``version`` (applying moves nothing)."""
+        return self.seen.version != self.version
+
+
+@dataclass(frozen=True)
+class AliasRollbackPlan:
+    """An alias rollback as shown: ``alias`` back from ``seen.version`` to ``to_version`` (the
+    version it held before, from the history, or the one asked for)."""
+
+    model: str
+    alias: str
+    seen: AliasState
+    to_version: int
+
+    @property
+    def from_version(self) -> int | None:
+        return self.seen.version
+
+    @property
+    def moves(self) -> bool:
+        return self.seen.version != self.to_version
+
+
+def version_number(value: object) -> int | None:
+    """A version number from a label, tag or form field ("3", 3, "v3"); None if it is none."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value > 0 else None
+    text = str(value or "").strip().removeprefix("v")
+    return int(text) if text.isdigit() and int(text) > 0 else None

@@ -1,0 +1,156 @@
+"""Records of serving: images, deployments, and the plans and outcomes of builds, deploys,
+rollbacks and take-downs.
+
+A plan is what the operator is shown before anything changes; applying it refuses (Conflict)
+when what it started from moved in between, and names what moved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from backends.records.registry import AliasEvent, AliasState, ModelVersion
+
+
+@dataclass(frozen=True)
+class ServingImage:
+    """A serving image we built: one model version baked in (labels org.mlops-console.*)."""
+
+    id: str
+    tags: tuple[str, ...]
+    model: str
+    version: int | None
+    run_id: str
+    size_bytes: int
+    created: datetime | None
+    store: str = ""  # the tracking store the version came from (see ModelVersion.store)
+
+    @property
+    def ref(self) -> str:
+        """The first tag, else the id: what `docker run` is given."""
+        return self.tags[0] if self.tags else self.id
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A deployment: which model version its router sends traffic to, and where it answers."""
+
+    name: str
+    model: str
+    version: int | None
+    alias: str
+    run_id: str
+    image: str
+    container_id: str  # the model container the router sends traffic to now
+    state: str  # Docker's state: running, exited, restarting, ...
+    health: str  # healthy, unhealthy, starting, or none (no healthcheck)
+    host: str
+    port: int | None
+    started_at: datetime | None
+    follow_alias: bool = False
+    store: str = ""  # the tracking store its version came from
+
+    @property
+    def url(self) -> str | None:
+        """Base URL of the deployment's router, when it has a port."""
+        return f"http://{self.host}:{self.port}" if self.port else None
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    """An image built for one version; ``cached``: it is the very image that was there before."""
+
+    image: ServingImage
+    version: ModelVersion
+    cached: bool
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    """What a deploy will do, decided before anything changes (a confirmation shows it)."""
+
+    reference: str  # as the operator wrote it
+    version: ModelVersion  # what the reference names now
+    alias: str  # the alias it was resolved through ("" for NAME/VERSION)
+    name: str
+    host: str
+    port: int
+    follow_alias: bool
+    current: Deployment | None  # what serves under this name now; None: a new deployment
+    image: ServingImage | None  # None: no image of that version yet, it is built first
+
+    @property
+    def replaces(self) -> int | None:
+        """The version served now under this name (None for a new deployment)."""
+        return self.current.version if self.current is not None else None
+
+
+@dataclass(frozen=True)
+class DeployOutcome:
+    """A deploy that happened: what serves now, what it replaced, and whether it built."""
+
+    deployment: Deployment
+    replaced: int | None
+    image: ServingImage
+    built: bool
+    warning: str = ""  # the switch worked; its history entry or the targets file did not
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What a deployment rollback will do, decided before anything changes.
+
+    A container switch goes from ``current`` (what serves now) back to ``to_version``; for a
+    deployment that follows an alias, the alias moves back instead, from ``seen``.
+    """
+
+    name: str
+    model: str
+    from_version: int | None  # what serves now (for an alias follower: what the alias names)
+    to_version: int
+    current: Deployment
+    alias: str = ""  # the followed alias that moves back; empty: a container switch
+    seen: AliasState | None = None  # the alias as it was read (alias followers only)
+    image_missing: bool = False  # the older version's image must be built first
+
+    @property
+    def via_alias(self) -> bool:
+        return bool(self.alias)
+
+
+@dataclass(frozen=True)
+class RollbackOutcome:
+    """A deployment rollback: a container switch (``deployment``) or, for a deployment that
+    follows an alias, an alias move (``alias_event``; None when the alias was already there)."""
+
+    name: str
+    model: str
+    from_version: int | None
+    to_version: int | None
+    deployment: Deployment | None = None
+    alias: str = ""
+    alias_event: AliasEvent | None = None
+    warning: str = ""
+
+    @property
+    def via_alias(self) -> bool:
+        return bool(self.alias)
+
+
+@dataclass(frozen=True)
+class TakeDownPlan:
+    """Taking a deployment down, as shown: what it serves now and the containers that go."""
+
+    name: str
+    current: Deployment
+    containers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TakeDownOutcome:
+    """A deployment that was taken down: the containers removed."""
+
+    name: str
+    removed: tuple[str, ...]
+    warning: str = ""

@@ -1,0 +1,171 @@
+"""What the console asks of the outside world, as small capabilities (k9s' Lister, Describer...).
+
+A screen holds the one capability it uses; ``Services`` (console.services) bundles the real
+ones for a session, and tests pass fakes that mypy checks against these protocols. Every call
+blocks: screens make them from worker threads only. Mutations are a plan (what the dialog
+shows) and an apply of that plan, which refuses with Conflict when the state moved since.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from backends.records import (
+        AliasEvent,
+        AliasRollbackPlan,
+        BuildOutcome,
+        Deployment,
+        DeployOutcome,
+        DeployPlan,
+        DriftThresholds,
+        Experiment,
+        GateResult,
+        ModelVersion,
+        MonitorHistory,
+        MonitorSnapshot,
+        ProjectParameter,
+        PromotePlan,
+        RegisteredModel,
+        RetrainOutcome,
+        RollbackOutcome,
+        RollbackPlan,
+        RunComparison,
+        RunDetail,
+        RunListing,
+        TakeDownOutcome,
+        TakeDownPlan,
+        TrainingOutcome,
+    )
+
+BackendName = Literal["mlflow", "docker", "metrics"]
+BACKENDS: tuple[BackendName, ...] = ("mlflow", "docker", "metrics")
+LogLine = Callable[[str], None]
+
+
+class Probes(Protocol):
+    """Whether each backend answers (the status bar)."""
+
+    def probe(self, backend: BackendName) -> None:
+        """Return if ``backend`` answers; raise a BackendError if it does not."""
+
+
+class Runs(Protocol):
+    """Experiments, runs and training (the runs, compare and train screens)."""
+
+    def list_experiments(self) -> list[Experiment]:
+        """Active experiments, most recently updated first."""
+
+    def list_runs(
+        self,
+        experiment: str,
+        filter_string: str,
+        order_by: list[str],
+        offset: int = 0,
+        quick: bool = False,
+    ) -> RunListing:
+        """A page of runs of ``experiment``; ``offset`` > 0 pages the first page's snapshot.
+
+        Answers at once: when the local index needs a slow full sync (or, with ``quick``, any
+        sync) the listing says ``index_pending`` and the caller runs ``sync_runs`` in the
+        background, then lists again.
+        """
+
+    def sync_runs(self, experiment: str) -> None:
+        """Bring the local run index of ``experiment`` fully up to date (seconds at 10k runs)."""
+
+    def show_run(self, run_id: str) -> RunDetail:
+        """One run's details."""
+
+    def compare_runs(self, run_ids: list[str]) -> RunComparison:
+        """Runs side by side."""
+
+    def project_parameters(self, project: str) -> list[ProjectParameter]:
+        """The parameters of a project's main entry point, from its MLproject file."""
+
+    def train(
+        self, project: str, params: dict[str, str], on_line: Callable[[str], object]
+    ) -> TrainingOutcome:
+        """Run an MLflow Project to the end, each output line to ``on_line``."""
+
+    def register(self, run_id: str, name: str) -> ModelVersion:
+        """Register the model a run logged as a new version of ``name``."""
+
+
+class Registry(Protocol):
+    """Registered models, their versions and aliases (the models and history screens)."""
+
+    def list_models(self) -> list[RegisteredModel]:
+        """Registered models."""
+
+    def versions(self, model: str) -> list[ModelVersion]:
+        """Versions of one model, newest first."""
+
+    def history(self, model: str) -> list[AliasEvent]:
+        """Every alias move of one model."""
+
+    def plan_promote(self, model: str, version: int, alias: str) -> PromotePlan:
+        """What promoting ``version`` to ``alias`` would move (the alias as it is now)."""
+
+    def promote(self, plan: PromotePlan) -> tuple[GateResult, AliasEvent | None]:
+        """Gate and move the alias as planned; Conflict if it moved since."""
+
+    def plan_rollback(self, model: str, alias: str) -> AliasRollbackPlan:
+        """Where rolling ``alias`` back would go; GateFailed when nowhere."""
+
+    def rollback(self, plan: AliasRollbackPlan) -> AliasEvent | None:
+        """Move the alias back as planned; Conflict if it moved since."""
+
+
+class Deployments(Protocol):
+    """Images and deployments on the engine (the deployments and logs screens)."""
+
+    def list_deployments(self) -> list[Deployment]:
+        """The live map of deployments."""
+
+    def deployment_logs(self, name: str, tail: int) -> Iterator[str]:
+        """A deployment's log lines, following."""
+
+    def build_image(self, reference: str, on_log: LogLine) -> BuildOutcome:
+        """Build the serving image of a version, as `mlops image build`."""
+
+    def plan_deploy(
+        self, reference: str, name: str | None, port: int, host: str, follow_alias: bool
+    ) -> DeployPlan:
+        """What deploying ``reference`` as ``name`` would change; nothing changes yet."""
+
+    def deploy(self, plan: DeployPlan, on_log: LogLine) -> DeployOutcome:
+        """Run a deploy plan, as `mlops deploy up`; Conflict if the deployment moved since."""
+
+    def plan_rollback(self, name: str) -> RollbackPlan:
+        """What a deployment rollback would change (from → to, a build first or not)."""
+
+    def rollback(self, plan: RollbackPlan, on_log: LogLine) -> RollbackOutcome:
+        """Roll back as planned, as `mlops deploy rollback`; Conflict if anything moved."""
+
+    def plan_take_down(self, name: str) -> TakeDownPlan:
+        """What taking a deployment down would remove."""
+
+    def take_down(self, plan: TakeDownPlan) -> TakeDownOutcome:
+        """Take a deployment down as planned; Conflict if it changed since."""
+
+
+class Monitoring(Protocol):
+    """Live figures, their history, drift thresholds, and retraining (the monitor screen)."""
+
+    def monitor(self) -> MonitorSnapshot:
+        """Rate, errors, latency and drift of every deployment."""
+
+    def monitor_history(
+        self, deployment: str, minutes: float, instance: str = ""
+    ) -> MonitorHistory:
+        """One deployment's (or a target's, by host:port) figures over the last ``minutes``."""
+
+    def drift_thresholds(self, model: str, version: int | None) -> DriftThresholds:
+        """The drift thresholds of a model version (its drift reference, else the defaults)."""
+
+    def retrain(
+        self, deployment: str, data: str, on_line: Callable[[str], object]
+    ) -> RetrainOutcome:
+        """Train, register and gate a challenger for a deployment's model; champion stays."""

@@ -1,0 +1,126 @@
+"""What a plan will change, in words: the text of the console's confirmations and of the
+CLI's question before it applies a plan (one text for both, so they cannot disagree)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from backends.records import (
+        AliasRollbackPlan,
+        DeployOutcome,
+        DeployPlan,
+        PromotePlan,
+        RollbackOutcome,
+        RollbackPlan,
+        TakeDownPlan,
+    )
+
+
+def deploy_summary(plan: DeployPlan) -> str:
+    """Exactly what a deploy will change, from its plan."""
+    v = plan.version
+    where = f"{plan.host}:{plan.port}"
+    if plan.current is None:
+        change = "new deployment"
+        how = f"A router and v{v.version}'s model container start on {where}."
+    else:
+        change = f"replacing v{plan.replaces}"
+        if plan.replaces == v.version:
+            change += " (the same version, in a fresh container)"
+        how = (
+            f"v{v.version}'s container starts, the router switches once it is ready "
+            f"(no failed request), then v{plan.replaces}'s container is removed."
+        )
+    lines = [f"Deploy {v.name} v{v.version} as {plan.name} on {where}, {change}", ""]
+    if plan.alias:
+        lines.append(f"  {plan.reference} names v{v.version} now")
+    if plan.image is None:
+        lines += [
+            f"  no image of v{v.version} yet: it is built first (minutes),",
+            f"  as `b` or `mlops image build {v.name}/{v.version}` would",
+        ]
+    else:
+        lines.append(f"  image {plan.image.ref} (built)")
+    if plan.follow_alias:
+        lines.append(f"  follows {plan.alias}: reloads by itself when the alias moves")
+    return "\n".join([*lines, "", how])
+
+
+def take_down_summary(plan: TakeDownPlan) -> str:
+    """Exactly what taking a deployment down removes."""
+    d = plan.current
+    return (
+        f"Take down deployment '{d.name}'\n"
+        f"  serving {d.model} v{d.version or '?'} on port {d.port or '-'}\n"
+        f"  containers: {', '.join(plan.containers) or '-'}\n\n"
+        "They are stopped (drained) and removed; clients of "
+        f"{d.url or 'its address'} get no answer afterwards."
+    )
+
+
+def rollback_summary(plan: RollbackPlan) -> str:
+    """Exactly what a deployment rollback will change."""
+    head = f"Roll back deployment '{plan.name}' ({plan.model})"
+    if plan.alias:
+        return (
+            f"{head}\n  it follows {plan.alias}: {plan.model}@{plan.alias} moves back\n"
+            f"  from version {plan.from_version}\n  to   version {plan.to_version}\n\n"
+            "The deployment reloads in place when the alias moves (no restart)."
+        )
+    build = (
+        f"\n\nNo image of v{plan.to_version} is left: it is built first (minutes)."
+        if plan.image_missing
+        else ""
+    )
+    return (
+        f"{head}\n  from version {plan.from_version}\n  to   version {plan.to_version}\n\n"
+        "The previous version's container starts, the router switches once it is ready "
+        f"(no failed request), then the current one is removed.{build}"
+    )
+
+
+def deployed(outcome: DeployOutcome) -> str:
+    """What a finished deploy changed, in one line."""
+    d = outcome.deployment
+    text = f"{d.name} now serves {d.model} v{d.version} on {d.url or '-'}"
+    text += f" (was v{outcome.replaced})" if outcome.replaced else " (new deployment)"
+    text += "; its image was built first" if outcome.built else ""
+    return text + (f"; warning: {outcome.warning}" if outcome.warning else "")
+
+
+def rolled_back(outcome: RollbackOutcome) -> str:
+    """What a finished rollback changed, in one line."""
+    if outcome.via_alias and outcome.alias_event is None:
+        return f"{outcome.alias} already names v{outcome.to_version}; nothing moved"
+    if outcome.via_alias:
+        return (
+            f"{outcome.model}@{outcome.alias} rolled back from v{outcome.from_version} to "
+            f"v{outcome.to_version}; {outcome.name} reloads in place"
+        )
+    text = (
+        f"{outcome.name} now serves {outcome.model} v{outcome.to_version} "
+        f"(was v{outcome.from_version})"
+    )
+    return text + (f"; warning: {outcome.warning}" if outcome.warning else "")
+
+
+def promote_summary(plan: PromotePlan) -> str:
+    """Exactly what a promotion will move, from its plan."""
+    was = f"version {plan.from_version}" if plan.from_version is not None else "unset"
+    return (
+        f"Move alias '{plan.alias}' of model '{plan.model}'\n"
+        f"  from {was}\n  to   version {plan.version}\n\n"
+        "The promotion gate runs first (signature, loads and predicts); nothing moves if a "
+        "check fails, or if someone moves the alias before you confirm."
+    )
+
+
+def alias_rollback_summary(plan: AliasRollbackPlan) -> str:
+    """Exactly what an alias rollback will move, from its plan."""
+    return (
+        f"Move alias '{plan.alias}' of model '{plan.model}' back\n"
+        f"  from version {plan.from_version}\n"
+        f"  to   version {plan.to_version} (the version it held before)\n\n"
+        "Nothing moves if someone moves the alias before you confirm."
+    )
