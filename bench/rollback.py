@@ -157,7 +157,7 @@ def main() -> int:
 def naive_switch(
     client: object, built: dict[str, object], args: argparse.Namespace
 ) -> tuple[int, int]:
-    from backends.docker import switch
+    from backends.docker import containers, switch
 
     port = switch.free_port()
 
@@ -170,7 +170,7 @@ def naive_switch(
             environment={"MLOPS_PORT": str(port)},
             name=f"bench-naive-{os.getpid()}-{v}",
         )
-        containers._wait_ready(c, f"http://127.0.0.1:{port}", 120)
+        switch._wait_ready(c, f"http://127.0.0.1:{port}", 120)
         return c
 
     current = run("1")
@@ -180,13 +180,13 @@ def naive_switch(
     try:
         for target in ("2", "1"):
             time.sleep(args.seconds_between)
-            containers._remove(current)
+            containers.remove_container(current)
             current = run(target)
         time.sleep(args.seconds_between)
     finally:
         load.stop.set()
         worker.join()
-        containers._remove(current)
+        containers.remove_container(current)
     return load.failures(), len(load.results)
 
 
