@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 
-.PHONY: venv demo test lint bench lock clean
+.PHONY: venv demo test test-fast lint bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,16 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/mlops quickstart
 
+# Everything, in parallel: every xdist worker shares the run's one mlflow server and one
+# Prometheus (tests/services.py); a test file runs on one worker, so module fixtures are built
+# once. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 4
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+
+# The inner loop: unit, server and TUI tests, no real service (under 2 minutes).
+test-fast: $(STAMP)
+	$(BIN)/pytest -n 2 -m "not integration and not tmux" tests/unit tests/server tests/tui
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -70,10 +70,9 @@ def iris_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.MlflowServer]:
-    """One real `mlflow server` process for the whole session (it takes ~20 s to start)."""
-    server = services.start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
-    yield from services.session_fixture_iter(server)
+def mlflow_server() -> services.MlflowServer:
+    """The run's one real `mlflow server` (it takes ~20 s to start), shared by every worker."""
+    return services.shared_mlflow_server()
 
 
 @pytest.fixture
@@ -113,8 +112,45 @@ def base_image(docker_client: Any) -> str:
     return services.BASE_IMAGE
 
 
-@pytest.fixture(scope="session")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.PrometheusServer]:
-    """A real Prometheus with a generated config (self-scrape + a file_sd job)."""
-    server = services.start_prometheus(tmp_path_factory.mktemp("prometheus"))
-    yield from services.session_fixture_iter(server)
+@pytest.fixture
+def prometheus() -> Iterator[services.PrometheusServer]:
+    """The run's one real Prometheus (shipped rules, `for:` 2 s), with a target file of this
+    test's own: other tests' targets are scraped beside it, so queries name their own labels."""
+    server = services.shared_prometheus().for_another_user()
+    try:
+        yield server
+    finally:
+        server.targets_path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        # Before the workers start: they inherit it, and so find the services the first
+        # of them started.
+        os.environ[services.SHARED_ENV] = tempfile.mkdtemp(prefix="mlops-tests-shared-")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):
+        services.stop_shared()  # every worker is done with them
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_STARTED] = services.now()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed and call.when in ("setup", "call"):
+        since = item.stash.get(_STARTED, services.now())
+        for title, text in services.failure_logs(since):
+            report.sections.append((title, text))
+
+
+_STARTED = pytest.StashKey[Any]()

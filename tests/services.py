@@ -1,12 +1,19 @@
 """Real services for the integration tests: an `mlflow server`, the Docker engine, Prometheus.
 
-Each is started (or reached) once per test session. When one is missing the test is skipped
-with the reason, except under ``MLOPS_REQUIRE_SERVICES=1`` (CI), where it fails instead: a
-green CI must mean the real thing ran.
+Each is started once per test run and shared by every pytest-xdist worker: the first worker that
+asks starts it (under a file lock) and writes where it is into the run's shared directory; the
+others read that; the controller stops them all when the run ends (``stop_shared``). When one is
+missing the test is skipped with the reason, except under ``MLOPS_REQUIRE_SERVICES=1`` (CI),
+where it fails instead: a green CI must mean the real thing ran.
+
+Every service's log is remembered (``remember_log``), so that a failing test prints the tail of
+each log it may have touched, and of the containers it started (``failure_logs``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -14,9 +21,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,6 +37,8 @@ import pytest
 REQUIRE_SERVICES = os.environ.get("MLOPS_REQUIRE_SERVICES") == "1"
 BASE_IMAGE = os.environ.get("MLOPS_BASE_IMAGE", "mlops-base:bookworm")
 VENV_BIN = str(Path(sys.executable).parent)
+SHARED_ENV = "MLOPS_TEST_SHARED"  # the run's shared directory (set by the controller)
+LOG_TAIL = 40
 
 
 def service_missing(reason: str) -> NoReturn:
@@ -51,11 +64,124 @@ def env_with_venv_on_path(**extra: str) -> dict[str, str]:
     return env
 
 
-def _tail(path: Path, lines: int = 30) -> str:
+# --------------------------------------------------------------------------- logs on failure
+
+_LOGS: dict[str, Path] = {}  # what this process started or attached to: name → log file
+_DOCKER_USED = False
+
+
+def remember_log(name: str, path: Path) -> None:
+    """Print the tail of ``path`` when a test fails (every service and server registers here)."""
+    _LOGS[name] = path
+
+
+def _tail(path: Path, lines: int = LOG_TAIL) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def failure_logs(since: datetime) -> list[tuple[str, str]]:
+    """(title, text) of each service log, and of every container of ours created since
+    ``since`` (a test's start): what a failing test leaves to understand it."""
+    sections = [(f"log of {name} ({path})", _tail(path)) for name, path in _LOGS.items()]
+    if _DOCKER_USED:
+        sections += _container_logs(since)
+    return sections
+
+
+def _container_logs(since: datetime) -> list[tuple[str, str]]:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        try:
+            found = client.containers.list(all=True, filters={"label": "org.mlops-console.role"})
+            out = []
+            for c in found:
+                created = datetime.fromisoformat(c.attrs["Created"][:26].rstrip("Z") + "+00:00")
+                if created < since:
+                    continue
+                logs = c.logs(tail=LOG_TAIL).decode(errors="replace")
+                out.append((f"container {c.name} ({c.status})", logs))
+            return out
+        finally:
+            client.close()
+    except Exception as exc:  # the logs help; their absence must not hide the failure
+        return [("container logs", f"could not read them: {exc!r}")]
+
+
+# --------------------------------------------------------------------------- shared services
+
+
+def shared_root() -> Path:
+    """The directory every worker of this run shares (the controller set it before forking)."""
+    root = os.environ.get(SHARED_ENV)
+    if not root:
+        root = tempfile.mkdtemp(prefix="mlops-tests-shared-")
+        os.environ[SHARED_ENV] = root
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def _locked(name: str) -> Iterator[None]:
+    with (shared_root() / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def shared(name: str, start: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """The service ``name`` of this run: started by the first worker that asks (``start`` gets
+    a fresh directory and returns what others need, ``pid`` and ``log`` included)."""
+    state = shared_root() / f"{name}.json"
+    with _locked(name):
+        if not state.is_file():
+            root = shared_root() / name
+            root.mkdir(exist_ok=True)
+            try:
+                info = start(root)
+            except BaseException as exc:  # skipped or failed: the other workers hear why
+                state.write_text(json.dumps({"error": str(exc) or exc.__class__.__name__}))
+                raise
+            state.write_text(json.dumps(info))
+        info = json.loads(state.read_text())
+    if "error" in info:
+        service_missing(f"{name} did not start: {info['error']}")
+    remember_log(name, Path(info["log"]))
+    return info
+
+
+def stop_shared() -> None:
+    """Stop every shared service of this run (the controller, once every worker is done)."""
+    root = os.environ.get(SHARED_ENV)
+    if not root:
+        return
+    for state in Path(root).glob("*.json"):
+        with contextlib.suppress(ValueError, OSError, KeyError):
+            pid = int(json.loads(state.read_text())["pid"])
+            _stop_group(pid)
+
+
+def _stop_group(pid: int, timeout: float = 15) -> None:
+    """SIGTERM the process group ``pid`` leads, then SIGKILL what is left after ``timeout``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                return
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.1)
+        os.killpg(pid, signal.SIGKILL)
 
 
 def _stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
@@ -75,6 +201,8 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
 def _wait_http(
     url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float, what: str
 ) -> None:
+    """Until ``url`` answers 200. ``timeout`` only stops a hung start; on a slow machine a
+    service is waited for as long as it keeps starting (its process is alive)."""
     deadline = time.monotonic() + timeout
     last_error = ""
     while time.monotonic() < deadline:
@@ -82,13 +210,25 @@ def _wait_http(
             _stop(proc)
             service_missing(f"{what} exited with {proc.returncode} on start:\n{_tail(log)}")
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, timeout=5).status_code == 200:
                 return
         except httpx.HTTPError as exc:
             last_error = str(exc)
         time.sleep(0.25)
     _stop(proc)
     service_missing(f"{what} not ready at {url} after {timeout:.0f}s ({last_error}):\n{_tail(log)}")
+
+
+def _spawn(cmd: list[str], log: Path, cwd: Path, **env: str) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=env_with_venv_on_path(**env),
+            start_new_session=True,  # outlives the worker that started it; stopped as a group
+        )
 
 
 # --------------------------------------------------------------------------- MLflow
@@ -98,11 +238,12 @@ def _wait_http(
 class MlflowServer:
     url: str
     root: Path
-    process: subprocess.Popen[bytes]
     log: Path
+    pid: int
+    process: subprocess.Popen[bytes] | None = None  # only in the process that started it
 
 
-def start_mlflow_server(root: Path, timeout: float = 120) -> MlflowServer:
+def start_mlflow_server(root: Path, timeout: float = 300) -> MlflowServer:
     """A real `mlflow server` on a free loopback port: sqlite store, artifacts proxied to root."""
     port = free_port()
     log = root / "mlflow-server.log"
@@ -122,24 +263,29 @@ def start_mlflow_server(root: Path, timeout: float = 120) -> MlflowServer:
         "--workers",
         "2",
     ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-            env=env_with_venv_on_path(),
-            start_new_session=True,
-        )
+    proc = _spawn(cmd, log, root)
     url = f"http://127.0.0.1:{port}"
     _wait_http(f"{url}/health", proc, log, timeout, "mlflow server")
-    return MlflowServer(url=url, root=root, process=proc, log=log)
+    remember_log("mlflow server", log)
+    return MlflowServer(url=url, root=root, log=log, pid=proc.pid, process=proc)
+
+
+def shared_mlflow_server() -> MlflowServer:
+    """The run's one tracking server (started by the first worker that needs it)."""
+
+    def start(root: Path) -> dict[str, Any]:
+        server = start_mlflow_server(root)
+        return {"url": server.url, "root": str(root), "log": str(server.log), "pid": server.pid}
+
+    info = shared("mlflow-server", start)
+    return MlflowServer(info["url"], Path(info["root"]), Path(info["log"]), int(info["pid"]))
 
 
 # --------------------------------------------------------------------------- Docker
 
 
 def docker_client_or_skip() -> Any:
+    global _DOCKER_USED
     try:
         import docker
 
@@ -149,6 +295,7 @@ def docker_client_or_skip() -> Any:
         service_missing(
             f"Docker engine not reachable ({exc.__class__.__name__}: {exc}); start dockerd"
         )
+    _DOCKER_USED = True
     return client
 
 
@@ -160,20 +307,39 @@ class PrometheusServer:
     url: str
     root: Path
     config_path: Path
-    targets_path: Path
-    process: subprocess.Popen[bytes]
+    targets_dir: Path
     log: Path
+    pid: int
     rule_files: list[Path] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    @property
+    def targets_path(self) -> Path:
+        """This user's own file_sd file: others sharing the server write theirs beside it."""
+        return self.targets_dir / f"{self.owner}.json"
 
     def set_targets(self, groups: list[dict[str, Any]]) -> None:
-        """Replace the file_sd target groups (written atomically; Prometheus re-reads it)."""
+        """Replace this user's file_sd target groups (atomically; Prometheus re-reads them)."""
         tmp = self.targets_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(groups))
         tmp.replace(self.targets_path)
 
+    def for_another_user(self) -> PrometheusServer:
+        """The same server, with a target file of its own."""
+        return PrometheusServer(
+            self.url,
+            self.root,
+            self.config_path,
+            self.targets_dir,
+            self.log,
+            self.pid,
+            list(self.rule_files),
+        )
 
-def prometheus_config(targets_path: Path, rule_files: list[Path], interval: str = "1s") -> str:
-    """A Prometheus config that scrapes itself and every target in the file_sd file."""
+
+def prometheus_config(targets_dir: Path, rule_files: list[Path], interval: str = "1s") -> str:
+    """A Prometheus config that scrapes itself and every target in the file_sd directory."""
     rules = "".join(f"  - {p}\n" for p in rule_files)
     return (
         "global:\n"
@@ -186,20 +352,20 @@ def prometheus_config(targets_path: Path, rule_files: list[Path], interval: str 
         "      - targets: ['{self}']\n"
         "  - job_name: mlops\n"
         "    file_sd_configs:\n"
-        f"      - files: ['{targets_path}']\n"
+        f"      - files: ['{targets_dir}/*.json']\n"
         "        refresh_interval: 1s\n"
     )
 
 
 def start_prometheus(
-    root: Path, rule_files: list[Path] | None = None, timeout: float = 60
+    root: Path, rule_files: list[Path] | None = None, timeout: float = 120
 ) -> PrometheusServer:
     binary = shutil.which("prometheus")
     if binary is None:
         service_missing("prometheus is not installed (apt-get install prometheus)")
     port = free_port()
-    targets = root / "targets.json"
-    targets.write_text("[]")
+    targets = root / "targets"
+    targets.mkdir(exist_ok=True)
     config = root / "prometheus.yml"
     config.write_text(
         prometheus_config(targets, rule_files or []).replace("{self}", f"127.0.0.1:{port}")
@@ -212,62 +378,130 @@ def start_prometheus(
         f"--web.listen-address=127.0.0.1:{port}",
         "--web.enable-lifecycle",
     ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, cwd=root, start_new_session=True
-        )
+    proc = _spawn(cmd, log, root)
     url = f"http://127.0.0.1:{port}"
     _wait_http(f"{url}/-/ready", proc, log, timeout, "prometheus")
+    remember_log("prometheus", log)
     return PrometheusServer(
-        url=url,
-        root=root,
-        config_path=config,
-        targets_path=targets,
-        process=proc,
-        log=log,
-        rule_files=list(rule_files or []),
+        url, root, config, targets, log, proc.pid, list(rule_files or []), process=proc
+    )
+
+
+RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "rules.yml"
+
+
+def fast_rules(into: Path) -> Path:
+    """The shipped rules.yml, unchanged but for every `for:` cut to 2 s."""
+    import yaml
+
+    doc = yaml.safe_load(RULES.read_text())
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = "2s"
+    path = into / "rules-fast.yml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def shared_prometheus() -> PrometheusServer:
+    """The run's one Prometheus: scrapes itself and the file_sd directory every second, with
+    the shipped rules (their `for:` cut to 2 s). Each user gets a target file of its own."""
+
+    def start(root: Path) -> dict[str, Any]:
+        server = start_prometheus(root, [fast_rules(root)])
+        return {
+            "url": server.url,
+            "root": str(root),
+            "config": str(server.config_path),
+            "targets": str(server.targets_dir),
+            "log": str(server.log),
+            "pid": server.pid,
+            "rules": [str(r) for r in server.rule_files],
+        }
+
+    info = shared("prometheus", start)
+    return PrometheusServer(
+        info["url"],
+        Path(info["root"]),
+        Path(info["config"]),
+        Path(info["targets"]),
+        Path(info["log"]),
+        int(info["pid"]),
+        [Path(r) for r in info["rules"]],
     )
 
 
 def stop(server: MlflowServer | PrometheusServer) -> None:
-    _stop(server.process)
-
-
-def session_fixture_iter(server: MlflowServer | PrometheusServer) -> Iterator[Any]:
-    try:
-        yield server
-    finally:
-        stop(server)
+    """Stop a server this process started itself (not a shared one)."""
+    if server.process is not None:
+        _stop(server.process)
+    else:
+        _stop_group(server.pid)
 
 
 # --------------------------------------------------------------------------- our model server
 
 
 def start_model_server(
-    model_ref: str, log: Path, timeout: float = 90, **env: str
+    model_ref: str, log: Path, timeout: float = 300, **env: str
 ) -> tuple[str, subprocess.Popen[bytes]]:
     """`python -m server` as a real process on a free port; returns (base URL, process)."""
     port = free_port()
     root = Path(__file__).resolve().parents[1]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "server",
-                "--model-uri",
-                model_ref,
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-            start_new_session=True,
-            env=env_with_venv_on_path(**env),
-        )
+    cmd = [sys.executable, "-m", "server", "--model-uri", model_ref, "--port", str(port)]
+    proc = _spawn([*cmd, "--log-level", "warning"], log, root, **env)
     url = f"http://127.0.0.1:{port}"
     _wait_http(f"{url}/ready", proc, log, timeout, "python -m server")
+    remember_log(f"model server {model_ref} on :{port}", log)
     return url, proc
+
+
+# --------------------------------------------------------------------------- faults
+
+
+class CountingDeadEnd:
+    """A loopback port that accepts every connection and resets it at once, counting them.
+
+    "Fails fast" claims are checked against it by counting attempts (a client that retries or
+    backs off shows up as more connections), never by a clock.
+    """
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self._sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.connections += 1
+            # SO_LINGER 0: close with a reset, as a dead or refusing server looks to a client.
+            conn.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sock.close()
+
+    def __enter__(self) -> CountingDeadEnd:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -170,3 +170,60 @@ def test_train_twice_compare_promote_and_roll_back_against_a_real_server(
         assert "Traceback" not in session.screen()
     finally:
         session.close()
+
+
+@pytest.mark.mlflow_server
+@pytest.mark.integration
+def test_a_promote_confirmed_after_a_move_from_another_shell_is_refused(
+    tracking_uri: str, experiment_name: str, tmp_path: Path
+) -> None:
+    """The dialog shows "from version 1"; bob moves the alias from another shell before `y`:
+    the console refuses in a dialog naming bob, and nothing of alice's moves."""
+    import mlflow
+
+    from backends.mlflow.registry import Registry
+    from tests.models import log_version
+
+    model = f"e2e-{uuid.uuid4().hex[:6]}"
+    experiment_id = mlflow.MlflowClient(tracking_uri).create_experiment(experiment_name)
+    for seed in (1, 2, 3):
+        log_version(experiment_id, model, seed, False, tmp_path)
+    Registry(tracking_uri, user="setup").promote(model, 1, reason="start")
+    session = TmuxSession(
+        str(MLOPS),
+        width=140,
+        height=40,
+        cwd=str(tmp_path),
+        env={
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "MLFLOW_EXPERIMENT_NAME": experiment_name,
+            "MLOPS_CONTEXT": "e2e",
+            "MLOPS_USER": "alice",
+            "TERM": "xterm-256color",
+        },
+    )
+    try:
+        session.wait_for("MLflow connected")
+        session.send(":")
+        session.wait_for("runs | models")
+        session.send("models", "Enter")
+        session.wait_for(model)
+        session.send("/")
+        session.wait_for("filter: part of")
+        session.press(model, "Enter")
+        session.wait_for(f"filter: {model}")
+        session.wait_for_count("READY", 3)
+        session.press("Tab", "Down")  # newest first: v3, then v2
+        session.send("p")
+        screen = session.wait_for(f"Promote {model}?")
+        assert "from version 1" in screen and "to   version 2" in screen
+        Registry(tracking_uri, user="bob").promote(model, 3, reason="from another shell")
+        session.send("y")
+        screen = session.wait_for("Conflict")
+        assert "bob" in screen  # the dialog names who moved it
+        assert Registry(tracking_uri).alias_state(model, "champion").version == 3
+        session.press("Enter", "Escape", "q", pause=0.3)
+        session.wait_exit()
+        assert "Traceback" not in session.screen()
+    finally:
+        session.close()

@@ -10,6 +10,8 @@ import uuid
 
 from tests.services import service_missing
 
+HANG_GUARD = 60.0  # seconds: the shortest wait for anything on screen
+
 
 class TmuxSession:
     """One detached tmux session running a command at a fixed size, on a tmux server of its own
@@ -70,7 +72,10 @@ class TmuxSession:
             self.send(key)
             time.sleep(pause)
 
-    def wait_for(self, text: str, timeout: float = 20) -> str:
+    def wait_for(self, text: str, timeout: float = 60) -> str:
+        """Until ``text`` is on the screen. ``timeout`` is a hang guard, never under a minute:
+        a loaded machine is slower, and is waited for."""
+        timeout = max(timeout, HANG_GUARD)
         deadline = time.monotonic() + timeout
         screen = ""
         while time.monotonic() < deadline:
@@ -80,8 +85,9 @@ class TmuxSession:
             time.sleep(0.2)
         raise AssertionError(f"{text!r} not on screen after {timeout}s:\n{screen}")
 
-    def wait_for_count(self, text: str, count: int, timeout: float = 20) -> str:
+    def wait_for_count(self, text: str, count: int, timeout: float = 60) -> str:
         """Until ``text`` shows at least ``count`` times (e.g. one per row of a table)."""
+        timeout = max(timeout, HANG_GUARD)
         deadline = time.monotonic() + timeout
         screen = ""
         while time.monotonic() < deadline:
@@ -99,8 +105,8 @@ class TmuxSession:
         )
         return out.stdout.strip() == "1"
 
-    def wait_exit(self, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
+    def wait_exit(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + max(timeout, HANG_GUARD)
         while time.monotonic() < deadline:
             if self.pane_dead():
                 return

@@ -95,7 +95,6 @@ def test_image_is_labelled_non_root_and_carries_no_tracking_address(
 
 def test_rebuilding_an_unchanged_version_is_all_cache(built: Built, docker_client: Any) -> None:
     log: list[str] = []
-    start = time.monotonic()
     again = build.build(
         Handles(built.tracking_uri, docker=docker_client),
         f"{built.name}/1",
@@ -107,7 +106,6 @@ def test_rebuilding_an_unchanged_version_is_all_cache(built: Built, docker_clien
     cached = [line for line in log if "Using cache" in line]
     assert again.id == built.v1.id
     assert len(cached) == len(steps) - 2  # every step but ARG and FROM came from the cache
-    assert time.monotonic() - start < 60
 
 
 def test_deployment_predicts_like_in_process_and_switches_without_failures(
@@ -439,4 +437,80 @@ def test_the_console_deploys_and_rolls_back_through_the_cli_path(
             ("rollback", 2, 1, "console"),
         ]
     finally:
+        containers.remove_deployment(docker_client, name)
+
+
+def test_a_take_down_confirmed_after_another_deploy_is_refused(
+    built: Built, docker_client: Any
+) -> None:
+    """`mlops deploy down` shows what it removes; another operator deploys over the deployment
+    before the "yes": nothing is removed (exit 5), and the new version keeps serving."""
+    import sys
+
+    from tests.terminal import Terminal
+
+    port = services.free_port()
+    name = f"down{os.getpid()}"
+    switch.deploy(docker_client, built.v1, name, port=port)
+    try:
+        env = services.env_with_venv_on_path(MLFLOW_TRACKING_URI=built.tracking_uri)
+        shell = Terminal([str(Path(sys.executable).parent / "mlops"), "deploy", "down", name], env)
+        shown = shell.wait_for("Apply this plan?")
+        assert f"serving {built.name} v1" in shown
+        switch.deploy(docker_client, built.v2, name, port=port)  # someone else, meanwhile
+        shell.type("y\n")
+        code, out = shell.finish()
+        assert code == 5 and "changed since the plan" in out, out
+        assert httpx.get(f"http://127.0.0.1:{port}/version").json()["version"] == "2"
+    finally:
+        containers.remove_deployment(docker_client, name)
+
+
+def test_a_console_rollback_confirmed_after_another_rollback_is_refused(
+    built: Built, docker_client: Any, tmp_path: Path
+) -> None:
+    """In the console: `R` shows "from version 2 to version 1"; from another shell the
+    deployment is switched before `y`: the console refuses in a dialog, nothing switches."""
+    import sys
+
+    from tests.e2e.tmux import TmuxSession
+
+    port = services.free_port()
+    name = f"tuirb{os.getpid()}"
+    switch.deploy(docker_client, built.v1, name, port=port)
+    switch.deploy(docker_client, built.v2, name, port=port)
+    session = TmuxSession(
+        str(Path(sys.executable).parent / "mlops"),
+        width=140,
+        height=40,
+        cwd=str(tmp_path),
+        env={
+            "MLFLOW_TRACKING_URI": built.tracking_uri,
+            "MLOPS_CONTEXT": "e2e",
+            "TERM": "xterm-256color",
+        },
+    )
+    try:
+        session.wait_for("Docker connected")
+        session.send(":")
+        session.wait_for("runs | models")
+        session.send("deploy", "Enter")
+        session.wait_for(name)
+        session.send("/")
+        session.wait_for("filter: part of")
+        session.press(name, "Enter")
+        session.wait_for(f"filter: {name}")
+        session.send("R")
+        screen = session.wait_for(f"Roll back {name}?")
+        assert "from version 2" in screen and "to   version 1" in screen
+        switch.deploy(docker_client, built.v1, name, port=port)  # another shell rolled it back
+        session.send("y")
+        screen = session.wait_for("changed since")
+        assert "Conflict" in screen
+        deployed = containers.get_deployment(docker_client, name)
+        assert deployed.version == 1  # the other shell's switch; the console's never happened
+        session.press("Enter", "Escape", "q", pause=0.3)
+        session.wait_exit()
+    finally:
+        session.close()
         containers.remove_deployment(docker_client, name)

@@ -4,9 +4,8 @@ generated traffic, with the shipped alert rules (their `for:` shortened to secon
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,13 +23,16 @@ from backends.records import DeploymentHealth, ScrapeTarget
 from console.cli.exit_codes import ExitCode
 from console.cli.main import app
 from tests import services
-from tests.conftest import FEATURES, ROOT, iris_frame
+from tests.conftest import FEATURES, iris_frame
 
 pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
 
-RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
-DEPLOYMENT = "iris-test"
-WEIRD = 'we"ird\\model\nname {x="1"} .*'  # a model name that must neither break nor inject
+# The run's one Prometheus scrapes other tests' targets too: this module's names are its own.
+SUFFIX = uuid.uuid4().hex[:6]
+DEPLOYMENT = f"iris-test-{SUFFIX}"
+MODEL = f"iris-{SUFFIX}"
+WEIRD_DEPLOYMENT = f"weird-{SUFFIX}"
+WEIRD = f'we"ird\\model\nname {{x="1"}} .* {SUFFIX}'  # a name that must neither break nor inject
 runner = CliRunner()
 T = TypeVar("T")
 
@@ -65,52 +67,22 @@ def iris_rows() -> list[list[float]]:
 @pytest.fixture(scope="module")
 def model_server(iris_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A model server of our own (its histogram holds only this module's traffic)."""
-    port = services.free_port()
     log = tmp_path_factory.mktemp("monitored-server") / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "server", "--model-uri", str(iris_model_dir)),
-                *("--port", str(port), "--log-level", "warning"),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-            # Drift every 0.5 s over the last 300 rows: a shift shows within a second.
-            env=services.env_with_venv_on_path(
-                MLOPS_DRIFT_INTERVAL="0.5", MLOPS_DRIFT_WINDOW="300"
-            ),
-        )
-    url = f"http://127.0.0.1:{port}"
+    # Drift every 0.5 s over the last 300 rows: a shift shows within a second.
+    url, proc = services.start_model_server(
+        str(iris_model_dir), log, MLOPS_DRIFT_INTERVAL="0.5", MLOPS_DRIFT_WINDOW="300"
+    )
     try:
-        services._wait_http(f"{url}/ready", proc, log, 90, "python -m server")
         yield url
     finally:
         services._stop(proc)
 
 
 @pytest.fixture(scope="module")
-def fast_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped rules.yml, unchanged but for every `for:` cut to 2 s."""
-    import yaml
-
-    doc = yaml.safe_load(RULES.read_text())
-    for group in doc["groups"]:
-        for rule in group["rules"]:
-            if "for" in rule:
-                rule["for"] = "2s"
-    path = tmp_path_factory.mktemp("rules") / "rules-fast.yml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
-
-
-@pytest.fixture(scope="module")
-def prom(
-    tmp_path_factory: pytest.TempPathFactory, fast_rules: Path, model_server: str
-) -> Iterator[services.PrometheusServer]:
-    """Prometheus with the fast rules, finding the server through file_sd groups we generate."""
-    server = services.start_prometheus(tmp_path_factory.mktemp("prom-rules"), [fast_rules])
+def prom(model_server: str) -> Iterator[services.PrometheusServer]:
+    """The run's Prometheus (the shipped rules, `for:` 2 s), finding this module's server
+    through file_sd groups we generate."""
+    server = services.shared_prometheus().for_another_user()
     try:
         # Create the request series before Prometheus' first look, so rate() sees every request.
         send(model_server, iris_rows()[:1])
@@ -118,22 +90,27 @@ def prom(
         server.set_targets(
             target_groups(
                 [
-                    ScrapeTarget(model_server, DEPLOYMENT, "iris", "3", "champion"),
-                    ScrapeTarget(model_server, "weird", WEIRD, "3", ""),
+                    ScrapeTarget(model_server, DEPLOYMENT, MODEL, 3, "champion"),
+                    ScrapeTarget(model_server, WEIRD_DEPLOYMENT, WEIRD, 3, ""),
                 ]
             )
         )
         source = PrometheusSource(server.url)
+        mine = {DEPLOYMENT, WEIRD_DEPLOYMENT}
         eventually(
             lambda: (
-                {r.deployment: r.requests_total for r in source.snapshot().rows}
-                == {DEPLOYMENT: 2.0, "weird": 2.0}
+                {
+                    r.deployment: r.requests_total
+                    for r in source.snapshot().rows
+                    if r.deployment in mine
+                }
+                == {DEPLOYMENT: 2.0, WEIRD_DEPLOYMENT: 2.0}
             ),
             "both targets scraped",
         )
         yield server
     finally:
-        services.stop(server)
+        server.targets_path.unlink(missing_ok=True)
 
 
 def row_of(rows: tuple[DeploymentHealth, ...], deployment: str = DEPLOYMENT) -> DeploymentHealth:
@@ -177,7 +154,7 @@ def test_p99_matches_the_servers_histogram_within_a_bucket(
 def test_direct_scrape_agrees_with_prometheus_on_request_counts(
     prom: services.PrometheusServer, model_server: str
 ) -> None:
-    target = ScrapeTarget(model_server, DEPLOYMENT, "iris", "3", "champion")
+    target = ScrapeTarget(model_server, DEPLOYMENT, MODEL, 3, "champion")
     scrape = ScrapeSource([target], interval=0.5)
     before = row_of(scrape.snapshot().rows).requests_total
     sent = send(model_server, iris_rows()[:40])
@@ -196,8 +173,8 @@ def test_direct_scrape_agrees_with_prometheus_on_request_counts(
     )
     assert seen.requests_total == scraped.requests_total
     assert (seen.model, seen.version, seen.alias) == (scraped.model, scraped.version, scraped.alias)
-    # Per model version too: the iris/3 row sums exactly the one iris deployment.
-    (by_version,) = [r for r in prometheus.snapshot(per="version").rows if r.model == "iris"]
+    # Per model version too: the MODEL/3 row sums exactly the one deployment of it.
+    (by_version,) = [r for r in prometheus.snapshot(per="version").rows if r.model == MODEL]
     (scraped_version,) = scrape.snapshot(per="version").rows
     assert by_version.requests_total == scraped_version.requests_total == scraped.requests_total
     # And over time, for plots: the request rate since Prometheus started, a point a second.
@@ -265,7 +242,7 @@ def test_shifted_inputs_raise_the_drift_gauge_and_fire_the_drift_alert(
 
     (alert,) = eventually(firing, "MlopsFeatureDrift to fire")
     assert alert.labels["feature"] == "petal_length" and alert.severity == "warning"
-    assert alert.labels["model"] == "iris" and alert.labels["version"] == "3"
+    assert alert.labels["model"] == MODEL and alert.labels["version"] == "3"
     assert alert.active_since is not None
 
     # The operator's view says the same: the row is marked, the alert listed under the table.
@@ -289,7 +266,7 @@ def test_label_values_with_quotes_backslashes_and_newlines_are_matched_not_injec
 ) -> None:
     source = PrometheusSource(prom.url)
     weird = eventually(lambda: source.snapshot(Scope(model=WEIRD)).rows, "the weird target")
-    assert [(r.deployment, r.model) for r in weird] == [("weird", WEIRD)]
+    assert [(r.deployment, r.model) for r in weird] == [(WEIRD_DEPLOYMENT, WEIRD)]
     # An injection attempt is one odd value, not more PromQL: it matches nothing, breaks nothing.
     for attempt in ('iris"} or up{job="prometheus', 'iris\\", x="', ".*", "iris\n"):
         assert source.snapshot(Scope(model=attempt)).rows == ()

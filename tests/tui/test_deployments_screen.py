@@ -8,17 +8,27 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import pytest
+from textual.message import Message
 from textual.widgets import Input
 
 from backends.errors import BackendError, Conflict
 from console.commands import COMMANDS
+from console.messages import (
+    BackendFailed,
+    DeploymentChanged,
+    DeploymentsLoaded,
+    DeployPlanned,
+    RollbackPlanned,
+    TakeDownPlanned,
+)
 from console.modals.confirm import ConfirmModal
 from console.modals.deploy_forms import BuildForm, DeployForm
 from console.modals.message import ErrorModal
 from console.screens.deployments import DeploymentsScreen
 from console.screens.logs import LogsScreen
 from tests.tui.fakes import FakeBackends, deployment
-from tests.tui.helpers import wait_for_text, wait_until
+from tests.tui.helpers import Posted, wait_for_message, wait_for_text, wait_until
 
 
 def refreshes(fake: FakeBackends) -> int:
@@ -63,14 +73,40 @@ async def test_live_map_refreshes_and_pauses_while_hidden(
 async def test_take_down_confirms_then_removes(make_app: Any, fake: FakeBackends) -> None:
     fake.deployments = [deployment()]
     app = make_app(start_mode="deploy")
-    async with app.run_test(size=(120, 30)) as pilot:
-        await wait_for_text(pilot, "iris-prod")
+    posted = Posted()
+    async with app.run_test(size=(120, 30), message_hook=posted) as pilot:
+        await wait_for_message(pilot, posted, DeploymentsLoaded, lambda m: bool(m.deployments))
         await pilot.press("d")
+        planned = await wait_for_message(pilot, posted, TakeDownPlanned)
+        assert planned.plan.current == deployment() and planned.plan.containers
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "confirm")
         assert "'iris-prod'" in app.screen.body and "iris v2 on port 8080" in app.screen.body
         await pilot.press("y")
-        await wait_until(pilot, lambda: ("remove_deployment", "iris-prod") in fake.calls, "rm")
-        await wait_for_text(pilot, "no deployments")
+        changed = await wait_for_message(pilot, posted, DeploymentChanged)
+        assert changed.name == "iris-prod" and "taken down" in changed.summary
+        await wait_for_message(pilot, posted, DeploymentsLoaded, lambda m: not m.deployments)
+
+
+@pytest.mark.parametrize(("key", "planned_kind"), [("d", TakeDownPlanned), ("R", RollbackPlanned)])
+async def test_changes_confirmed_after_another_operator_moved_the_deployment_are_refused(
+    make_app: Any, fake: FakeBackends, key: str, planned_kind: type[Message]
+) -> None:
+    """Take down and roll back apply the plan the dialog showed: if the deployment serves
+    something else by the "yes", Conflict, and nothing changes (deploy: test_deploy_...)."""
+    fake.deployments = [deployment()]
+    app = make_app(start_mode="deploy")
+    posted = Posted()
+    async with app.run_test(size=(120, 30), message_hook=posted) as pilot:
+        await wait_for_message(pilot, posted, DeploymentsLoaded, lambda m: bool(m.deployments))
+        await pilot.press(key)
+        await wait_for_message(pilot, posted, planned_kind)
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "confirm")
+        fake.deployments = [deployment(version=3)]  # someone deployed v3 meanwhile
+        await pilot.press("y")
+        failed = await wait_for_message(pilot, posted, BackendFailed)
+        assert isinstance(failed.error, Conflict), failed.error
+        assert not posted.of(DeploymentChanged)
+        assert fake.deployments == [deployment(version=3)]
 
 
 async def test_rollback_confirms_from_and_to(make_app: Any, fake: FakeBackends) -> None:
@@ -256,7 +292,8 @@ async def test_deploy_over_a_deployment_says_what_it_replaces(
     fake.deployments = [deployment()]  # iris-prod serves v2 through champion
     fake.aliases["champion"] = 3  # promoted since; v3 has no image yet
     app = make_app(start_mode="deploy")
-    async with app.run_test(size=(120, 30)) as pilot:
+    posted = Posted()
+    async with app.run_test(size=(120, 30), message_hook=posted) as pilot:
         await wait_for_text(pilot, "iris-prod")
         await pilot.press("u")
         await wait_until(pilot, lambda: isinstance(app.screen, DeployForm), "deploy form")
@@ -269,6 +306,9 @@ async def test_deploy_over_a_deployment_says_what_it_replaces(
             "deploy-port": "8080",
         }
         await pilot.press("enter")
+        planned = await wait_for_message(pilot, posted, DeployPlanned)
+        assert (planned.plan.version.version, planned.plan.replaces) == (3, 2)
+        assert planned.plan.image is None  # no image of v3: built first
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "confirm")
         body = app.screen.body
         assert body.startswith("Deploy iris v3 as iris-prod on 127.0.0.1:8080, replacing v2")

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from backends.errors import Conflict
+from console.messages import (
+    AliasMoved,
+    AliasRollbackPlanned,
+    BackendFailed,
+    PromotePlanned,
+    VersionsLoaded,
+)
 from console.modals.confirm import ConfirmModal
 from console.modals.message import ErrorModal, MessageModal
 from console.screens.alias_history import AliasHistoryScreen
 from console.screens.models import ModelsScreen
 from tests.tui.fakes import FakeBackends, event, screen_text
-from tests.tui.helpers import wait_for_text, wait_until
+from tests.tui.helpers import Posted, wait_for_message, wait_for_text, wait_until
 
 
 async def open_models(app: Any, pilot: Any) -> None:
@@ -30,20 +38,51 @@ async def test_promote_asks_naming_model_alias_and_versions_then_shows_the_gate(
     make_app: Any, fake: FakeBackends
 ) -> None:
     app = make_app(start_mode="models")
-    async with app.run_test(size=(120, 40)) as pilot:
-        await open_models(app, pilot)
+    posted = Posted()
+    async with app.run_test(size=(120, 40), message_hook=posted) as pilot:
+        loaded = await wait_for_message(pilot, posted, VersionsLoaded)
+        assert [v.version for v in loaded.versions] == [2, 1]
         await pilot.press("p")  # cursor on v2 (newest first)
+        planned = await wait_for_message(pilot, posted, PromotePlanned)
+        plan = planned.plan
+        assert (plan.model, plan.alias, plan.from_version, plan.version) == (
+            "iris",
+            "champion",
+            1,
+            2,
+        )
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "confirm")
-        body = app.screen.body
+        body = app.screen.body  # the dialog says what the plan says
         assert "'champion'" in body and "'iris'" in body
         assert "from version 1" in body and "to   version 2" in body
         await pilot.press("y")
+        moved = await wait_for_message(pilot, posted, AliasMoved)
+        assert moved.event is not None and moved.gate is not None and moved.gate.passed
+        assert (moved.event.from_version, moved.event.to_version) == (1, 2)
         await wait_until(pilot, lambda: isinstance(app.screen, MessageModal), "gate result")
-        assert "Gate passed" in app.screen.title_text
-        assert "predict" in app.screen.message
-        assert ("promote", "iris", 2, "champion") in fake.calls
+        assert "Gate passed" in app.screen.title_text and "predict" in app.screen.message
         await pilot.press("enter")
         await wait_for_text(pilot, "champion=v2")
+
+
+async def test_a_promote_confirmed_after_someone_else_moved_the_alias_is_refused(
+    make_app: Any, fake: FakeBackends
+) -> None:
+    app = make_app(start_mode="models")
+    posted = Posted()
+    async with app.run_test(size=(120, 40), message_hook=posted) as pilot:
+        await wait_for_message(pilot, posted, VersionsLoaded)
+        await pilot.press("p")
+        await wait_for_message(pilot, posted, PromotePlanned)
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "confirm")
+        fake.aliases["champion"] = 2  # bob, elsewhere, while the dialog is open
+        fake.events.append(event(2, "champion", 1, 2, "promote"))
+        await pilot.press("y")
+        failed = await wait_for_message(pilot, posted, BackendFailed)
+        assert isinstance(failed.error, Conflict) and "bob" in failed.error.message
+        await wait_until(pilot, lambda: isinstance(app.screen, ErrorModal), "the conflict")
+        assert app.screen.title_text == "Conflict"
+        assert not posted.of(AliasMoved)
 
 
 async def test_cancelled_promote_moves_nothing(make_app: Any, fake: FakeBackends) -> None:
@@ -74,15 +113,34 @@ async def test_rollback_confirms_from_and_to(make_app: Any, fake: FakeBackends) 
     fake.aliases["champion"] = 2
     fake.events.append(event(2, "champion", 1, 2, "promote"))
     app = make_app(start_mode="models")
-    async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen), "models")
-        await wait_for_text(pilot, "champion=v2")
+    posted = Posted()
+    async with app.run_test(size=(120, 40), message_hook=posted) as pilot:
+        await wait_for_message(pilot, posted, VersionsLoaded)
         await pilot.press("r")
+        planned = await wait_for_message(pilot, posted, AliasRollbackPlanned)
+        assert (planned.plan.from_version, planned.plan.to_version) == (2, 1)
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "confirm")
         assert "from version 2" in app.screen.body and "to   version 1" in app.screen.body
         await pilot.press("y")
+        moved = await wait_for_message(pilot, posted, AliasMoved)
+        assert moved.event is not None and moved.event.action == "rollback"
+        assert moved.event.to_version == 1
         await wait_for_text(pilot, "champion=v1")
-        assert ("rollback", "iris", "champion") in fake.calls
+
+
+async def test_nothing_to_roll_back_to_is_said_and_nothing_is_asked(
+    make_app: Any, fake: FakeBackends
+) -> None:
+    app = make_app(start_mode="models")
+    posted = Posted()
+    async with app.run_test(size=(120, 40), message_hook=posted) as pilot:
+        await wait_for_message(pilot, posted, VersionsLoaded)
+        await pilot.press("r")
+        failed = await wait_for_message(pilot, posted, BackendFailed)
+        assert failed.error.title == "Nothing to roll back to"  # type: ignore[union-attr]
+        await wait_until(pilot, lambda: isinstance(app.screen, ErrorModal), "said so")
+        assert not posted.of(AliasRollbackPlanned)
+        assert not any(c[0] == "rollback" for c in fake.calls)
 
 
 async def test_history(make_app: Any) -> None:
