@@ -66,13 +66,13 @@ def env_with_venv_on_path(**extra: str) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- logs on failure
 
-_LOGS: dict[str, Path] = {}  # what this process started or attached to: name → log file
+_LOGS: dict[Path, str] = {}  # what this process started or attached to: log file → name
 _DOCKER_USED = False
 
 
 def remember_log(name: str, path: Path) -> None:
     """Print the tail of ``path`` when a test fails (every service and server registers here)."""
-    _LOGS[name] = path
+    _LOGS.setdefault(path, name)
 
 
 def _tail(path: Path, lines: int = LOG_TAIL) -> str:
@@ -85,7 +85,7 @@ def _tail(path: Path, lines: int = LOG_TAIL) -> str:
 def failure_logs(since: datetime) -> list[tuple[str, str]]:
     """(title, text) of each service log, and of every container of ours created since
     ``since`` (a test's start): what a failing test leaves to understand it."""
-    sections = [(f"log of {name} ({path})", _tail(path)) for name, path in _LOGS.items()]
+    sections = [(f"log of {name} ({path})", _tail(path)) for path, name in _LOGS.items()]
     if _DOCKER_USED:
         sections += _container_logs(since)
     return sections
