@@ -12,6 +12,7 @@ import uvicorn
 
 from server.app import create_app
 from server.config import ServerConfig
+from server.http_guard import guarded as http_protocol
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,8 +55,11 @@ def main(argv: list[str] | None = None) -> None:
             log_level=args.log_level.lower(),
             access_log=False,  # per-request logs cost more than the prediction; /metrics has it
             loop="uvloop" if fast else "asyncio",
-            http="httptools" if fast else "h11",
-            timeout_graceful_shutdown=30,
+            http=http_protocol(config.header_timeout) if fast else "h11",
+            # Longer than any client's pool keeps an idle connection (the router's keeps 30 s),
+            # so the server never closes one just as it is reused.
+            timeout_keep_alive=int(config.keep_alive),
+            timeout_graceful_shutdown=int(os.environ.get("MLOPS_DRAIN_SECONDS", "25")),
         )
     )
     runtime = app.state.runtime

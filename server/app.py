@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hmac
 import logging
@@ -15,16 +16,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from server.batcher import BatchTimeout, Overloaded
 from server.config import ServerConfig
 from server.errors import ClientError
 from server.metrics import ServerMetrics
 from server.payload import Table, decode_json, parse_csv, parse_invocations, parse_predict
-from server.runtime import Runtime
+from server.runtime import Runtime, Slot
 from server.schema import InputSchema, conform
 
 log = logging.getLogger("server")
+Rows = tuple[Table, list[list[Any]]]
 
 _ROWS_SCHEMA: dict[str, Any] = {
     "type": "array",
@@ -116,8 +119,23 @@ def create_app(config: ServerConfig) -> FastAPI:
         version="1",
         lifespan=lifespan,
         description="Serves one MLflow model: MLflow scoring protocol, metrics, drift.",
+        docs_url=None,  # below: for loopback clients only, unless MLOPS_PUBLIC_DOCS
+        redoc_url=None,
     )
     app.state.runtime = runtime
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> Response:
+        """The interactive API page (loopback clients only unless MLOPS_PUBLIC_DOCS=1)."""
+        if not config.public_docs and not is_loopback(
+            request.client.host if request.client else ""
+        ):
+            err = ClientError(404, "not_found", "/docs answers loopback clients only")
+            return JSONResponse(err.body(), status_code=404)
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="mlops model server")
+
     base_openapi = app.openapi
 
     def openapi_for_model() -> dict[str, Any]:
@@ -137,14 +155,40 @@ def create_app(config: ServerConfig) -> FastAPI:
         )
         metrics.requests.labels(endpoint=endpoint, status=code).inc()
 
+    in_flight = 0
+
+    def parse(body: bytes, mime: str, parse_json: Callable[[Any], Table], slot: Slot) -> Rows:
+        # In a worker thread: parsing and checking a body at the size limit is milliseconds to
+        # a few hundred of them of Python, which must never stall /health on the event loop.
+        table = parse_csv(body) if mime == "text/csv" else parse_json(decode_json(body))
+        if len(table.rows) > config.max_rows:
+            raise ClientError(
+                413,
+                "too_many_rows",
+                f"{len(table.rows)} rows exceed the limit of {config.max_rows} per request",
+                {"limit": config.max_rows},
+            )
+        return table, conform(table, slot.model.schema)[1]
+
     async def score(
         request: Request, endpoint: str, parse_json: Callable[[Any], Table], mlflow_compat: bool
     ) -> Response:
+        nonlocal in_flight
         started = time.perf_counter()
         status = 200
+        admitted = False
         try:
+            if in_flight >= config.max_in_flight:
+                raise ClientError(
+                    503,
+                    "overloaded",
+                    f"{in_flight} requests in flight (the limit is {config.max_in_flight})",
+                    retry_after=1,
+                )
+            in_flight += 1
+            admitted = True
             if runtime.slot is None:
-                raise ClientError(503, "not_ready", _not_ready_message(runtime))
+                raise ClientError(503, "not_ready", _not_ready_message(runtime), retry_after=2)
             mime = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if mime not in ("application/json", "text/csv") or (
                 mime == "text/csv" and not mlflow_compat
@@ -154,17 +198,21 @@ def create_app(config: ServerConfig) -> FastAPI:
                     415,
                     "unsupported_media_type",
                     f"content type {mime or '(none)'!r} is not supported; send {accepted}",
+                    close=await _refuse_unread(request, config),
                 )
-            body = await _read_body(request, config.max_body_bytes)
-            table = parse_csv(body) if mime == "text/csv" else parse_json(decode_json(body))
-            # Take the slot only now, with no await before submit: a reload that swapped
-            # models while the body was read cannot hand us a batcher that is closing.
+            body = await _read_body(request, config)
             slot = runtime.slot
             assert slot is not None
-            _, rows = conform(table, slot.model.schema)
+            table, rows = await asyncio.to_thread(parse, body, mime, parse_json, slot)
+            if runtime.slot is not slot:  # reloaded meanwhile: check against the new schema
+                slot = runtime.slot
+                assert slot is not None
+                rows = conform(table, slot.model.schema)[1]
+            # No await between taking the slot and submit: a reload that swapped models cannot
+            # hand us a batcher that is closing.
             try:
                 predictions = await slot.batcher.submit(rows)
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, OverflowError) as exc:
                 # Validated input the model still refuses: the input's fault, said as such.
                 raise ClientError(
                     422, "model_rejected_input", f"the model rejected the input: {exc}"
@@ -177,7 +225,14 @@ def create_app(config: ServerConfig) -> FastAPI:
         except ClientError as exc:
             status = exc.status
             metrics.prediction_errors.labels(endpoint=endpoint, type=exc.kind).inc()
-            return JSONResponse(exc.body(mlflow_compatible=mlflow_compat), status_code=status)
+            return JSONResponse(
+                exc.body(mlflow_compatible=mlflow_compat), status_code=status, headers=exc.headers
+            )
+        except ClientDisconnect:
+            # The client went away mid-body: its doing, not the server's (499, as nginx says).
+            status = 499
+            metrics.prediction_errors.labels(endpoint=endpoint, type="client_disconnected").inc()
+            return Response(status_code=499)
         except (Overloaded, BatchTimeout) as exc:
             status = 503
             metrics.prediction_errors.labels(endpoint=endpoint, type="overloaded").inc()
@@ -198,6 +253,8 @@ def create_app(config: ServerConfig) -> FastAPI:
                 fault.update(error_code="INTERNAL_ERROR", message=str(exc))
             return JSONResponse(fault, status_code=500)
         finally:
+            if admitted:
+                in_flight -= 1
             record(endpoint, status, started)
 
     @app.post("/predict", openapi_extra=_PREDICT_BODY, responses=_ERROR_RESPONSES)
@@ -325,6 +382,16 @@ def _with_row_schema(doc: dict[str, Any], schema: InputSchema) -> dict[str, Any]
     return doc
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a client address is this host's own (127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host.removeprefix("::ffff:")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _not_ready_message(runtime: Runtime) -> str:
     if runtime.load_error:
         return f"the model failed to load: {runtime.load_error}"
@@ -338,29 +405,66 @@ def _authorize(request: Request, token: str | None) -> None:
     if not header:
         raise ClientError(401, "unauthorized", "missing 'Authorization: Bearer <token>'")
     scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
+    # As bytes: a header may carry any octets, and compare_digest refuses non-ASCII strings.
+    offered = given.strip().encode("utf-8", "surrogateescape")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(offered, token.encode("utf-8")):
         raise ClientError(403, "forbidden", "wrong admin token")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, config: ServerConfig) -> bytes:
+    """The whole body, within ``max_body_bytes`` and ``body_timeout``; ClientError otherwise.
+
+    A body over the limit gets its 413 where the client can read it: a client that asked
+    ``Expect: 100-continue`` is answered before it sends anything; any other is read to the end
+    and thrown away first (up to a cap), since closing on unread data resets the connection.
+    """
+    limit = config.max_body_bytes
     declared = request.headers.get("content-length")
+    too_large = ClientError(
+        413,
+        "payload_too_large",
+        f"body exceeds the limit of {limit} bytes",
+        {"limit": limit},
+    )
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ClientError(
-            413,
-            "payload_too_large",
-            f"body of {int(declared)} bytes exceeds the limit of {limit} bytes",
-            {"limit": limit},
-        )
+        too_large.message = f"body of {int(declared)} bytes exceeds the limit of {limit} bytes"
+        too_large.close = await _refuse_unread(request, config)
+        raise too_large
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ClientError(
-                413,
-                "payload_too_large",
-                f"body exceeds the limit of {limit} bytes",
-                {"limit": limit},
-            )
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(config.body_timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    too_large.close = await _refuse_unread(request, config, read=size)
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ClientError(
+            408,
+            "request_timeout",
+            f"the body did not arrive within {config.body_timeout:g}s",
+            close=True,
+        ) from None
     return b"".join(chunks)
+
+
+async def _refuse_unread(request: Request, config: ServerConfig, read: int = 0) -> bool:
+    """Before refusing a request whose body is not read: read the rest and discard it (up to
+    a cap, within the body timeout), so the client can read the refusal. True when the
+    connection must close instead (a 100-continue client that sent nothing, or too much)."""
+    if "100-continue" in request.headers.get("expect", "").lower():
+        return True
+    cap = max(4 * config.max_body_bytes, 32 * 1024 * 1024)
+    try:
+        async with asyncio.timeout(config.body_timeout):
+            async for chunk in request.stream():
+                read += len(chunk)
+                if read > cap:
+                    return True
+    except (TimeoutError, ClientDisconnect):
+        return True
+    except RuntimeError:  # the body was already read in full ("Stream consumed")
+        return False
+    return False

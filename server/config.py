@@ -16,6 +16,22 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
+def admin_token_from(env: dict[str, str] | os._Environ[str]) -> str | None:
+    """MLOPS_ADMIN_TOKEN_FILE's contents (a mounted secret), else MLOPS_ADMIN_TOKEN."""
+    path = env.get("MLOPS_ADMIN_TOKEN_FILE")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read().strip() or None
+        except OSError as exc:
+            raise SystemExit(f"error: cannot read MLOPS_ADMIN_TOKEN_FILE {path}: {exc}") from exc
+    return env.get("MLOPS_ADMIN_TOKEN") or None
+
+
+def _admin_token() -> str | None:
+    return admin_token_from(os.environ)
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     model_ref: str
@@ -29,6 +45,13 @@ class ServerConfig:
     drift_interval: float = 5.0
     follow_alias: bool = False
     follow_interval: float = 10.0
+    max_rows: int = 100_000  # rows per request; more is a 413
+    max_in_flight: int = 512  # requests admitted at once; more is a 503 with Retry-After
+    body_timeout: float = 30.0  # seconds to receive a whole body; a trickled one is cut off
+    header_timeout: float = 10.0  # seconds to receive a request's headers
+    keep_alive: float = 75.0  # idle seconds a kept-alive connection stays open
+    drift_stale_after: float = 600.0  # no inputs for this long: drift gauges are withdrawn
+    public_docs: bool = False  # /docs and /redoc answer loopback clients only unless set
 
     @classmethod
     def from_env(cls, model_ref: str | None = None, **overrides: object) -> ServerConfig:
@@ -40,11 +63,18 @@ class ServerConfig:
             "max_wait_ms": _env_float("MLOPS_MAX_WAIT_MS", cls.max_wait_ms),
             "max_queue_rows": _env_int("MLOPS_MAX_QUEUE_ROWS", cls.max_queue_rows),
             "request_timeout": _env_float("MLOPS_REQUEST_TIMEOUT", cls.request_timeout),
-            "admin_token": os.environ.get("MLOPS_ADMIN_TOKEN") or None,
+            "admin_token": _admin_token(),
             "drift_window": _env_int("MLOPS_DRIFT_WINDOW", cls.drift_window),
             "drift_interval": _env_float("MLOPS_DRIFT_INTERVAL", cls.drift_interval),
             "follow_alias": os.environ.get("MLOPS_FOLLOW_ALIAS", "") in ("1", "true", "yes"),
             "follow_interval": _env_float("MLOPS_FOLLOW_INTERVAL", cls.follow_interval),
+            "max_rows": _env_int("MLOPS_MAX_ROWS", cls.max_rows),
+            "max_in_flight": _env_int("MLOPS_MAX_IN_FLIGHT", cls.max_in_flight),
+            "body_timeout": _env_float("MLOPS_BODY_TIMEOUT", cls.body_timeout),
+            "header_timeout": _env_float("MLOPS_HEADER_TIMEOUT", cls.header_timeout),
+            "keep_alive": _env_float("MLOPS_KEEP_ALIVE", cls.keep_alive),
+            "drift_stale_after": _env_float("MLOPS_DRIFT_STALE_AFTER", cls.drift_stale_after),
+            "public_docs": os.environ.get("MLOPS_PUBLIC_DOCS", "") in ("1", "true", "yes"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(model_ref=ref, **values)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,11 +97,19 @@ class DriftMonitor:
         self._filled = 0
         self._seen = 0
         self._computed_at_seen = -1
+        self._last_input: float | None = None  # monotonic time of the newest row
+        self.stale = False  # set by the runtime when no input came for too long
         self._lock = threading.Lock()
 
     @property
     def rows_in_window(self) -> int:
         return self._filled
+
+    def seconds_since_input(self) -> float | None:
+        """Seconds since the newest row arrived (None: none yet)."""
+        if self._last_input is None:
+            return None
+        return time.monotonic() - self._last_input
 
     def observe(self, rows: list[list[Any]]) -> None:
         """Add a batch of rows (in the model's column order) to the window."""
@@ -123,6 +132,7 @@ class DriftMonitor:
             self._next = end % self.window
             self._filled = min(self.window, self._filled + n)
             self._seen += n
+            self._last_input = time.monotonic()
 
     def compute(self, *, force: bool = False) -> list[FeatureDrift] | None:
         """Statistics over the current window; None until ``min_rows`` rows have been seen."""

@@ -9,13 +9,32 @@ class ClientError(Exception):
     """A request the server refuses; ``status`` is the HTTP status, ``kind`` the error type."""
 
     def __init__(
-        self, status: int, kind: str, message: str, details: dict[str, Any] | None = None
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        *,
+        close: bool = False,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind
         self.message = message
         self.details = details or {}
+        self.close = close  # end the connection after answering (a body left unread)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers the refusal needs (Connection: close, Retry-After)."""
+        out = {}
+        if self.close:
+            out["Connection"] = "close"
+        if self.retry_after is not None:
+            out["Retry-After"] = str(self.retry_after)
+        return out
 
     def body(self, *, mlflow_compatible: bool = False) -> dict[str, Any]:
         """The JSON error body; on /invocations it also carries MLflow's own keys."""

@@ -62,6 +62,17 @@ class ServerMetrics:
         self.drift_window_rows = Gauge(
             "mlops_drift_window_rows", "Rows in the drift window.", registry=r
         )
+        self.drift_window_age = Gauge(
+            "mlops_drift_window_age_seconds",
+            "Seconds since the newest row entered the drift window (NaN: none yet).",
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "mlops_event_loop_lag_seconds",
+            "How late the event loop woke a 50 ms sleeper.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+            registry=r,
+        )
         self.model_info = Gauge(
             "mlops_model_info",
             "The model being served (value 1).",
@@ -80,6 +91,17 @@ class ServerMetrics:
             else:
                 label = ""
             self.predictions.labels(label=label).inc()
+
+    def withdraw_drift(self) -> bool:
+        """Remove every feature's drift gauges; whether there were any."""
+        had = any(
+            sample.value == sample.value  # not NaN
+            for family in self.feature_psi.collect()
+            for sample in family.samples
+        )
+        for gauge in (self.feature_psi, self.feature_ks, self.feature_ks_pvalue):
+            gauge.clear()
+        return had
 
     def set_model(self, name: str, version: str, run_id: str) -> None:
         self.model_info.clear()

@@ -79,6 +79,13 @@ class LoadedModel:
             self.drift.observe(rows)
         return to_rows(out)
 
+    def current_drift_status(self) -> str:
+        """ "enabled", "unavailable: why", or "stale: ..." when inputs stopped coming."""
+        if self.drift is not None and self.drift.stale:
+            age = self.drift.seconds_since_input() or 0.0
+            return f"stale: no inputs for {age:.0f}s; drift figures withdrawn until they return"
+        return self.drift_status
+
     def describe(self) -> dict[str, Any]:
         i = self.identity
         return {
@@ -88,7 +95,7 @@ class LoadedModel:
             "alias": i.alias,
             "source": i.source,
             "signature": {"inputs": self.schema.describe() if self.schema else None},
-            "drift": self.drift_status,
+            "drift": self.current_drift_status(),
             "fast_path": self.fast is not None,
             "loaded_at": self.loaded_at,
         }

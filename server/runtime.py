@@ -42,6 +42,7 @@ class Runtime:
         """Load in the background so /health answers (and /ready says 503) while it loads."""
         self._tasks.append(asyncio.create_task(self._initial_load(), name="initial-load"))
         self._tasks.append(asyncio.create_task(self._drift_loop(), name="drift"))
+        self._tasks.append(asyncio.create_task(self._watch_loop_lag(), name="loop-lag"))
         if self.config.follow_alias:
             self._tasks.append(asyncio.create_task(self._follow_loop(), name="follow-alias"))
 
@@ -74,6 +75,7 @@ class Runtime:
             self.load_error = None
             i = model.identity
             self.metrics.set_model(i.name, i.version, i.run_id)
+            self.metrics.withdraw_drift()  # the old model's features are not this one's
             log.info("serving %s version %s (run %s)", i.name or i.source, i.version, i.run_id)
         if old is not None:
             await old.batcher.close()  # in-flight requests finish on the old model
@@ -100,19 +102,43 @@ class Runtime:
     async def _drift_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.drift_interval)
-            await self.update_drift()
+            try:
+                await self.update_drift()
+            except Exception:  # one bad computation must not end drift for the process
+                log.exception(
+                    "drift update failed; trying again in %gs", self.config.drift_interval
+                )
 
     async def update_drift(self, *, force: bool = False) -> None:
         slot = self.slot
         if slot is None or slot.model.drift is None:
             return
         drift = slot.model.drift
-        results = await asyncio.to_thread(drift.compute, force=force)
+        age = drift.seconds_since_input()
         self.metrics.drift_window_rows.set(drift.rows_in_window)
+        self.metrics.drift_window_age.set(age if age is not None else float("nan"))
+        if age is not None and age > self.config.drift_stale_after:
+            # No traffic: yesterday's figures are not today's drift. Withdraw them, so an
+            # alert on them resolves instead of firing forever; /version says why.
+            if self.metrics.withdraw_drift():
+                log.info("no inputs for %.0fs: drift gauges withdrawn", age)
+            drift.stale = True
+            return
+        drift.stale = False
+        results = await asyncio.to_thread(drift.compute, force=force)
         for r in results or []:
             self.metrics.feature_psi.labels(feature=r.feature).set(r.psi)
             self.metrics.feature_ks.labels(feature=r.feature).set(r.ks)
             self.metrics.feature_ks_pvalue.labels(feature=r.feature).set(r.ks_pvalue)
+
+    async def _watch_loop_lag(self, every: float = 0.05) -> None:
+        """How late the event loop wakes a sleeper: the time something held it (or the host
+        was starved). /health and /metrics answer within this much of asking."""
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(every)
+            self.metrics.loop_lag.observe(max(0.0, loop.time() - asked - every))
 
     async def _follow_loop(self) -> None:
         """Reload when the alias we serve moves to another version (follow-alias deployments)."""

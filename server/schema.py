@@ -7,6 +7,7 @@ loaded), so this module stays importable and testable without mlflow.
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from server.payload import Table
 
 FLOAT_TYPES = frozenset({"double", "float"})
 INT_TYPES = frozenset({"long", "integer"})
+INT_RANGE = {"long": (-(2**63), 2**63 - 1), "integer": (-(2**31), 2**31 - 1)}
 PANDAS_DTYPES = {
     "double": "float64",
     "float": "float32",
@@ -77,29 +79,44 @@ def conform(table: Table, schema: InputSchema | None) -> tuple[list[str] | None,
 
 
 def _reorder(table: Table, schema: InputSchema) -> list[list[Any]]:
+    # Linear in the number of columns sent (a client may send tens of thousands).
     assert table.columns is not None
     given = table.columns
-    if len(set(given)) != len(given):
-        dupes = sorted({c for c in given if given.count(c) > 1})
-        raise _mismatch(f"duplicate columns: {', '.join(dupes)}", duplicates=dupes)
+    position: dict[str, int] = {}
+    dupes: set[str] = set()
+    for j, name in enumerate(given):
+        if name in position:
+            dupes.add(name)
+        else:
+            position[name] = j
+    if dupes:
+        shown = sorted(dupes)[:20]
+        raise _mismatch(
+            f"duplicate columns: {', '.join(_name(c) for c in shown)}"
+            + (f" (and {len(dupes) - 20} more)" if len(dupes) > 20 else ""),
+            duplicates=shown,
+        )
     wanted = schema.names
-    missing = [c.name for c in schema.columns if c.required and c.name not in given]
-    unexpected = [c for c in given if c not in wanted]
+    known = set(wanted)
+    missing = [c.name for c in schema.columns if c.required and c.name not in position]
+    unexpected = [c for c in given if c not in known]
     if missing or unexpected:
         parts = []
         if missing:
             parts.append(f"missing columns: {', '.join(missing)}")
         if unexpected:
-            parts.append(f"unexpected columns: {', '.join(unexpected)}")
+            shown = unexpected[:20]
+            more = f" (and {len(unexpected) - 20} more)" if len(unexpected) > 20 else ""
+            parts.append(f"unexpected columns: {', '.join(_name(c) for c in shown)}{more}")
         raise _mismatch(
             "; ".join(parts) + f" (the model expects {', '.join(wanted)})",
             missing=missing,
-            unexpected=unexpected,
+            unexpected=unexpected[:20],
             expected=wanted,
         )
     if given == wanted:
         return table.rows
-    index = [given.index(name) if name in given else -1 for name in wanted]
+    index = [position.get(name, -1) for name in wanted]
     return [[row[j] if j >= 0 else None for j in index] for row in table.rows]
 
 
@@ -115,9 +132,10 @@ def _check_value(value: Any, spec: ColumnSpec, row: int) -> None:
         return
     if kind in FLOAT_TYPES:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if ok and not math.isfinite(value):
+        if ok and not _finite_float(value):
             raise _mismatch(
-                f"row {row}, column '{spec.name}': {value} is not a finite number",
+                f"row {row}, column '{spec.name}': {_short(value)} is not a finite number "
+                f"a {kind} column can hold",
                 row=row,
                 column=spec.name,
             )
@@ -125,6 +143,14 @@ def _check_value(value: Any, spec: ColumnSpec, row: int) -> None:
         ok = (isinstance(value, int) and not isinstance(value, bool)) or (
             isinstance(value, float) and value.is_integer()
         )
+        low, high = INT_RANGE[kind]
+        if ok and not low <= value <= high:
+            raise _mismatch(
+                f"row {row}, column '{spec.name}': {_short(value)} is out of the range of a "
+                f"{kind} column",
+                row=row,
+                column=spec.name,
+            )
     elif kind == "boolean":
         ok = isinstance(value, bool)
     elif kind == "string":
@@ -141,6 +167,13 @@ def _check_value(value: Any, spec: ColumnSpec, row: int) -> None:
         )
 
 
+def _finite_float(value: int | float) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
 def _json_type(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
@@ -155,6 +188,16 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 2, 40, 40, 40
+_REPR.maxlist = _REPR.maxdict = 4
+
+
+def _name(column: str) -> str:
+    return column if len(column) <= 40 else column[:37] + "..."
+
+
 def _short(value: Any) -> str:
-    text = repr(value)
+    """A value for a message: bounded in depth and length, whatever the client sent."""
+    text = _REPR.repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
