@@ -77,7 +77,24 @@ class MicroBatcher:
         return len(self._queue) + self._in_flight
 
     async def submit(self, rows: list[list[Any]]) -> list[Any]:
-        """Predict ``rows``; returns one prediction per row, in order."""
+        """Predict ``rows``; returns one prediction per row, in order.
+
+        A request larger than a batch goes in batch-sized parts, each queued only when the one
+        before is done: small requests that arrive meanwhile queue between its parts instead of
+        waiting behind all of it. Its deadline covers all its parts.
+        """
+        if len(rows) <= self.max_batch_rows:
+            return await self._submit(rows, self.timeout)
+        deadline = time.monotonic() + self.timeout
+        out: list[Any] = []
+        for start in range(0, len(rows), self.max_batch_rows):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BatchTimeout(f"prediction took longer than {self.timeout:g}s")
+            out += await self._submit(rows[start : start + self.max_batch_rows], left)
+        return out
+
+    async def _submit(self, rows: list[list[Any]], timeout: float) -> list[Any]:
         if self._closing:
             raise Overloaded("the server is shutting down")
         # An empty queue takes any request (the body limit bounds its size); a busy one
@@ -90,7 +107,7 @@ class MicroBatcher:
         self._queued_rows += len(rows)
         self._wakeup.set()
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self.timeout)
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             future.cancel()  # if still queued, the worker skips it
             raise BatchTimeout(f"prediction took longer than {self.timeout:g}s") from None

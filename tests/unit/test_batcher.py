@@ -134,3 +134,30 @@ async def test_wrong_prediction_count_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="1 predictions for 2 rows"):
         await batcher.submit([[1], [2]])
     await batcher.close()
+
+
+async def test_a_request_larger_than_a_batch_does_not_starve_small_ones() -> None:
+    """Parts of a big request are queued one at a time: a small request sent while the first
+    part is predicted is answered before the big request's last part."""
+    order: list[int] = []
+    first_part = threading.Event()
+    proceed = threading.Event()
+
+    def predict(rows: list[list[Any]]) -> list[Any]:
+        order.append(len(rows))
+        if len(order) == 1:
+            first_part.set()
+            proceed.wait(5)
+        return [r[0] for r in rows]
+
+    batcher = MicroBatcher(predict, max_batch_rows=10)
+    big = asyncio.create_task(batcher.submit([[i] for i in range(100)]))
+    await asyncio.to_thread(first_part.wait, 5)
+    small = asyncio.create_task(batcher.submit([[-1]]))
+    await asyncio.sleep(0.05)
+    proceed.set()
+    assert await small == [-1]
+    assert await big == list(range(100))
+    assert order[0] == 10 and 1 in order[:3]  # the small one went in right after the first part
+    assert sum(order) == 101 and max(order) <= 10
+    await batcher.close()
