@@ -17,8 +17,9 @@ RUN python3 -m venv /opt/venv \
  && (getent passwd mlops >/dev/null || useradd --system --uid 10001 --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin mlops)
 
+# Owned by root and read-only to the server user (10001): the model cannot be changed from inside.
 COPY server/ /app/server/
-COPY --chown=10001:10001 model/ /model/
+COPY model/ /model/
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+
+import httpx
 
 from backends.docker.engine import LABEL, parse_time, translate_errors
 from backends.errors import BackendError, NotFound
@@ -48,10 +52,27 @@ def list_deployments(client: Any) -> list[Deployment]:
     by_name: dict[str, list[Any]] = {}
     for c in models:
         by_name.setdefault(c.labels.get(DEPLOYMENT, ""), []).append(c)
-    return sorted(
-        (_record(r, by_name.get(r.labels.get(DEPLOYMENT, ""), [])) for r in routers),
-        key=lambda d: d.name,
-    )
+    found = [_record(r, by_name.get(r.labels.get(DEPLOYMENT, ""), [])) for r in routers]
+    return sorted(_serving_now(found), key=lambda d: d.name)
+
+
+def _serving_now(deployments: list[Deployment]) -> list[Deployment]:
+    """A deployment that follows an alias reloads in place: its label says the version it
+    started with, its server says the one it serves now (asked, briefly; the label if silent)."""
+    followers = [d for d in deployments if d.follow_alias and d.state == "running" and d.url]
+    if not followers:
+        return deployments
+
+    def asked(d: Deployment) -> Deployment:
+        try:
+            info = httpx.get(f"{d.url}/version", timeout=1.0).json()
+        except (httpx.HTTPError, ValueError):
+            return d
+        return replace(d, version=version_number(info.get("version")) or d.version)
+
+    with ThreadPoolExecutor(min(8, len(followers))) as pool:
+        live = {d.name: n for d, n in zip(followers, pool.map(asked, followers), strict=True)}
+    return [live.get(d.name, d) for d in deployments]
 
 
 def get_deployment(client: Any, name: str) -> Deployment:
@@ -151,6 +172,8 @@ def remove_deployment(client: Any, name: str) -> list[str]:
     for c in ([router] if router is not None else []) + models:
         removed.append(c.name)
         remove_container(c)
+    with contextlib.suppress(Exception):  # its state (token, upstream) goes with it
+        client.volumes.get(f"mlops-{name}-state").remove(force=True)
     return removed
 
 

@@ -176,6 +176,9 @@ def _assemble_context(context: Path, wheels: Path, model_dir: Path) -> None:
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
     )
     shutil.copytree(model_dir, context / "model")
+    # Readable by the server user inside, writable by nobody there (the image copies modes).
+    for path in (context / "model", *(context / "model").rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _link_tree(src: Path, dst: Path) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from backends.docker import hardening
 from backends.docker.containers import (
     DEPLOYMENT,
     ROLE,
@@ -102,8 +103,7 @@ def deploy(
         raise
     upstream = f"http://127.0.0.1:{model_port}"
     if router is None:
-        token = secrets.token_urlsafe(24)
-        router = _start_router(client, image, name, port, host, upstream, token)
+        router = _start_router(client, image, name, port, host, upstream)
         try:
             _wait_ready(router, f"http://127.0.0.1:{port}", timeout, path="/-/router/health")
         except BackendError:
@@ -111,7 +111,7 @@ def deploy(
             remove_container(new)
             raise
     else:
-        _switch(router, port, upstream)
+        _switch(router, port, upstream, str(image.version or ""))
     # Every other model container goes: the one replaced, and any a failed switch left.
     for stale in model_containers(client, name):
         if stale.id != new.id:
@@ -159,65 +159,68 @@ def _start_model(
         f"{LABEL}.follow-alias": "true" if follow_ref else "false",
     }
     suffix = secrets.token_hex(2)
+    container = hardening.create(
+        client,
+        image.ref,
+        f"mlops-{name}-v{image.version}-{suffix}",
+        command=None,
+        environment=env,
+        labels=labels,
+    )
     with translate_errors():
-        return client.containers.run(
-            image.ref,
-            name=f"mlops-{name}-v{image.version}-{suffix}",
-            detach=True,
-            network_mode="host",
-            environment=env,
-            labels=labels,
-            restart_policy={"Name": "on-failure", "MaximumRetryCount": 3},
-        )
+        container.start()
+    return container
 
 
 def _start_router(
-    client: Any, image: ServingImage, name: str, port: int, host: str, upstream: str, token: str
+    client: Any, image: ServingImage, name: str, port: int, host: str, upstream: str
 ) -> Any:
-    # The router's admin token sits in a label: whoever can read labels can also exec into the
-    # container, so it protects the switch from the network, not from the Docker operator.
+    # The admin token lives in the deployment's own volume, readable by the server user: not
+    # in a label or the environment, where `docker inspect` would show it to anyone.
     labels = {
         ROLE: "router",
         DEPLOYMENT: name,
         f"{LABEL}.port": str(port),
         f"{LABEL}.host": host,
-        f"{LABEL}.router-token": token,
     }
-    env = {"MLOPS_ADMIN_TOKEN": token, "MLOPS_PORT": str(port)}
+    env = {"MLOPS_ADMIN_TOKEN_FILE": hardening.TOKEN_FILE, "MLOPS_PORT": str(port)}
     with translate_errors():
         existing = [
             c
             for c in client.containers.list(all=True, filters={"name": f"mlops-{name}"})
             if c.name == f"mlops-{name}"
         ]
-        for c in existing:
-            remove_container(c)
-        return client.containers.run(
-            image.ref,
-            command=[
-                "python3",
-                "-m",
-                "server.router",
-                "--listen",
-                f"{host}:{port}",
-                "--upstream",
-                upstream,
-            ],
-            name=f"mlops-{name}",
-            detach=True,
-            network_mode="host",
-            environment=env,
-            labels=labels,
-            restart_policy={"Name": "unless-stopped"},
-        )
+    for c in existing:
+        remove_container(c)
+    volume = hardening.state_volume(client, name)
+    command = ["python3", "-m", "server.router", "--listen", f"{host}:{port}"]
+    command += ["--upstream", upstream, "--state-dir", hardening.STATE_DIR]
+    command += ["--version", str(image.version or "")]
+    router = hardening.create(
+        client,
+        image.ref,
+        f"mlops-{name}",
+        command=command,
+        environment=env,
+        labels=labels,
+        volumes={volume: hardening.STATE_MOUNT},
+    )
+    try:
+        hardening.write_state(router, hardening.new_token())
+        with translate_errors():
+            router.start()
+    except BaseException:
+        remove_container(router)
+        raise
+    return router
 
 
-def _switch(router: Any, port: int, upstream: str) -> None:
-    token = router.labels.get(f"{LABEL}.router-token", "")
+def _switch(router: Any, port: int, upstream: str, version: str) -> None:
+    token = hardening.read_token(router)
     try:
         response = httpx.put(
             f"http://127.0.0.1:{port}/-/router/upstream",
-            json={"upstream": upstream, "drain_timeout": 30},
+            json={"upstream": upstream, "version": version, "drain_timeout": 30},
             headers={"Authorization": f"Bearer {token}"},
             timeout=60,
         )

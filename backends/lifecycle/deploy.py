@@ -9,15 +9,18 @@ Prometheus' targets. Take-down is planned and applied the same way.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from backends.defaults import DEFAULT_HOST, DEFAULT_PORT
 from backends.docker import containers, images, switch
+from backends.docker.lock import deployment_lock
 from backends.errors import BackendError, Conflict, InvalidInput
 from backends.lifecycle.build import image_for
 from backends.lifecycle.handles import Handles
 from backends.lifecycle.targets import refresh_quietly
+from backends.mlflow.history import current_user
 from backends.mlflow.models import parse_reference
 from backends.records import (
     AliasAction,
@@ -32,6 +35,7 @@ __all__ = [
     "after_switch",
     "apply_deploy",
     "apply_take_down",
+    "changing",
     "check_name",
     "check_unchanged",
     "default_name",
@@ -65,6 +69,14 @@ def _serves(d: Deployment | None) -> str:
     if d is None:
         return "nothing (no such deployment)"
     return f"{d.model} v{d.version or '?'} (container {d.container_id or '-'})"
+
+
+@contextlib.contextmanager
+def changing(h: Handles, name: str, image: str, what: str) -> Iterator[None]:
+    """Hold deployment ``name``'s engine-wide lock for one change (Conflict names the holder)."""
+    who = f"{h.registry().user if h.has_registry else current_user()} ({what})"
+    with deployment_lock(h.docker(), name, image, who):
+        yield
 
 
 def _identity(d: Deployment | None) -> tuple[str, int | None, str] | None:
@@ -141,20 +153,22 @@ def plan_deploy(
 def apply_deploy(
     h: Handles, plan: DeployPlan, *, reason: str = "", on_log: LogLine = _ignore
 ) -> DeployOutcome:
-    """Run ``plan`` as shown: Conflict if the deployment changed since; else build the image
-    if missing, switch with no failed request, and record it."""
-    check_unchanged(plan.name, plan.current, _find(h, plan.name))
+    """Run ``plan`` as shown: build the image if missing; then, holding the deployment's lock
+    (one change at a time, across processes), Conflict if it changed since the plan, else
+    switch with no failed request, and record it."""
     image, built = image_for(h, plan.version, on_log)
-    deployment, replaced = switch.deploy(
-        h.docker(),
-        image,
-        plan.name,
-        port=plan.port,
-        host=plan.host,
-        alias=plan.alias,
-        follow_alias_ref=plan.reference if plan.follow_alias else None,
-        tracking_uri=h.tracking_uri,
-    )
+    with changing(h, plan.name, image.ref, "deploy"):
+        check_unchanged(plan.name, plan.current, _find(h, plan.name))
+        deployment, replaced = switch.deploy(
+            h.docker(),
+            image,
+            plan.name,
+            port=plan.port,
+            host=plan.host,
+            alias=plan.alias,
+            follow_alias_ref=plan.reference if plan.follow_alias else None,
+            tracking_uri=h.tracking_uri,
+        )
     warning = after_switch(h, deployment, "deploy", replaced, reason)
     return DeployOutcome(deployment, replaced, image, built, warning)
 
@@ -192,6 +206,8 @@ def plan_take_down(h: Handles, name: str) -> TakeDownPlan:
 
 def apply_take_down(h: Handles, plan: TakeDownPlan) -> TakeDownOutcome:
     """Remove the deployment's containers (drained) if it is as the plan saw it."""
-    check_unchanged(plan.name, plan.current, _find(h, plan.name))
-    removed = containers.remove_deployment(h.docker(), plan.name)
+    lock_image = plan.current.image or images.DEFAULT_LOCAL_BASE
+    with changing(h, plan.name, lock_image, "take down"):
+        check_unchanged(plan.name, plan.current, _find(h, plan.name))
+        removed = containers.remove_deployment(h.docker(), plan.name)
     return TakeDownOutcome(plan.name, tuple(removed), refresh_quietly(h.docker()))

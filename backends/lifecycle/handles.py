@@ -42,6 +42,11 @@ class Handles:
                 self._registry = Registry(self.tracking_uri)
             return self._registry
 
+    @property
+    def has_registry(self) -> bool:
+        """Whether the registry handle exists already (nothing is connected to ask)."""
+        return self._registry is not None
+
     def mlflow(self) -> Any:
         """The operation's MLflow client."""
         return self.registry().client

@@ -14,7 +14,7 @@ from backends.defaults import CHAMPION, DEFAULT_PORT
 from backends.docker import containers, images, switch
 from backends.errors import GateFailed
 from backends.lifecycle.build import image_for
-from backends.lifecycle.deploy import after_switch, check_unchanged
+from backends.lifecycle.deploy import after_switch, changing, check_unchanged
 from backends.lifecycle.handles import Handles
 from backends.records import AliasRollbackPlan, Deployment, RollbackOutcome, RollbackPlan
 
@@ -59,8 +59,8 @@ def apply_rollback(
     h: Handles, plan: RollbackPlan, *, reason: str = "", on_log: LogLine = _ignore
 ) -> RollbackOutcome:
     """Roll back as planned, with no failed request; Conflict if anything moved since."""
-    check_unchanged(plan.name, plan.current, _current(h, plan.name))
     if plan.via_alias:
+        check_unchanged(plan.name, plan.current, _current(h, plan.name))
         assert plan.seen is not None
         event = h.registry().apply_rollback(
             AliasRollbackPlan(plan.model, plan.alias, plan.seen, plan.to_version), reason=reason
@@ -75,15 +75,17 @@ def apply_rollback(
         )
     version = h.registry().resolve(f"{plan.model}/{plan.to_version}")
     image, _ = image_for(h, version, on_log)
-    deployment, replaced = switch.deploy(
-        h.docker(),
-        image,
-        plan.name,
-        port=plan.current.port or DEFAULT_PORT,
-        host=plan.current.host,
-        alias="",  # a rollback serves an older version: the alias no longer names it
-        tracking_uri=h.tracking_uri,
-    )
+    with changing(h, plan.name, image.ref, "rollback"):
+        check_unchanged(plan.name, plan.current, _current(h, plan.name))
+        deployment, replaced = switch.deploy(
+            h.docker(),
+            image,
+            plan.name,
+            port=plan.current.port or DEFAULT_PORT,
+            host=plan.current.host,
+            alias="",  # a rollback serves an older version: the alias no longer names it
+            tracking_uri=h.tracking_uri,
+        )
     return RollbackOutcome(
         plan.name,
         deployment.model,

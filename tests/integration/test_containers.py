@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import os
 import socket
 import tarfile
@@ -17,7 +19,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from backends.docker import containers, images, switch
+from backends.docker import containers, hardening, images, switch
 from backends.errors import BackendError, Conflict
 from backends.lifecycle import build
 from backends.lifecycle.handles import Handles
@@ -513,4 +515,140 @@ def test_a_console_rollback_confirmed_after_another_rollback_is_refused(
         session.wait_exit()
     finally:
         session.close()
+        containers.remove_deployment(docker_client, name)
+
+
+def test_containers_are_hardened_and_the_admin_token_is_nowhere_to_be_read(
+    built: Built, docker_client: Any
+) -> None:
+    port = services.free_port()
+    name = f"hard{os.getpid()}"
+    switch.deploy(docker_client, built.v1, name, port=port)
+    try:
+        router = containers.router_of(docker_client, name)
+        model = containers.active_model(docker_client, name)
+        assert router is not None and model is not None
+        for c in (router, model):
+            c.reload()
+            host = c.attrs["HostConfig"]
+            assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+            assert host["ReadonlyRootfs"] is True and "/tmp" in host["Tmpfs"]
+            assert host["Memory"] > 0 and host["PidsLimit"] > 0
+            assert host["LogConfig"]["Config"]["max-size"] and c.attrs["Config"]["StopTimeout"]
+            assert host["RestartPolicy"]["Name"] == "unless-stopped"
+            # The router's token is in its volume, not in anything `docker inspect` shows.
+            inspected = json.dumps(c.attrs)
+            token = hardening.read_token(router)
+            assert len(token) >= 24 and token not in inspected
+        # The model is read-only to the server user; the root filesystem too.
+        denied = model.exec_run(["sh", "-c", "touch /model/x || echo denied"], user="10001")
+        assert b"denied" in denied.output
+        root = model.exec_run(["sh", "-c", "touch /opt/x || echo denied"], user="10001")
+        assert b"denied" in root.output
+        writable = model.exec_run(["sh", "-c", "touch /tmp/x && echo ok"], user="10001")
+        assert b"ok" in writable.output
+        # The admin routes answer loopback only, and a remote-looking client gets a 404.
+        assert httpx.get(f"http://127.0.0.1:{port}/-/router/health").status_code == 200
+    finally:
+        containers.remove_deployment(docker_client, name)
+    assert not docker_client.volumes.list(filters={"name": f"mlops-{name}-state"})
+
+
+def test_a_restarted_router_comes_back_on_the_live_version(
+    built: Built, docker_client: Any
+) -> None:
+    port = services.free_port()
+    name = f"rst{os.getpid()}"
+    switch.deploy(docker_client, built.v1, name, port=port)
+    switch.deploy(docker_client, built.v2, name, port=port)
+    try:
+        router = containers.router_of(docker_client, name)
+        assert router is not None
+        router.restart(timeout=30)  # as after a crash, or an engine (host) restart
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/-/router/health", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.3)
+        answer = httpx.post(f"{url}/predict", json={"data": [[5.1, 3.5, 1.4, 0.2]]}, timeout=30)
+        assert answer.status_code == 200 and answer.json()["model"]["version"] == "2"
+    finally:
+        containers.remove_deployment(docker_client, name)
+
+
+def test_two_deploys_of_one_deployment_at_once_one_wins_the_other_exits_5(
+    built: Built, docker_client: Any
+) -> None:
+    import subprocess
+    import sys
+
+    port = str(services.free_port())
+    name = f"race{os.getpid()}"
+    env = services.env_with_venv_on_path(MLFLOW_TRACKING_URI=built.tracking_uri)
+    mlops = str(Path(sys.executable).parent / "mlops")
+    procs = [
+        subprocess.Popen(
+            [mlops, "deploy", "up", f"{built.name}/{v}", "--name", name, "--port", port, "-q"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for v in (1, 2)
+    ]
+    try:
+        results = [(p.wait(timeout=600), p.stderr.read() if p.stderr else "") for p in procs]
+        codes = sorted(code for code, _ in results)
+        assert codes == [0, 5], results
+        loser = next(err for code, err in results if code == 5)
+        assert "being changed by" in loser or "changed since the plan" in loser, loser
+        deployed = containers.get_deployment(docker_client, name)
+        running = [
+            c for c in containers.model_containers(docker_client, name) if c.status == "running"
+        ]
+        assert len(running) == 1 and deployed.version in (1, 2)
+    finally:
+        with contextlib.suppress(Exception):
+            containers.remove_deployment(docker_client, name)
+
+
+def test_another_stores_deployment_is_never_taken_for_ours(
+    built: Built, docker_client: Any, tmp_path: Path
+) -> None:
+    """A second tracking store with its own "iris v1" (same name, same number): its deploy
+    over our deployment is refused (exit 5), and its image does not overwrite ours."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    port = services.free_port()
+    name = f"stores{os.getpid()}"
+    switch.deploy(docker_client, built.v1, name, port=port)
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MLFLOW_TRACKING_URI", other)
+            mlflow.set_tracking_uri(other)
+            exp = MlflowClient(other).create_experiment("other-store")
+            log_version(exp, built.name, 1, False, tmp_path)
+        mlflow.set_tracking_uri(built.tracking_uri)
+        from console.cli.main import app
+
+        env = {"MLFLOW_TRACKING_URI": other, "MLOPS_BASE_IMAGE": services.BASE_IMAGE}
+        refused = CliRunner().invoke(
+            app, ["deploy", "up", f"{built.name}/1", "--name", name, "--port", str(port)], env=env
+        )
+        assert refused.exit_code == 5, refused.output
+        assert "another tracking store" in refused.output
+        # Its own image of "v1" is another image, tagged apart from ours.
+        h = Handles(other, docker=docker_client)
+        theirs = build.build(h, f"{built.name}/1", base_image=services.BASE_IMAGE).image
+        assert theirs.id != built.v1.id and theirs.tags[0] != built.v1.tags[0]
+        assert images.find_image(docker_client, h.registry().version(built.name, 1)) == theirs
+        docker_client.images.remove(theirs.id, force=True)
+        ours = containers.get_deployment(docker_client, name)
+        assert ours.run_id == built.v1.run_id and ours.store == built.v1.store
+    finally:
         containers.remove_deployment(docker_client, name)

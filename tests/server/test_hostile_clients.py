@@ -9,6 +9,7 @@ polite to misbehave.
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import threading
@@ -390,3 +391,38 @@ def test_docs_answer_loopback_clients_only_unless_asked(served: Served, tmp_path
     )
     with TestClient(public, raise_server_exceptions=False) as remote:
         assert remote.get("/docs").status_code == 200
+
+
+def test_drift_gauges_are_withdrawn_when_inputs_stop_and_on_reload(
+    iris_model_dir: Path,
+) -> None:
+    """No traffic: yesterday's drift is withdrawn (the alert on it resolves) and /version says
+    why; a reload drops the old model's gauges; a failing drift computation is survived."""
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+    from server.config import ServerConfig
+
+    config = ServerConfig(model_ref=str(iris_model_dir), drift_interval=3600, drift_stale_after=0.2)
+    app = create_app(config)
+    runtime = app.state.runtime
+    with TestClient(app) as client:
+        from tests.server.conftest import wait_ready
+
+        wait_ready(client)
+        portal = client.portal
+        assert portal is not None
+        shifted = [[5.1, 3.5, 9.0, 0.2]] * 100
+        assert client.post("/predict", json={"data": shifted}).status_code == 200
+        portal.call(functools.partial(runtime.update_drift, force=True))
+        assert 'mlops_feature_psi{feature="petal_length"}' in client.get("/metrics").text
+        time.sleep(0.3)  # no input since: past drift_stale_after
+        portal.call(functools.partial(runtime.update_drift, force=True))
+        assert "mlops_feature_psi{" not in client.get("/metrics").text
+        assert client.get("/version").json()["drift"].startswith("stale: no inputs for")
+        assert client.post("/predict", json={"data": shifted}).status_code == 200
+        portal.call(functools.partial(runtime.update_drift, force=True))
+        assert 'mlops_feature_psi{feature="petal_length"}' in client.get("/metrics").text
+        assert client.get("/version").json()["drift"] == "enabled"
+        portal.call(runtime.reload)
+        assert "mlops_feature_psi{" not in client.get("/metrics").text  # the old model's gone

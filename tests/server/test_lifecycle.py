@@ -67,3 +67,25 @@ def test_version_describes_the_baked_model(client: TestClient) -> None:
     assert [c["name"] for c in info["signature"]["inputs"]][:2] == ["sepal_length", "sepal_width"]
     metrics = client.get("/metrics").text
     assert 'mlops_model_info{name="iris",run_id="abc123",version="3"} 1.0' in metrics
+
+
+async def test_the_drift_loop_survives_a_failing_update(iris_model_dir: Path) -> None:
+    import asyncio
+
+    from server.metrics import ServerMetrics
+    from server.runtime import Runtime
+
+    config = ServerConfig(model_ref=str(iris_model_dir), drift_interval=0.02)
+    runtime = Runtime(config, ServerMetrics())
+    calls: list[int] = []
+
+    async def flaky(*, force: bool = False) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("a broken reference, say")
+
+    runtime.update_drift = flaky  # type: ignore[method-assign]
+    loop_task = asyncio.create_task(runtime._drift_loop())
+    await asyncio.sleep(0.3)
+    loop_task.cancel()
+    assert len(calls) > 2  # it went on after the first failure

@@ -1,0 +1,135 @@
+"""How our containers are created: least privilege, bounded resources, rotated logs, and the
+router's admin token in a file of the deployment's own volume (never in labels or env).
+
+Every container: all capabilities dropped, no new privileges, a read-only root filesystem with
+a tmpfs on /tmp, memory, pids and log-size limits, and a stop timeout longer than the server's
+own drain. Each limit has an ``MLOPS_CONTAINER_*`` variable.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import tarfile
+import time
+from typing import Any
+
+from backends.docker.engine import LABEL, translate_errors
+
+__all__ = [
+    "SERVER_UID",
+    "STATE_DIR",
+    "TOKEN_FILE",
+    "create",
+    "new_token",
+    "read_token",
+    "state_volume",
+    "write_state",
+]
+
+SERVER_UID = 10001  # the image's user (Dockerfile)
+STATE_MOUNT = "/var/lib/mlops"  # the deployment's volume, in the router
+STATE_DIR = f"{STATE_MOUNT}/state"  # owned by the server user: the token, the upstream
+TOKEN_FILE = f"{STATE_DIR}/admin-token"
+STOP_TIMEOUT = 30  # seconds docker waits after SIGTERM; the server drains in 25
+
+
+def _limits() -> dict[str, Any]:
+    env = os.environ
+    return {
+        "mem_limit": env.get("MLOPS_CONTAINER_MEMORY", "2g"),
+        "pids_limit": int(env.get("MLOPS_CONTAINER_PIDS", "512")),
+        "log_config": {
+            "type": "json-file",
+            "config": {
+                "max-size": env.get("MLOPS_CONTAINER_LOG_SIZE", "10m"),
+                "max-file": env.get("MLOPS_CONTAINER_LOG_FILES", "3"),
+            },
+        },
+    }
+
+
+def create(
+    client: Any,
+    image: str,
+    name: str,
+    *,
+    command: list[str] | None,
+    environment: dict[str, str],
+    labels: dict[str, str],
+    volumes: dict[str, str] | None = None,
+) -> Any:
+    """Create (not start) a hardened container on the host network."""
+    api = client.api
+    binds = {vol: {"bind": path, "mode": "rw"} for vol, path in (volumes or {}).items()}
+    host_config = api.create_host_config(
+        network_mode="host",
+        restart_policy={"Name": "unless-stopped"},  # back after a crash or an engine restart
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        read_only=True,
+        tmpfs={"/tmp": "rw,nosuid,nodev,size=256m,mode=1777"},
+        binds=binds or None,
+        **_limits(),
+    )
+    with translate_errors():
+        created = api.create_container(
+            image,
+            command=command,
+            name=name,
+            environment=environment,
+            labels=labels,
+            host_config=host_config,
+            stop_signal="SIGTERM",
+            stop_timeout=STOP_TIMEOUT,
+            volumes=[v["bind"] for v in binds.values()] or None,
+        )
+        return client.containers.get(created["Id"])
+
+
+def state_volume(client: Any, deployment: str) -> str:
+    """The deployment's own volume (created once; removed with the deployment)."""
+    name = f"mlops-{deployment}-state"
+    with translate_errors():
+        client.volumes.create(name=name, labels={f"{LABEL}.deployment": deployment})
+    return name
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def write_state(container: Any, token: str) -> None:
+    """Put the state directory and the admin token (readable by the server user only) into a
+    created router container's volume, before it starts."""
+    data = token.encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        folder = tarfile.TarInfo("state")
+        folder.type, folder.mode = tarfile.DIRTYPE, 0o700
+        folder.uid = folder.gid = SERVER_UID
+        folder.mtime = int(time.time())
+        tar.addfile(folder)
+        secret = tarfile.TarInfo("state/admin-token")
+        secret.size, secret.mode = len(data), 0o400
+        secret.uid = secret.gid = SERVER_UID
+        secret.mtime = int(time.time())
+        tar.addfile(secret, io.BytesIO(data))
+    with translate_errors():
+        container.put_archive(STATE_MOUNT, buffer.getvalue())
+
+
+def read_token(router: Any) -> str:
+    """The router's admin token, read from its volume (as `docker cp` would): only someone who
+    can drive the engine can switch its traffic. Older routers kept it in a label."""
+    legacy = router.labels.get(f"{LABEL}.router-token", "")
+    if legacy:
+        return str(legacy)
+    with translate_errors():
+        stream, _ = router.get_archive(TOKEN_FILE)
+        raw = b"".join(stream)
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        member = tar.getmembers()[0]
+        extracted = tar.extractfile(member)
+        return extracted.read().decode().strip() if extracted else ""

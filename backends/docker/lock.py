@@ -1,0 +1,107 @@
+"""One change at a time per deployment, across processes and hosts: a lock kept by the engine.
+
+The lock is a created, never started, container named ``mlops-NAME-lock``: the engine refuses a
+second container of that name (409), which makes creating it a compare-and-set every process
+that drives the engine shares, wherever it runs. Its labels say who holds it and since when. A
+lock whose holder is gone (its process on this host ended, or it is older than ``LOCK_TTL``)
+is taken over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from backends.docker.engine import LABEL, translate_errors
+from backends.errors import Conflict
+
+__all__ = ["LOCK_TTL", "deployment_lock"]
+
+LOCK_TTL = 1800.0  # seconds: no switch takes this long; an older lock's holder is gone
+ROLE = f"{LABEL}.role"
+
+
+def _holder(who: str) -> dict[str, str]:
+    return {
+        ROLE: "lock",
+        f"{LABEL}.lock.who": who,
+        f"{LABEL}.lock.host": socket.gethostname(),
+        f"{LABEL}.lock.pid": str(os.getpid()),
+        f"{LABEL}.lock.at": str(time.time()),
+    }
+
+
+def _abandoned(labels: dict[str, str]) -> bool:
+    try:
+        age = time.time() - float(labels.get(f"{LABEL}.lock.at", "0"))
+    except ValueError:
+        return True
+    if age > LOCK_TTL:
+        return True
+    if labels.get(f"{LABEL}.lock.host") != socket.gethostname():
+        return False  # another host's process: trust it until the TTL
+    try:
+        os.kill(int(labels.get(f"{LABEL}.lock.pid", "0")), 0)
+    except (ProcessLookupError, ValueError):
+        return True
+    except PermissionError:
+        return False  # alive, someone else's
+    return False
+
+
+def _describe(labels: dict[str, str]) -> str:
+    try:
+        since = datetime.fromtimestamp(float(labels.get(f"{LABEL}.lock.at", "0")), UTC)
+        when = since.strftime("%H:%M:%S UTC")
+    except ValueError:
+        when = "?"
+    who = labels.get(f"{LABEL}.lock.who", "someone")
+    host = labels.get(f"{LABEL}.lock.host", "?")
+    return f"{who} on {host} (pid {labels.get(f'{LABEL}.lock.pid', '?')}) since {when}"
+
+
+@contextlib.contextmanager
+def deployment_lock(client: Any, deployment: str, image: str, who: str) -> Iterator[None]:
+    """Hold deployment ``deployment``'s lock for the block; Conflict (exit 5) naming the holder
+    when another change holds it. ``image`` is any image the engine has (the lock never runs)."""
+    from docker.errors import APIError, NotFound
+
+    name = f"mlops-{deployment}-lock"
+    lock = None
+    for _ in range(2):
+        try:
+            created = client.api.create_container(
+                image,
+                name=name,
+                command=["true"],
+                labels={**_holder(who), f"{LABEL}.deployment": deployment},
+            )
+            lock = created["Id"]
+            break
+        except APIError as exc:
+            if exc.status_code != 409:
+                with translate_errors():
+                    raise
+            try:
+                held = client.containers.get(name)
+            except NotFound:
+                continue  # released between the two calls: try again
+            if not _abandoned(held.labels):
+                raise Conflict(
+                    f"deployment {deployment!r} is being changed by {_describe(held.labels)}; "
+                    "nothing changed, try again when it is done"
+                ) from None
+            with contextlib.suppress(APIError):
+                held.remove(force=True)
+    if lock is None:
+        raise Conflict(f"could not take the lock of deployment {deployment!r}; try again")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            client.api.remove_container(lock, force=True)
