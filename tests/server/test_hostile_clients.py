@@ -111,10 +111,14 @@ def _json(doc: object) -> bytes:
 
 
 def largest_legal_body() -> bytes:
-    """As many valid rows as fit the body limit (and the row limit)."""
-    one = len(json.dumps(ROW)) + 2
-    n = min(MAX_ROWS, (MAX_BODY - 64) // one)
-    return _json({"data": [ROW] * n})
+    """A body just under the size limit: the row limit's worth of valid rows, each value
+    written with enough digits to fill it."""
+    per_value = (MAX_BODY - 64) // MAX_ROWS // 4 - 2
+    digits = "0" * (per_value - 4) + "1"
+    row = "[" + ",".join(f"{v}{digits}" for v in ("5.1", "3.5", "1.4", "0.2")) + "]"
+    body = ('{"data": [' + ",".join([row] * MAX_ROWS) + "]}").encode()
+    assert MAX_BODY * 0.9 < len(body) <= MAX_BODY, len(body)
+    return body
 
 
 N = 30_000
