@@ -7,6 +7,7 @@ old slot finish on it (its batcher drains before it is closed), new requests use
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +69,14 @@ class Runtime:
             ref = self.config.model_ref
             resolved = await asyncio.to_thread(resolve, ref)
             model = await asyncio.to_thread(load, resolved, self.config.drift_window)
+            # What loading left (mlflow, sklearn, the model: hundreds of thousands of objects)
+            # lives until the next reload: out of the collector's way, a full collection that a
+            # large request triggers walks that request's objects only, not all of them (it
+            # held the loop >100 ms at the size limit). Unfrozen first, so that a replaced
+            # model's cycles are collected; the one pause is the reload's.
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
             batcher = self._batcher_for(model)
             batcher.start()
             old = self.slot
