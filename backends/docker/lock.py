@@ -73,7 +73,10 @@ def deployment_lock(client: Any, deployment: str, image: str, who: str) -> Itera
 
     name = f"mlops-{deployment}-lock"
     lock = None
-    for _ in range(2):
+    holder = "another change"
+    # A lock just released can keep its name reserved for a moment (409, yet not found): ask
+    # again a few times before calling it taken.
+    for attempt in range(20):
         try:
             created = client.api.create_container(
                 image,
@@ -90,7 +93,9 @@ def deployment_lock(client: Any, deployment: str, image: str, who: str) -> Itera
             try:
                 held = client.containers.get(name)
             except NotFound:
-                continue  # released between the two calls: try again
+                time.sleep(0.05 * (attempt + 1))  # released between the two calls: again
+                continue
+            holder = _describe(held.labels)
             if not _abandoned(held.labels):
                 raise Conflict(
                     f"deployment {deployment!r} is being changed by {_describe(held.labels)}; "
@@ -99,7 +104,10 @@ def deployment_lock(client: Any, deployment: str, image: str, who: str) -> Itera
             with contextlib.suppress(APIError):
                 held.remove(force=True)
     if lock is None:
-        raise Conflict(f"could not take the lock of deployment {deployment!r}; try again")
+        raise Conflict(
+            f"deployment {deployment!r} is being changed by {holder}; nothing changed, "
+            "try again when it is done"
+        )
     try:
         yield
     finally:
