@@ -40,7 +40,7 @@ class Settings:
             docker_host=env.get("DOCKER_HOST") or None,
             prometheus_url=env.get("PROMETHEUS_URL") or None,
             context=context or env.get("MLOPS_CONTEXT") or "local",
-            read_only=read_only,
+            read_only=read_only or env.get("MLOPS_READ_ONLY", "").lower() in ("1", "true", "yes"),
             theme=theme or env.get("MLOPS_THEME") or None,
         )
 

@@ -75,6 +75,23 @@ def mlflow_server() -> services.MlflowServer:
     return services.shared_mlflow_server()
 
 
+@pytest.fixture(scope="session")
+def mlflow_server_on_postgres() -> services.MlflowServer:
+    """The run's one `mlflow server` on PostgreSQL (as a team runs it), shared by every worker."""
+    return services.shared_mlflow_server_on_postgres()
+
+
+STORES = ["sqlite", "postgresql"]
+
+
+def server_for(store: str) -> services.MlflowServer:
+    """The run's tracking server on ``store`` (modules that run against both override
+    ``mlflow_server`` with a fixture parametrised by STORES)."""
+    if store == "postgresql":
+        return services.shared_mlflow_server_on_postgres()
+    return services.shared_mlflow_server()
+
+
 @pytest.fixture
 def tracking_uri(mlflow_server: services.MlflowServer, monkeypatch: pytest.MonkeyPatch) -> str:
     """Point MLflow (in this process and in children) at the session's server."""
@@ -130,7 +147,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
         # Before the workers start: they inherit it, and so find the services the first
         # of them started.
-        os.environ[services.SHARED_ENV] = tempfile.mkdtemp(prefix="mlops-tests-shared-")
+        shared = tempfile.mkdtemp(prefix="mlops-tests-shared-")
+        os.chmod(shared, 0o755)  # PostgreSQL runs as its own user, and must reach its dir
+        os.environ[services.SHARED_ENV] = shared
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

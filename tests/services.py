@@ -120,6 +120,7 @@ def shared_root() -> Path:
     root = os.environ.get(SHARED_ENV)
     if not root:
         root = tempfile.mkdtemp(prefix="mlops-tests-shared-")
+        os.chmod(root, 0o755)
         os.environ[SHARED_ENV] = root
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
@@ -164,14 +165,15 @@ def stop_shared() -> None:
         return
     for state in Path(root).glob("*.json"):
         with contextlib.suppress(ValueError, OSError, KeyError):
-            pid = int(json.loads(state.read_text())["pid"])
-            _stop_group(pid)
+            info = json.loads(state.read_text())
+            _stop_group(int(info["pid"]), first=int(info.get("signal", signal.SIGTERM)))
 
 
-def _stop_group(pid: int, timeout: float = 15) -> None:
-    """SIGTERM the process group ``pid`` leads, then SIGKILL what is left after ``timeout``."""
+def _stop_group(pid: int, timeout: float = 15, first: int = signal.SIGTERM) -> None:
+    """Signal the process group ``pid`` leads (``first``), then SIGKILL what is left after
+    ``timeout``."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, first)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -243,8 +245,11 @@ class MlflowServer:
     process: subprocess.Popen[bytes] | None = None  # only in the process that started it
 
 
-def start_mlflow_server(root: Path, timeout: float = 300) -> MlflowServer:
-    """A real `mlflow server` on a free loopback port: sqlite store, artifacts proxied to root."""
+def start_mlflow_server(
+    root: Path, timeout: float = 300, backend: str | None = None
+) -> MlflowServer:
+    """A real `mlflow server` on a free loopback port: a sqlite store (or ``backend``),
+    artifacts proxied to root."""
     port = free_port()
     log = root / "mlflow-server.log"
     cmd = [
@@ -257,7 +262,7 @@ def start_mlflow_server(root: Path, timeout: float = 300) -> MlflowServer:
         "--port",
         str(port),
         "--backend-store-uri",
-        f"sqlite:///{root / 'mlflow.db'}",
+        backend or f"sqlite:///{root / 'mlflow.db'}",
         "--artifacts-destination",
         str(root / "artifacts"),
         "--workers",
@@ -278,6 +283,87 @@ def shared_mlflow_server() -> MlflowServer:
         return {"url": server.url, "root": str(root), "log": str(server.log), "pid": server.pid}
 
     info = shared("mlflow-server", start)
+    return MlflowServer(info["url"], Path(info["root"]), Path(info["log"]), int(info["pid"]))
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    if found:
+        return found[-1].parent
+    which = shutil.which("postgres")
+    return Path(which).parent if which else None
+
+
+def _as_postgres_user(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run it as the `postgres` user then (CI is root)."""
+    if os.geteuid() != 0:
+        return cmd
+    return ["runuser", "-u", "postgres", "--", *cmd]
+
+
+def start_postgres(root: Path, timeout: float = 120) -> dict[str, Any]:
+    """A PostgreSQL cluster of the run's own (Debian's `postgresql`), one database for MLflow."""
+    binaries = _postgres_bin()
+    if binaries is None:
+        service_missing("PostgreSQL is not installed (apt-get install postgresql)")
+    data, sockets = root / "data", root / "sockets"
+    sockets.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+        shutil.chown(sockets, "postgres", "postgres")
+    log = root / "postgres.log"
+    init = subprocess.run(
+        _as_postgres_user(
+            [str(binaries / "initdb"), "-D", str(data), "-U", "mlops", "--auth=trust", "-E", "UTF8"]
+        ),
+        capture_output=True,
+        text=True,
+    )
+    if init.returncode != 0:
+        service_missing(f"initdb failed: {init.stderr[-500:]}")
+    port = free_port()
+    cmd = [str(binaries / "postgres"), "-D", str(data), "-p", str(port)]
+    cmd += ["-k", str(sockets), "-h", "127.0.0.1", "-c", "max_connections=200"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            _as_postgres_user(cmd), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            service_missing(f"postgres exited on start:\n{_tail(log)}")
+        ready = subprocess.run(
+            [str(binaries / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+            capture_output=True,
+        )
+        if ready.returncode == 0:
+            break
+        time.sleep(0.3)
+    else:
+        service_missing(f"postgres not ready after {timeout:.0f}s:\n{_tail(log)}")
+    created = subprocess.run(
+        [str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlops", "mlflow"],
+        capture_output=True,
+        text=True,
+    )
+    if created.returncode != 0:
+        service_missing(f"createdb failed: {created.stderr[-500:]}")
+    remember_log("postgres", log)
+    url = f"postgresql+psycopg2://mlops@127.0.0.1:{port}/mlflow"
+    # SIGINT is PostgreSQL's fast shutdown (SIGTERM waits for every client to leave).
+    return {"url": url, "pid": proc.pid, "log": str(log), "signal": int(signal.SIGINT)}
+
+
+def shared_mlflow_server_on_postgres() -> MlflowServer:
+    """The run's one `mlflow server` backed by PostgreSQL (a team's kind of tracking server:
+    tag values limited to 5,000 characters, real concurrent transactions)."""
+    database = shared("postgres", start_postgres)
+
+    def start(root: Path) -> dict[str, Any]:
+        server = start_mlflow_server(root, backend=database["url"])
+        return {"url": server.url, "root": str(root), "log": str(server.log), "pid": server.pid}
+
+    info = shared("mlflow-server-postgres", start)
     return MlflowServer(info["url"], Path(info["root"]), Path(info["log"]), int(info["pid"]))
 
 

@@ -7,19 +7,23 @@ as in Lamport's fast mutual exclusion):
 2. read all tags in one request; if another live claim is there, withdraw and retry after a
    random back-off while the alias is unchanged; if the alias or its newest event differs from
    what the caller saw, withdraw and raise Conflict naming who moved it;
-3. otherwise set the alias, write the event (seq = newest + 1), and delete the claim.
+3. otherwise write the event (seq = newest + 1) marked pending, set the alias, confirm the
+   event, and delete the claim: a crash between leaves a pending event that readers drop
+   (the alias did not move) or confirm (it did), never a move without its event.
 
 Of two writers that both write before they read, both see each other and back off; one that
 reads after the holder finished sees the holder's event and stops as stale. So moves are
 serialised: each event's ``from`` is the previous ``to``, and the alias ends at the newest
-event's version. A claim older than ``CLAIM_TTL`` (a crashed process) is ignored and later
-removed; a writer paused longer than that between claim and commit (or clocks skewed by more)
-could break the exclusion. A manual move (the alias differs from its newest event and no claim
-is live) is written down as a ``manual`` event by the next move.
+event's version. A claim older than ``CLAIM_TTL`` (a crashed process) or dated in the future
+beyond ``CLAIM_SKEW`` (forged) is ignored and removed; a holder stops, and refuses, once its
+claim is half that old or was taken away, so a slow server cannot let two holders move at
+once. A manual move (the alias differs from its newest event and no claim is live) is written
+down as a ``manual`` event by the next move.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import time
@@ -31,7 +35,6 @@ from backends.mlflow.client import translate_errors
 from backends.mlflow.history import (
     CLAIM_TTL,
     DEPLOY_STREAM,
-    MAX_REASON,
     Ledger,
     encode_claim,
     encode_event,
@@ -39,6 +42,7 @@ from backends.mlflow.history import (
     stale_message,
     utc_now,
 )
+from backends.mlflow.history_tags import fitted
 from backends.records import AliasAction, AliasEvent, AliasState
 
 __all__ = ["CLAIM_PATIENCE", "ModelTags"]
@@ -84,12 +88,13 @@ class ModelTags:
             self.raise_if_stale(seen, self.ledger(seen.model))
             claim_key, claim_value = encode_claim(seen.alias, new_token(), self.user, to)
             self.set(seen.model, claim_key, claim_value)
+            claimed = time.monotonic()
             try:
                 ledger = self.ledger(seen.model)
                 rivals = ledger.live_claims(seen.alias, time.time(), besides=claim_key)
                 if not rivals:
                     self.raise_if_stale(seen, ledger, claim_key)
-                    return self._commit(ledger, seen.alias, to, action, reason, claim_key)
+                    return self._commit(ledger, seen.alias, to, action, reason, claim_key, claimed)
             finally:
                 self.delete(seen.model, claim_key)
             if time.monotonic() > deadline:
@@ -100,37 +105,69 @@ class ModelTags:
             time.sleep(random.uniform(backoff / 2, backoff))
             backoff = min(backoff * 2, 1.0)
 
+    def _still_holding(self, model: str, alias: str, claim: str, claimed: float) -> None:
+        """Conflict when this holder may no longer count on its claim: taken away, or older
+        than half its lifetime (a slow server), after which a rival may rightly ignore it."""
+        if time.monotonic() - claimed > CLAIM_TTL / 2:
+            raise Conflict(
+                f"moving {alias} of {model} took longer than the claim allows "
+                f"({CLAIM_TTL / 2:.0f}s; the tracking server is slow): nothing moved, try again"
+            )
+        if not any(c.key == claim for c in self.ledger(model).claims):
+            raise Conflict(
+                f"the claim on {alias} of {model} was taken away while moving it; "
+                "nothing moved, check and try again"
+            )
+
     def _commit(
-        self, ledger: Ledger, alias: str, to: int, action: AliasAction, reason: str, claim: str
+        self,
+        ledger: Ledger,
+        alias: str,
+        to: int,
+        action: AliasAction,
+        reason: str,
+        claim: str,
+        claimed: float,
     ) -> AliasEvent:
-        # Alias first, event second: a crash in between leaves a move that shows as "manual"
-        # rather than an event claiming a move that never happened.
+        # The event first, pending; then the alias; then the event confirmed. A crash in
+        # between leaves a pending event that readers drop (the alias never moved) or confirm
+        # (it did): never a move without its event, nor an event for a move that did not happen.
         now = utc_now()
+        for dead in ledger.dead_claims(alias, now.timestamp()):
+            self.delete(ledger.model, dead.key)  # expired, or forged with a future date
         manual = ledger.manual_move(alias, now, noticed_by=self.user, own_claim=claim)
-        previous = manual or ledger.last_event(alias)
-        seq = previous.seq + 1 if previous else 1
-        event = AliasEvent(
-            id=f"{seq:08d}.{new_token()}",
-            model=ledger.model,
-            alias=alias,
-            seq=seq,
-            action=action,
-            from_version=ledger.aliases.get(alias),
-            to_version=to,
-            who=self.user,
-            at=now,
-            reason=reason[:MAX_REASON],
+        seq = ledger.next_seq(alias) + (1 if manual is not None else 0)
+        event = fitted(
+            AliasEvent(
+                id=f"{seq:08d}.{new_token()}",
+                model=ledger.model,
+                alias=alias,
+                seq=seq,
+                action=action,
+                from_version=ledger.aliases.get(alias),
+                to_version=to,
+                who=self.user,
+                at=now,
+                reason=reason,
+                pending=True,
+            )
         )
-        with translate_errors(self.uri):
-            self._client.set_registered_model_alias(ledger.model, alias, str(to))
+        self._still_holding(ledger.model, alias, claim, claimed)
         if manual is not None:
             manual = replace(manual, id=f"{manual.seq:08d}.{new_token()}", recorded=True)
             self.set(ledger.model, *encode_event(manual))
-        self.set(ledger.model, *encode_event(event))
-        for stale in ledger.claims:
-            if stale.alias == alias and now.timestamp() - stale.at >= CLAIM_TTL:
-                self.delete(ledger.model, stale.key)
-        return event
+        key, value = encode_event(event)
+        self.set(ledger.model, key, value)
+        try:
+            with translate_errors(self.uri):
+                self._client.set_registered_model_alias(ledger.model, alias, str(to))
+        except BaseException:
+            with contextlib.suppress(Exception):  # readers would drop it anyway
+                self.delete(ledger.model, key)
+            raise
+        done = replace(event, pending=False)
+        self.set(ledger.model, *encode_event(done))
+        return done
 
     def record_deployment(
         self,
@@ -149,8 +186,7 @@ class ModelTags:
         if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", deployment):
             raise InvalidInput(f"invalid deployment name {deployment!r}")
         stream = f"{DEPLOY_STREAM}{deployment}"
-        last = self.ledger(name).last_event(stream)
-        seq = last.seq + 1 if last else 1
+        seq = self.ledger(name).next_seq(stream)
         event = AliasEvent(
             id=f"{seq:08d}.{new_token()}",
             model=name,
@@ -161,7 +197,7 @@ class ModelTags:
             to_version=to_version,
             who=self.user,
             at=utc_now(),
-            reason=reason[:MAX_REASON],
+            reason=reason,
         )
         self.set(name, *encode_event(event))
-        return event
+        return fitted(event)

@@ -6,11 +6,16 @@ so the gate's logic is unit-tested without a registry; ``model_checks`` fetches 
 
 from __future__ import annotations
 
+import json
 import operator
+import os
 import re
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from backends.errors import InvalidInput
@@ -141,6 +146,58 @@ def predict_check(pyfunc: Any, path: str) -> GateCheck:
     return GateCheck("predict", True, f"loads and predicts {rows} rows on its input example")
 
 
+# What the child may see: enough to run Python, nothing that reaches a system or holds a secret.
+_CHILD_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
+
+
+def isolated_predict_check(path: str, timeout: float | None = None) -> GateCheck:
+    """``predict_check`` in a child process with a bare environment and a time limit."""
+    limit = timeout or float(os.environ.get("MLOPS_GATE_TIMEOUT", "300"))
+    env = {k: v for k, v in os.environ.items() if k in _CHILD_ENV}
+    with tempfile.TemporaryDirectory(prefix="mlops-gate-home-") as home:
+        env.update(HOME=home, MLFLOW_TRACKING_URI=f"file://{home}/mlruns")
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "backends.mlflow.gate_child", path],
+                capture_output=True,
+                text=True,
+                timeout=limit,
+                env=env,
+                cwd=home,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            return GateCheck("predict", False, f"loading and predicting took over {limit:g}s")
+    try:
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+        return GateCheck("predict", bool(found["passed"]), str(found["detail"]))
+    except (ValueError, IndexError, KeyError, TypeError):
+        tail = " ".join(done.stderr.split()[-40:])
+        return GateCheck("predict", False, f"the check process failed ({done.returncode}): {tail}")
+
+
+def format_check(path: str) -> GateCheck:
+    """How the model is serialised (said in the report; a pickle runs code when loaded)."""
+    import yaml
+
+    try:
+        flavors = yaml.safe_load((Path(path) / "MLmodel").read_text()).get("flavors", {})
+    except (OSError, ValueError, AttributeError):
+        return GateCheck("format", False, "the model has no readable MLmodel file")
+    found = []
+    for name, spec in flavors.items():
+        if not isinstance(spec, dict):
+            continue
+        how = spec.get("serialization_format") or ("pickle" if spec.get("pickled_model") else "")
+        if how:
+            found.append(f"{name}: {how}")
+    loader = flavors.get("python_function", {}).get("loader_module", "?")
+    text = ", ".join(found) or f"loaded by {loader}"
+    risky = any(word in text for word in ("pickle", "cloudpickle"))
+    note = " (runs code when loaded: checked in a separate process)" if risky else ""
+    return GateCheck("format", True, f"serialised as {text}{note}")
+
+
 def _one_line(exc: Exception) -> str:
     text = " ".join(f"{exc.__class__.__name__}: {exc}".split())
     return text if len(text) <= 300 else text[:297] + "..."
@@ -148,7 +205,6 @@ def _one_line(exc: Exception) -> str:
 
 def model_checks(tracking_uri: str, name: str, version: int, holder: int | None) -> list[GateCheck]:
     """The signature check against the alias ``holder`` and the load-and-predict check."""
-    import mlflow.pyfunc
     from mlflow.artifacts import download_artifacts
     from mlflow.models import Model
 
@@ -171,4 +227,4 @@ def model_checks(tracking_uri: str, name: str, version: int, holder: int | None)
         else:
             held = Model.load(fetch(f"models:/{name}/{holder}/MLmodel", f"{tmp}/holder"))
             signature = compare_inputs(inputs_of(held), inputs_of(Model.load(path)), holder)
-        return [signature, predict_check(mlflow.pyfunc, path)]
+        return [signature, format_check(path), isolated_predict_check(path)]

@@ -8,18 +8,30 @@ The protocol that writes them is described in ``backends.mlflow.registry``.
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import re
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from backends.errors import InvalidInput
-from backends.records import AliasEvent, AliasState
+from backends.mlflow.history_tags import (
+    CLAIM_PREFIX,
+    CLAIM_TTL,
+    DEPLOY_STREAM,
+    HISTORY_PREFIX,
+    PAST,
+    Claim,
+    Unreadable,
+    decode_claim,
+    decode_event,
+    encode_claim,
+    encode_event,
+)
+from backends.records import AliasEvent, AliasState, UnreadableEntry
 
 __all__ = [
     "CLAIM_TTL",
@@ -28,8 +40,6 @@ __all__ = [
     "Ledger",
     "check_alias",
     "current_user",
-    "decode_claim",
-    "decode_event",
     "encode_claim",
     "encode_event",
     "history_of",
@@ -39,24 +49,7 @@ __all__ = [
     "utc_now",
 ]
 
-HISTORY_PREFIX = "mlops.history."
-CLAIM_PREFIX = "mlops.claim."
-CLAIM_TTL = 30.0  # seconds a claim stays live; a commit takes milliseconds
-MAX_REASON = 2000
-# A stream is an alias, or ``deploy/<deployment>`` for container deploys and rollbacks (a
-# slash cannot appear in an alias, so the two never collide).
-_EVENT_KEY = re.compile(
-    r"^mlops\.history\.(?P<alias>[\w\-]+|deploy/[\w\-]+)\.(?P<seq>\d{8})\.(?P<token>\w+)$"
-)
-DEPLOY_STREAM = "deploy/"
-_CLAIM_KEY = re.compile(r"^mlops\.claim\.(?P<alias>[\w\-]+)\.(?P<token>\w+)$")
 _ALIAS = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
-_PAST = {
-    "promote": "promoted",
-    "rollback": "rolled back to",
-    "manual": "moved it to",
-    "deploy": "deployed",
-}
 
 
 def current_user() -> str:
@@ -85,103 +78,52 @@ def check_alias(alias: str) -> str:
 
 
 @dataclass(frozen=True)
-class Claim:
-    """Someone is moving ``alias`` to ``to_version`` right now (or crashed doing so)."""
-
-    key: str
-    alias: str
-    who: str
-    to_version: int | None
-    at: float  # epoch seconds, the claimant's clock
-
-
-def encode_event(event: AliasEvent) -> tuple[str, str]:
-    """The registered-model tag (key, value) that stores one event."""
-    value = {
-        "v": 1,
-        "action": event.action,
-        "from": event.from_version,
-        "to": event.to_version,
-        "who": event.who,
-        "at": event.at.isoformat(),
-        "reason": event.reason[:MAX_REASON],
-    }
-    return f"{HISTORY_PREFIX}{event.alias}.{event.id}", json.dumps(value, sort_keys=True)
-
-
-def decode_event(model: str, key: str, value: str) -> AliasEvent | None:
-    """The event stored in one tag, or None when the tag is not a (well-formed) event."""
-    match = _EVENT_KEY.match(key)
-    if not match:
-        return None
-    try:
-        data = json.loads(value)
-        action = data["action"]
-        if action not in _PAST:
-            return None
-        return AliasEvent(
-            id=f"{match['seq']}.{match['token']}",
-            model=model,
-            alias=match["alias"],
-            seq=int(match["seq"]),
-            action=action,
-            from_version=_opt_int(data.get("from")),
-            to_version=_opt_int(data.get("to")),
-            who=str(data.get("who") or "unknown"),
-            at=datetime.fromisoformat(data["at"]),
-            reason=str(data.get("reason") or ""),
-        )
-    except (ValueError, KeyError, TypeError):
-        return None  # someone else's tag under our prefix: ignore it, never crash on it
-
-
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def encode_claim(alias: str, token: str, who: str, to_version: int | None) -> tuple[str, str]:
-    value = json.dumps({"who": who, "to": to_version, "at": time.time()})
-    return f"{CLAIM_PREFIX}{alias}.{token}", value
-
-
-def decode_claim(key: str, value: str) -> Claim | None:
-    match = _CLAIM_KEY.match(key)
-    if not match:
-        return None
-    try:
-        data = json.loads(value)
-        return Claim(key, match["alias"], str(data["who"]), _opt_int(data["to"]), float(data["at"]))
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-@dataclass(frozen=True)
 class Ledger:
     """One read of a registered model: its aliases, alias history, live claims and user tags."""
 
     model: str
     aliases: dict[str, int]
-    events: tuple[AliasEvent, ...]  # ordered by (alias, seq, id)
+    events: tuple[AliasEvent, ...]  # ordered by (alias, seq, time, id); pending ones reconciled
     claims: tuple[Claim, ...]
     user_tags: dict[str, str]
+    unreadable: tuple[UnreadableEntry, ...] = ()
+    last_seq: dict[str, int] = field(default_factory=dict)  # per stream, even of abandoned ones
 
     @classmethod
     def parse(cls, model: str, aliases: dict[str, Any], tags: dict[str, str]) -> Ledger:
         events: list[AliasEvent] = []
         claims: list[Claim] = []
+        unreadable: list[UnreadableEntry] = []
         user_tags: dict[str, str] = {}
         for key, value in tags.items():
             if key.startswith(HISTORY_PREFIX):
-                if (event := decode_event(model, key, value)) is not None:
+                event = decode_event(model, key, value)
+                if isinstance(event, Unreadable):
+                    unreadable.append(UnreadableEntry(event.key, event.why))
+                elif event is not None:
                     events.append(event)
             elif key.startswith(CLAIM_PREFIX):
-                if (claim := decode_claim(key, value)) is not None:
+                claim = decode_claim(key, value)
+                if isinstance(claim, Unreadable):
+                    unreadable.append(UnreadableEntry(claim.key, claim.why))
+                elif claim is not None:
                     claims.append(claim)
             else:
                 user_tags[key] = value
-        events.sort(key=lambda e: (e.alias, e.seq, e.id))
         versions = {alias: int(version) for alias, version in aliases.items()}
-        return cls(model, versions, tuple(events), tuple(claims), user_tags)
+        events.sort(key=lambda e: (e.alias, e.seq, e.at, e.id))
+        last_seq: dict[str, int] = {}
+        for e in events:
+            last_seq[e.alias] = max(last_seq.get(e.alias, 0), e.seq)
+        return cls(
+            model,
+            versions,
+            tuple(_reconciled(events, versions)),
+            tuple(claims),
+            user_tags,
+            tuple(sorted(unreadable, key=lambda u: u.key)),
+            last_seq,
+        )
 
     def events_of(self, alias: str) -> list[AliasEvent]:
         return [e for e in self.events if e.alias == alias]
@@ -191,11 +133,16 @@ class Ledger:
         return events[-1] if events else None
 
     def live_claims(self, alias: str, now: float, *, besides: str = "") -> list[Claim]:
-        return [
-            c
-            for c in self.claims
-            if c.alias == alias and c.key != besides and now - c.at < CLAIM_TTL
-        ]
+        """Claims on ``alias`` within their lifetime (a forged future date is not)."""
+        return [c for c in self.claims if c.alias == alias and c.key != besides and c.live(now)]
+
+    def dead_claims(self, alias: str, now: float) -> list[Claim]:
+        """Claims on ``alias`` past their lifetime or dated in the future: to be removed."""
+        return [c for c in self.claims if c.alias == alias and not c.live(now)]
+
+    def next_seq(self, alias: str) -> int:
+        """The sequence number the next event of ``alias`` takes (after every one written)."""
+        return self.last_seq.get(alias, 0) + 1
 
     def state(self, alias: str) -> AliasState:
         last = self.last_event(alias)
@@ -212,7 +159,7 @@ class Ledger:
         expected = last.to_version if last else None
         if current == expected or self.live_claims(alias, now.timestamp(), besides=own_claim):
             return None  # consistent, or another operator's move is in flight right now
-        seq = (last.seq if last else 0) + 1
+        seq = self.next_seq(alias)
         note = f"moved outside mlops; noticed by {noticed_by}" if noticed_by else ""
         return AliasEvent(
             id=f"{seq:08d}.detected",
@@ -229,6 +176,20 @@ class Ledger:
         )
 
 
+def _reconciled(events: list[AliasEvent], aliases: dict[str, int]) -> list[AliasEvent]:
+    """Pending events as what happened: the newest of an alias is confirmed when the alias
+    stands where it says, and dropped when it does not (its writer stopped before the move);
+    an older one was followed by more moves, so it happened."""
+    out: list[AliasEvent] = []
+    for i, e in enumerate(events):
+        newest = i + 1 == len(events) or events[i + 1].alias != e.alias
+        stream = e.alias.startswith(DEPLOY_STREAM)
+        if e.pending and newest and not stream and aliases.get(e.alias) != e.to_version:
+            continue
+        out.append(replace(e, pending=False) if e.pending else e)
+    return out
+
+
 def history_of(
     ledger: Ledger, alias: str | None = None, now: datetime | None = None
 ) -> list[AliasEvent]:
@@ -237,6 +198,10 @@ def history_of(
     aliases = [alias] if alias else sorted({e.alias for e in ledger.events} | set(ledger.aliases))
     events = [e for a in aliases for e in ledger.events_of(a)]
     events += [m for a in aliases if (m := ledger.manual_move(a, now)) is not None]
+    # One stream: by sequence, then time (a forged or skewed timestamp cannot reorder it).
+    # Every stream together: a log by time, as an operator reads it.
+    if alias:
+        return sorted(events, key=lambda e: (e.seq, e.at))
     return sorted(events, key=lambda e: (e.at, e.alias, e.seq))
 
 
@@ -264,7 +229,7 @@ def stale_message(seen: AliasState, ledger: Ledger, *, own_claim: str = "") -> s
     if newer and newer[-1].to_version == now.version:
         last = newer[-1]
         when = last.at.strftime("%Y-%m-%d %H:%M:%S %Z")
-        return f"{head}: {last.who} {_PAST[last.action]} version {_v(last.to_version)} at {when}"
+        return f"{head}: {last.who} {PAST[last.action]} version {_v(last.to_version)} at {when}"
     # The holder sets the alias before it writes the event: a live claim names the mover.
     movers = ledger.live_claims(seen.alias, time.time(), besides=own_claim)
     if movers:

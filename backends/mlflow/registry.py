@@ -40,6 +40,7 @@ from backends.mlflow.models import resolve, store_id, version_record
 from backends.records import (
     AliasAction,
     AliasEvent,
+    AliasHistory,
     AliasRollbackPlan,
     AliasState,
     GateResult,
@@ -124,7 +125,13 @@ class Registry:
 
     def history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
         """Every move of ``alias`` (or of every alias), oldest first, manual moves included."""
-        return history_of(self._tags.ledger(name), check_alias(alias) if alias else None)
+        return list(self.history_report(name, alias).events)
+
+    def history_report(self, name: str, alias: str | None = None) -> AliasHistory:
+        """The history and the entries under its prefix that could not be read (and why)."""
+        ledger = self._tags.ledger(name)
+        events = history_of(ledger, check_alias(alias) if alias else None)
+        return AliasHistory(name, tuple(events), ledger.unreadable)
 
     # ------------------------------------------------------------------ registering, the gate
 

@@ -24,6 +24,7 @@ from backends.records.monitoring import (
 from backends.records.registry import (
     AliasAction,
     AliasEvent,
+    AliasHistory,
     AliasRollbackPlan,
     AliasState,
     GateCheck,
@@ -31,6 +32,7 @@ from backends.records.registry import (
     ModelVersion,
     PromotePlan,
     RegisteredModel,
+    UnreadableEntry,
     version_number,
 )
 from backends.records.runs import (
@@ -66,6 +68,7 @@ __all__ = [
     "AlertState",
     "AliasAction",
     "AliasEvent",
+    "AliasHistory",
     "AliasRollbackPlan",
     "AliasState",
     "ArtifactEntry",
@@ -107,5 +110,6 @@ __all__ = [
     "TakeDownPlan",
     "TargetsFile",
     "TrainingOutcome",
+    "UnreadableEntry",
     "version_number",
 ]

@@ -77,6 +77,25 @@ class AliasEvent:
     at: datetime
     reason: str
     recorded: bool = True
+    pending: bool = False  # written before the alias moved; confirmed once it has
+
+
+@dataclass(frozen=True)
+class UnreadableEntry:
+    """A tag under the history's prefix that is not a valid entry (forged, hand-edited, cut
+    off), and why: reported, never trusted, never a crash."""
+
+    key: str
+    why: str
+
+
+@dataclass(frozen=True)
+class AliasHistory:
+    """Every readable move of a model's aliases, oldest first, and what could not be read."""
+
+    model: str
+    events: tuple[AliasEvent, ...]
+    unreadable: tuple[UnreadableEntry, ...]
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -104,3 +105,23 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str) 
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     for row in [headers, *rows]:
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+READ_ONLY_ENV = "MLOPS_READ_ONLY"
+_read_only = False  # `mlops --read-only ...` sets it for the command that runs
+
+
+def set_read_only(on: bool) -> None:
+    global _read_only
+    _read_only = on
+
+
+def read_only() -> bool:
+    """``--read-only`` or MLOPS_READ_ONLY=1 (the setting the console reads too)."""
+    return _read_only or os.environ.get(READ_ONLY_ENV, "").lower() in ("1", "true", "yes")
+
+
+def refuse_if_read_only(verb: str) -> None:
+    """Exit 2 with one line, before anything is contacted, when read-only."""
+    if read_only():
+        fail(f"read-only: `mlops {verb}` changes something and is refused", ExitCode.USAGE)

@@ -6,7 +6,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from console.cli.common import JsonOpt, YesOpt, backend_errors, confirm, print_json, warn
+from console.cli.common import (
+    JsonOpt,
+    YesOpt,
+    backend_errors,
+    confirm,
+    print_json,
+    refuse_if_read_only,
+    warn,
+)
 
 if TYPE_CHECKING:
     from backends.lifecycle.handles import Handles
@@ -71,6 +79,7 @@ def up(
     The plan (which version replaces which) is shown first; applying it refuses (exit 5) if
     the deployment changed in between.
     """
+    refuse_if_read_only("deploy up")
     from backends.lifecycle import deploy as deploy_ops
     from console.plans import deploy_summary
 
@@ -116,6 +125,7 @@ def rollback(
     The plan is shown first; applying it refuses (exit 5) if the deployment (or the alias it
     follows) moved in between. Nothing to roll back to: exit 1, nothing changes.
     """
+    refuse_if_read_only("deploy rollback")
     from backends.lifecycle import rollback as rollback_ops
     from console.plans import rollback_summary
 
@@ -193,6 +203,7 @@ def logs(
 @app.command("down")
 def down(name: Annotated[str, typer.Argument(help="Deployment name")], yes: YesOpt = False) -> None:
     """Stop and remove a deployment (its containers drain before they stop)."""
+    refuse_if_read_only("deploy down")
     from backends.lifecycle import deploy as deploy_ops
     from console.plans import take_down_summary
 

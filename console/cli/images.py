@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from console.cli.common import JsonOpt, backend_errors, print_json
+from console.cli.common import JsonOpt, backend_errors, print_json, refuse_if_read_only
 
 app = typer.Typer(
     help="Serving images: build one per model version, list them.",
@@ -32,6 +32,7 @@ def build(
     as_json: JsonOpt = False,
 ) -> None:
     """Build the serving image for one model version (cached when nothing changed)."""
+    refuse_if_read_only("image build")
     from backends.lifecycle.build import build as build_image
     from backends.lifecycle.handles import Handles
     from console.config import Settings

@@ -37,10 +37,22 @@ app.add_typer(deploy_cli.app, name="deploy")
 
 
 @app.callback(invoke_without_command=True)
-def root(ctx: typer.Context) -> None:
+def root(
+    ctx: typer.Context,
+    read_only: Annotated[
+        bool,
+        typer.Option(
+            "--read-only",
+            help="Refuse every mutating command (exit 2); also MLOPS_READ_ONLY=1.",
+        ),
+    ] = False,
+) -> None:
     """Open the console when no subcommand is given."""
+    from console.cli.common import set_read_only
+
+    set_read_only(read_only)
     if ctx.invoked_subcommand is None:
-        open_console(read_only=False, context=None, theme=None)
+        open_console(read_only=read_only, context=None, theme=None)
 
 
 @app.command()

@@ -12,7 +12,16 @@ import typer
 
 from backends.defaults import CHAMPION
 from console import format as fmt
-from console.cli.common import JsonOpt, YesOpt, backend_errors, confirm, fail, print_json, table
+from console.cli.common import (
+    JsonOpt,
+    YesOpt,
+    backend_errors,
+    confirm,
+    fail,
+    print_json,
+    refuse_if_read_only,
+    table,
+)
 from console.cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
@@ -107,6 +116,7 @@ def register(
     as_json: JsonOpt = False,
 ) -> None:
     """Register the model a run logged as a new version of NAME."""
+    refuse_if_read_only("models register")
     with backend_errors():
         version = _registry().register(run_id, name, artifact=artifact)
     if as_json:
@@ -149,6 +159,7 @@ def promote(
     The plan (from which version to which) is shown first; applying it refuses (exit 5) if
     someone moved the alias in between.
     """
+    refuse_if_read_only("models promote")
     from console.plans import promote_summary
 
     def report(result: GateResult) -> None:
@@ -186,6 +197,7 @@ def rollback(
 
     The plan is shown first; applying it refuses (exit 5) if the alias moved in between.
     """
+    refuse_if_read_only("models rollback")
     from console.plans import alias_rollback_summary
 
     with backend_errors():
@@ -212,10 +224,11 @@ def history(
 ) -> None:
     """Every move of every alias: when, who, from, to, action, reason (oldest first)."""
     with backend_errors():
-        events = _registry().history(name, alias)
+        report = _registry().history_report(name, alias)
     if as_json:
-        print_json(events)
+        print_json({"events": report.events, "unreadable": report.unreadable})
         return
+    events = report.events
     table(
         ["WHEN", "ALIAS", "ACTION", "FROM", "TO", "WHO", "REASON"],
         [
@@ -234,6 +247,13 @@ def history(
     )
     if any(not e.recorded for e in events):
         typer.echo("* detected now, not yet recorded: the next promote or rollback records it")
+    if report.unreadable:
+        count = len(report.unreadable)
+        typer.echo(
+            f"{count} unreadable entr{'y' if count == 1 else 'ies'}: "
+            + "; ".join(f"{u.key} ({u.why})" for u in report.unreadable[:10])
+            + (" ..." if count > 10 else "")
+        )
 
 
 # --------------------------------------------------------------------------- output helpers

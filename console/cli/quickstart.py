@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from console.cli.common import backend_errors
+from console.cli.common import backend_errors, refuse_if_read_only
 
 
 def quickstart(
@@ -29,6 +29,7 @@ def quickstart(
     ] = False,
 ) -> None:
     """Train, register, promote, serve, send traffic with drift, and open the Monitor."""
+    refuse_if_read_only("quickstart")
     from backends.lifecycle import quickstart as qs
     from backends.lifecycle.handles import Handles
     from backends.mlflow.training import absolute_tracking_uri

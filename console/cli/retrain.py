@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from backends.defaults import CHAMPION
-from console.cli.common import backend_errors, fail
+from console.cli.common import backend_errors, fail, refuse_if_read_only
 from console.cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ def retrain(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream training.")] = False,
 ) -> None:
     """Retrain the serving model on new data; register a gated challenger; promote on approval."""
+    refuse_if_read_only("retrain")
     from backends.lifecycle import retrain as retrain_flow
     from backends.lifecycle.handles import Handles
     from console.config import Settings, default_project

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from console.cli.common import backend_errors, fail
+from console.cli.common import backend_errors, fail, refuse_if_read_only
 from console.cli.exit_codes import ExitCode
 from console.config import default_project
 
@@ -59,6 +59,7 @@ def train(
     Output is streamed and kept (`mlops runs logs RUN_ID`); the run id is printed. A failed
     training exits non-zero and its run is marked FAILED.
     """
+    refuse_if_read_only("train")
     from backends.mlflow.training import Training, parse_params
     from console.config import Settings
 

@@ -309,7 +309,7 @@ def test_cli_deploy_rollback_and_history(built: Built, docker_client: Any) -> No
     assert history.exit_code == 0, history.output
     moves = [
         (e["action"], e["from_version"], e["to_version"], e["who"], e["reason"])
-        for e in json.loads(history.output)
+        for e in json.loads(history.output)["events"]
         if e["alias"] == f"deploy/{name}"
     ]
     assert moves == [

@@ -14,10 +14,18 @@ import pytest
 
 from backends.mlflow.registry import Registry
 from tests import services
+from tests.conftest import STORES, server_for
 from tests.models import log_version
 from tests.terminal import Terminal
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server]
+
+
+@pytest.fixture(scope="module", params=STORES)
+def mlflow_server(request: pytest.FixtureRequest) -> services.MlflowServer:
+    """This module runs against both stores: sqlite and a PostgreSQL-backed server."""
+    return server_for(request.param)
+
 
 MLOPS = str(Path(sys.executable).parent / "mlops")
 

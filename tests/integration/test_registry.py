@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,8 +23,16 @@ from backends.records import AliasEvent
 from console.cli.exit_codes import ExitCode
 from console.cli.main import app
 from tests import services
+from tests.conftest import STORES, server_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server]
+
+
+@pytest.fixture(scope="module", params=STORES)
+def mlflow_server(request: pytest.FixtureRequest) -> services.MlflowServer:
+    """This module runs against both stores: sqlite and a PostgreSQL-backed server."""
+    return server_for(request.param)
+
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 TREE_TYPES = ["sklearn.tree._tree.Tree"]
@@ -67,6 +76,7 @@ def runs(mlflow_server: services.MlflowServer) -> Iterator[dict[str, str]]:
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+        mlflow.set_tracking_uri(mlflow_server.url)  # the module runs against two servers
         experiment_id = mlflow.MlflowClient(mlflow_server.url).create_experiment(
             f"registry-{uuid.uuid4().hex[:8]}"
         )
@@ -112,7 +122,9 @@ def mlops(*args: str, user: str = "alice") -> Result:
 def history_json(model: str, *alias: str) -> list[dict[str, Any]]:
     result = mlops("models", "history", model, *alias, "--json")
     assert result.exit_code == 0, result.output
-    events: list[dict[str, Any]] = json.loads(result.stdout)
+    doc = json.loads(result.stdout)
+    assert doc["unreadable"] == []
+    events: list[dict[str, Any]] = doc["events"]
     return events
 
 
@@ -259,7 +271,8 @@ def test_validate_moves_nothing(tracking_uri: str, model: str, runs: dict[str, s
     assert mlops("models", "promote", model, "1").exit_code == 0
     result = mlops("models", "validate", model, "2", "-r", "accuracy>=0.9")
     assert result.exit_code == 0, result.output
-    assert result.stdout.count("PASS") == 3
+    assert result.stdout.count("PASS") == 4  # requirement, signature, format, predict
+    assert "serialised as sklearn: skops" in result.stdout
     assert champion(tracking_uri, model) == 1 and len(history_json(model)) == 1
     usage = mlops("models", "validate", model, "2", "-r", "accuracy>>0.9")
     assert usage.exit_code == ExitCode.USAGE and "bad requirement" in usage.stderr
@@ -484,3 +497,42 @@ def test_two_processes_racing_without_a_gate(
     registry(tracking_uri, "setup").promote(model, 1)
     outcome = _race(tracking_uri, model, rounds=30, gate=False)
     assert_consistent(tracking_uri, model, outcome)
+
+
+def test_the_gates_predict_runs_apart_with_no_credentials_or_engine_address(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A candidate model runs in a child process with a bare environment: a model that reads
+    its environment as it loads (as a pickle could) sees no engine address and no token."""
+    import os
+
+    import mlflow.pyfunc
+
+    from backends.mlflow.gate import isolated_predict_check
+
+    seen = tmp_path / "seen.json"
+    code = tmp_path / "snoop.py"
+    code.write_text(
+        "import json, os\n"
+        "import mlflow.pyfunc\n"
+        "from mlflow.models import set_model\n"
+        "class Snoop(mlflow.pyfunc.PythonModel):\n"
+        "    def load_context(self, context):\n"
+        f"        open({str(seen)!r}, 'w').write(json.dumps(dict(os.environ)))\n"
+        "        self.pid = os.getpid()\n"
+        "    def predict(self, context, model_input, params=None):\n"
+        "        return [self.pid] * len(model_input)\n"
+        "set_model(Snoop())\n"
+    )
+    import pandas as pd
+
+    mlflow.pyfunc.save_model(
+        str(tmp_path / "model"), python_model=str(code), input_example=pd.DataFrame({"x": [1.0]})
+    )
+    monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "s3cret-token")
+    check = isolated_predict_check(str(tmp_path / "model"), timeout=300)
+    assert check.passed, check.detail
+    environment = json.loads(seen.read_text())
+    assert "MLFLOW_TRACKING_TOKEN" not in environment and "DOCKER_HOST" not in environment
+    assert environment.get("HOME") != os.environ.get("HOME")  # a home of its own

@@ -18,6 +18,7 @@ from backends.mlflow.history import (
     rollback_target,
     stale_message,
 )
+from backends.mlflow.history_tags import CLAIM_SKEW, MAX_VALUE, Unreadable
 from backends.records import AliasAction, AliasEvent, AliasState
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -64,7 +65,7 @@ def test_event_round_trips_through_a_tag() -> None:
     original = event(7, "rollback", 3, 2, reason="p99 latency doubled; see INC-12 ✓")
     key, value = encode_event(original)
     assert key == "mlops.history.champion.00000007.ab000007"
-    assert len(key) < 250 and json.loads(value)["v"] == 1
+    assert len(key) < 250 and json.loads(value)["v"] == 2
     assert decode_event("iris", key, value) == original
 
 
@@ -81,18 +82,86 @@ def test_none_versions_survive() -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "value"),
+    ("key", "value", "why"),
     [
-        ("mlops.history.champion.00000001.ab", "not json"),
-        ("mlops.history.champion.00000001.ab", json.dumps({"action": "delete", "at": "x"})),
-        ("mlops.history.champion.00000001.ab", json.dumps({"action": "promote"})),  # no time
-        ("mlops.history.champion.1.ab", json.dumps({"action": "promote", "at": T0.isoformat()})),
-        ("mlops.history.champion", "{}"),
-        ("team", "search"),
+        ("mlops.history.champion.00000001.ab", "not json", "not JSON"),
+        ("mlops.history.champion.00000001.ab", '{"action": "delete", "at": "x"}', "action"),
+        ("mlops.history.champion.00000001.ab", '{"action": "promote"}', "do not parse"),
+        (
+            "mlops.history.champion.00000001.ab",
+            '{"action": "promote", "at": "2026-01-02T03:04:05"}',
+            "no time zone",
+        ),
+        ("mlops.history.champion.00000001.ab", '{"action": "promote", "to": true}', "parse"),
+        ("mlops.history.champion", "{}", "key"),
+        ("mlops.history.champion.00000001.ab", "x" * 5001, "characters"),
+        ("mlops.history.champion.00000001.ab", "[1, 2]", "object"),
     ],
 )
-def test_malformed_tags_are_ignored(key: str, value: str) -> None:
-    assert decode_event("iris", key, value) is None
+def test_entries_under_the_prefix_that_do_not_parse_are_unreadable(
+    key: str, value: str, why: str
+) -> None:
+    found = decode_event("iris", key, value)
+    assert isinstance(found, Unreadable) and why in found.why
+
+
+def test_tags_outside_the_prefix_are_not_ours() -> None:
+    assert decode_event("iris", "team", "search") is None
+
+
+def test_sequence_numbers_have_no_width_and_order_numerically() -> None:
+    wide = AliasEvent(
+        **{**event(2, "promote", 2, 3).__dict__, "id": "123456789.ab", "seq": 123456789}
+    )
+    book = ledger(event(1, "promote", None, 2), wide, aliases={"champion": 3})
+    assert [e.seq for e in book.events_of("champion")] == [1, 123456789]
+    assert book.next_seq("champion") == 123456790
+    assert book.state("champion").last_event_id == "123456789.ab"
+
+
+def test_a_forged_entry_is_reported_and_the_valid_ones_still_count() -> None:
+    forged = {
+        "mlops.history.champion.00000009.zz": "not json",
+        "mlops.history.champion.00000010.zz": '{"action": "promote", "at": "2026-01-01T00:00"}',
+    }
+    book = ledger(event(1, "promote", None, 2), aliases={"champion": 2}, extra=forged)
+    assert [e.seq for e in book.events_of("champion")] == [1]
+    assert {u.key for u in book.unreadable} == set(forged)
+    assert book.manual_move("champion", T0) is None  # the valid history still explains it
+
+
+def test_a_claim_dated_in_the_future_is_not_live_and_is_swept() -> None:
+    future = {
+        "mlops.claim.champion.eve0123": json.dumps(
+            {"who": "eve", "to": 9, "at": time.time() + 10**9}
+        )
+    }
+    book = ledger(aliases={}, extra=future)
+    now = time.time()
+    assert book.live_claims("champion", now) == []
+    assert [c.who for c in book.dead_claims("champion", now)] == ["eve"]
+    skewed = claim("champion", "bob", -(CLAIM_SKEW / 2))  # a little ahead: a clock, not forged
+    assert [c.who for c in ledger(aliases={}, extra=skewed).live_claims("champion", now)] == ["bob"]
+
+
+def test_a_pending_event_counts_once_the_alias_moved_and_not_before() -> None:
+    pending = AliasEvent(**{**event(2, "promote", 1, 2).__dict__, "pending": True})
+    moved = ledger(event(1, "promote", None, 1), pending, aliases={"champion": 2})
+    assert [e.to_version for e in moved.events_of("champion")] == [1, 2]
+    assert not moved.events_of("champion")[-1].pending
+    stopped = ledger(event(1, "promote", None, 1), pending, aliases={"champion": 1})
+    assert [e.to_version for e in stopped.events_of("champion")] == [1]
+    assert stopped.manual_move("champion", T0) is None  # no phantom manual move
+    assert stopped.next_seq("champion") == 3  # its number is not reused
+
+
+def test_reason_and_who_are_cut_to_fit_the_stores_limit_as_it_counts() -> None:
+    long = event(3, "promote", 1, 2, reason="é€" * 6000, who="ö" * 300)
+    key, value = encode_event(long)
+    assert len(value) <= MAX_VALUE  # characters, as PostgreSQL counts them
+    back = decode_event("iris", key, value)
+    assert isinstance(back, AliasEvent) and back.reason.endswith("[truncated]")
+    assert back.reason.startswith("é€é€") and back.who == "ö" * 300
 
 
 def test_ledger_separates_history_claims_and_user_tags() -> None:
