@@ -35,6 +35,7 @@ from backends.mlflow.client import translate_errors
 from backends.mlflow.history import (
     CLAIM_TTL,
     DEPLOY_STREAM,
+    Claim,
     Ledger,
     encode_claim,
     encode_event,
@@ -48,6 +49,10 @@ from backends.records import AliasAction, AliasEvent, AliasState
 __all__ = ["CLAIM_PATIENCE", "ModelTags"]
 
 CLAIM_PATIENCE = 20.0  # seconds to keep retrying while another operator holds the alias
+
+
+def _order(claim: Claim) -> tuple[float, str]:
+    return claim.at, claim.key
 
 
 class ModelTags:
@@ -81,20 +86,46 @@ class ModelTags:
     # ------------------------------------------------------------------ moves
 
     def move(self, seen: AliasState, to: int, action: AliasAction, reason: str) -> AliasEvent:
-        """Claim the alias, check the caller's view is current, move it, record the event."""
+        """Claim the alias, check the caller's view is current, move it, record the event.
+
+        A holder moves only when it sees no other live claim (that is what makes moves
+        exclusive, whatever the clocks say). When claims meet, the oldest (by its recorded time,
+        then key: every claimant orders them alike) keeps its claim and waits; the others
+        withdraw and claim again later. So a crowd makes progress instead of every claimant
+        backing off from every other.
+        """
         deadline = time.monotonic() + CLAIM_PATIENCE
         backoff = 0.05
+        rivals: list[Claim] = []
         while True:
-            self.raise_if_stale(seen, self.ledger(seen.model))
+            before = self.ledger(seen.model)
+            self.raise_if_stale(seen, before)
+            busy = before.live_claims(seen.alias, time.time())
+            if busy and time.monotonic() < deadline:
+                # Someone is moving it: claiming now would only make the crowd bigger. Wait
+                # for the alias to be free (or for its move to make our view stale).
+                rivals = busy
+                time.sleep(random.uniform(backoff / 2, backoff))
+                backoff = min(backoff * 2, 0.5)
+                continue
             claim_key, claim_value = encode_claim(seen.alias, new_token(), self.user, to)
             self.set(seen.model, claim_key, claim_value)
             claimed = time.monotonic()
             try:
-                ledger = self.ledger(seen.model)
-                rivals = ledger.live_claims(seen.alias, time.time(), besides=claim_key)
-                if not rivals:
+                while True:
+                    ledger = self.ledger(seen.model)
+                    rivals = ledger.live_claims(seen.alias, time.time(), besides=claim_key)
+                    if not rivals:
+                        self.raise_if_stale(seen, ledger, claim_key)
+                        return self._commit(
+                            ledger, seen.alias, to, action, reason, claim_key, claimed
+                        )
+                    mine = next((c for c in ledger.claims if c.key == claim_key), None)
+                    oldest = mine is not None and all(_order(mine) < _order(r) for r in rivals)
+                    if not oldest or time.monotonic() > deadline:
+                        break  # withdraw: an older claimant goes first
                     self.raise_if_stale(seen, ledger, claim_key)
-                    return self._commit(ledger, seen.alias, to, action, reason, claim_key, claimed)
+                    time.sleep(random.uniform(0.02, 0.1))  # hold on while the others withdraw
             finally:
                 self.delete(seen.model, claim_key)
             if time.monotonic() > deadline:

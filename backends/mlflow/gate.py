@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,8 +151,23 @@ def predict_check(pyfunc: Any, path: str) -> GateCheck:
 _CHILD_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
 
 
+# A check process loads the model and its libraries (~250 MB): a few at a time per process,
+# however many promotions run at once (the others wait their turn).
+def _parallel() -> int:
+    value = os.environ.get("MLOPS_GATE_PARALLEL", "2")
+    return max(1, int(value)) if value.isdigit() else 2
+
+
+_CHILDREN = threading.BoundedSemaphore(_parallel())
+
+
 def isolated_predict_check(path: str, timeout: float | None = None) -> GateCheck:
     """``predict_check`` in a child process with a bare environment and a time limit."""
+    with _CHILDREN:
+        return _predict_in_child(path, timeout)
+
+
+def _predict_in_child(path: str, timeout: float | None) -> GateCheck:
     limit = timeout or float(os.environ.get("MLOPS_GATE_TIMEOUT", "300"))
     env = {k: v for k, v in os.environ.items() if k in _CHILD_ENV}
     with tempfile.TemporaryDirectory(prefix="mlops-gate-home-") as home:

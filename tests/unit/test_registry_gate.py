@@ -144,3 +144,47 @@ def test_predict_check_passes_and_counts_rows() -> None:
 def test_predict_check_failures_say_why(model: FakeModel | None, detail: str) -> None:
     check = predict_check(pyfunc(model), "/m")
     assert not check.passed and check.detail == detail
+
+
+def test_at_most_two_check_processes_run_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from backends.mlflow import gate
+
+    running, peak, lock = 0, 0, threading.Lock()
+    release = threading.Event()
+
+    def child(path: str, timeout: float | None) -> gate.GateCheck:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        release.wait(10)
+        with lock:
+            running -= 1
+        return gate.GateCheck("load-and-predict", True, path)
+
+    monkeypatch.setattr(gate, "_predict_in_child", child)
+    threads = [
+        threading.Thread(target=gate.isolated_predict_check, args=(f"m{i}",)) for i in range(6)
+    ]
+    for t in threads:
+        t.start()
+    while True:  # two are inside, the rest queue behind them
+        with lock:
+            if running >= 2:
+                break
+        threading.Event().wait(0.01)
+    threading.Event().wait(0.2)
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert peak == 2
+
+
+@pytest.mark.parametrize(("value", "expected"), [("3", 3), ("0", 1), ("many", 2), ("", 2)])
+def test_gate_parallel_setting(monkeypatch: pytest.MonkeyPatch, value: str, expected: int) -> None:
+    from backends.mlflow import gate
+
+    monkeypatch.setenv("MLOPS_GATE_PARALLEL", value)
+    assert gate._parallel() == expected
