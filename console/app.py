@@ -1,4 +1,4 @@
-"""The console: one mode per resource (runs, models, deploy, monitor), k9s-style keys."""
+"""The console: one mode per resource (runs, models, deploy, monitor, alerts), k9s-style keys."""
 
 from __future__ import annotations
 
@@ -39,10 +39,13 @@ class MlopsApp(App[None]):
         "models": lambda: _screen("models", "ModelsScreen"),
         "deploy": lambda: _screen("deployments", "DeploymentsScreen"),
         "monitor": lambda: _screen("monitor", "MonitorScreen"),
+        "alerts": lambda: _screen("alerts", "AlertsScreen"),
     }
     BINDINGS = [
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Leave the console"),
-        Binding("colon", "jump", "Jump", id="app.jump", tooltip=":runs :models :deploy :monitor"),
+        Binding(
+            "colon", "jump", "Jump", id="app.jump", tooltip=":runs :models :deploy :monitor :alerts"
+        ),
         Binding("question_mark", "help", "Keys", id="app.help", tooltip="The keys of this screen"),
         Binding("escape", "back", "Back", id="app.back", tooltip="Back to the previous screen"),
     ]
@@ -156,7 +159,7 @@ class MlopsApp(App[None]):
             mode = resolve(text)
             if mode is None:
                 self.notify(
-                    f"no resource {text!r}: runs, models, deploy, monitor", severity="error"
+                    f"no resource {text!r}: runs, models, deploy, monitor, alerts", severity="error"
                 )
             else:
                 self.switch_mode(mode)

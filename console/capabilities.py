@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         TakeDownPlan,
         TrainingOutcome,
     )
+    from backends.records.alerts import AlertsView, ExpirePlan, SilencePlan
 
 BackendName = Literal["mlflow", "docker", "metrics"]
 BACKENDS: tuple[BackendName, ...] = ("mlflow", "docker", "metrics")
@@ -169,3 +170,25 @@ class Monitoring(Protocol):
         self, deployment: str, data: str, on_line: Callable[[str], object]
     ) -> RetrainOutcome:
         """Train, register and gate a challenger for a deployment's model; champion stays."""
+
+
+class Alerts(Protocol):
+    """Alert groups and silences (the Alerts screen): Alertmanager, or Prometheus read-only."""
+
+    def alerts(self) -> AlertsView:
+        """Groups with their alerts and states, and the silences."""
+
+    def plan_acknowledge(self, group: str, minutes: float) -> SilencePlan:
+        """A silence on exactly the group's labels, in the operator's name (not posted)."""
+
+    def plan_silence(self, matchers: list[str], minutes: float, comment: str) -> SilencePlan:
+        """A silence of the matchers, with the alerts they match now (not posted)."""
+
+    def silence(self, plan: SilencePlan) -> str:
+        """Post the planned silence; its id."""
+
+    def plan_expire(self, silence_id: str) -> ExpirePlan:
+        """The silence to expire (by id or its start), with what it quiets now."""
+
+    def expire(self, plan: ExpirePlan) -> None:
+        """Expire the silence as planned."""

@@ -52,6 +52,17 @@ COMMANDS = (
     PaletteCommand("deployments: take down", "Remove a deployment", "deploy", "take_down", True),
     PaletteCommand("monitor: open", "Latency, errors and drift", "monitor"),
     PaletteCommand("monitor: filter", "Narrow the deployments watched", "monitor", "filter"),
+    PaletteCommand("alerts: open", "Alert groups and silences", "alerts"),
+    PaletteCommand(
+        "alerts: acknowledge",
+        "Silence the selected group 15 minutes",
+        "alerts",
+        "acknowledge",
+        True,
+    ),
+    PaletteCommand("alerts: silence", "Silence alerts by matchers", "alerts", "silence", True),
+    PaletteCommand("alerts: expire", "End the selected silence", "alerts", "expire", True),
+    PaletteCommand("alerts: runbook", "Read the selected alert's runbook", "alerts", "runbook"),
     PaletteCommand(
         "monitor: retrain",
         "Train a challenger for the selected deployment's model on new data",

@@ -28,12 +28,14 @@ class Settings:
     context: str
     read_only: bool = False
     theme: str | None = None  # a Textual theme name; None keeps Textual's default
+    alertmanager_url: str | None = None  # None: Prometheus' own alerts, read-only
 
     @classmethod
     def from_env(
         cls, *, context: str | None = None, read_only: bool = False, theme: str | None = None
     ) -> Settings:
-        """Read MLFLOW_TRACKING_URI, DOCKER_HOST, PROMETHEUS_URL, MLOPS_CONTEXT, MLOPS_THEME."""
+        """Read MLFLOW_TRACKING_URI, DOCKER_HOST, PROMETHEUS_URL, ALERTMANAGER_URL,
+        MLOPS_CONTEXT, MLOPS_READ_ONLY, MLOPS_THEME."""
         env = os.environ
         return cls(
             tracking_uri=env.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI,
@@ -42,6 +44,7 @@ class Settings:
             context=context or env.get("MLOPS_CONTEXT") or "local",
             read_only=read_only or env.get("MLOPS_READ_ONLY", "").lower() in ("1", "true", "yes"),
             theme=theme or env.get("MLOPS_THEME") or None,
+            alertmanager_url=env.get("ALERTMANAGER_URL") or None,
         )
 
     @property

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         TakeDownPlan,
         TrainingOutcome,
     )
+    from backends.records.alerts import AlertsView, ExpirePlan, SilencePlan
     from console.modals.deploy_forms import DeployRequest
 
 
@@ -309,3 +310,39 @@ class ModelRegistered(Message):
     """A run's model became a new version."""
 
     version: ModelVersion
+
+
+@dataclass
+class AlertsLoaded(Message):
+    """The alerting source's groups and silences, read for the Alerts screen."""
+
+    view: AlertsView
+
+
+@dataclass
+class SilencePlanned(Message):
+    """A silence (or an acknowledgement) planned, with what it matches now, to confirm."""
+
+    plan: SilencePlan
+
+
+@dataclass
+class ExpirePlanned(Message):
+    """A silence to expire, read just before, to confirm."""
+
+    plan: ExpirePlan
+
+
+@dataclass
+class AlertsChanged(Message):
+    """A silence was posted or expired; one line saying which."""
+
+    summary: str
+
+
+@dataclass
+class RunbookRead(Message):
+    """An alert's runbook text (or where it is, when it is not a local page)."""
+
+    alert: str
+    text: str

@@ -140,6 +140,13 @@ def prometheus() -> Iterator[services.PrometheusServer]:
         server.targets_path.unlink(missing_ok=True)
 
 
+@pytest.fixture
+def alertmanager() -> services.AlertmanagerServer:
+    """The run's one real Alertmanager (the shipped routes, waits cut to a second). Shared:
+    a test posts alerts with label values of its own and looks only at those."""
+    return services.shared_alertmanager()
+
+
 # --------------------------------------------------------------------------- the run
 
 

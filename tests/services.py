@@ -375,7 +375,9 @@ def docker_client_or_skip() -> Any:
     try:
         import docker
 
-        client = docker.from_env(timeout=30)
+        # Generous: an engine busy with parallel builds can take minutes to answer one call,
+        # and a timeout here fails a test for the machine's load, not for our code.
+        client = docker.from_env(timeout=300)
         client.ping()
     except Exception as exc:  # the SDK raises several unrelated types for "no daemon"
         service_missing(
@@ -424,14 +426,24 @@ class PrometheusServer:
         )
 
 
-def prometheus_config(targets_dir: Path, rule_files: list[Path], interval: str = "1s") -> str:
-    """A Prometheus config that scrapes itself and every target in the file_sd directory."""
+def prometheus_config(
+    targets_dir: Path, rule_files: list[Path], interval: str = "1s", alertmanager: str = ""
+) -> str:
+    """A Prometheus config that scrapes itself and every target in the file_sd directory, and
+    sends its alerts to ``alertmanager`` (host:port) when given."""
     rules = "".join(f"  - {p}\n" for p in rule_files)
+    alerting = (
+        "alerting:\n  alertmanagers:\n    - static_configs:\n"
+        f"        - targets: ['{alertmanager}']\n"
+        if alertmanager
+        else ""
+    )
     return (
         "global:\n"
         f"  scrape_interval: {interval}\n"
         f"  evaluation_interval: {interval}\n"
         + (f"rule_files:\n{rules}" if rule_files else "")
+        + alerting
         + "scrape_configs:\n"
         "  - job_name: prometheus\n"
         "    static_configs:\n"
@@ -444,7 +456,7 @@ def prometheus_config(targets_dir: Path, rule_files: list[Path], interval: str =
 
 
 def start_prometheus(
-    root: Path, rule_files: list[Path] | None = None, timeout: float = 120
+    root: Path, rule_files: list[Path] | None = None, timeout: float = 120, alertmanager: str = ""
 ) -> PrometheusServer:
     binary = shutil.which("prometheus")
     if binary is None:
@@ -454,7 +466,9 @@ def start_prometheus(
     targets.mkdir(exist_ok=True)
     config = root / "prometheus.yml"
     config.write_text(
-        prometheus_config(targets, rule_files or []).replace("{self}", f"127.0.0.1:{port}")
+        prometheus_config(targets, rule_files or [], alertmanager=alertmanager).replace(
+            "{self}", f"127.0.0.1:{port}"
+        )
     )
     log = root / "prometheus.log"
     cmd = [
@@ -492,10 +506,15 @@ def fast_rules(into: Path) -> Path:
 
 def shared_prometheus() -> PrometheusServer:
     """The run's one Prometheus: scrapes itself and the file_sd directory every second, with
-    the shipped rules (their `for:` cut to 2 s). Each user gets a target file of its own."""
+    the shipped rules (their `for:` cut to 2 s), sending its alerts to the run's Alertmanager.
+    Each user gets a target file of its own."""
+    try:
+        address = shared_alertmanager().url.split("://", 1)[1]
+    except pytest.skip.Exception:  # no Alertmanager here (in CI this failed instead)
+        address = ""
 
     def start(root: Path) -> dict[str, Any]:
-        server = start_prometheus(root, [fast_rules(root)])
+        server = start_prometheus(root, [fast_rules(root)], alertmanager=address)
         return {
             "url": server.url,
             "root": str(root),
@@ -518,7 +537,81 @@ def shared_prometheus() -> PrometheusServer:
     )
 
 
-def stop(server: MlflowServer | PrometheusServer) -> None:
+# --------------------------------------------------------------------------- Alertmanager
+
+AM_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "alertmanager" / "alertmanager.yml"
+
+
+@dataclass
+class AlertmanagerServer:
+    url: str
+    root: Path
+    config_path: Path
+    log: Path
+    pid: int
+    process: subprocess.Popen[bytes] | None = None
+
+    def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        """Send alerts as Prometheus does (POST /api/v2/alerts)."""
+        r = httpx.post(f"{self.url}/api/v2/alerts", json=alerts, timeout=10)
+        assert r.status_code == 200, r.text
+
+
+def alertmanager_binary() -> str:
+    found = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if found is None:
+        service_missing("Alertmanager is not installed (apt-get install prometheus-alertmanager)")
+    return found
+
+
+def fast_alertmanager_config(webhook_url: str = "", token_file: Path | None = None) -> str:
+    """The shipped alertmanager.yml with its waits cut to a second for tests, and its
+    retraining webhook pointed at ``webhook_url`` (with ``token_file``) when given."""
+    from backends.prometheus.alertmanager_config import quick_config
+
+    return quick_config(AM_CONFIG.read_text(), webhook_url=webhook_url, token_file=token_file)
+
+
+def start_alertmanager(root: Path, config: str, timeout: float = 120) -> AlertmanagerServer:
+    binary = alertmanager_binary()
+    port = free_port()
+    path = root / "alertmanager.yml"
+    path.write_text(config)
+    log = root / "alertmanager.log"
+    cmd = [
+        binary,
+        f"--config.file={path}",
+        f"--storage.path={root / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",  # no gossip port: several may run on one machine
+    ]
+    proc = _spawn(cmd, log, root)
+    url = f"http://127.0.0.1:{port}"
+    _wait_http(f"{url}/-/ready", proc, log, timeout, "alertmanager")
+    remember_log("alertmanager", log)
+    return AlertmanagerServer(url, root, path, log, proc.pid, process=proc)
+
+
+def shared_alertmanager() -> AlertmanagerServer:
+    """The run's one Alertmanager: the shipped routes, waits cut to a second, no webhook."""
+
+    def start(root: Path) -> dict[str, Any]:
+        server = start_alertmanager(root, fast_alertmanager_config())
+        return {
+            "url": server.url,
+            "root": str(root),
+            "config": str(server.config_path),
+            "log": str(server.log),
+            "pid": server.pid,
+        }
+
+    info = shared("alertmanager", start)
+    return AlertmanagerServer(
+        info["url"], Path(info["root"]), Path(info["config"]), Path(info["log"]), int(info["pid"])
+    )
+
+
+def stop(server: MlflowServer | PrometheusServer | AlertmanagerServer) -> None:
     """Stop a server this process started itself (not a shared one)."""
     if server.process is not None:
         _stop(server.process)

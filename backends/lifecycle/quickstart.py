@@ -2,10 +2,11 @@
 
 Trains two versions of the example model, registers both and promotes the better one through
 the gate, serves it (in Docker when an engine and the local base image are there, else as a
-local process), starts a Prometheus with the shipped rules when one is installed, and sends
-traffic with a drifted slice. Everything it starts belongs to its own tracking store (one per
-working directory): its deployment is ``quickstart-<store>``, its processes are recorded in the
-store's state file (``backends.lifecycle.background``), and ``stop`` ends exactly those.
+local process), starts a Prometheus with the shipped rules, sending to an Alertmanager with the
+shipped routes, when they are installed, and sends traffic with a drifted slice. Everything it
+starts belongs to its own tracking store (one per working directory): its deployment is
+``quickstart-<store>``, its processes are recorded in the store's state file
+(``backends.lifecycle.background``), and ``stop`` ends exactly those.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from backends.lifecycle.build import image_for
 from backends.lifecycle.handles import Handles
 from backends.mlflow.models import store_id
 from backends.mlflow.training import Training
+from backends.prometheus.alertmanager_config import quick_config
 from backends.prometheus.discovery import render_groups, target_groups
 from backends.records import ModelVersion, ScrapeTarget
 
@@ -45,6 +47,7 @@ DEMO_FOR = "10s"  # the shipped rules wait minutes before firing; the demo wants
 DEMO_DRIFT_INTERVAL = "2"
 DEMO_SCRAPE_INTERVAL = "2s"
 DEMO_DRIFT_WINDOW = "300"
+DEMO_GROUP_WAIT = "2s"  # Alertmanager's group_wait and group_interval for the demo
 TRAININGS = ({"n_estimators": "3", "max_depth": "1"}, {"n_estimators": "100"})
 
 Step = Callable[[str], object]
@@ -64,6 +67,7 @@ class QuickstartOutcome:
     how: str  # "in Docker (deployment ...)" or "as a local process (pid ...)"
     deployment: str  # the deployment's name ("" when served as a local process)
     prometheus_url: str | None
+    alertmanager_url: str | None
     sent: int
     failed: int
 
@@ -108,12 +112,27 @@ def run(h: Handles, project: Path, *, local: bool, on_step: Step) -> QuickstartO
         version=best.version,
         alias=CHAMPION,
     )
-    prometheus = start_prometheus(store, target, background.free_port(9090))
+    alertmanager = None
+    if shutil.which("prometheus") is not None:
+        alertmanager = start_alertmanager(store, background.free_port(9093))
+    prometheus = start_prometheus(
+        store, target, background.free_port(9090), alertmanager.url if alertmanager else None
+    )
     if prometheus is not None:
         on_step(
             f"[5/6] Prometheus at {prometheus.url} (the shipped alert rules, with "
             f"for: {DEMO_FOR} for the demo)"
         )
+        if alertmanager is not None:
+            on_step(
+                f"      Alertmanager at {alertmanager.url} (the shipped routes, waits cut "
+                f"to {DEMO_GROUP_WAIT}; no retraining webhook unless `mlops hooks serve` runs)"
+            )
+        else:
+            on_step(
+                "      no Alertmanager (apt-get install prometheus-alertmanager): alerts show "
+                "read-only, nobody is notified"
+            )
         wait_until_scraped(prometheus.url)
     else:
         on_step(
@@ -127,7 +146,14 @@ def run(h: Handles, project: Path, *, local: bool, on_step: Step) -> QuickstartO
     )
     start_trickle(store, url)
     return QuickstartOutcome(
-        best, url, how, deployment, prometheus.url if prometheus else None, ok + failed, failed
+        best,
+        url,
+        how,
+        deployment,
+        prometheus.url if prometheus else None,
+        alertmanager.url if alertmanager else None,
+        ok + failed,
+        failed,
     )
 
 
@@ -190,8 +216,36 @@ def serve_locally(
     return background.spawn(store, "server", cmd, env, f"http://127.0.0.1:{port}", "/ready")
 
 
-def start_prometheus(store: str, target: ScrapeTarget, port: int) -> background.Background | None:
-    """A Prometheus scraping ``target`` with the shipped rules (short `for:`), if installed."""
+def alertmanager_binary() -> str | None:
+    """Debian names it prometheus-alertmanager; upstream's tarball, alertmanager."""
+    return shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+
+def start_alertmanager(store: str, port: int) -> background.Background | None:
+    """An Alertmanager with the shipped routes (short waits, no webhook), if installed."""
+    binary = alertmanager_binary()
+    if binary is None:
+        return None
+    root = background.state_dir(store) / "alertmanager"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    (root / "alertmanager.yml").write_text(quick_config(wait=DEMO_GROUP_WAIT, repeat="10m"))
+    cmd = [
+        binary,
+        f"--config.file={root / 'alertmanager.yml'}",
+        f"--storage.path={root / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",  # no gossip port: a second quickstart must not collide
+    ]
+    url = f"http://127.0.0.1:{port}"
+    return background.spawn(store, "alertmanager", cmd, dict(os.environ), url, "/-/ready")
+
+
+def start_prometheus(
+    store: str, target: ScrapeTarget, port: int, alertmanager_url: str | None = None
+) -> background.Background | None:
+    """A Prometheus scraping ``target`` with the shipped rules (short `for:`), if installed,
+    sending its alerts to ``alertmanager_url`` when there is one."""
     binary = shutil.which("prometheus")
     if binary is None:
         return None
@@ -207,6 +261,12 @@ def start_prometheus(store: str, target: ScrapeTarget, port: int) -> background.
         "rule_files:\n  - rules.yml\n"
         "scrape_configs:\n  - job_name: mlops\n    file_sd_configs:\n"
         "      - files: ['targets.json']\n"
+        + (
+            "alerting:\n  alertmanagers:\n    - static_configs:\n"
+            f"        - targets: ['{alertmanager_url.removeprefix('http://')}']\n"
+            if alertmanager_url
+            else ""
+        )
     )
     cmd = [
         binary,

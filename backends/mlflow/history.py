@@ -7,8 +7,6 @@ The protocol that writes them is described in ``backends.mlflow.registry``.
 
 from __future__ import annotations
 
-import getpass
-import os
 import re
 import time
 import uuid
@@ -18,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from backends.errors import InvalidInput
+from backends.identity import current_user
 from backends.mlflow.history_tags import (
     CLAIM_PREFIX,
     CLAIM_TTL,
@@ -50,17 +49,6 @@ __all__ = [
 ]
 
 _ALIAS = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
-
-
-def current_user() -> str:
-    """Who is acting: ``MLOPS_USER`` if set, else the OS user."""
-    user = os.environ.get("MLOPS_USER", "").strip()
-    if user:
-        return user
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError, ImportError):  # no passwd entry (some containers)
-        return "unknown"
 
 
 def utc_now() -> datetime:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from console.cli import alerts as alerts_cli
 from console.cli import deploy as deploy_cli
 from console.cli import images as images_cli
 from console.cli import models
@@ -34,6 +35,7 @@ app.command("retrain")(retrain_cli.retrain)
 app.command("quickstart")(quickstart_cli.quickstart)
 app.add_typer(images_cli.app, name="image")
 app.add_typer(deploy_cli.app, name="deploy")
+app.add_typer(alerts_cli.app, name="alerts")
 
 
 @app.callback(invoke_without_command=True)

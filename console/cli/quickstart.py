@@ -45,12 +45,14 @@ def quickstart(
         typer.echo(f"tracking store: {tracking}")
         with backend_errors():
             outcome = qs.run(h, default_project(), local=local, on_step=typer.echo)
-    url, prom_url = outcome.url, outcome.prometheus_url
+    url, prom_url, am_url = outcome.url, outcome.prometheus_url, outcome.alertmanager_url
     typer.echo("")
     typer.echo(
         f"  watch it:   mlops monitor --target {url}"
         + (f"   (or PROMETHEUS_URL={prom_url} mlops monitor)" if prom_url else "")
     )
+    if am_url:
+        typer.echo(f"  alerts:     ALERTMANAGER_URL={am_url} mlops alerts list")
     typer.echo(f"  retrain:    mlops retrain --target {url} --if-drift --data NEW.csv")
     typer.echo("  stop it:    mlops quickstart --stop")
     if no_console:
@@ -62,6 +64,7 @@ def quickstart(
         tracking_uri=tracking,
         docker_host=settings.docker_host,
         prometheus_url=prom_url or settings.prometheus_url,
+        alertmanager_url=am_url or settings.alertmanager_url,
         context=settings.context,
     )
     MlopsApp(app_settings, start_mode="monitor").run()

@@ -7,22 +7,15 @@ port); everything else is the backend's to say, in the error modal.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
 
-from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Input, Label, Static
+from textual.widgets import Checkbox, Input, Static
 
 from backends.defaults import DEFAULT_HOST, DEFAULT_PORT
-from backends.errors import InvalidInput
 from backends.lifecycle.deploy import check_name
 from backends.mlflow.models import parse_reference
 from backends.records import Deployment
-
-Result = TypeVar("Result")
+from console.modals.form import Form as _Form
 
 
 @dataclass(frozen=True)
@@ -40,57 +33,6 @@ class DeployRequest:
         """A request to deploy again over ``d``, through its alias when it has one."""
         reference = f"{d.model}@{d.alias}" if d.alias else f"{d.model}/{d.version}"
         return cls(reference, d.name, d.host, d.port or DEFAULT_PORT, d.follow_alias)
-
-
-class _Form(ModalScreen[Result]):
-    """A titled dialog of labelled rows, an error line and two buttons; enter submits."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="form.cancel", tooltip="Change nothing")]
-    TITLE_TEXT = ""
-    SUBMIT = "OK"
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog form"):
-            yield Static(self.TITLE_TEXT, classes="dialog-title", markup=False)
-            yield from self.compose_rows()
-            yield Static("", id="form-error", classes="form-error", markup=False)
-            with Horizontal(classes="dialog-buttons"):
-                yield Button(f"{self.SUBMIT} (enter)", variant="primary", id="form-submit")
-                yield Button("Cancel (esc)", id="form-cancel")
-
-    def compose_rows(self) -> ComposeResult:
-        yield from ()
-
-    def on_mount(self) -> None:
-        self.query_one(Input).focus()
-
-    @staticmethod
-    def _row(label: str, field: Input | Checkbox) -> Horizontal:
-        return Horizontal(Label(label, classes="form-label"), field, classes="form-row")
-
-    def _show_error(self, text: str) -> None:
-        self.query_one("#form-error", Static).update(text)
-
-    @on(Input.Submitted)
-    @on(Button.Pressed, "#form-submit")
-    def _submit(self) -> None:
-        try:
-            result = self.result()
-        except (InvalidInput, ValueError) as exc:
-            self._show_error(str(exc))
-            return
-        self.dismiss(result)
-
-    @on(Button.Pressed, "#form-cancel")
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    def result(self) -> Result:
-        """What the form dismisses with; InvalidInput or ValueError keeps it open, saying why."""
-        raise NotImplementedError
-
-    def _value(self, field_id: str) -> str:
-        return self.query_one(f"#{field_id}", Input).value.strip()
 
 
 class BuildForm(_Form[str | None]):

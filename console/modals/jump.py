@@ -1,4 +1,4 @@
-"""`:` the k9s jump bar: type a resource (`runs`, `models`, `deploy`, `monitor`) and enter."""
+"""`:` the k9s jump bar: type a resource (`runs`, `models`, `deploy`, `monitor`, `alerts`)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ ALIASES = {
     "monitor": "monitor",
     "mon": "monitor",
     "mo": "monitor",
+    "alerts": "alerts",
+    "alert": "alerts",
+    "al": "alerts",
+    "a": "alerts",
 }
 
 
@@ -40,7 +44,7 @@ class JumpBar(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="jump.cancel", tooltip="Stay here")]
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="runs | models | deploy | monitor", id="jump-input")
+        yield Input(placeholder="runs | models | deploy | monitor | alerts", id="jump-input")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from console.capabilities import Deployments, Monitoring, Probes, Registry, Runs
+    from console.capabilities import Alerts, Deployments, Monitoring, Probes, Registry, Runs
     from console.config import Settings
 
 __all__ = ["Services"]
@@ -27,10 +27,12 @@ class Services:
     registry: Registry
     deployments: Deployments
     monitoring: Monitoring
+    alerts: Alerts
 
     @classmethod
     def real(cls, settings: Settings) -> Services:
         """The real MLflow, Docker and metrics backends named by ``settings``."""
+        from console.services.alerts import AlertingAlerts
         from console.services.deployments import DockerDeployments
         from console.services.monitoring import MetricsMonitoring
         from console.services.probes import BackendProbes
@@ -45,4 +47,5 @@ class Services:
             registry=MlflowRegistry(session),
             deployments=DockerDeployments(session),
             monitoring=MetricsMonitoring(session),
+            alerts=AlertingAlerts(session),
         )

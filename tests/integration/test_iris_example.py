@@ -103,10 +103,14 @@ def test_run_logs_params_dataset_model_and_drift_reference(
         assert abs(sum(feature["expected"]) - 1.0) < 1e-9
         assert 0 < len(feature["sample"]) <= 500
 
-    (model,) = mlflow.search_logged_models(
-        experiment_ids=[run.info.experiment_id], output_format="list"
+    # Asked of this server by name: mlflow's module-level calls follow the process-wide
+    # tracking URI, which other tests in this worker point at other servers.
+    (model,) = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}'",
     )
     assert model.source_run_id == run_id
+    mlflow.set_tracking_uri(tracking_uri)  # models:/ resolves through it
     loaded = mlflow.pyfunc.load_model(model.model_uri)
     assert loaded.metadata.get_input_schema().input_names() == FEATURES
     row = pd.DataFrame([[5.1, 3.5, 1.4, 0.2]], columns=FEATURES)

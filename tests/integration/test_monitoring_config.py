@@ -33,7 +33,7 @@ def promtool(*args: str, cwd: Path = DEPLOY) -> subprocess.CompletedProcess[str]
 def test_rules_pass_promtool_check_rules() -> None:
     out = promtool("check", "rules", "rules.yml")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 4 rules found" in out.stdout
+    assert "SUCCESS: 5 rules found" in out.stdout
 
 
 def test_rules_behave_as_their_unit_tests_say() -> None:
@@ -42,7 +42,7 @@ def test_rules_behave_as_their_unit_tests_say() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_shipped_rules_name_the_four_alerts() -> None:
+def test_shipped_rules_name_the_five_alerts() -> None:
     import yaml
 
     rules = yaml.safe_load((DEPLOY / "rules.yml").read_text())["groups"][0]["rules"]
@@ -51,8 +51,26 @@ def test_shipped_rules_name_the_four_alerts() -> None:
         "MlopsHighErrorRatio": "5m",
         "MlopsFeatureDrift": "30m",
         "MlopsTargetDown": "2m",
+        "MlopsModelQualityLow": "30m",
     }
     assert all(r["labels"]["severity"] in ("warning", "critical") for r in rules)
+
+
+def test_every_rule_says_what_happened_and_links_a_runbook_that_exists() -> None:
+    import yaml
+
+    rules = yaml.safe_load((DEPLOY / "rules.yml").read_text())["groups"][0]["rules"]
+    for rule in rules:
+        notes = rule["annotations"]
+        assert notes["summary"].strip() and notes["description"].strip(), rule["alert"]
+        url = notes["runbook_url"]
+        assert url == f"docs/runbooks/{rule['alert']}.md", url
+        runbook = ROOT / url
+        assert runbook.is_file(), f"{rule['alert']}: {url} is missing"
+        # A runbook opens with its alert's name and says what to do, not only what it means.
+        text = runbook.read_text()
+        assert text.startswith(f"# {rule['alert']}"), url
+        assert "mlops " in text, f"{url} names no command to run"
 
 
 def test_config_passes_promtool_check_config() -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -109,6 +111,29 @@ def test_quickstart_end_to_end(tmp_path: Path, docker_client: object, base_image
         assert fired - crossed <= hold + 4 * every + 5, (fired - crossed, hold, every)
         assert fired - crossed <= 60  # the README's "within about a minute"
         assert firing()[0]["labels"]["feature"] == "petal_length"  # type: ignore[index]
+
+        # And it reaches the Alertmanager the quickstart started, grouped per deployment, with
+        # its runbook: what the console's Alerts screen and `mlops alerts` read.
+        if shutil.which("prometheus-alertmanager") or shutil.which("alertmanager"):
+            am = out.split("alerts:     ALERTMANAGER_URL=")[1].split()[0]
+
+            found: list[dict[str, Any]] = []
+
+            def in_alertmanager() -> bool:
+                listed = mlops(
+                    "alerts", "list", "--json", cwd=tmp_path, env={**env, "ALERTMANAGER_URL": am}
+                )
+                assert listed.returncode == 0, listed.stderr
+                groups = json.loads(listed.stdout)["groups"]
+                found[:] = [g for g in groups if g["labels"]["alertname"] == "MlopsFeatureDrift"]
+                return bool(found)
+
+            wait_until(in_alertmanager, "the drift alert in Alertmanager", hang_guard=120)
+            (group,) = found
+            assert group["labels"]["deployment"] == name
+            assert group["alerts"][0]["annotations"]["runbook_url"].endswith("MlopsFeatureDrift.md")
+        elif services.REQUIRE_SERVICES:
+            pytest.fail("Alertmanager is not installed (apt-get install prometheus-alertmanager)")
     finally:
         stopped = mlops("quickstart", "--stop", cwd=tmp_path, env=env)
         assert "mlops-quickstart" in stopped.stdout, stopped.stdout + stopped.stderr

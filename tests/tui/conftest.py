@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from console.app import MlopsApp
-from tests.tui.fakes import FakeBackends, services, settings
+from tests.tui.fakes import FakeAlerts, FakeBackends, services, settings
 
 
 @pytest.fixture
@@ -16,11 +16,16 @@ def fake() -> FakeBackends:
 
 
 @pytest.fixture
-def make_app(fake: FakeBackends) -> Any:
+def fake_alerts() -> FakeAlerts:
+    return FakeAlerts()
+
+
+@pytest.fixture
+def make_app(fake: FakeBackends, fake_alerts: FakeAlerts) -> Any:
     def make(start_mode: str = "runs", **settings_overrides: object) -> MlopsApp:
         return MlopsApp(
             settings(**settings_overrides),
-            services=services(fake),
+            services=services(fake, fake_alerts),
             probe_interval=0.05,
             probe_delay=0,
             retry_base=0.05,

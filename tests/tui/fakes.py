@@ -50,6 +50,15 @@ from backends.records import (
     TakeDownPlan,
     TrainingOutcome,
 )
+from backends.records.alerts import (
+    AlertGroup,
+    AlertsView,
+    ExpirePlan,
+    ManagedAlert,
+    Matcher,
+    Silence,
+    SilencePlan,
+)
 from console.config import Settings
 from console.services import Services
 
@@ -559,7 +568,7 @@ class FakeDeployments:
         return self.fake.take_down(plan)
 
 
-def services(fake: FakeBackends) -> Services:
+def services(fake: FakeBackends, alerts: FakeAlerts | None = None) -> Services:
     """``fake`` as every capability the app uses (type-checked against each protocol)."""
     return Services(
         probes=fake,
@@ -567,4 +576,129 @@ def services(fake: FakeBackends) -> Services:
         registry=fake,
         deployments=FakeDeployments(fake),
         monitoring=fake,
+        alerts=alerts or FakeAlerts(),
     )
+
+
+@dataclass
+class FakeAlerts:
+    """Alert groups and silences in memory, matched as Alertmanager matches (our matchers);
+    ``down`` fails the next N reads, ``read_only`` stands for Prometheus' own alerts."""
+
+    groups: list[AlertGroup] = field(default_factory=list)
+    silences: list[Silence] = field(default_factory=list)
+    read_only: bool = False
+    down: int = 0
+    posted: list[SilencePlan] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+
+    def alerts(self) -> AlertsView:
+        if self.down:
+            self.down -= 1
+            raise Unavailable(
+                "Alertmanager at http://am:9093 is unreachable (ConnectError)",
+                title="Alertmanager unreachable",
+            )
+        source = (
+            "prometheus http://p:9090 (read-only)"
+            if self.read_only
+            else "alertmanager http://am:9093"
+        )
+        return AlertsView(source, self.read_only, T0, tuple(self._quieted()), tuple(self.silences))
+
+    def _quieted(self) -> list[AlertGroup]:
+        from dataclasses import replace
+
+        from backends.prometheus.matchers import matches_all
+
+        out = []
+        for g in self.groups:
+            alerts = []
+            for a in g.alerts:
+                by = tuple(
+                    s.id
+                    for s in self.silences
+                    if s.state == "active" and matches_all(s.matchers, a.labels)
+                )
+                alerts.append(replace(a, state="suppressed" if by else "active", silenced_by=by))
+            out.append(replace(g, alerts=tuple(alerts)))
+        return out
+
+    def plan_acknowledge(self, group: str, minutes: float) -> SilencePlan:
+        found = next((g for g in self.groups if g.id.startswith(group)), None)
+        if found is None:
+            raise NotFound(f"no alert group {group!r}")
+        matchers = tuple(Matcher(k, v) for k, v in sorted(found.labels.items()))
+        return self._plan(matchers, minutes, "acknowledged by tester", acknowledges=found.id)
+
+    def plan_silence(self, matchers: list[str], minutes: float, comment: str) -> SilencePlan:
+        from backends.prometheus.matchers import check_silenceable, parse_matchers
+
+        parsed = parse_matchers(matchers)
+        check_silenceable(parsed)
+        return self._plan(parsed, minutes, comment)
+
+    def _plan(
+        self, matchers: tuple[Matcher, ...], minutes: float, comment: str, acknowledges: str = ""
+    ) -> SilencePlan:
+        from backends.prometheus.matchers import matches_all
+
+        matching = tuple(
+            a for g in self.groups for a in g.alerts if matches_all(matchers, a.labels)
+        )
+        ends = T0 + timedelta(minutes=minutes)
+        return SilencePlan(matchers, T0, ends, "tester", comment, matching, acknowledges)
+
+    def silence(self, plan: SilencePlan) -> str:
+        self.posted.append(plan)
+        silence_id = f"{len(self.posted):08d}-silence"
+        self.silences.append(
+            Silence(
+                silence_id,
+                plan.matchers,
+                plan.created_by,
+                plan.comment,
+                plan.starts_at,
+                plan.ends_at,
+                "active",
+            )
+        )
+        return silence_id
+
+    def plan_expire(self, silence_id: str) -> ExpirePlan:
+        found = next((s for s in self.silences if s.id.startswith(silence_id)), None)
+        if found is None:
+            raise NotFound(f"no silence {silence_id!r}")
+        quieted = tuple(a for g in self._quieted() for a in g.alerts if found.id in a.silenced_by)
+        return ExpirePlan(found, quieted)
+
+    def expire(self, plan: ExpirePlan) -> None:
+        from dataclasses import replace
+
+        self.expired.append(plan.silence.id)
+        self.silences = [
+            replace(s, state="expired") if s.id == plan.silence.id else s for s in self.silences
+        ]
+
+
+def managed(name: str, deployment: str, severity: str = "warning", **labels: str) -> ManagedAlert:
+    all_labels = {"alertname": name, "severity": severity, "deployment": deployment, **labels}
+    return ManagedAlert(
+        name=name,
+        labels=all_labels,
+        annotations={
+            "summary": f"{name} on {deployment}",
+            "description": f"{name} has fired for {deployment}.",
+            "runbook_url": f"docs/runbooks/{name}.md",
+        },
+        state="active",
+        starts_at=T0,
+        fingerprint=f"{name}-{deployment}-{sorted(labels.items())}",
+    )
+
+
+def group(*alerts: ManagedAlert) -> AlertGroup:
+    from backends.prometheus.alertmanager import group_id
+
+    labels = {k: alerts[0].labels[k] for k in ("alertname", "deployment")}
+    return AlertGroup(group_id(labels), labels, "team", tuple(alerts))
