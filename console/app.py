@@ -15,7 +15,7 @@ from backends.errors import BackendError
 from console.capabilities import BACKENDS, BackendName
 from console.commands import MlopsCommands
 from console.config import Settings
-from console.messages import BackendProbed
+from console.messages import BackendProbed, PendingApprovals
 from console.services import Services
 from console.widgets.status_bar import BackendStatus, StatusBar
 
@@ -62,6 +62,7 @@ class MlopsApp(App[None]):
         refresh_interval: float = 3.0,
         start_mode: str = "runs",
         show_clock: bool = True,
+        approval_interval: float = 30.0,
     ) -> None:
         # The first screen is the app's default mode, built as the app composes (Textual reads
         # DEFAULT_MODE in __init__): reaching it with switch_mode instead holds every update back
@@ -79,6 +80,8 @@ class MlopsApp(App[None]):
         self.refresh_interval = refresh_interval
         self.start_mode = start_mode
         self.show_clock = show_clock  # off for snapshot tests
+        self.approval_interval = approval_interval
+        self._announced: set[tuple[str, int]] = set()  # pending approvals already notified
         metrics_label = "Prometheus" if self.settings.prometheus_url else "Metrics (direct scrape)"
         labels: dict[BackendName, str] = {
             "mlflow": "MLflow",
@@ -113,6 +116,35 @@ class MlopsApp(App[None]):
     def _start_probes(self) -> None:
         for backend in BACKENDS:
             self._probe(backend)
+        self._watch_approvals()
+
+    # ------------------------------------------------------------------ approvals
+
+    @work(exit_on_error=False, group="approvals")
+    async def _watch_approvals(self) -> None:
+        """Ask the registry now and then for challengers waiting for a person: wherever the
+        operator is, a new one is announced once (a retraining an alert started ends here)."""
+        while True:
+            try:
+                pending = await asyncio.to_thread(self.services.registry.pending_approvals)
+            except Exception:  # MLflow down: the status bar says so; ask again later
+                pass
+            else:
+                self.post_message(PendingApprovals(pending))
+            await asyncio.sleep(self.approval_interval)
+
+    def on_pending_approvals(self, message: PendingApprovals) -> None:
+        for pending in message.pending:
+            key = (pending.model, pending.version)
+            if key in self._announced:
+                continue
+            self._announced.add(key)
+            why = pending.trigger.summary() if pending.trigger else "moved to challenger by hand"
+            self.notify(
+                f"{pending.label} waits for approval ({why}). Approve it on :models with A.",
+                title="Approval needed",
+                timeout=30,
+            )
 
     # ------------------------------------------------------------------ backend probes
 

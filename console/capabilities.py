@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from backends.records import (
         AliasEvent,
         AliasRollbackPlan,
+        ApprovePlan,
         BuildOutcome,
         Deployment,
         DeployOutcome,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
         ModelVersion,
         MonitorHistory,
         MonitorSnapshot,
+        PendingApproval,
         ProjectParameter,
         PromotePlan,
         RegisteredModel,
@@ -117,6 +119,15 @@ class Registry(Protocol):
 
     def rollback(self, plan: AliasRollbackPlan) -> AliasEvent | None:
         """Move the alias back as planned; Conflict if it moved since."""
+
+    def pending_approvals(self) -> list[PendingApproval]:
+        """Challengers waiting for a person, with their trigger and gate report."""
+
+    def plan_approve(self, model: str, version: int) -> ApprovePlan:
+        """What approving the challenger ``version`` would move; Conflict if it is not it."""
+
+    def approve(self, plan: ApprovePlan) -> tuple[GateResult, AliasEvent]:
+        """Make the challenger champion as planned, the operator recorded as approver."""
 
 
 class Deployments(Protocol):

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from backends.records import (
         AliasEvent,
         AliasRollbackPlan,
+        ApprovePlan,
         BuildOutcome,
         Deployment,
         DeployPlan,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
         ModelVersion,
         MonitorHistory,
         MonitorSnapshot,
+        PendingApproval,
         ProjectParameter,
         PromotePlan,
         RegisteredModel,
@@ -146,6 +148,20 @@ class PromotePlanned(Message):
     """A promotion was planned (the alias as it is now): the operator confirms what it moves."""
 
     plan: PromotePlan
+
+
+@dataclass
+class ApprovePlanned(Message):
+    """An approval was planned: the operator confirms, seeing the gate report and trigger."""
+
+    plan: ApprovePlan
+
+
+@dataclass
+class PendingApprovals(Message):
+    """The challengers waiting for a person, as the app's poll found them."""
+
+    pending: list[PendingApproval]
 
 
 @dataclass

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from backends.records import (
         AliasRollbackPlan,
+        ApprovePlan,
         DeployOutcome,
         DeployPlan,
+        PendingApproval,
         PromotePlan,
         RollbackOutcome,
         RollbackPlan,
@@ -123,4 +125,27 @@ def alias_rollback_summary(plan: AliasRollbackPlan) -> str:
         f"  from version {plan.from_version}\n"
         f"  to   version {plan.to_version} (the version it held before)\n\n"
         "Nothing moves if someone moves the alias before you confirm."
+    )
+
+
+def pending_lines(pending: PendingApproval) -> list[str]:
+    """Why a challenger waits and what it was judged on: its trigger and its gate report."""
+    lines = [f"trigger: {pending.trigger.summary() if pending.trigger else 'not recorded'}"]
+    if pending.report is None:
+        lines.append("gate report: none (moved to challenger by hand, never gated by a retrain)")
+        return lines
+    lines.append(f"gate report ({pending.report.at}):")
+    lines += [f"  {line}" for line in pending.report.lines()]
+    return lines
+
+
+def approve_summary(plan: ApprovePlan) -> str:
+    """Exactly what an approval will move, with what the approver is vouching for."""
+    was = f"version {plan.from_version}" if plan.from_version is not None else "unset"
+    body = "\n".join(pending_lines(plan.pending))
+    return (
+        f"Approve challenger version {plan.version} of model '{plan.model}':\n"
+        f"move alias 'champion' from {was} to version {plan.version}\n\n{body}\n\n"
+        "The gate runs again first; you are recorded as the approver. Nothing moves if a "
+        "check fails, or if champion or challenger moves before you confirm."
     )

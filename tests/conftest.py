@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -93,10 +94,21 @@ def server_for(store: str) -> services.MlflowServer:
 
 
 @pytest.fixture
-def tracking_uri(mlflow_server: services.MlflowServer, monkeypatch: pytest.MonkeyPatch) -> str:
+def tracking_uri(
+    mlflow_server: services.MlflowServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     """Point MLflow (in this process and in children) at the session's server."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
-    return mlflow_server.url
+    if "mlflow" in sys.modules:
+        # An earlier test's mlflow.set_tracking_uri() in this worker outranks the variable.
+        import mlflow
+
+        mlflow.set_tracking_uri(mlflow_server.url)
+    yield mlflow_server.url
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # None: the variable again
 
 
 @pytest.fixture

@@ -4,22 +4,25 @@ console's monitor both run.
 Read the server's drift (judged by the model version's own drift reference unless thresholds
 are given), train the serving run's project on the new data with the run's own parameters, tag
 and register the run, score champion and challenger, and move the ``challenger`` alias only
-when the challenger is no worse. Champion never moves here: promoting is a human's step
-(`--approve` in the CLI, `p` on the console's models screen).
+when the challenger is no worse. Champion never moves here: approving is a person's step
+(`mlops models approve`, `--approve` in the CLI, `A` on the console's models screen), and the
+version carries its gate report and trigger for them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from backends.defaults import CHALLENGER
 from backends.errors import BackendError, GateFailed, InvalidInput
 from backends.lifecycle import retrain_steps as retraining
 from backends.lifecycle.handles import Handles
+from backends.mlflow.approvals import TRIGGER_TAG, encode_trigger
 from backends.mlflow.drift_reference import reference_thresholds
-from backends.records import RetrainOutcome
+from backends.records import GateCheck, GateReport, GateResult, RetrainOutcome, RetrainTrigger
 
 __all__ = ["project_of", "retrain_challenger", "serving"]
 
@@ -43,10 +46,13 @@ def retrain_challenger(
     tolerance: float = 0.0,
     on_line: Callable[[str], object] = lambda _line: None,
     on_step: Callable[[str], object] | None = None,
+    trigger: RetrainTrigger | None = None,
 ) -> RetrainOutcome:
     """Train and register a challenger for the model served at ``url`` (or already read
     ``serving`` state); never touch champion. ``on_step`` hears each step's one-line summary
-    (default: ``on_line``, which hears the training's own output too)."""
+    (default: ``on_line``, which hears the training's own output too). The run and the
+    version record ``trigger`` (what started it: an alert, or a person), and the version its
+    gate report, for the person who approves it."""
     from backends.mlflow.client import translate_errors
     from backends.mlflow.training import Training
 
@@ -85,6 +91,8 @@ def retrain_challenger(
     with translate_errors(tracking_uri):
         client.set_tag(run_id, "mlops.retrain.parent_run_id", state.run_id)
         client.set_tag(run_id, "mlops.retrain.drift", retraining.drift_tag(state))
+        if trigger is not None:
+            client.set_tag(run_id, TRIGGER_TAG, encode_trigger(trigger))
     version = h.registry().register(run_id, state.name)
     step(f"registered {state.name} v{version.version} from run {run_id}")
     comparison = retraining.compare_on(
@@ -95,7 +103,15 @@ def retrain_challenger(
         tolerance=tolerance,
     )
     step(comparison.summary())
-    passed, gate = _gate(h, state, version.version, comparison)
+    passed, gate, checks = _gate(h, state, version.version, comparison, trigger)
+    report = GateReport(
+        comparison=comparison.summary(),
+        checks=checks,
+        passed=passed,
+        champion_version=state.version,
+        at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    h.registry().record_gate(state.name, version.version, report, trigger)
     return RetrainOutcome(
         deployment=deployment,
         model=state.name,
@@ -135,16 +151,30 @@ def _gate(
     state: retraining.ServingState,
     version: int,
     comparison: retraining.Comparison,
-) -> tuple[bool, str]:
-    """Move ``challenger`` when the challenger is no worse (and the registry's gate agrees)."""
+    trigger: RetrainTrigger | None,
+) -> tuple[bool, str, tuple[GateCheck, ...]]:
+    """Move ``challenger`` when the challenger is no worse (and the registry's gate agrees):
+    (passed, what happened, the gate's checks)."""
+    compared = GateCheck("no worse than the champion", comparison.passed, comparison.summary())
     if not comparison.passed:
-        return False, f"gate failed: {comparison.summary()}; the challenger alias did not move"
+        return (
+            False,
+            f"gate failed: {comparison.summary()}; the challenger alias did not move",
+            (compared,),
+        )
     reason = (
         f"retrain of v{state.version} (run {state.run_id}): {state.drift.summary()}; "
         f"{comparison.summary()}"
     )
+    if trigger is not None:
+        reason += f"; trigger: {trigger.summary()}"
+    seen: list[GateResult] = []
     try:
-        h.registry().promote(state.name, version, alias=CHALLENGER, reason=reason)
+        h.registry().promote(
+            state.name, version, alias=CHALLENGER, reason=reason, report=seen.append
+        )
     except GateFailed as exc:
-        return False, f"{exc.message}; the challenger alias did not move"
-    return True, f"challenger -> {state.name} v{version} (gate passed)"
+        checks = (compared, *(seen[0].checks if seen else ()))
+        return False, f"{exc.message}; the challenger alias did not move", checks
+    checks = (compared, *(seen[0].checks if seen else ()))
+    return True, f"challenger -> {state.name} v{version} (gate passed)", checks

@@ -55,6 +55,7 @@ PAST = {
     "rollback": "rolled back to",
     "manual": "moved it to",
     "deploy": "deployed",
+    "approve": "approved",
 }
 _EVENT_KEY = re.compile(
     r"^mlops\.history\.(?P<alias>[\w\-]+|deploy/[\w\-]+)\.(?P<seq>\d+)\.(?P<token>\w+)$"

@@ -23,9 +23,17 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from backends.defaults import CHAMPION
-from backends.errors import GateFailed, InvalidInput, NotFound
+from backends.defaults import CHALLENGER, CHAMPION
+from backends.errors import Conflict, GateFailed, InvalidInput, NotFound
 from backends.mlflow.alias_moves import ModelTags
+from backends.mlflow.approvals import (
+    REPORT_TAG,
+    TRIGGER_TAG,
+    decode_report,
+    decode_trigger,
+    encode_report,
+    encode_trigger,
+)
 from backends.mlflow.client import connect, translate_errors
 from backends.mlflow.gate import check_requirement, model_checks, parse_requirement
 from backends.mlflow.history import (
@@ -43,10 +51,14 @@ from backends.records import (
     AliasHistory,
     AliasRollbackPlan,
     AliasState,
+    ApprovePlan,
+    GateReport,
     GateResult,
     ModelVersion,
+    PendingApproval,
     PromotePlan,
     RegisteredModel,
+    RetrainTrigger,
 )
 
 __all__ = ["Registry", "current_user"]
@@ -286,6 +298,106 @@ class Registry:
             self._tags.raise_if_stale(seen, self._tags.ledger(name))
         return self.apply_rollback(self.plan_rollback(name, alias=alias, to=to), reason=reason)
 
+    # ------------------------------------------------------------------ approvals
+
+    def record_gate(
+        self, name: str, version: int, report: GateReport, trigger: RetrainTrigger | None
+    ) -> None:
+        """Keep the retraining's gate report and trigger on the version, for its approver."""
+        with translate_errors(self.uri):
+            self._client.set_model_version_tag(
+                name, str(version), REPORT_TAG, encode_report(report)
+            )
+            if trigger is not None:
+                self._client.set_model_version_tag(
+                    name, str(version), TRIGGER_TAG, encode_trigger(trigger)
+                )
+
+    def pending_approvals(self, name: str | None = None) -> list[PendingApproval]:
+        """Challengers that wait for a person: ``challenger`` set and not the champion."""
+        with translate_errors(self.uri):
+            if name is not None:
+                models = [self._client.get_registered_model(name)]
+            else:
+                models, token = [], None
+                while True:
+                    page = self._client.search_registered_models(max_results=500, page_token=token)
+                    models.extend(page)
+                    token = page.token
+                    if not token:
+                        break
+        found = []
+        for rm in models:
+            aliases = dict(rm.aliases)
+            waiting = aliases.get(CHALLENGER)
+            if waiting is None or waiting == aliases.get(CHAMPION):
+                continue
+            found.append(self._pending(rm.name, int(waiting), aliases))
+        return sorted(found, key=lambda p: (p.created, p.model), reverse=True)
+
+    def plan_approve(self, name: str, version: int) -> ApprovePlan:
+        """What approving ``version`` moves: champion, from where it is now, to the challenger.
+        Conflict when ``version`` is not the challenger waiting (approve what was gated)."""
+        ledger = self._tags.ledger(name)
+        challenger = ledger.state(CHALLENGER)
+        if challenger.version != version:
+            waiting = (
+                f"v{challenger.version} is" if challenger.version is not None else "no version is"
+            )
+            raise Conflict(
+                f"{name} v{version} is not the challenger waiting for approval ({waiting}); "
+                "nothing moved",
+                title="Not waiting for approval",
+            )
+        champion = ledger.state(CHAMPION)
+        if champion.version == version:
+            raise Conflict(f"{name} v{version} is champion already; nothing moved")
+        pending = self._pending(name, version, dict(ledger.aliases))
+        return ApprovePlan(name, version, champion, challenger, pending)
+
+    def apply_approve(
+        self,
+        plan: ApprovePlan,
+        *,
+        reason: str = "",
+        report: Callable[[GateResult], None] | None = None,
+    ) -> tuple[GateResult, AliasEvent]:
+        """Make the plan's challenger champion, through the gate, as this registry's user (the
+        approver, written into the history). Conflict when either alias moved since the plan."""
+        ledger = self._tags.ledger(plan.model)
+        self._tags.raise_if_stale(plan.challenger, ledger)
+        gate = self.validate(plan.model, plan.version, alias=CHAMPION)
+        if report is not None:
+            report(gate)
+        if not gate.passed:
+            failed = "; ".join(f"{c.name}: {c.detail}" for c in gate.checks if not c.passed)
+            raise GateFailed(
+                f"version {plan.version} of {plan.model} did not pass: {failed}; nothing moved"
+            )
+        event = self._tags.move(plan.seen, plan.version, "approve", approval_reason(plan, reason))
+        return gate, event
+
+    def approve(
+        self, name: str, version: int, *, reason: str = ""
+    ) -> tuple[GateResult, AliasEvent]:
+        """Plan and apply an approval in one call."""
+        return self.apply_approve(self.plan_approve(name, version), reason=reason)
+
+    def _pending(self, name: str, version: int, aliases: dict[str, Any]) -> PendingApproval:
+        with translate_errors(self.uri):
+            mv = self._client.get_model_version(name, str(version))
+        tags = dict(mv.tags or {})
+        champion = aliases.get(CHAMPION)
+        return PendingApproval(
+            model=name,
+            version=version,
+            champion_version=None if champion is None else int(champion),
+            created=_ms(mv.creation_timestamp),
+            run_id=mv.run_id,
+            report=decode_report(tags.get(REPORT_TAG)),
+            trigger=decode_trigger(tags.get(TRIGGER_TAG)),
+        )
+
     def record_deployment(
         self,
         name: str,
@@ -337,6 +449,23 @@ class Registry:
             token = page.token
             if not token:
                 return found
+
+
+def approval_reason(plan: ApprovePlan, reason: str) -> str:
+    """The history's reason of an approval: what the approver saw (trigger, gate report)."""
+    pending = plan.pending
+    parts = [reason or "approved"]
+    if pending.trigger is not None:
+        parts.append(f"trigger: {pending.trigger.summary()}")
+    if pending.report is not None:
+        checks = pending.report.checks
+        passed = sum(c.passed for c in checks)
+        parts.append(
+            f"gate report: {pending.report.comparison}; {passed}/{len(checks)} checks passed"
+        )
+    else:
+        parts.append("no gate report on the version (moved to challenger by hand)")
+    return "; ".join(parts)
 
 
 def _ms(ms: int | None) -> datetime:

@@ -3,11 +3,11 @@ the plans of the moves an operator confirms."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-AliasAction = Literal["promote", "rollback", "manual", "deploy"]
+AliasAction = Literal["promote", "rollback", "manual", "deploy", "approve"]
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,76 @@ class AliasRollbackPlan:
     @property
     def moves(self) -> bool:
         return self.seen.version != self.to_version
+
+
+@dataclass(frozen=True)
+class RetrainTrigger:
+    """What started a retraining: an alert (name, labels, since when) or a person's command."""
+
+    source: str  # "alertmanager", "cli", "console"
+    alert: str = ""  # the alert's name, when an alert started it
+    labels: dict[str, str] = field(default_factory=dict)
+    starts_at: str = ""  # the alert's startsAt, as Alertmanager sent it
+    by: str = ""  # who ran it, or which hooks server took the alert
+
+    def summary(self) -> str:
+        if not self.alert:
+            return f"started by {self.by or 'someone'} ({self.source})"
+        shown = " ".join(
+            f"{k}={v}" for k, v in sorted(self.labels.items()) if k not in ("alertname",)
+        )
+        since = f" since {self.starts_at}" if self.starts_at else ""
+        return f"alert {self.alert} ({shown}){since}, via {self.source}"
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """What the retraining's gate found for a challenger, kept on its version for the person
+    who approves it: the comparison with the champion and every check of the registry's gate."""
+
+    comparison: str
+    checks: tuple[GateCheck, ...]
+    passed: bool
+    champion_version: int | None
+    at: str  # ISO time
+
+    def lines(self) -> list[str]:
+        out = [self.comparison]
+        out += [f"{'pass' if c.passed else 'FAIL'}  {c.name}: {c.detail}" for c in self.checks]
+        return out
+
+
+@dataclass(frozen=True)
+class PendingApproval:
+    """A challenger that passed its gate and waits for a person to make it champion."""
+
+    model: str
+    version: int
+    champion_version: int | None
+    created: datetime
+    run_id: str | None
+    report: GateReport | None  # None: moved to challenger by hand, never gated by a retrain
+    trigger: RetrainTrigger | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} v{self.version}"
+
+
+@dataclass(frozen=True)
+class ApprovePlan:
+    """An approval as the approver is shown it: champion of ``model`` from ``seen`` to the
+    challenger ``version``, which must still be the challenger when it is applied."""
+
+    model: str
+    version: int
+    seen: AliasState  # champion as it was when the plan was read
+    challenger: AliasState  # the challenger alias as it was (at ``version``)
+    pending: PendingApproval
+
+    @property
+    def from_version(self) -> int | None:
+        return self.seen.version
 
 
 def version_number(value: object) -> int | None:

@@ -8,6 +8,7 @@ import typer
 
 from console.cli import alerts as alerts_cli
 from console.cli import deploy as deploy_cli
+from console.cli import hooks as hooks_cli
 from console.cli import images as images_cli
 from console.cli import models
 from console.cli import monitor as monitor_cli
@@ -36,6 +37,7 @@ app.command("quickstart")(quickstart_cli.quickstart)
 app.add_typer(images_cli.app, name="image")
 app.add_typer(deploy_cli.app, name="deploy")
 app.add_typer(alerts_cli.app, name="alerts")
+app.add_typer(hooks_cli.app, name="hooks")
 
 
 @app.callback(invoke_without_command=True)

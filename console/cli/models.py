@@ -215,6 +215,62 @@ def rollback(
 
 
 @app.command()
+def pending(as_json: JsonOpt = False) -> None:
+    """Challengers waiting for a person's approval, with their trigger and gate report."""
+    from console.plans import pending_lines
+
+    with backend_errors():
+        waiting = _registry().pending_approvals()
+    if as_json:
+        print_json(waiting)
+        return
+    if not waiting:
+        typer.echo("no challenger waits for approval")
+        return
+    for p in waiting:
+        champion = fmt.version(p.champion_version)
+        typer.echo(
+            f"{p.label} waits for approval (champion {champion}, since {fmt.when(p.created)})"
+        )
+        for line in pending_lines(p):
+            typer.echo(f"  {line}")
+        typer.echo(f"  approve: mlops models approve {p.model} {p.version}")
+
+
+@app.command()
+def approve(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Registered model name.")],
+    version: Annotated[
+        int, typer.Argument(metavar="VERSION", help="The challenger version to approve.")
+    ],
+    reason: ReasonOpt = "",
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve the challenger VERSION: champion moves to it through the gate, and you are
+    written into the history as the approver. Exit 5 if VERSION is not the challenger waiting
+    (or champion or challenger moved since the plan), 1 if the gate fails."""
+    refuse_if_read_only("models approve")
+    from console.plans import approve_summary
+
+    def report(result: GateResult) -> None:
+        if not as_json:
+            _print_gate(result)
+        elif not result.passed:
+            print_json({"gate": result, "event": None})
+
+    with backend_errors():
+        registry = _registry()
+        plan = registry.plan_approve(name, version)
+        confirm(approve_summary(plan), yes=yes)
+        gate, event = registry.apply_approve(plan, reason=reason, report=report)
+    if as_json:
+        print_json({"gate": gate, "event": event})
+    else:
+        typer.echo(_moved(event))
+
+
+@app.command()
 def history(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Registered model name.")],
     alias: Annotated[

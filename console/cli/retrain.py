@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from backends.defaults import CHAMPION
 from console.cli.common import backend_errors, fail, refuse_if_read_only
 from console.cli.exit_codes import ExitCode
 
@@ -39,7 +38,7 @@ def retrain(
         bool,
         typer.Option(
             "--approve",
-            help="Promote the challenger to champion when it passes (the human approval).",
+            help="Approve the challenger this run evaluated when it passes (you, the approver).",
         ),
     ] = False,
     project: Annotated[
@@ -61,8 +60,10 @@ def retrain(
 ) -> None:
     """Retrain the serving model on new data; register a gated challenger; promote on approval."""
     refuse_if_read_only("retrain")
+    from backends.identity import current_user
     from backends.lifecycle import retrain as retrain_flow
     from backends.lifecycle.handles import Handles
+    from backends.records import RetrainTrigger
     from console.config import Settings, default_project
 
     if (deployment is None) == (target is None):
@@ -88,6 +89,7 @@ def retrain(
             tolerance=tolerance,
             on_line=(lambda _line: None) if quiet else (lambda line: typer.echo(f"  {line}")),
             on_step=typer.echo,
+            trigger=RetrainTrigger(source="cli", by=current_user()),
         )
         if not outcome.gate_passed:
             fail(outcome.gate, ExitCode.CHECK_FAILED)
@@ -95,14 +97,14 @@ def retrain(
         name, version = outcome.model, outcome.challenger_version
         if not approve:
             typer.echo(
-                f"waiting for approval: mlops models promote {name} "
-                f"{version} --alias champion  (or in the console: Models, the version, p)"
+                f"waiting for approval: mlops models approve {name} {version}"
+                "  (or in the console: Models, the version, A)"
             )
             return
-        reason = f"retrain of v{outcome.served_version} (run {outcome.served_run_id}): "
-        reason += f"{outcome.drift}; {outcome.comparison}"
-        h.registry().promote(name, version, alias=CHAMPION, reason=f"approved: {reason}")
-        typer.echo(f"champion -> {name} v{version} (approved)")
+        # The version this run evaluated, or nothing: approve refuses (exit 5) if the
+        # challenger is no longer it, so a rival retraining's challenger is never promoted.
+        _, event = h.registry().approve(name, version, reason="approved with retrain --approve")
+        typer.echo(f"champion -> {name} v{event.to_version} (approved by {event.who})")
         if deployment:
             typer.echo(
                 f"roll it out: mlops deploy up {name}@champion --name {deployment}"

@@ -1,4 +1,5 @@
-"""Models: registered models → versions with aliases and metrics; promote, roll back, history."""
+"""Models: registered models → versions with aliases and metrics; promote, approve a waiting
+challenger, roll back, history."""
 
 from __future__ import annotations
 
@@ -11,12 +12,19 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable
 
 from backends.defaults import CHALLENGER, CHAMPION
-from backends.records import AliasRollbackPlan, ModelVersion, PromotePlan, RegisteredModel
+from backends.records import (
+    AliasRollbackPlan,
+    ApprovePlan,
+    ModelVersion,
+    PromotePlan,
+    RegisteredModel,
+)
 from console import format as fmt
 from console.capabilities import Registry
 from console.messages import (
     AliasMoved,
     AliasRollbackPlanned,
+    ApprovePlanned,
     BackendFailed,
     ModelsLoaded,
     PromotePlanned,
@@ -24,7 +32,7 @@ from console.messages import (
 )
 from console.modals.confirm import ConfirmModal
 from console.modals.message import MessageModal
-from console.plans import alias_rollback_summary, promote_summary
+from console.plans import alias_rollback_summary, approve_summary, promote_summary
 from console.screens.base import ResourceScreen
 from console.widgets import tables
 
@@ -39,6 +47,7 @@ class ModelsScreen(ResourceScreen):
         "promote": "promote",
         "promote_challenger": "promote",
         "rollback": "roll back",
+        "approve": "approve",
     }
     BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
         Binding("p", "promote", "Promote", id="models.promote", tooltip="champion → this version"),
@@ -48,6 +57,13 @@ class ModelsScreen(ResourceScreen):
             "Challenger",
             id="models.challenger",
             tooltip="challenger → this version",
+        ),
+        Binding(
+            "A",
+            "approve",
+            "Approve",
+            id="models.approve",
+            tooltip="champion → the challenger waiting for approval",
         ),
         Binding("r", "rollback", "Roll back", id="models.rollback", tooltip="champion back a step"),
         Binding("h", "history", "History", id="models.history", tooltip="Every alias move"),
@@ -170,7 +186,7 @@ class ModelsScreen(ResourceScreen):
         rows = [
             (
                 f"v{v.version}",
-                " ".join(v.aliases) or "-",
+                _aliases(v),
                 v.status + (f" ({v.stage})" if v.stage and v.stage != "None" else ""),
                 *(fmt.number(v.metrics.get(k)) for k in keys),
                 (v.run_id or "-")[:8],
@@ -243,6 +259,57 @@ class ModelsScreen(ResourceScreen):
         else:
             self.post_message(AliasMoved(plan.model, plan.alias, event, gate))
 
+    def action_approve(self) -> None:
+        """Approve the challenger waiting on the selected model (the selected version when it
+        is the challenger): the dialog shows its trigger and gate report before anything."""
+        if self.refuse_if_read_only("approve"):
+            return
+        if self.model is None:
+            self.notify("no model selected", severity="warning")
+            return
+        waiting = next((v for v in self.versions if _waits(v)), None)
+        if waiting is None:
+            self.notify(f"no challenger of {self.model} waits for approval", severity="warning")
+            return
+        self._plan_approve(self.model, waiting.version)
+
+    @work(thread=True, exit_on_error=False, group="moves")
+    def _plan_approve(self, model: str, version: int) -> None:
+        try:
+            plan = self.registry.plan_approve(model, version)
+        except Exception as exc:  # any failure is shown, never raised
+            self.post_message(BackendFailed("approve", exc))
+        else:
+            self.post_message(ApprovePlanned(plan))
+
+    def on_approve_planned(self, message: ApprovePlanned) -> None:
+        plan = message.plan
+        if self.app.screen is not self:
+            return  # the operator went elsewhere meanwhile: no dialog over another screen
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.set_pane_status(f"approving {plan.model} v{plan.version}…")
+                self._approve(plan)
+
+        self.app.push_screen(
+            ConfirmModal(
+                f"Approve {plan.model} v{plan.version}?",
+                approve_summary(plan),
+                confirm_label="Approve",
+            ),
+            confirmed,
+        )
+
+    @work(thread=True, exit_on_error=False, group="moves")
+    def _approve(self, plan: ApprovePlan) -> None:
+        try:
+            gate, event = self.registry.approve(plan)
+        except Exception as exc:  # any failure is shown, never raised
+            self.post_message(BackendFailed("approve", exc))
+        else:
+            self.post_message(AliasMoved(plan.model, CHAMPION, event, gate))
+
     def action_rollback(self, alias: str = CHAMPION) -> None:
         if self.refuse_if_read_only("rollback"):
             return
@@ -308,3 +375,13 @@ class ModelsScreen(ResourceScreen):
         from console.screens.alias_history import AliasHistoryScreen
 
         self.app.push_screen(AliasHistoryScreen(self.model))
+
+
+def _waits(version: ModelVersion) -> bool:
+    """The challenger, not (yet) champion: it waits for a person's approval."""
+    return CHALLENGER in version.aliases and CHAMPION not in version.aliases
+
+
+def _aliases(version: ModelVersion) -> str:
+    shown = " ".join(version.aliases) or "-"
+    return f"{shown} ⏳ waits for approval (A)" if _waits(version) else shown

@@ -90,8 +90,10 @@ class MetricsMonitoring:
     ) -> RetrainOutcome:
         from backends.docker import containers
         from backends.errors import NotFound
+        from backends.identity import current_user
         from backends.lifecycle.retrain import retrain_challenger
         from backends.prometheus.discovery import scrape_targets
+        from backends.records import RetrainTrigger
 
         h = self.session.handles()
         # The address the monitor reads it at (a port published on every interface → loopback).
@@ -105,4 +107,5 @@ class MetricsMonitoring:
             fallback_project=default_project(),
             deployment=deployment,
             on_line=on_line,
+            trigger=RetrainTrigger(source="console", by=current_user()),
         )

@@ -10,8 +10,10 @@ if TYPE_CHECKING:
     from backends.records import (
         AliasEvent,
         AliasRollbackPlan,
+        ApprovePlan,
         GateResult,
         ModelVersion,
+        PendingApproval,
         PromotePlan,
         RegisteredModel,
     )
@@ -45,3 +47,14 @@ class MlflowRegistry:
 
     def rollback(self, plan: AliasRollbackPlan) -> AliasEvent | None:
         return self.session.handles().registry().apply_rollback(plan, reason=REASON)
+
+    def pending_approvals(self) -> list[PendingApproval]:
+        return self.session.handles().registry().pending_approvals()
+
+    def plan_approve(self, model: str, version: int) -> ApprovePlan:
+        return self.session.handles().registry().plan_approve(model, version)
+
+    def approve(self, plan: ApprovePlan) -> tuple[GateResult, AliasEvent]:
+        return (
+            self.session.handles().registry().apply_approve(plan, reason="approved in the console")
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -160,13 +162,55 @@ def test_shifted_traffic_trains_a_gated_challenger_that_waits_for_approval(
     assert challenger_event.action == "promote" and challenger_event.to_version == 2
     assert "PSI=" in challenger_event.reason and "not worse" in challenger_event.reason
 
-    # The human approval: --approve promotes what passed the gate.
+    # It waits, with what it was judged on and what started it.
+    waiting = models_cli(serving, "pending", "--json")
+    assert waiting.exit_code == 0, waiting.output
+    (pending,) = [p for p in json.loads(waiting.stdout) if p["model"] == serving.name]
+    assert pending["version"] == 2 and pending["champion_version"] == 1
+    assert pending["report"]["passed"] is True
+    assert "not worse than champion" in pending["report"]["comparison"]
+    assert {c["name"] for c in pending["report"]["checks"]} >= {"no worse than the champion"}
+    assert pending["trigger"]["source"] == "cli"
+    version_tags = client.get_model_version(serving.name, "2").tags
+    assert json.loads(version_tags["mlops.gate.report"])["passed"] is True
+
+    # Only the challenger that waits can be approved, and approving is a person's act.
+    wrong = models_cli(serving, "approve", serving.name, "1", "--yes")
+    assert wrong.exit_code == 5, wrong.output
+    assert "not the challenger waiting" in wrong.stderr
+    approved = models_cli(serving, "approve", serving.name, "2", "--yes", user="alice")
+    assert approved.exit_code == 0, approved.output
+    assert versions(serving) == {"champion": "2", "challenger": "2"}
+    approval = Registry(serving.tracking_uri).history(serving.name, "champion")[-1]
+    assert (approval.action, approval.who, approval.from_version, approval.to_version) == (
+        "approve",
+        "alice",
+        1,
+        2,
+    )
+    assert "gate report: " in approval.reason and "trigger: started by" in approval.reason
+    empty = models_cli(serving, "pending")
+    assert "no challenger waits for approval" in empty.stdout
+
+    # --approve approves the version that run evaluated (v3), and no other.
     code, out = cli(serving, "--if-drift", "--approve", "--data", str(serving.data / "shifted.csv"))
     assert code == 0, out
-    assert "champion -> " in out and "(approved)" in out
+    assert "champion -> " in out and "v3 (approved by " in out
     assert versions(serving) == {"champion": "3", "challenger": "3"}
     champion_moves = Registry(serving.tracking_uri).history(serving.name, "champion")
-    assert champion_moves[-1].reason.startswith("approved: retrain of v1")
+    assert champion_moves[-1].action == "approve" and champion_moves[-1].to_version == 3
+    assert champion_moves[-1].reason.startswith("approved with retrain --approve")
+    stale = models_cli(serving, "approve", serving.name, "2", "--yes")
+    assert stale.exit_code == 5, stale.output
+
+
+def models_cli(serving: Serving, *args: str, user: str = "") -> Any:
+    from console.cli.main import app
+
+    env = {"MLFLOW_TRACKING_URI": serving.tracking_uri}
+    if user:
+        env["MLOPS_USER"] = user
+    return CliRunner().invoke(app, ["models", *args], env=env)
 
 
 def test_bad_input_is_a_usage_error(serving: Serving) -> None:

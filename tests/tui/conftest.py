@@ -22,7 +22,9 @@ def fake_alerts() -> FakeAlerts:
 
 @pytest.fixture
 def make_app(fake: FakeBackends, fake_alerts: FakeAlerts) -> Any:
-    def make(start_mode: str = "runs", **settings_overrides: object) -> MlopsApp:
+    def make(
+        start_mode: str = "runs", approval_interval: float = 30.0, **settings_overrides: object
+    ) -> MlopsApp:
         return MlopsApp(
             settings(**settings_overrides),
             services=services(fake, fake_alerts),
@@ -32,6 +34,7 @@ def make_app(fake: FakeBackends, fake_alerts: FakeAlerts) -> Any:
             retry_max=0.2,
             refresh_interval=0.1,
             start_mode=start_mode,
+            approval_interval=approval_interval,
         )
 
     return make

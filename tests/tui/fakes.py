@@ -16,6 +16,7 @@ from backends.records import (
     AliasEvent,
     AliasRollbackPlan,
     AliasState,
+    ApprovePlan,
     BuildOutcome,
     Deployment,
     DeploymentHealth,
@@ -25,6 +26,7 @@ from backends.records import (
     Experiment,
     FeatureDrift,
     GateCheck,
+    GateReport,
     GateResult,
     LatencySummary,
     MetricPoint,
@@ -34,10 +36,12 @@ from backends.records import (
     MonitorHistory,
     MonitorSnapshot,
     ParamRow,
+    PendingApproval,
     ProjectParameter,
     PromotePlan,
     RegisteredModel,
     RetrainOutcome,
+    RetrainTrigger,
     RollbackOutcome,
     RollbackPlan,
     RunComparison,
@@ -133,6 +137,10 @@ class FakeBackends:
         default_factory=lambda: [event(1, "champion", None, 1, "promote")]
     )
     deployments: list[Deployment] = field(default_factory=list)
+    # Challengers waiting for approval: derived from ``aliases`` (challenger ≠ champion),
+    # with this trigger and gate report.
+    pending_report: GateReport | None = None
+    pending_trigger: RetrainTrigger | None = None
     down: dict[str, int] = field(default_factory=dict)  # backend → data calls left to fail
     probe_down: dict[str, int] = field(default_factory=dict)  # backend → probes left to fail
     calls: list[tuple[object, ...]] = field(default_factory=list)
@@ -264,8 +272,10 @@ class FakeBackends:
 
     def versions(self, model: str) -> list[ModelVersion]:
         self.calls.append(("versions", model))
-        holders = {v: a for a, v in self.aliases.items()}
-        return [version(v, (holders[v],) if v in holders else ()) for v in (2, 1)]
+        return [
+            version(v, tuple(sorted(a for a, held in self.aliases.items() if held == v)))
+            for v in (2, 1)
+        ]
 
     def history(self, model: str) -> list[AliasEvent]:
         self.calls.append(("history", model))
@@ -302,6 +312,46 @@ class FakeBackends:
         moved = event(len(self.events) + 1, alias, before, v, "promote")
         self.events.append(moved)
         return GateResult(model, v, alias, (check,), True), moved
+
+    def pending_approvals(self) -> list[PendingApproval]:
+        # Polled by the app in the background: not recorded in ``calls``, whose order tests
+        # read for what the operator's keys did.
+        self._maybe_down("mlflow")
+        waiting = self.aliases.get("challenger")
+        if waiting is None or waiting == self.aliases.get("champion"):
+            return []
+        champion = self.aliases.get("champion")
+        return [
+            PendingApproval(
+                "iris",
+                waiting,
+                champion,
+                T0,
+                f"run{waiting}",
+                self.pending_report,
+                self.pending_trigger,
+            )
+        ]
+
+    def plan_approve(self, model: str, version: int) -> ApprovePlan:
+        self.calls.append(("plan_approve", model, version))
+        waiting = next((p for p in self.pending_approvals() if p.version == version), None)
+        if waiting is None:
+            raise Conflict(f"{model} v{version} is not the challenger waiting for approval")
+        return ApprovePlan(
+            model, version, self._seen(model, "champion"), self._seen(model, "challenger"), waiting
+        )
+
+    def approve(self, plan: ApprovePlan) -> tuple[GateResult, AliasEvent]:
+        self.calls.append(("approve", plan.model, plan.version))
+        self._check_seen(plan.challenger)
+        self._check_seen(plan.seen)
+        before = self.aliases.get("champion")
+        self.aliases["champion"] = plan.version
+        moved = event(len(self.events) + 1, "champion", before, plan.version, "approve")
+        self.events.append(moved)
+        check = GateCheck("predict", True, "loads and predicts 5 rows")
+        return GateResult(plan.model, plan.version, "champion", (check,), True), moved
 
     def plan_rollback(self, model: str, alias: str) -> AliasRollbackPlan:
         self.calls.append(("plan_rollback", model, alias))
