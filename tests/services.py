@@ -246,10 +246,10 @@ class MlflowServer:
 
 
 def start_mlflow_server(
-    root: Path, timeout: float = 300, backend: str | None = None
+    root: Path, timeout: float = 300, backend: str | None = None, **env: str
 ) -> MlflowServer:
     """A real `mlflow server` on a free loopback port: a sqlite store (or ``backend``),
-    artifacts proxied to root."""
+    artifacts proxied to root; ``env`` for its process (its webhook settings, say)."""
     port = free_port()
     log = root / "mlflow-server.log"
     cmd = [
@@ -268,7 +268,7 @@ def start_mlflow_server(
         "--workers",
         "2",
     ]
-    proc = _spawn(cmd, log, root)
+    proc = _spawn(cmd, log, root, **env)
     url = f"http://127.0.0.1:{port}"
     _wait_http(f"{url}/health", proc, log, timeout, "mlflow server")
     remember_log("mlflow server", log)

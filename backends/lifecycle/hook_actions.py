@@ -12,7 +12,7 @@ from backends.lifecycle.handles import Handles
 from backends.lifecycle.hooks import Target
 from backends.records import RetrainOutcome, RetrainTrigger
 
-__all__ = ["docker_factory", "retrainer"]
+__all__ = ["docker_factory", "mlflow_handler", "retrainer"]
 
 log = logging.getLogger("mlops.hooks")
 
@@ -54,3 +54,35 @@ def retrainer(
             )
 
     return retrain
+
+
+def mlflow_handler(
+    tracking_uri: str, secret: str
+) -> Callable[[bytes, dict[str, str]], dict[str, Any]]:
+    """The registry webhook's handler: a signed alias event enters the history now, as a
+    manual move (MLflow does not say who), unless it was our own."""
+
+    def handle(body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+        from backends.mlflow import webhooks
+        from backends.mlflow.registry import Registry
+
+        delivery = webhooks.verify(secret, headers, body)
+        change = webhooks.parse_alias_change(body, delivery)
+        if change is None:
+            return {"recorded": False, "why": "not an alias event"}
+        registry = Registry(tracking_uri, user="mlflow-webhook")
+        note = (
+            f"moved outside mlops (to {'v' + str(change.version) if change.version else 'unset'});"
+            f" recorded from MLflow's registry webhook, delivery {change.delivery[:40]}"
+        )
+        event = registry.record_outside_move(change.model, change.alias, note)
+        log.info(
+            "registry webhook: %s of %s -> %s: %s",
+            change.alias,
+            change.model,
+            change.version,
+            "recorded" if event else "nothing to record (ours, or recorded already)",
+        )
+        return {"recorded": event is not None, "model": change.model, "alias": change.alias}
+
+    return handle

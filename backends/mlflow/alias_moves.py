@@ -200,6 +200,33 @@ class ModelTags:
         self.set(ledger.model, *encode_event(done))
         return done
 
+    def record_outside_move(self, name: str, alias: str, note: str) -> AliasEvent | None:
+        """Write down a move made outside mlops now, as told by the registry's webhook: a
+        ``manual`` event (who: unknown, MLflow does not say), unless the alias stands where
+        its newest event says (our own move) or someone holds a claim on it (they are moving
+        it, and record what they find). A brief claim of our own keeps two deliveries of one
+        move from writing it twice; when they meet, neither writes, and the next read or move
+        detects it as before."""
+        now = utc_now()
+        if self.ledger(name).manual_move(alias, now) is None:
+            return None
+        claim_key, claim_value = encode_claim(alias, new_token(), self.user, None)
+        self.set(name, claim_key, claim_value)
+        try:
+            ledger = self.ledger(name)
+            if ledger.live_claims(alias, time.time(), besides=claim_key):
+                return None
+            manual = ledger.manual_move(alias, now, own_claim=claim_key)
+            if manual is None:
+                return None
+            manual = fitted(
+                replace(manual, id=f"{manual.seq:08d}.{new_token()}", recorded=True, reason=note)
+            )
+            self.set(name, *encode_event(manual))
+            return manual
+        finally:
+            self.delete(name, claim_key)
+
     def record_deployment(
         self,
         name: str,

@@ -214,6 +214,15 @@ def stale_message(seen: AliasState, ledger: Ledger, *, own_claim: str = "") -> s
     head = f"{seen.alias} of {seen.model} moved since you read it (at version {_v(seen.version)})"
     seen_seq = int(seen.last_event_id.split(".")[0]) if seen.last_event_id else 0
     newer = [e for e in ledger.events_of(seen.alias) if e.seq > seen_seq]
+    if (
+        now.version == seen.version
+        and newer
+        and all(e.action == "manual" for e in newer)
+        and newer[-1].to_version == seen.version
+    ):
+        # Only the write-down of an outside move the caller already saw the result of (the
+        # registry's webhook records it): the view is right about where the alias stands.
+        return None
     if newer and newer[-1].to_version == now.version:
         last = newer[-1]
         when = last.at.strftime("%Y-%m-%d %H:%M:%S %Z")

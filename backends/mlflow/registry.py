@@ -383,6 +383,12 @@ class Registry:
         """Plan and apply an approval in one call."""
         return self.apply_approve(self.plan_approve(name, version), reason=reason)
 
+    def record_outside_move(self, name: str, alias: str, note: str) -> AliasEvent | None:
+        """Write down a move of ``alias`` made outside mlops (the registry's webhook saw it):
+        the manual event, or None when there is nothing to write (our own move, or one
+        already recorded)."""
+        return self._tags.record_outside_move(name, check_alias(alias), note)
+
     def _pending(self, name: str, version: int, aliases: dict[str, Any]) -> PendingApproval:
         with translate_errors(self.uri):
             mv = self._client.get_model_version(name, str(version))

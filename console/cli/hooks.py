@@ -79,6 +79,10 @@ def serve(
     cooldown: Annotated[
         float, typer.Option(help="Seconds after a retraining before the model's next one.")
     ] = 3600.0,
+    mlflow_secret_file: Annotated[
+        Path | None,
+        typer.Option(help="Secret of MLflow's registry webhook (enables /hooks/mlflow)."),
+    ] = None,
 ) -> None:
     """Receive Alertmanager's webhook: a firing drift or quality alert for a deployment starts
     its gated retraining, one at a time per model, leaving a challenger for a person to
@@ -112,6 +116,10 @@ def serve(
         cooldown=cooldown,
     )
     mlflow_handler = None
+    if mlflow_secret_file is not None:
+        mlflow_handler = hook_actions.mlflow_handler(
+            settings.tracking_uri, _secret(mlflow_secret_file)
+        )
     typer.echo(f"hooks on http://{host}:{port}: POST /hooks/alertmanager, /hooks/mlflow")
     typer.echo(f"bearer token in {token_path} (Alertmanager's credentials_file)")
     uvicorn.run(
@@ -120,3 +128,45 @@ def serve(
         port=port,
         log_level="warning",
     )
+
+
+def _secret(path: Path) -> str:
+    try:
+        secret = path.read_text().strip()
+    except OSError as exc:
+        fail(f"{path}: {exc.strerror}", ExitCode.USAGE)
+    if not secret:
+        fail(f"{path} is empty: put the webhook's secret in it", ExitCode.USAGE)
+    return secret
+
+
+@app.command("register-mlflow")
+def register_mlflow(
+    url: Annotated[
+        str,
+        typer.Option(help="Where the tracking server reaches `mlops hooks serve`'s /hooks/mlflow."),
+    ],
+    secret_file: Annotated[Path, typer.Option(help="The webhook's secret (serve's too).")],
+    name: Annotated[str, typer.Option(help="The webhook's name in MLflow.")] = "mlops-console",
+) -> None:
+    """Register the receiver as the tracking server's webhook for alias events, so alias
+    moves made outside the console enter the history when they happen. What the tracking
+    server refuses is said in its own words (exit 2): an http URL unless the server allows it
+    (MLFLOW_WEBHOOK_ALLOWED_SCHEMES), a loopback one unless MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS,
+    a file store. Without the webhook, moves are detected the next time the history is read
+    or an alias moves, as before."""
+    refuse_if_read_only("hooks register-mlflow")
+    from backends.mlflow import webhooks
+    from backends.mlflow.client import connect
+    from console.cli.common import backend_errors
+    from console.config import Settings
+
+    secret = _secret(secret_file)
+    tracking = Settings.from_env().tracking_uri
+    with backend_errors():
+        client = connect(tracking)
+        try:
+            hook_id = webhooks.register(client, name, url, secret)
+        except AttributeError:
+            fail("this MLflow client has no webhooks (MLflow >= 3.3 needed)", ExitCode.UNREACHABLE)
+    typer.echo(f"webhook {name} ({hook_id}): alias created/deleted -> {url}")
