@@ -134,11 +134,18 @@ class MlopsApp(App[None]):
             await asyncio.sleep(self.approval_interval)
 
     def on_pending_approvals(self, message: PendingApprovals) -> None:
-        for pending in message.pending:
-            key = (pending.model, pending.version)
-            if key in self._announced:
-                continue
-            self._announced.add(key)
+        fresh = [p for p in message.pending if (p.model, p.version) not in self._announced]
+        self._announced.update((p.model, p.version) for p in fresh)
+        if len(fresh) > 3:  # a registry full of them (the first look): one notice, not a wall
+            names = ", ".join(p.label for p in fresh[:5]) + (" …" if len(fresh) > 5 else "")
+            self.notify(
+                f"{len(fresh)} challengers wait for approval: {names}. "
+                "Approve them on :models with A.",
+                title="Approval needed",
+                timeout=30,
+            )
+            return
+        for pending in fresh:
             why = pending.trigger.summary() if pending.trigger else "moved to challenger by hand"
             self.notify(
                 f"{pending.label} waits for approval ({why}). Approve it on :models with A.",

@@ -215,12 +215,17 @@ def rollback(
 
 
 @app.command()
-def pending(as_json: JsonOpt = False) -> None:
+def pending(
+    name: Annotated[
+        str | None, typer.Argument(metavar="[NAME]", help="Only this model (default: all).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Challengers waiting for a person's approval, with their trigger and gate report."""
     from console.plans import pending_lines
 
     with backend_errors():
-        waiting = _registry().pending_approvals()
+        waiting = _registry().pending_approvals(name)
     if as_json:
         print_json(waiting)
         return

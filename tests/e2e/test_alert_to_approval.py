@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,12 @@ import pytest
 from tests import services
 from tests.conftest import FEATURES, ROOT, iris_frame
 from tests.e2e.tmux import TmuxSession
+
+
+@pytest.fixture(autouse=True)
+def _needs_alertmanager() -> None:
+    services.alertmanager_binary()  # skip (locally) or fail (CI) before the slow part
+
 
 pytestmark = [
     pytest.mark.integration,
@@ -44,12 +51,24 @@ def wait(condition: object, what: str, hang_guard: float, every: float = 0.5) ->
     raise AssertionError(f"{what}: not within the {hang_guard:.0f} s hang guard")
 
 
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[services.MlflowServer]:
+    """A tracking server of its own: the console announces every waiting challenger of the
+    registry, and the shared one holds other tests' challengers."""
+    root = tmp_path / "mlflow"
+    root.mkdir()
+    server = services.start_mlflow_server(root)
+    try:
+        yield server
+    finally:
+        services.stop(server)
+
+
 def test_drift_alert_retrains_and_a_person_approves_in_the_console(
     mlflow_server: services.MlflowServer, tmp_path: Path
 ) -> None:
     from backends.mlflow.registry import Registry
 
-    services.alertmanager_binary()  # skip (locally) or fail (CI) before the slow part
     name = f"loop-{uuid.uuid4().hex[:6]}"
     deployment = f"web-{name}"
     env = services.env_with_venv_on_path(MLFLOW_TRACKING_URI=mlflow_server.url)

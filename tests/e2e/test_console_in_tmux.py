@@ -115,8 +115,7 @@ def test_train_twice_compare_promote_and_roll_back_against_a_real_server(
         for version, trees in ((1, "10"), (2, "30")):
             session.send("t")
             session.wait_for("parameters from its MLproject", timeout=20)  # the form is ready
-            session.press("BSpace", "BSpace", "BSpace", trees)  # n_estimators: 100 → trees
-            session.wait_for(f"n_estimators (int)      {trees}\n")
+            session.retype("n_estimators (int)", trees)  # 100 → trees
             session.press(*["Tab"] * 6, pause=0.2)  # six parameters, then "register as"
             session.press(model)
             session.wait_for(f"register as             {model}")

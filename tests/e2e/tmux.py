@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 
 from tests.services import service_missing
 
@@ -71,6 +73,36 @@ class TmuxSession:
         for key in keys:
             self.send(key)
             time.sleep(pause)
+
+    def retype(self, label: str, new: str, timeout: float = 60) -> None:
+        """Replace the value shown after ``label`` by ``new``, one key at a time, each seen on
+        the screen before the next. Under load the app reads several keys at once, and
+        Textual drops a key that arrives in the same read as a backspace (tmux 3.3, Textual
+        8): a key whose effect does not show is sent again."""
+        pattern = re.compile(re.escape(label) + r"[ \t]*(\S*)")
+
+        def value() -> str | None:
+            found = pattern.search(self.screen())
+            return found.group(1) if found else None
+
+        def step(key: str, done: Callable[[str | None], bool]) -> None:
+            before = value()
+            deadline = time.monotonic() + max(timeout, HANG_GUARD)
+            self.send(key)
+            again = time.monotonic() + 5
+            while not done(now := value()):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{label}: {now!r} after {key}")
+                if now == before and time.monotonic() > again:
+                    self.send(key)  # lost: nothing changed on screen
+                    again = time.monotonic() + 5
+                time.sleep(0.1)
+
+        while (shown := value()) not in ("", None):
+            # The field may select all on focus (one backspace clears it) or not.
+            step("BSpace", lambda now, was=shown: now is not None and len(now) < len(was))
+        for i, char in enumerate(new):
+            step(char, lambda now, want=new[: i + 1]: now == want)
 
     def wait_for(self, text: str, timeout: float = 60) -> str:
         """Until ``text`` is on the screen. ``timeout`` is a hang guard, never under a minute:

@@ -163,7 +163,7 @@ def test_shifted_traffic_trains_a_gated_challenger_that_waits_for_approval(
     assert "PSI=" in challenger_event.reason and "not worse" in challenger_event.reason
 
     # It waits, with what it was judged on and what started it.
-    waiting = models_cli(serving, "pending", "--json")
+    waiting = models_cli(serving, "pending", serving.name, "--json")
     assert waiting.exit_code == 0, waiting.output
     (pending,) = [p for p in json.loads(waiting.stdout) if p["model"] == serving.name]
     assert pending["version"] == 2 and pending["champion_version"] == 1
@@ -189,7 +189,7 @@ def test_shifted_traffic_trains_a_gated_challenger_that_waits_for_approval(
         2,
     )
     assert "gate report: " in approval.reason and "trigger: started by" in approval.reason
-    empty = models_cli(serving, "pending")
+    empty = models_cli(serving, "pending", serving.name)
     assert "no challenger waits for approval" in empty.stdout
 
     # --approve approves the version that run evaluated (v3), and no other.

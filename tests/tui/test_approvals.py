@@ -127,3 +127,22 @@ async def test_read_only_refuses_approve(make_app: Any, waiting: FakeBackends) -
         await pilot.pause(0.2)
         assert not any(c[0] in ("plan_approve", "approve") for c in waiting.calls)
         assert waiting.aliases["champion"] == 1
+
+
+async def test_many_at_once_are_one_notice(make_app: Any, fake: FakeBackends) -> None:
+    from datetime import UTC, datetime
+
+    from backends.records import PendingApproval
+
+    many = [
+        PendingApproval(f"m{i}", 2, 1, datetime(2026, 1, 1, tzinfo=UTC), None, None, None)
+        for i in range(7)
+    ]
+    fake.pending_approvals = lambda: many  # type: ignore[method-assign]
+    app = make_app(start_mode="runs", approval_interval=0.05)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: bool(notices(app, "Approval needed")), "the notice")
+        await pilot.pause(0.3)
+        (notice,) = notices(app, "Approval needed")
+        assert notice.startswith("7 challengers wait for approval: m0 v2, m1 v2")
+        assert "m4 v2 …" in notice and "m6" not in notice
