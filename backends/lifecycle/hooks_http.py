@@ -48,8 +48,19 @@ async def _body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+_TYPES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    413: "too_large",
+    503: "unavailable",
+}
+
+
 def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+    """The error body every part of mlops-console answers with (DESIGN.md, "Server API")."""
+    body = {"error": {"type": _TYPES.get(status, "error"), "message": message, "details": {}}}
+    return JSONResponse(body, status_code=status)
 
 
 def _bearer_ok(request: Request, token: bytes) -> bool:

@@ -205,18 +205,29 @@ class ModelTags:
         ``manual`` event (who: unknown, MLflow does not say), unless the alias stands where
         its newest event says (our own move) or someone holds a claim on it (they are moving
         it, and record what they find). A brief claim of our own keeps two deliveries of one
-        move from writing it twice; when they meet, neither writes, and the next read or move
-        detects it as before."""
-        now = utc_now()
-        if self.ledger(name).manual_move(alias, now) is None:
-            return None
+        move from writing it twice: when they meet, the oldest claim writes (as for moves)."""
+        before = self.ledger(name)
+        last = before.last_event(alias)
+        if before.aliases.get(alias) == (last.to_version if last else None):
+            return None  # where its newest event left it: our own move, or recorded already
         claim_key, claim_value = encode_claim(alias, new_token(), self.user, None)
         self.set(name, claim_key, claim_value)
         try:
-            ledger = self.ledger(name)
-            if ledger.live_claims(alias, time.time(), besides=claim_key):
-                return None
-            manual = ledger.manual_move(alias, now, own_claim=claim_key)
+            deadline = time.monotonic() + 10
+            while True:
+                ledger = self.ledger(name)
+                rivals = ledger.live_claims(alias, time.time(), besides=claim_key)
+                mine = next((c for c in ledger.claims if c.key == claim_key), None)
+                if mine is None or any(_order(r) < _order(mine) for r in rivals):
+                    # An older claimant goes first, as for moves (MLflow delivers in parallel,
+                    # so two deliveries of one model meet often): it, or a mover, writes it.
+                    return None
+                if not rivals:
+                    break
+                if time.monotonic() > deadline:
+                    return None  # younger ones that never withdrew: the next read detects it
+                time.sleep(random.uniform(0.02, 0.1))  # the younger ones are withdrawing
+            manual = ledger.manual_move(alias, utc_now(), own_claim=claim_key)
             if manual is None:
                 return None
             manual = fitted(

@@ -303,11 +303,14 @@ class Registry:
     def record_gate(
         self, name: str, version: int, report: GateReport, trigger: RetrainTrigger | None
     ) -> None:
-        """Keep the retraining's gate report and trigger on the version, for its approver."""
+        """Keep the retraining's gate report and trigger on the version, for its approver
+        (the report on the candidate's run too, where MLflow's UI shows it by its metrics)."""
+        text = encode_report(report)
         with translate_errors(self.uri):
-            self._client.set_model_version_tag(
-                name, str(version), REPORT_TAG, encode_report(report)
-            )
+            self._client.set_model_version_tag(name, str(version), REPORT_TAG, text)
+            run_id = self._client.get_model_version(name, str(version)).run_id
+            if run_id:
+                self._client.set_tag(run_id, REPORT_TAG, text)
             if trigger is not None:
                 self._client.set_model_version_tag(
                     name, str(version), TRIGGER_TAG, encode_trigger(trigger)

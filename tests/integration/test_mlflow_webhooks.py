@@ -30,9 +30,14 @@ SECRET = "webhook-secret-" + uuid.uuid4().hex[:8]
 def webhook_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.MlflowServer]:
     """A tracking server of our own that may deliver to loopback over http (a shared one
     would deliver every other test's alias moves to us)."""
+    from cryptography.fernet import Fernet
+
     root = tmp_path_factory.mktemp("mlflow-webhooks")
     server = services.start_mlflow_server(
         root,
+        # The server keeps webhook secrets encrypted; without a key of its own each worker
+        # process makes one, and a worker that did not store a secret cannot sign with it.
+        MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY=Fernet.generate_key().decode(),
         MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS="true",
         MLFLOW_WEBHOOK_ALLOWED_SCHEMES="http,https",
         MLFLOW_WEBHOOK_CACHE_TTL="1",
@@ -126,10 +131,10 @@ def test_an_outside_alias_move_enters_the_history_when_it_happens(
     # A deletion by hand, too.
     MlflowClient(uri).delete_registered_model_alias(name, "champion")
     gone = wait_for(
-        lambda: next((e for e in events(uri, name) if e.to_version is None), None),
+        lambda: next((e for e in events(uri, name) if e.to_version is None and e.recorded), None),
         "the deletion recorded",
     )
-    assert gone.action == "manual" and gone.recorded
+    assert gone.action == "manual" and "registry webhook" in gone.reason
 
 
 def signed(body: bytes, *, secret: str = SECRET, stamp: int | None = None) -> dict[str, str]:
@@ -157,10 +162,67 @@ def test_unsigned_forged_replayed_and_malformed_deliveries_are_refused(receiver:
     ]
     for headers, status, says in cases:
         r = httpx.post(url, content=body, headers=headers, timeout=10)
-        assert r.status_code == status and says in r.json()["error"], (headers, r.text)
+        assert r.status_code == status and says in r.json()["error"]["message"], (headers, r.text)
     junk = b'{"entity": "model_version_alias", "action": "created", "data": {"name": 3}}'
     r = httpx.post(url, content=junk, headers=signed(junk), timeout=10)
-    assert r.status_code == 400 and "data.name" in r.json()["error"]
+    assert r.status_code == 400 and "data.name" in r.json()["error"]["message"]
     other = b'{"entity": "registered_model", "action": "created", "data": {}}'
     r = httpx.post(url, content=other, headers=signed(other), timeout=10)
     assert r.status_code == 200 and r.json()["recorded"] is False
+
+
+def _outside_moved(tmp_path: Path) -> tuple[str, Any]:
+    """A sqlite registry where champion was promoted to 1, then set to 2 by hand."""
+    from mlflow.tracking import MlflowClient
+
+    from backends.mlflow.registry import Registry
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    client.create_registered_model("m")
+    for i in (1, 2):
+        client.create_model_version("m", source=str(tmp_path / f"v{i}"))
+    registry = Registry(uri, user="alice")
+    registry._tags.move(registry.alias_state("m"), 1, "promote", "first")  # no gate: no model
+    client.set_registered_model_alias("m", "champion", "2")
+    return uri, client
+
+
+def test_when_two_deliveries_meet_the_older_claim_writes_it_once(tmp_path: Path) -> None:
+    from backends.mlflow.history import encode_claim
+    from backends.mlflow.registry import Registry
+
+    uri, client = _outside_moved(tmp_path)
+    # A younger claimant (another delivery) that withdraws a moment later.
+    key, value = encode_claim("champion", "younger", "webhook", None)
+    data = json.loads(value)
+    data["at"] += 1.0
+    client.set_registered_model_tag("m", key, json.dumps(data))
+
+    def withdraw() -> None:
+        time.sleep(0.5)
+        client.delete_registered_model_tag("m", key)
+
+    import threading
+
+    threading.Thread(target=withdraw).start()
+    event = Registry(uri, user="hooks").record_outside_move("m", "champion", "seen by webhook")
+    assert event is not None and (event.from_version, event.to_version) == (1, 2)
+    again = Registry(uri, user="hooks").record_outside_move("m", "champion", "a retry")
+    assert again is None  # recorded once
+    actions = [(e.action, e.to_version, e.recorded) for e in Registry(uri).history("m")]
+    assert actions == [("promote", 1, True), ("manual", 2, True)]
+
+
+def test_an_older_claimant_is_left_to_write_it(tmp_path: Path) -> None:
+    from backends.mlflow.history import encode_claim
+    from backends.mlflow.registry import Registry
+
+    uri, client = _outside_moved(tmp_path)
+    key, value = encode_claim("champion", "older", "bob", 2)
+    data = json.loads(value)
+    data["at"] -= 1.0
+    client.set_registered_model_tag("m", key, json.dumps(data))
+    assert Registry(uri, user="hooks").record_outside_move("m", "champion", "x") is None
+    tags = client.get_registered_model("m").tags
+    assert [k for k in tags if k.startswith("mlops.claim.")] == [key]  # ours withdrawn

@@ -173,6 +173,7 @@ def test_shifted_traffic_trains_a_gated_challenger_that_waits_for_approval(
     assert pending["trigger"]["source"] == "cli"
     version_tags = client.get_model_version(serving.name, "2").tags
     assert json.loads(version_tags["mlops.gate.report"])["passed"] is True
+    assert json.loads(new_run.data.tags["mlops.gate.report"])["passed"] is True  # the run too
 
     # Only the challenger that waits can be approved, and approving is a person's act.
     wrong = models_cli(serving, "approve", serving.name, "1", "--yes")

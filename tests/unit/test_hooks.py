@@ -238,7 +238,7 @@ def test_a_wrong_token_is_401_and_starts_nothing(
     http: TestClient, retrains: Retrains, token: bytes | str
 ) -> None:
     r = post(http, note(alert()), token)
-    assert r.status_code == 401 and "token" in r.json()["error"]
+    assert r.status_code == 401 and "token" in r.json()["error"]["message"]
     assert retrains.calls == []
 
 
@@ -249,9 +249,11 @@ def test_no_authorization_header_is_401(http: TestClient) -> None:
 
 def test_bad_bodies_are_400_and_oversized_413(http: TestClient, retrains: Retrains) -> None:
     r = post(http, b'{"hello": "world"}')
-    assert r.status_code == 400 and "not an Alertmanager notification" in r.json()["error"]
+    assert (
+        r.status_code == 400 and "not an Alertmanager notification" in r.json()["error"]["message"]
+    )
     r = post(http, b"x" * (MAX_BODY + 1))
-    assert r.status_code == 413 and "body over" in r.json()["error"]
+    assert r.status_code == 413 and "body over" in r.json()["error"]["message"]
     assert retrains.calls == []
 
 
