@@ -84,6 +84,11 @@ class Registry:
 
     def list_models(self) -> list[RegisteredModel]:
         """Every registered model, by name."""
+        found = self._registered_models()
+        return sorted((self._model_record(rm) for rm in found), key=lambda m: m.name)
+
+    def _registered_models(self) -> list[Any]:
+        """Every registered model as MLflow returns it, all pages."""
         found: list[Any] = []
         token = None
         with translate_errors(self.uri):
@@ -92,8 +97,7 @@ class Registry:
                 found.extend(page)
                 token = page.token
                 if not token:
-                    break
-        return sorted((self._model_record(rm) for rm in found), key=lambda m: m.name)
+                    return found
 
     def get_model(self, name: str) -> RegisteredModel:
         """One registered model (NotFound if absent)."""
@@ -218,11 +222,7 @@ class Registry:
         )
         if report is not None:
             report(gate)
-        if not gate.passed:
-            failed = "; ".join(f"{c.name}: {c.detail}" for c in gate.checks if not c.passed)
-            raise GateFailed(
-                f"version {plan.version} of {plan.model} did not pass: {failed}; nothing moved"
-            )
+        _raise_if_failed(gate)
         if not plan.moves:
             self._tags.raise_if_stale(plan.seen, self._tags.ledger(plan.model))
             return gate, None
@@ -318,17 +318,11 @@ class Registry:
 
     def pending_approvals(self, name: str | None = None) -> list[PendingApproval]:
         """Challengers that wait for a person: ``challenger`` set and not the champion."""
-        with translate_errors(self.uri):
-            if name is not None:
+        if name is not None:
+            with translate_errors(self.uri):
                 models = [self._client.get_registered_model(name)]
-            else:
-                models, token = [], None
-                while True:
-                    page = self._client.search_registered_models(max_results=500, page_token=token)
-                    models.extend(page)
-                    token = page.token
-                    if not token:
-                        break
+        else:
+            models = self._registered_models()
         found = []
         for rm in models:
             aliases = dict(rm.aliases)
@@ -372,11 +366,7 @@ class Registry:
         gate = self.validate(plan.model, plan.version, alias=CHAMPION)
         if report is not None:
             report(gate)
-        if not gate.passed:
-            failed = "; ".join(f"{c.name}: {c.detail}" for c in gate.checks if not c.passed)
-            raise GateFailed(
-                f"version {plan.version} of {plan.model} did not pass: {failed}; nothing moved"
-            )
+        _raise_if_failed(gate)
         event = self._tags.move(plan.seen, plan.version, "approve", approval_reason(plan, reason))
         return gate, event
 
@@ -458,6 +448,15 @@ class Registry:
             token = page.token
             if not token:
                 return found
+
+
+def _raise_if_failed(gate: GateResult) -> None:
+    """GateFailed naming every failed check, when the gate did not pass; nothing moved."""
+    if not gate.passed:
+        failed = "; ".join(f"{c.name}: {c.detail}" for c in gate.checks if not c.passed)
+        raise GateFailed(
+            f"version {gate.version} of {gate.model} did not pass: {failed}; nothing moved"
+        )
 
 
 def approval_reason(plan: ApprovePlan, reason: str) -> str:

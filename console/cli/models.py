@@ -6,6 +6,7 @@ stays instant.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -162,18 +163,12 @@ def promote(
     refuse_if_read_only("models promote")
     from console.plans import promote_summary
 
-    def report(result: GateResult) -> None:
-        if not as_json:
-            _print_gate(result)
-        elif not result.passed:
-            print_json({"gate": result, "event": None})
-
     with backend_errors():
         registry = _registry()
         plan = registry.plan_promote(name, version, alias=alias, requirements=require or ())
         if plan.moves:
             confirm(promote_summary(plan), yes=yes)
-        gate, event = registry.apply_promote(plan, reason=reason, report=report)
+        gate, event = registry.apply_promote(plan, reason=reason, report=_reporter(as_json))
     if as_json:
         print_json({"gate": gate, "event": event})
     elif event is None:
@@ -258,17 +253,11 @@ def approve(
     refuse_if_read_only("models approve")
     from console.plans import approve_summary
 
-    def report(result: GateResult) -> None:
-        if not as_json:
-            _print_gate(result)
-        elif not result.passed:
-            print_json({"gate": result, "event": None})
-
     with backend_errors():
         registry = _registry()
         plan = registry.plan_approve(name, version)
         confirm(approve_summary(plan), yes=yes)
-        gate, event = registry.apply_approve(plan, reason=reason, report=report)
+        gate, event = registry.apply_approve(plan, reason=reason, report=_reporter(as_json))
     if as_json:
         print_json({"gate": gate, "event": event})
     else:
@@ -318,6 +307,19 @@ def history(
 
 
 # --------------------------------------------------------------------------- output helpers
+
+
+def _reporter(as_json: bool) -> Callable[[GateResult], None]:
+    """What a move shows of its gate before anything moves: the checks, or in JSON only a
+    failed gate (the outcome document carries a passed one)."""
+
+    def report(result: GateResult) -> None:
+        if not as_json:
+            _print_gate(result)
+        elif not result.passed:
+            print_json({"gate": result, "event": None})
+
+    return report
 
 
 def _print_gate(result: GateResult) -> None:
