@@ -28,11 +28,12 @@ demo: $(STAMP)
 	$(BIN)/mlops quickstart
 
 # Everything, in parallel: every xdist worker shares the run's one mlflow server and one
-# Prometheus (tests/services.py); a test file runs on one worker, so module fixtures are built
-# once. TEST_WORKERS=0 runs it in one process.
+# Prometheus (tests/services.py). A test file with module fixtures runs on one worker (one per
+# store for files run against both), so they are built once; the costliest start first
+# (tests/conftest.py). TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 4
 test: $(STAMP)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=15
 
 # The inner loop: unit, server and TUI tests, no real service (under 2 minutes).
 test-fast: $(STAMP)

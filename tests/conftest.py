@@ -61,6 +61,7 @@ def iris_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         signature=infer_signature(x, clf.predict(x)),
         input_example=x.head(3),
         skops_trusted_types=["sklearn.tree._tree.Tree"],
+        pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
     )
     reference = example_train_module().drift_reference(x, 500, 0)
     (path / "drift_reference.json").write_text(json.dumps(reference))
@@ -163,6 +164,7 @@ def alertmanager() -> services.AlertmanagerServer:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_CostliestUnitsFirst(), "mlops-costliest-units-first")
     if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
         # Before the workers start: they inherit it, and so find the services the first
         # of them started.
@@ -174,6 +176,69 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if not hasattr(session.config, "workerinput"):
         services.stop_shared()  # every worker is done with them
+
+
+# How the run is spread over xdist workers (`make test` runs --dist loadgroup with xdist's own
+# reordering off). A test file with module fixtures (a registry of logged models, a served
+# model) is one unit, so they are built once; one that runs against both stores is two units,
+# one per store, so the two halves run at once. Any other test is a unit of its own. The units
+# that cost most start first: a long one started last is the run's tail.
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_unit_of(item)))
+
+
+class _CostliestUnitsFirst:
+    @pytest.hookimpl(trylast=True)  # after pytest has ordered the tests for its fixtures
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        if config.getoption("dist", "no") != "loadgroup":
+            return  # `make test-fast`'s --dist load hands out tests in pytest's order best
+        cost: dict[str, float] = {}
+        first: dict[str, int] = {}
+        for index, item in enumerate(items):
+            unit = _unit_of(item)
+            cost[unit] = cost.get(unit, 0) + _cost(item)
+            first.setdefault(unit, index)
+        # Stable: a unit's tests keep pytest's order among themselves.
+        items.sort(key=lambda item: (-cost[_unit_of(item)], first[_unit_of(item)]))
+
+
+def _unit_of(item: pytest.Item) -> str:
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.values() if info is not None else ()
+    if not any(d and d[-1].scope in ("module", "class", "package") for d in defs):
+        return item.nodeid
+    module = item.nodeid.split("::", 1)[0]
+    callspec = getattr(item, "callspec", None)
+    store = callspec.params.get("mlflow_server") if callspec is not None else None
+    return f"{module}[{store}]" if isinstance(store, str) else module
+
+
+def _cost(item: pytest.Item) -> float:
+    """What a test took in a recorded run (tests/durations.json, scripts/test-durations.py),
+    else a guess from its marks: enough to start the long units first."""
+    nodeid = item.nodeid.split("@", 1)[0]
+    if nodeid in _DURATIONS:
+        return _DURATIONS[nodeid]
+    if item.get_closest_marker("slow") or item.get_closest_marker("tmux"):
+        return 30.0
+    return 5.0 if item.get_closest_marker("integration") else 0.1
+
+
+def _recorded_durations() -> dict[str, float]:
+    try:
+        found = json.loads((ROOT / "tests" / "durations.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): float(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+_DURATIONS = _recorded_durations()
 
 
 @pytest.hookimpl(tryfirst=True)

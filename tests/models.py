@@ -30,6 +30,7 @@ def log_version(
             signature=infer_signature(x, clf.predict(x)),
             input_example=x.head(3),
             skops_trusted_types=["sklearn.tree._tree.Tree"],
+            pip_requirements=pip_requirements(),
         )
         if with_reference:
             ref = tmp / f"ref-{name}-{seed}" / "drift_reference.json"
@@ -38,6 +39,14 @@ def log_version(
             mlflow.log_artifact(str(ref))
     version = mlflow.register_model(info.model_uri, name).version
     return str(version), run.info.run_id
+
+
+def pip_requirements() -> list[str]:
+    """The model's requirements, named: MLflow's inference loads each model again in a child
+    process (about 5 s a model, a minute of a registry fixture) to find the same pins."""
+    import mlflow.sklearn
+
+    return list(mlflow.sklearn.get_default_pip_requirements(include_skops=True))
 
 
 def pyfunc_predictions(model_uri: str, rows: list[list[float]]) -> list[Any]:

@@ -168,8 +168,12 @@ def isolated_predict_check(path: str, timeout: float | None = None) -> GateCheck
 
 
 def _predict_in_child(path: str, timeout: float | None) -> GateCheck:
+    from backends.mlflow import gate_forks
+
     limit = timeout or float(os.environ.get("MLOPS_GATE_TIMEOUT", "300"))
     env = {k: v for k, v in os.environ.items() if k in _CHILD_ENV}
+    if gate_forks.enabled() and (forked := gate_forks.check(path, limit, env)) is not None:
+        return forked
     with tempfile.TemporaryDirectory(prefix="mlops-gate-home-") as home:
         env.update(HOME=home, MLFLOW_TRACKING_URI=f"file://{home}/mlruns")
         try:

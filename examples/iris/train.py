@@ -161,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             signature=signature,
             input_example=x_train.head(5),
             skops_trusted_types=SKOPS_TRUSTED_TYPES,
+            # Named, not inferred: inference loads the model again in a child process (about
+            # 5 s of every training) and lists whatever the trainer's environment happened to
+            # import (pytest, rich); MLflow adds its own pin to these.
+            pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
         )
         with tempfile.TemporaryDirectory() as tmp:
             ref_path = Path(tmp) / "drift_reference.json"

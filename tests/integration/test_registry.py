@@ -24,6 +24,7 @@ from console.cli.exit_codes import ExitCode
 from console.cli.main import app
 from tests import services
 from tests.conftest import STORES, server_for
+from tests.models import pip_requirements
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server]
 
@@ -71,6 +72,7 @@ def runs(mlflow_server: services.MlflowServer) -> Iterator[dict[str, str]]:
                     signature=infer_signature(frame, model.predict(frame)),
                     input_example=frame.head(5) if example is True else None,
                     skops_trusted_types=TREE_TYPES,
+                    pip_requirements=pip_requirements(),
                 )
         return str(run.info.run_id)
 
@@ -95,6 +97,7 @@ def runs(mlflow_server: services.MlflowServer) -> Iterator[dict[str, str]]:
                 name="model",
                 signature=infer_signature(x, linear.predict(x)),
                 input_example=nan_example,
+                pip_requirements=pip_requirements(),
             )
         found["broken"] = run.info.run_id
         yield found

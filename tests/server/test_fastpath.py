@@ -17,7 +17,13 @@ def saved(tmp_path: Path, estimator, frame: pd.DataFrame, target: np.ndarray):
 
     estimator.fit(frame, target)
     path = tmp_path / type(estimator).__name__
-    mlflow.sklearn.save_model(estimator, str(path), skops_trusted_types=["sklearn.tree._tree.Tree"])
+    mlflow.sklearn.save_model(
+        estimator,
+        str(path),
+        skops_trusted_types=["sklearn.tree._tree.Tree"],
+        # Named, not inferred: inference loads each model again in a child process.
+        pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
+    )
     return mlflow.pyfunc.load_model(str(path))
 
 
