@@ -23,6 +23,7 @@ from server.config import ServerConfig
 from server.errors import ClientError
 from server.metrics import ServerMetrics
 from server.payload import Table, decode_json, parse_csv, parse_invocations, parse_predict
+from server.request_ids import request_id
 from server.runtime import Runtime, Slot
 from server.schema import InputSchema, conform
 
@@ -177,6 +178,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         started = time.perf_counter()
         status = 200
         admitted = False
+        rid = request_id(request.headers)
+        traced = {"X-Request-Id": rid}
         try:
             if in_flight >= config.max_in_flight:
                 raise ClientError(
@@ -218,21 +221,24 @@ def create_app(config: ServerConfig) -> FastAPI:
                     422, "model_rejected_input", f"the model rejected the input: {exc}"
                 ) from exc
             payload: dict[str, Any] = {"predictions": predictions}
-            if not mlflow_compat:
+            if not mlflow_compat:  # MLflow's answer keeps MLflow's shape: the header says it
                 i = slot.model.identity
+                payload["request_id"] = rid
                 payload["model"] = {"name": i.name, "version": i.version}
-            return JSONResponse(payload)
+            return JSONResponse(payload, headers=traced)
         except ClientError as exc:
             status = exc.status
             metrics.prediction_errors.labels(endpoint=endpoint, type=exc.kind).inc()
             return JSONResponse(
-                exc.body(mlflow_compatible=mlflow_compat), status_code=status, headers=exc.headers
+                exc.body(mlflow_compatible=mlflow_compat),
+                status_code=status,
+                headers={**exc.headers, **traced},
             )
         except ClientDisconnect:
             # The client went away mid-body: its doing, not the server's (499, as nginx says).
             status = 499
             metrics.prediction_errors.labels(endpoint=endpoint, type="client_disconnected").inc()
-            return Response(status_code=499)
+            return Response(status_code=499, headers=traced)
         except (Overloaded, BatchTimeout) as exc:
             status = 503
             metrics.prediction_errors.labels(endpoint=endpoint, type="overloaded").inc()
@@ -240,7 +246,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             return JSONResponse(
                 err.body(mlflow_compatible=mlflow_compat),
                 status_code=503,
-                headers={"Retry-After": "1"},
+                headers={"Retry-After": "1", **traced},
             )
         except Exception as exc:
             status = 500
@@ -251,7 +257,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             }
             if mlflow_compat:
                 fault.update(error_code="INTERNAL_ERROR", message=str(exc))
-            return JSONResponse(fault, status_code=500)
+            return JSONResponse(fault, status_code=500, headers=traced)
         finally:
             if admitted:
                 in_flight -= 1

@@ -26,7 +26,6 @@ import hmac
 import json
 import logging
 import os
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -36,7 +35,10 @@ import httpx
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client import Counter as PromCounter
 
+from server.request_ids import HEADER, request_id
+
 log = logging.getLogger("server.router")
+REQUEST_ID = "mlops.request_id"  # the scope key the request's id travels under
 
 HOP_BY_HOP = frozenset(
     {
@@ -151,14 +153,23 @@ class Router:
             return
         if scope["type"] != "http":
             return
+        # One id for the request from here on: the client's when carriable, else ours. The
+        # upstream gets it, and the router's own refusals carry it too.
+        given = _header(scope, HEADER.encode())
+        rid = request_id({HEADER: given} if given is not None else {})
+        scope = {**scope, REQUEST_ID: rid}
         try:
             await self._http(scope, receive, send)
         except Refused as exc:
-            await _error(send, exc.status, exc.kind, exc.message, close=exc.close, retry=exc.retry)
+            await _error(
+                send, exc.status, exc.kind, exc.message, close=exc.close, retry=exc.retry, rid=rid
+            )
         except Exception as exc:  # never a bare 500: whatever broke, the client gets JSON
             log.exception("router failure")
             self.upstream_errors.labels(cause="router").inc()
-            await _error(send, 502, "router_error", f"the router failed: {exc.__class__.__name__}")
+            await _error(
+                send, 502, "router_error", f"the router failed: {exc.__class__.__name__}", rid=rid
+            )
 
     async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
         path = scope["path"]
@@ -185,7 +196,9 @@ class Router:
             (k.decode("latin-1"), v.decode("latin-1"))
             for k, v in scope["headers"]
             if k.decode("latin-1").lower() not in HOP_BY_HOP
+            and k.decode("latin-1").lower() != HEADER
         ]
+        headers.append((HEADER, scope[REQUEST_ID]))
         declared = _header(scope, b"content-length")
         if declared is not None:
             if not declared.isdigit():
@@ -199,8 +212,6 @@ class Router:
                     close=close,
                 )
             headers.append(("content-length", declared))
-        if not any(k.lower() == "x-request-id" for k, _ in headers):
-            headers.append(("x-request-id", uuid.uuid4().hex))
         query = scope.get("query_string", b"").decode("latin-1")
         path = scope["path"] + (f"?{query}" if query else "")
         body = _BodyStream(receive, self.max_body_bytes, self.body_timeout)
@@ -457,9 +468,18 @@ def _body(kind: str, message: str) -> dict[str, Any]:
 
 
 async def _error(
-    send: Any, status: int, kind: str, message: str, *, close: bool = False, retry: int = 0
+    send: Any,
+    status: int,
+    kind: str,
+    message: str,
+    *,
+    close: bool = False,
+    retry: int = 0,
+    rid: str = "",
 ) -> None:
     headers: Headers = [(b"content-type", b"application/json")]
+    if rid:
+        headers.append((HEADER.encode(), rid.encode("latin-1")))
     if close:
         headers.append((b"connection", b"close"))
     if retry:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -124,11 +125,13 @@ def test_bad_request_gets_a_named_4xx(
     kind: str,
     phrase: str,
 ) -> None:
-    response = client.post(route, content=body, headers=headers)
+    response = client.post(route, content=body, headers={**headers, "X-Request-Id": "bad-1"})
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["type"] == kind
     assert phrase in error["message"], error["message"]
+    if route in ("/predict", "/invocations"):  # a refused prediction still names its request
+        assert response.headers["x-request-id"] == "bad-1"
     # ...and the server is still healthy and answering correctly afterwards.
     ok = client.post("/predict", json={"data": [ROW]})
     assert ok.status_code == 200 and ok.json()["predictions"] == [0]
@@ -158,3 +161,39 @@ def test_wrong_method_is_405_json(client: TestClient) -> None:
     response = client.get("/predict")
     assert response.status_code == 405
     assert response.json()["error"]["type"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("r-42", True),
+        ("0f8e2a6c-8d5b-4b0e-9c1a-3f1e2d4c5b6a", True),
+        ("a" * 200, True),
+        ("a" * 201, False),
+        ("", False),
+        ("has space", False),
+        ("caf\u00e9", False),
+        (None, False),
+    ],
+)
+def test_every_prediction_names_its_request(
+    client: TestClient, given: str | None, kept: bool
+) -> None:
+    """X-Request-Id: the client's when it is 1-200 visible ASCII characters, else generated;
+    in the header of /predict and /invocations, and in /predict's body."""
+    headers = {} if given is None else {"X-Request-Id": given.encode()}
+    answer = client.post("/predict", json={"data": [ROW]}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    rid = answer.headers["x-request-id"]
+    assert answer.json()["request_id"] == rid
+    if kept:
+        assert rid == given
+    else:
+        assert re.fullmatch(r"[0-9a-f]{32}", rid), rid
+    again = client.post("/predict", json={"data": [ROW]}, headers=headers)
+    assert kept or again.json()["request_id"] != rid  # generated: one per request
+    mlflow_shaped = client.post("/invocations", json={"inputs": [ROW]}, headers=headers)
+    assert mlflow_shaped.status_code == 200
+    assert set(mlflow_shaped.json()) == {"predictions"}  # MLflow's shape, untouched
+    invocation_id = mlflow_shaped.headers["x-request-id"]
+    assert invocation_id == given if kept else re.fullmatch(r"[0-9a-f]{32}", invocation_id)

@@ -4,6 +4,7 @@ while a request is in flight. Counted outcomes, never a bare 500."""
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -78,10 +79,28 @@ def switch(router: Router, upstream: str, version: str) -> httpx.Response:
 def test_a_prediction_goes_through_with_a_request_id(router: Router) -> None:
     answer = httpx.post(f"{router.url}/predict", json={"data": [ROW]})
     assert answer.status_code == 200 and answer.json()["predictions"]
+    # The router made one up, and the model server answered with that one.
+    made = answer.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", made) and answer.json()["request_id"] == made
     mine = httpx.post(
         f"{router.url}/predict", json={"data": [ROW]}, headers={"X-Request-Id": "r-1"}
     )
     assert mine.status_code == 200
+    assert mine.headers["x-request-id"] == mine.json()["request_id"] == "r-1"
+    # One the router cannot carry is replaced, not passed on and not refused.
+    odd = httpx.post(
+        f"{router.url}/predict", json={"data": [ROW]}, headers={"X-Request-Id": "x" * 500}
+    )
+    assert odd.status_code == 200 and re.fullmatch(r"[0-9a-f]{32}", odd.json()["request_id"])
+    assert odd.headers["x-request-id"] == odd.json()["request_id"]
+    # The router's own refusals name the request as well.
+    with socket.create_connection(("127.0.0.1", router.port), timeout=30) as raw:
+        raw.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: t\r\nX-Request-Id: r-2\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 999999999999\r\n\r\n"
+        )
+        head = raw.recv(65536).split(b"\r\n\r\n")[0].decode().lower()
+    assert head.startswith("http/1.1 413") and "x-request-id: r-2" in head, head
     metrics = httpx.get(f"{router.url}/metrics").text
     assert "mlops_requests_total" in metrics  # the model server's
     assert 'mlops_router_requests_total{role="stable",status="200",version="1"}' in metrics
