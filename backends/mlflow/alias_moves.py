@@ -35,6 +35,7 @@ from backends.mlflow.client import translate_errors
 from backends.mlflow.history import (
     CLAIM_TTL,
     DEPLOY_STREAM,
+    MANUAL_MOVE,
     Claim,
     Ledger,
     encode_claim,
@@ -80,6 +81,15 @@ class ModelTags:
     def raise_if_stale(self, seen: AliasState, ledger: Ledger, own_claim: str = "") -> None:
         """Conflict, naming who moved it, when the alias is no longer where ``seen`` was."""
         message = stale_message(seen, ledger, own_claim=own_claim)
+        # A move that looks manual may be one in flight, read half-way: MLflow reads a model's
+        # tags and its aliases in separate queries, so one read can show a mover's new alias
+        # without its claim, written before it. A later read shows the claim or the event
+        # (the claim goes only once the event is written); a manual move stays manual.
+        for pause in (0.05, 0.2, 0.5):
+            if message is None or MANUAL_MOVE not in message:
+                break
+            time.sleep(pause)
+            message = stale_message(seen, self.ledger(seen.model), own_claim=own_claim)
         if message is not None:
             raise Conflict(f"{message}; nothing moved, check and try again")
 

@@ -35,6 +35,7 @@ from backends.records import AliasEvent, AliasState, UnreadableEntry
 __all__ = [
     "CLAIM_TTL",
     "DEPLOY_STREAM",
+    "MANUAL_MOVE",
     "Claim",
     "Ledger",
     "check_alias",
@@ -206,6 +207,9 @@ def rollback_target(events: Sequence[AliasEvent], current: int | None) -> int | 
     return stack[-1] if stack else None
 
 
+MANUAL_MOVE = "moved outside mlops (manual)"  # how stale_message names a move nobody claimed
+
+
 def stale_message(seen: AliasState, ledger: Ledger, *, own_claim: str = "") -> str | None:
     """Why the caller's view of the alias is stale (who moved it), or None if it is current."""
     now = ledger.state(seen.alias)
@@ -232,7 +236,7 @@ def stale_message(seen: AliasState, ledger: Ledger, *, own_claim: str = "") -> s
     if movers:
         mover = next((c for c in movers if c.to_version == now.version), movers[0])
         return f"{head}: {mover.who} is moving it to version {_v(mover.to_version)} right now"
-    return f"{head}: moved outside mlops (manual) to version {_v(now.version)}"
+    return f"{head}: {MANUAL_MOVE} to version {_v(now.version)}"
 
 
 def _v(version: int | None) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -88,6 +90,42 @@ def test_runs_then_models_then_promote_against_a_real_server(
         session.close()
 
 
+# The form's parameters after n_estimators, with the MLproject's defaults.
+DEFAULTS = [
+    ("max_depth (int)", "0"),
+    ("seed (int)", "42"),
+    ("test_size (float)", "0.2"),
+    ("data (string)", "bundled:iris"),
+    ("reference_sample (int)", "500"),
+]
+
+
+def register_as(session: TmuxSession, model: str, fields: list[tuple[str, str]]) -> None:
+    """Type ``model`` into "register as", after the Tabs that should have focused it. Under
+    load a Tab can be lost, and the name lands in a parameter instead: that field is put back
+    (it shows which one has the focus), one more Tab, and the name typed again."""
+    for _ in range(len(fields) + 1):
+        session.press(model)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            screen = session.screen()
+            if f"register as             {model}" in screen:
+                return
+            time.sleep(0.2)
+        screen = session.screen()
+        for label, value in fields:
+            kept = re.escape(label) + r"[ \t]+" + re.escape(value) + r"[ \t]*$"
+            if re.search(re.escape(label), screen) and not re.search(kept, screen, re.M):
+                session.retype(label, value)  # the focus is here: put it back
+                break
+        else:  # in "register as", short of a key: clear it and type it again there
+            session.press(*["BSpace"] * (len(model) + 2), pause=0.1)
+            session.wait_for("register as             model name (optional)")
+            continue
+        session.press("Tab", pause=0.3)
+    raise AssertionError(f"could not type {model} into 'register as':\n{session.screen()}")
+
+
 @pytest.mark.mlflow_server
 @pytest.mark.integration
 def test_train_twice_compare_promote_and_roll_back_against_a_real_server(
@@ -117,8 +155,7 @@ def test_train_twice_compare_promote_and_roll_back_against_a_real_server(
             session.wait_for("parameters from its MLproject", timeout=20)  # the form is ready
             session.retype("n_estimators (int)", trees)  # 100 → trees
             session.press(*["Tab"] * 6, pause=0.2)  # six parameters, then "register as"
-            session.press(model)
-            session.wait_for(f"register as             {model}")
+            register_as(session, model, [("n_estimators (int)", trees), *DEFAULTS])
             session.press("C-s")
             session.wait_for("Register the model?", timeout=180)  # trained and logged
             assert "FINISHED, exit 0" in session.screen()
@@ -148,12 +185,12 @@ def test_train_twice_compare_promote_and_roll_back_against_a_real_server(
         session.wait_for_count("READY", 2, timeout=30)  # both versions are in the table
         session.press("Tab", "Down")  # the versions table, newest first: down to v1
         for version in (1, 2):
-            session.send("p")
-            session.wait_for(f"to   version {version}")
+            session.promote_dialog(model, version)
             session.send("y")
             session.wait_for("Gate passed", timeout=90)
             session.send("Enter")
             session.wait_for(f"champion=v{version}", timeout=30)
+            session.wait_gone(f"Promote {model}?")  # keys go to the table again
             session.press("Up")
         session.send("r")
         screen = session.wait_for(f"Roll back {model}?")
@@ -213,8 +250,7 @@ def test_a_promote_confirmed_after_a_move_from_another_shell_is_refused(
         session.wait_for(f"filter: {model}")
         session.wait_for_count("READY", 3)
         session.press("Tab", "Down")  # newest first: v3, then v2
-        session.send("p")
-        screen = session.wait_for(f"Promote {model}?")
+        screen = session.promote_dialog(model, 2)
         assert "from version 1" in screen and "to   version 2" in screen
         Registry(tracking_uri, user="bob").promote(model, 3, reason="from another shell")
         session.send("y")

@@ -129,6 +129,44 @@ class TmuxSession:
             time.sleep(0.2)
         raise AssertionError(f"{text!r} not {count} times on screen after {timeout}s:\n{screen}")
 
+    def wait_gone(self, text: str, timeout: float = 60) -> None:
+        """Until ``text`` is off the screen (a dialog closed, a notice timed out)."""
+        deadline = time.monotonic() + max(timeout, HANG_GUARD)
+        while text in (screen := self.screen()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} still on screen:\n{screen}")
+            time.sleep(0.2)
+
+    def promote_dialog(self, model: str, version: int, tries: int = 8) -> str:
+        """``p`` on the versions table until its dialog promotes ``version``, as a person
+        would: under load a cursor key can be lost, which shows as a dialog (or an "already
+        points at" notice) about a neighbour; that one is cancelled, the cursor moved toward
+        ``version`` (newest first: a higher version is above), and ``p`` pressed again."""
+        title = f"Promote {model}?"
+        shown: int | None = None
+        for _ in range(tries):
+            self.send("p")
+            deadline = time.monotonic() + HANG_GUARD
+            while True:
+                screen = self.screen()
+                if title in screen:
+                    found = re.search(r"to   version (\d+)", screen)
+                    shown = int(found.group(1)) if found else None
+                    if shown == version:
+                        return screen
+                    self.send("Escape")
+                    self.wait_gone(title)
+                    break
+                if found := re.search(r"already points at version (\d+)", screen):
+                    shown = int(found.group(1))
+                    self.wait_gone("already points at version")
+                    break
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"no promote dialog after p:\n{screen}")
+                time.sleep(0.2)
+            self.press("Down" if shown is None or shown > version else "Up", pause=0.3)
+        raise AssertionError(f"the promote dialog never offered version {version} (last {shown})")
+
     def pane_dead(self) -> bool:
         out = subprocess.run(
             [*self.tmux, "display-message", "-p", "-t", self.name, "#{pane_dead}"],
