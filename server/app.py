@@ -157,6 +157,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         metrics.requests.labels(endpoint=endpoint, status=code).inc()
 
     in_flight = 0
+    metrics.requests_in_flight.set_function(lambda: in_flight)
 
     def parse(body: bytes, mime: str, parse_json: Callable[[Any], Table], slot: Slot) -> Rows:
         # In a worker thread: parsing and checking a body at the size limit is milliseconds to

@@ -59,6 +59,12 @@ class ServerMetrics:
             ["feature"],
             registry=r,
         )
+        # Read at scrape time from the app's own count (no cost per request).
+        self.requests_in_flight = Gauge(
+            "mlops_requests_in_flight",
+            "Prediction requests admitted and not yet answered.",
+            registry=r,
+        )
         self.drift_window_rows = Gauge(
             "mlops_drift_window_rows", "Rows in the drift window.", registry=r
         )

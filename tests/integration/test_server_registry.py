@@ -200,7 +200,12 @@ def test_sigterm_drains_in_flight_requests(
 
     worker = threading.Thread(target=big_request)
     worker.start()
-    time.sleep(0.15)
+    # SIGTERM once the server holds the request (a fixed pause was sometimes too short on a
+    # loaded machine: the signal came before the request, which was then refused).
+    deadline = time.monotonic() + 60
+    while "mlops_requests_in_flight 1.0" not in httpx.get(f"{url}/metrics").text:
+        assert time.monotonic() < deadline and worker.is_alive(), outcome
+        time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)
     worker.join(60)
     # uvicorn re-raises the signal after its graceful shutdown, so -SIGTERM is a clean exit.
