@@ -46,9 +46,15 @@ DEPLOYMENT = f"{LABEL}.deployment"
 
 def list_deployments(client: Any) -> list[Deployment]:
     """Every deployment with the version its router currently serves."""
+    # ignore_removed: the SDK lists, then inspects each container; one removed in between (by
+    # another deploy or test) is gone, not an error of the whole listing.
     with translate_errors():
-        routers = client.containers.list(all=True, filters={"label": f"{ROLE}=router"})
-        models = client.containers.list(all=True, filters={"label": f"{ROLE}=model"})
+        routers = client.containers.list(
+            all=True, filters={"label": f"{ROLE}=router"}, ignore_removed=True
+        )
+        models = client.containers.list(
+            all=True, filters={"label": f"{ROLE}=model"}, ignore_removed=True
+        )
     by_name: dict[str, list[Any]] = {}
     for c in models:
         by_name.setdefault(c.labels.get(DEPLOYMENT, ""), []).append(c)
@@ -125,7 +131,9 @@ def model_containers(client: Any, name: str) -> list[Any]:
     with translate_errors():
         return list(
             client.containers.list(
-                all=True, filters={"label": [f"{ROLE}=model", f"{DEPLOYMENT}={name}"]}
+                all=True,
+                filters={"label": [f"{ROLE}=model", f"{DEPLOYMENT}={name}"]},
+                ignore_removed=True,
             )
         )
 
@@ -134,7 +142,9 @@ def router_of(client: Any, name: str) -> Any | None:
     """The router container of deployment ``name``, if there is one."""
     with translate_errors():
         found = client.containers.list(
-            all=True, filters={"label": [f"{ROLE}=router", f"{DEPLOYMENT}={name}"]}
+            all=True,
+            filters={"label": [f"{ROLE}=router", f"{DEPLOYMENT}={name}"]},
+            ignore_removed=True,
         )
     return found[0] if found else None
 

@@ -187,7 +187,9 @@ def _start_router(
     with translate_errors():
         existing = [
             c
-            for c in client.containers.list(all=True, filters={"name": f"mlops-{name}"})
+            for c in client.containers.list(
+                all=True, filters={"name": f"mlops-{name}"}, ignore_removed=True
+            )
             if c.name == f"mlops-{name}"
         ]
     for c in existing:

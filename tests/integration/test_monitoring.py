@@ -274,6 +274,7 @@ def test_label_values_with_quotes_backslashes_and_newlines_are_matched_not_injec
 
 
 def test_mlops_monitor_target_reads_a_server_directly(model_server: str) -> None:
+    send(model_server, iris_rows()[:1])  # a request of its own: no other test's traffic
     result = runner.invoke(
         app,
         ["monitor", "--target", model_server, "--interval", "0.5"],
