@@ -23,7 +23,7 @@ from server.config import ServerConfig
 from server.errors import ClientError
 from server.metrics import ServerMetrics
 from server.payload import Table, decode_json, parse_csv, parse_invocations, parse_predict
-from server.request_ids import request_id
+from server.request_ids import HEADER, request_id
 from server.runtime import Runtime, Slot
 from server.schema import InputSchema, conform
 
@@ -179,7 +179,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         started = time.perf_counter()
         status = 200
         admitted = False
-        rid = request_id(request.headers)
+        rid = request_id(request.headers.get(HEADER))
         traced = {"X-Request-Id": rid}
         try:
             if in_flight >= config.max_in_flight:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
 
 __all__ = ["HEADER", "request_id"]
 
@@ -19,9 +18,9 @@ HEADER = "x-request-id"
 _CARRIED = re.compile(r"[!-~]{1,200}")
 
 
-def request_id(headers: Mapping[str, str]) -> str:
-    """The client's id when it is carriable, else a fresh one (32 hex digits)."""
-    given = headers.get(HEADER)
+def request_id(given: str | None) -> str:
+    """The client's id (the header's value) when it is carriable, else a fresh one (32 hex
+    digits)."""
     if given is not None and _CARRIED.fullmatch(given):
         return given
     return uuid.uuid4().hex

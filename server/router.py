@@ -155,8 +155,7 @@ class Router:
             return
         # One id for the request from here on: the client's when carriable, else ours. The
         # upstream gets it, and the router's own refusals carry it too.
-        given = _header(scope, HEADER.encode())
-        rid = request_id({HEADER: given} if given is not None else {})
+        rid = request_id(_header(scope, HEADER.encode()))
         scope = {**scope, REQUEST_ID: rid}
         try:
             await self._http(scope, receive, send)

@@ -198,14 +198,15 @@ class _CostliestUnitsFirst:
     ) -> None:
         if config.getoption("dist", "no") != "loadgroup":
             return  # `make test-fast`'s --dist load hands out tests in pytest's order best
+        units = {item.nodeid: _unit_of(item) for item in items}
         cost: dict[str, float] = {}
         first: dict[str, int] = {}
         for index, item in enumerate(items):
-            unit = _unit_of(item)
+            unit = units[item.nodeid]
             cost[unit] = cost.get(unit, 0) + _cost(item)
             first.setdefault(unit, index)
         # Stable: a unit's tests keep pytest's order among themselves.
-        items.sort(key=lambda item: (-cost[_unit_of(item)], first[_unit_of(item)]))
+        items.sort(key=lambda item: (-cost[units[item.nodeid]], first[units[item.nodeid]]))
 
 
 def _unit_of(item: pytest.Item) -> str:

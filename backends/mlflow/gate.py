@@ -27,6 +27,7 @@ __all__ = [
     "Requirement",
     "check_requirement",
     "compare_inputs",
+    "home_env",
     "inputs_of",
     "model_checks",
     "parse_requirement",
@@ -161,6 +162,11 @@ def _parallel() -> int:
 _CHILDREN = threading.BoundedSemaphore(_parallel())
 
 
+def home_env(home: str) -> dict[str, str]:
+    """What a check process is given of its own: a home, and a tracking store inside it."""
+    return {"HOME": home, "MLFLOW_TRACKING_URI": f"file://{home}/mlruns"}
+
+
 def isolated_predict_check(path: str, timeout: float | None = None) -> GateCheck:
     """``predict_check`` in a child process with a bare environment and a time limit."""
     with _CHILDREN:
@@ -175,7 +181,7 @@ def _predict_in_child(path: str, timeout: float | None) -> GateCheck:
     if gate_forks.enabled() and (forked := gate_forks.check(path, limit, env)) is not None:
         return forked
     with tempfile.TemporaryDirectory(prefix="mlops-gate-home-") as home:
-        env.update(HOME=home, MLFLOW_TRACKING_URI=f"file://{home}/mlruns")
+        env.update(home_env(home))
         try:
             done = subprocess.run(
                 [sys.executable, "-m", "backends.mlflow.gate_child", path],

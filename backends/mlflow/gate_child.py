@@ -46,6 +46,7 @@ def main() -> None:
 
 def serve() -> None:
     """Answer check requests on stdin until it closes (the parent went away)."""
+    import mlflow.pyfunc  # noqa: F401  # the cost every check would pay, paid once
     import skops.io  # noqa: F401  # its trusted-type table walks every scikit-learn module
 
     import backends.mlflow.gate  # noqa: F401  # what each child calls
@@ -102,11 +103,12 @@ def _check_in_child(ident: Any, path: str, home: str) -> None:
         os.dup2(output, 2)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
-        os.environ.update(HOME=home, MLFLOW_TRACKING_URI=f"file://{home}/mlruns")
-        os.chdir(home)
         import mlflow.pyfunc
 
-        from backends.mlflow.gate import predict_check
+        from backends.mlflow.gate import home_env, predict_check
+
+        os.environ.update(home_env(home))
+        os.chdir(home)
 
         check = predict_check(mlflow.pyfunc, path)
         detail = check.detail[:_DETAIL_LIMIT]

@@ -47,6 +47,7 @@ class _Pending:
     exit: int | None = None
     tail: str = ""
     lost: bool = False  # the warm process ended before this check did
+    ident: int = 0
 
 
 class _Warm:
@@ -86,13 +87,14 @@ class _Warm:
         with self._lock:
             if not self._alive:
                 return None
-            ident = next(self._ids)
-            self._pending[ident] = pending
+            pending.ident = next(self._ids)
+            self._pending[pending.ident] = pending
             try:
-                self._stdin.write(json.dumps({"id": ident, "path": path}).encode() + b"\n")
+                request = {"id": pending.ident, "path": path}
+                self._stdin.write(json.dumps(request).encode() + b"\n")
                 self._stdin.flush()
             except (OSError, ValueError):
-                self._pending.pop(ident, None)
+                self._pending.pop(pending.ident, None)
                 return None
         return pending
 
@@ -124,9 +126,7 @@ class _Warm:
 
     def forget(self, pending: _Pending) -> None:
         with self._lock:
-            for ident, candidate in list(self._pending.items()):
-                if candidate is pending:
-                    del self._pending[ident]
+            self._pending.pop(pending.ident, None)
 
     def stop(self) -> None:
         with self._lock:
