@@ -177,10 +177,18 @@ def test_direct_scrape_agrees_with_prometheus_on_request_counts(
     (by_version,) = [r for r in prometheus.snapshot(per="version").rows if r.model == MODEL]
     (scraped_version,) = scrape.snapshot(per="version").rows
     assert by_version.requests_total == scraped_version.requests_total == scraped.requests_total
-    # And over time, for plots: the request rate since Prometheus started, a point a second.
-    (series,) = prometheus.history(
-        "request_rate", Scope(deployment=DEPLOYMENT), minutes=2, step="1s"
-    )
+
+    # And over time, for plots: the request rate, a point a second. Requests sent while
+    # Prometheus watches the series (the ones above may all predate its first scrape of this
+    # server, when the module's tests ran in another order), until a scrape has seen them.
+    def rising() -> Any:
+        send(model_server, iris_rows()[:5])
+        (series,) = prometheus.history(
+            "request_rate", Scope(deployment=DEPLOYMENT), minutes=2, step="1s"
+        )
+        return series if series.points and max(v for _, v in series.points) > 0 else None
+
+    series = eventually(rising, "a request rate above 0 in Prometheus' history")
     assert series.labels["deployment"] == DEPLOYMENT
     assert series.points and max(v for _, v in series.points) > 0
 
