@@ -17,6 +17,10 @@ RUN python3 -m venv /opt/venv \
  && (getent passwd mlops >/dev/null || useradd --system --uid 10001 --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin mlops)
 
+# The prediction log's mount point, the server user's: a deployment mounts its own volume here
+# (kept across version switches), and a new volume takes this directory's owner.
+RUN mkdir -p /var/lib/mlops-predictions && chown 10001:10001 /var/lib/mlops-predictions
+
 # Owned by root and read-only to the server user (10001): the model cannot be changed from inside.
 COPY server/ /app/server/
 COPY model/ /model/

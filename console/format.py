@@ -84,6 +84,26 @@ def percent(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value * 100:.{digits}f}%"
 
 
+def quality(figures: dict[str, float], labelled: float | None, coverage: float | None) -> str:
+    """Realized quality from labels: "acc 93.0% n=412 41%" (accuracy, labelled rows in the
+    window, label coverage), "mae 0.12 n=…" for a regressor, "-" before any label."""
+    if not figures:
+        return "-"
+    if "accuracy" in figures:
+        head = f"acc {percent(figures['accuracy'], 1)}"
+    elif "mae" in figures:
+        head = f"mae {number(figures['mae'], 3)}"
+    else:
+        name, value = next(iter(figures.items()))
+        head = f"{name} {number(value, 3)}"
+    parts = [head]
+    if labelled is not None:
+        parts.append(f"n={labelled:.0f}")
+    if coverage is not None:
+        parts.append(percent(coverage, 0))
+    return " ".join(parts)
+
+
 def millis(seconds: float | None) -> str:
     """Seconds as milliseconds."""
     return "-" if seconds is None else f"{seconds * 1000:.1f}ms"

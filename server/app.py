@@ -21,6 +21,9 @@ from starlette.requests import ClientDisconnect
 from server.batcher import BatchTimeout, Overloaded
 from server.config import ServerConfig
 from server.errors import ClientError
+from server.feedback import ACCEPTED, INVALID, NOT_FOUND, RELABELLED, Verdict
+from server.feedback_report import FEEDBACK_BODY as _FEEDBACK_BODY
+from server.feedback_report import FeedbackReport, feedback_items
 from server.metrics import ServerMetrics
 from server.payload import Table, decode_json, parse_csv, parse_invocations, parse_predict
 from server.request_ids import HEADER, request_id
@@ -60,6 +63,13 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (422, "Input does not match the model signature"),
         (503, "Model not loaded, or overloaded"),
     ]
+}
+_FEEDBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_ERROR_RESPONSES,
+    404: {
+        "description": "A single label for an unknown request or row",
+        "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+    },
 }
 _PREDICT_BODY = {
     "requestBody": {
@@ -221,6 +231,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                 raise ClientError(
                     422, "model_rejected_input", f"the model rejected the input: {exc}"
                 ) from exc
+            runtime.answered(rid, slot.model, rows, predictions)
             payload: dict[str, Any] = {"predictions": predictions}
             if not mlflow_compat:  # MLflow's answer keeps MLflow's shape: the header says it
                 i = slot.model.identity
@@ -285,7 +296,63 @@ def create_app(config: ServerConfig) -> FastAPI:
         if runtime.slot is None:
             err = ClientError(503, "not_ready", _not_ready_message(runtime))
             return JSONResponse(err.body(), status_code=503)
-        return JSONResponse({"status": "ready", "version": runtime.slot.model.identity.version})
+        body: dict[str, Any] = {"status": "ready", "version": runtime.slot.model.identity.version}
+        if runtime.log is not None:  # degraded logging never makes a server unready
+            body["prediction_log"] = runtime.log.status
+        return JSONResponse(body)
+
+    @app.post("/feedback", openapi_extra=_FEEDBACK_BODY, responses=_FEEDBACK_RESPONSES)
+    async def feedback(request: Request) -> Response:
+        """Labels for earlier predictions, by request id and row index; a report per item."""
+        if runtime.slot is None:
+            err = ClientError(503, "not_ready", _not_ready_message(runtime), retry_after=2)
+            return JSONResponse(err.body(), status_code=503, headers=err.headers)
+        mime = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if mime != "application/json":
+            err = ClientError(
+                415,
+                "unsupported_media_type",
+                f"content type {mime or '(none)'!r} is not supported; send application/json",
+                close=await _refuse_unread(request, config),
+            )
+            return JSONResponse(err.body(), status_code=415, headers=err.headers)
+        try:
+            body = await _read_body(request, config)
+            report = await asyncio.to_thread(judge_feedback, body)
+        except ClientError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+        return JSONResponse(report.body, status_code=report.status)
+
+    def judge_feedback(body: bytes) -> FeedbackReport:
+        items, single = feedback_items(decode_json(body), config.max_rows)
+        results: list[dict[str, Any]] = []
+        taken: list[tuple[str, int, Any]] = []
+        counts = dict.fromkeys((ACCEPTED, RELABELLED, NOT_FOUND, INVALID), 0)
+        for item in items:
+            if not isinstance(item, dict):
+                verdict = Verdict(INVALID, "an item must be an object with request_id and truth")
+                rid, index, truth = None, None, None
+            elif "truth" not in item:
+                rid, index, truth = item.get("request_id"), item.get("index", 0), None
+                verdict = Verdict(INVALID, "the item has no truth")
+            else:
+                rid, index, truth = item.get("request_id"), item.get("index", 0), item["truth"]
+                verdict = runtime.outcomes.judge(rid, index, truth)
+            counts[verdict.outcome] += 1
+            metrics.feedback.labels(outcome=verdict.outcome).inc()
+            result: dict[str, Any] = {
+                "request_id": rid,
+                "index": index if index is not None else 0,
+                "outcome": verdict.outcome,
+            }
+            if verdict.message:
+                result["message"] = verdict.message
+            results.append(result)
+            if verdict.outcome in (ACCEPTED, RELABELLED):
+                taken.append((str(rid), int(index or 0), truth))
+        if taken and runtime.log is not None:
+            runtime.log.offer_feedback(taken)
+        return FeedbackReport.of(results, counts, single)
 
     @app.get("/version", responses={503: _ERROR_RESPONSES[503]})
     async def version() -> Response:
@@ -298,6 +365,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
         """Prometheus exposition."""
+        runtime.refresh_quality()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/admin/reload", responses={401: {}, 403: {}, 503: {}})

@@ -52,6 +52,16 @@ class ServerConfig:
     keep_alive: float = 75.0  # idle seconds a kept-alive connection stays open
     drift_stale_after: float = 600.0  # no inputs for this long: drift gauges are withdrawn
     public_docs: bool = False  # /docs and /redoc answer loopback clients only unless set
+    log_dir: str = ""  # the prediction log's directory ("" : no log; labels still judged)
+    log_sample: float = 1.0  # the share of requests whose rows are logged
+    log_file_bytes: int = 16 * 1024 * 1024  # a log file is rotated past this size
+    log_max_bytes: int = 256 * 1024 * 1024  # the log directory's cap: oldest files go
+    feedback_rows: int = 100_000  # recent rows whose predictions labels can be joined to
+    quality_window: int = 1000  # labelled rows per version that realized quality covers
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.log_sample <= 1.0:
+            raise SystemExit(f"error: MLOPS_LOG_SAMPLE must be within 0..1, not {self.log_sample}")
 
     @classmethod
     def from_env(cls, model_ref: str | None = None, **overrides: object) -> ServerConfig:
@@ -75,6 +85,12 @@ class ServerConfig:
             "keep_alive": _env_float("MLOPS_KEEP_ALIVE", cls.keep_alive),
             "drift_stale_after": _env_float("MLOPS_DRIFT_STALE_AFTER", cls.drift_stale_after),
             "public_docs": os.environ.get("MLOPS_PUBLIC_DOCS", "") in ("1", "true", "yes"),
+            "log_dir": os.environ.get("MLOPS_LOG_DIR", cls.log_dir),
+            "log_sample": _env_float("MLOPS_LOG_SAMPLE", cls.log_sample),
+            "log_file_bytes": _env_int("MLOPS_LOG_FILE_BYTES", cls.log_file_bytes),
+            "log_max_bytes": _env_int("MLOPS_LOG_MAX_BYTES", cls.log_max_bytes),
+            "feedback_rows": _env_int("MLOPS_FEEDBACK_ROWS", cls.feedback_rows),
+            "quality_window": _env_int("MLOPS_QUALITY_WINDOW", cls.quality_window),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(model_ref=ref, **values)  # type: ignore[arg-type]

@@ -85,6 +85,50 @@ class ServerMetrics:
             ["name", "version", "run_id"],
             registry=r,
         )
+        self.feedback = Counter(
+            "mlops_feedback",
+            "Labels received on POST /feedback, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        # `model_version`, not `version`: the version that answered the labelled rows may be
+        # an earlier one than the server's own (read back from the log after a switch), and a
+        # `version` label would clash with the scrape target's (Prometheus would rename it).
+        self.label_coverage = Gauge(
+            "mlops_label_coverage_ratio",
+            "Share of the remembered recent rows of a version that have a label.",
+            ["model_version"],
+            registry=r,
+        )
+        self.model_quality = Gauge(
+            "mlops_model_quality",
+            "Realized quality over the latest labelled rows of a version.",
+            ["model_version", "metric", "window"],
+            registry=r,
+        )
+        self.labelled_rows = Gauge(
+            "mlops_model_quality_rows",
+            "Labelled rows in a version's quality window.",
+            ["model_version"],
+            registry=r,
+        )
+        self.log_rows = Counter(
+            "mlops_prediction_log_rows",
+            "Rows written to the prediction log (kind: predictions or feedback).",
+            ["kind"],
+            registry=r,
+        )
+        self.log_dropped = Counter(
+            "mlops_prediction_log_dropped",
+            "Rows the prediction log did not keep, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.log_degraded = Gauge(
+            "mlops_prediction_log_degraded",
+            "1 while the prediction log cannot write (a full or read-only volume).",
+            registry=r,
+        )
         self._labels: set[str] = set()
 
     def count_predictions(self, predictions: list[object]) -> None:

@@ -52,6 +52,8 @@ class LoadedModel:
     drift_status: str
     fast: RowsPredictor | None = None
     loaded_at: float = field(default_factory=time.time)
+    task: str | None = None  # "classifier", "regressor", or None when the model says neither
+    classes: list[Any] | None = None  # a classifier's classes, when it lists them
 
     def predict(self, columns: list[str] | None, rows: list[list[Any]]) -> list[Any]:
         """Predict a batch of rows; one JSON-able prediction per row."""
@@ -191,7 +193,43 @@ def load(resolved: ResolvedReference, drift_window: int = 1000) -> LoadedModel:
     elif reference is not None:
         status = "unavailable: the model has no input signature"
     fast = forest_predictor(pyfunc, schema.names if schema else None)
-    return LoadedModel(identity, schema, pyfunc, drift, status, fast)
+    task, classes = target_of(pyfunc)
+    return LoadedModel(identity, schema, pyfunc, drift, status, fast, task=task, classes=classes)
+
+
+def target_of(pyfunc: Any) -> tuple[str | None, list[Any] | None]:
+    """What the model predicts — a classifier (with its classes when it lists them) or a
+    regressor — from the estimator itself, else from the output signature's type; (None, None)
+    when neither says (labels for it cannot be judged)."""
+    try:
+        raw = pyfunc.get_raw_model()
+    except Exception:
+        raw = None
+    classes = getattr(raw, "classes_", None)
+    if classes is not None:
+        try:
+            return "classifier", list(classes.tolist() if hasattr(classes, "tolist") else classes)
+        except Exception:
+            return "classifier", None
+    if raw is not None:
+        try:
+            from sklearn.base import is_regressor
+
+            if is_regressor(raw):
+                return "regressor", None
+        except Exception:
+            pass
+    try:
+        outputs = pyfunc.metadata.get_output_schema()
+    except Exception:
+        outputs = None
+    if outputs is not None and len(outputs.inputs) == 1:
+        kind = getattr(outputs.inputs[0].type, "name", str(outputs.inputs[0].type))
+        if kind in ("long", "integer", "string", "boolean"):
+            return "classifier", None
+        if kind in ("double", "float"):
+            return "regressor", None
+    return None, None
 
 
 def _input_schema(pyfunc: Any) -> InputSchema | None:

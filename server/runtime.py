@@ -11,12 +11,23 @@ import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from server.batcher import MicroBatcher
 from server.config import ServerConfig
+from server.feedback import Outcomes
 from server.metrics import ServerMetrics
 from server.model import LoadedModel, load, resolve
+from server.prediction_log import (
+    FEEDBACK,
+    PREDICTIONS,
+    PredictionLog,
+    count_lines,
+    file_records,
+    log_files,
+    read_records,
+)
 
 log = logging.getLogger("server.runtime")
 
@@ -38,9 +49,28 @@ class Runtime:
         # why) rather than sit at 503 — a container restarts, an operator sees the error.
         self.on_fatal: Callable[[], None] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._loaded = asyncio.Event()
+        self.outcomes = Outcomes(
+            None, None, max_rows=config.feedback_rows, window=config.quality_window
+        )
+        self.log: PredictionLog | None = None
+        if config.log_dir:
+            self.log = PredictionLog(
+                Path(config.log_dir),
+                sample=config.log_sample,
+                file_bytes=config.log_file_bytes,
+                max_bytes=config.log_max_bytes,
+                on_written=lambda kind, n: metrics.log_rows.labels(kind=kind).inc(n),
+                on_dropped=lambda reason, n: metrics.log_dropped.labels(reason=reason).inc(n),
+            )
 
     async def start(self) -> None:
         """Load in the background so /health answers (and /ready says 503) while it loads."""
+        if self.log is not None:
+            self.log.start()
+            # What earlier servers of the deployment answered (before a switch or a restart):
+            # labels for those rows are judged against the version that made them.
+            self._tasks.append(asyncio.create_task(self._restore(), name="restore-log"))
         self._tasks.append(asyncio.create_task(self._initial_load(), name="initial-load"))
         self._tasks.append(asyncio.create_task(self._drift_loop(), name="drift"))
         self._tasks.append(asyncio.create_task(self._watch_loop_lag(), name="loop-lag"))
@@ -53,6 +83,84 @@ class Runtime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.slot is not None:
             await self.slot.batcher.close()
+        if self.log is not None:
+            await asyncio.to_thread(self.log.stop)
+
+    # ------------------------------------------------------------ what was answered
+
+    def answered(
+        self, request_id: str, model: LoadedModel, rows: list[list[Any]], predictions: list[Any]
+    ) -> None:
+        """On the request path, O(1) work: remember the answer for labels, queue it for the
+        log (written by the log's thread)."""
+        version = model.identity.version
+        self.outcomes.remember(request_id, version, predictions)
+        if self.log is not None:
+            columns = model.schema.names if model.schema else None
+            self.log.offer_predictions(
+                request_id, model.identity.name, version, columns, rows, predictions
+            )
+
+    def refresh_quality(self) -> None:
+        """Set the quality and coverage gauges from the labels so far (at each scrape: a label
+        shows by the next one)."""
+        m, window = self.metrics, str(self.config.quality_window)
+        m.model_quality.clear()
+        for version, figures in self.outcomes.quality().items():
+            for metric, value in figures.items():
+                labels = {"model_version": version, "metric": metric, "window": window}
+                m.model_quality.labels(**labels).set(value)
+        m.labelled_rows.clear()
+        for version, rows in self.outcomes.window_sizes().items():
+            m.labelled_rows.labels(model_version=version).set(rows)
+        m.label_coverage.clear()
+        for version, ratio in self.outcomes.coverage().items():
+            m.label_coverage.labels(model_version=version).set(ratio)
+        m.log_degraded.set(1 if self.log is not None and self.log.problem else 0)
+
+    async def _restore(self) -> None:
+        await self._loaded.wait()  # labels are judged by the model's target type
+        try:
+            await asyncio.to_thread(self._restore_from_log)
+        except Exception:  # an unreadable log costs the labels of earlier rows, nothing else
+            log.exception("could not read the prediction log back")
+
+    def _restore_from_log(self) -> None:
+        assert self.log is not None
+        directory = self.log.directory
+        # The newest files that hold about as many rows as are remembered, oldest first.
+        chosen: list[Path] = []
+        rows = 0
+        for path in reversed(log_files(directory, PREDICTIONS)):
+            if rows >= self.config.feedback_rows:
+                break
+            chosen.insert(0, path)
+            rows += count_lines(path)
+        grouped: dict[str, tuple[str, dict[int, Any]]] = {}
+        for path in chosen:
+            for record in file_records(path):
+                rid, index = record.get("request_id"), record.get("index")
+                if isinstance(rid, str) and isinstance(index, int):
+                    version, answers = grouped.setdefault(rid, (str(record.get("version")), {}))
+                    answers[index] = record.get("prediction")
+        # The labels given to them, the later one winning, applied with them at once: a row
+        # never shows unlabelled between its prediction and its label being read back.
+        given: dict[str, dict[int, Any]] = {}
+        labels = 0
+        for record in read_records(directory, FEEDBACK):
+            rid, index = record.get("request_id"), record.get("index")
+            if rid in grouped and isinstance(index, int) and "truth" in record:
+                given.setdefault(rid, {})[index] = record["truth"]
+                labels += 1
+        restored = 0
+        for rid, (version, answers) in reversed(grouped.items()):  # newest first: see below
+            if self.outcomes.known(rid):
+                continue  # answered again since: the newest answer counts
+            predictions = [answers.get(i) for i in range(max(answers) + 1)]
+            self.outcomes.remember_earlier(rid, version, predictions, given.get(rid, {}))
+            restored += 1
+        if restored or labels:
+            log.info("from the prediction log: %d requests, %d labels", restored, labels)
 
     async def _initial_load(self) -> None:
         try:
@@ -82,7 +190,9 @@ class Runtime:
             old = self.slot
             self.slot = Slot(model, batcher)
             self.load_error = None
+            self._loaded.set()
             i = model.identity
+            self.outcomes.task, self.outcomes.classes = model.task, model.classes
             self.metrics.set_model(i.name, i.version, i.run_id)
             self.metrics.withdraw_drift()  # the old model's features are not this one's
             log.info("serving %s version %s (run %s)", i.name or i.source, i.version, i.run_id)

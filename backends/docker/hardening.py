@@ -18,10 +18,12 @@ from typing import Any
 from backends.docker.engine import LABEL, translate_errors
 
 __all__ = [
+    "LOG_MOUNT",
     "SERVER_UID",
     "STATE_DIR",
     "TOKEN_FILE",
     "create",
+    "log_volume",
     "new_token",
     "read_token",
     "state_volume",
@@ -32,6 +34,7 @@ SERVER_UID = 10001  # the image's user (Dockerfile)
 STATE_MOUNT = "/var/lib/mlops"  # the deployment's volume, in the router
 STATE_DIR = f"{STATE_MOUNT}/state"  # owned by the server user: the token, the upstream
 TOKEN_FILE = f"{STATE_DIR}/admin-token"
+LOG_MOUNT = "/var/lib/mlops-predictions"  # the prediction log volume, in model containers
 STOP_TIMEOUT = 30  # seconds docker waits after SIGTERM; the server drains in 25
 
 
@@ -91,6 +94,16 @@ def create(
 def state_volume(client: Any, deployment: str) -> str:
     """The deployment's own volume (created once; removed with the deployment)."""
     name = f"mlops-{deployment}-state"
+    with translate_errors():
+        client.volumes.create(name=name, labels={f"{LABEL}.deployment": deployment})
+    return name
+
+
+def log_volume(client: Any, deployment: str) -> str:
+    """The deployment's prediction log volume: every model container of the deployment mounts
+    it, so the log outlives version switches; `deploy rm` keeps it (the rows and labels are
+    training data), `docker volume rm` removes it."""
+    name = f"mlops-{deployment}-predictions"
     with translate_errors():
         client.volumes.create(name=name, labels={f"{LABEL}.deployment": deployment})
     return name

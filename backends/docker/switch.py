@@ -137,7 +137,7 @@ def _start_model(
     tracking_uri: str | None,
     extra_env: dict[str, str] | None = None,
 ) -> Any:
-    env = dict(extra_env or {})
+    env = {"MLOPS_LOG_DIR": hardening.LOG_MOUNT, **(extra_env or {})}
     env.update(MLOPS_PORT=str(port), MLOPS_HOST="127.0.0.1", MLOPS_MODEL_ALIAS=alias)
     if follow_ref:
         env.update(
@@ -166,6 +166,7 @@ def _start_model(
         command=None,
         environment=env,
         labels=labels,
+        volumes={hardening.log_volume(client, name): hardening.LOG_MOUNT},
     )
     with translate_errors():
         container.start()

@@ -110,6 +110,9 @@ class PrometheusSource:
             "psi": self._vector(q.feature_gauge("mlops_feature_psi")),
             "ks": self._vector(q.feature_gauge("mlops_feature_ks")),
             "ks_pvalue": self._vector(q.feature_gauge("mlops_feature_ks_pvalue", "min")),
+            "quality": self._vector(q.per_model_version("mlops_model_quality", "metric")),
+            "labelled_rows": self._vector(q.per_model_version("mlops_model_quality_rows")),
+            "label_coverage": self._vector(q.per_model_version("mlops_label_coverage_ratio")),
         }
         for name, quantile in QUANTILES.items():
             vectors[name] = self._vector(q.latency_quantile(quantile))

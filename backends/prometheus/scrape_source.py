@@ -119,7 +119,19 @@ def _vectors_from_readings(readings: Sequence[_Reading], per: Grouping) -> dict[
                     per_feature.setdefault(lbs.get("feature", ""), []).append(value)
             for feature, values in per_feature.items():
                 put(name, {**labels, "feature": feature}, pick(values))
+        for name, metric, extra in QUALITY_GAUGES:
+            for r in members:
+                for lbs, value in r.current.values(metric):
+                    kept = {k: lbs.get(k, "") for k in ("model_version", *extra)}
+                    put(name, {**labels, **kept}, value)
     return vectors
+
+
+QUALITY_GAUGES = (
+    ("quality", "mlops_model_quality", ("metric",)),
+    ("labelled_rows", "mlops_model_quality_rows", ()),
+    ("label_coverage", "mlops_label_coverage_ratio", ()),
+)
 
 
 def _may_admit(scope: Scope, target: ScrapeTarget) -> bool:

@@ -84,6 +84,7 @@ def _finite(value: float) -> float | None:
 class _Row:
     values: dict[str, float] = field(default_factory=dict)
     features: dict[str, dict[str, float]] = field(default_factory=dict)
+    quality: dict[str, float] = field(default_factory=dict)
     error: str = ""
 
 
@@ -99,16 +100,23 @@ def assemble_rows(
     """Rows from named vectors keyed by the grouping labels (the shape of PromQL answers).
 
     Names: up, requests_total, request_rate, error_ratio, client_error_ratio, p50, p95, p99,
-    batch_size_mean, drift_window_rows, and the per-feature psi, ks, ks_pvalue (label
-    ``feature``). A row exists for every key that appears in any vector (or in ``errors``).
+    batch_size_mean, drift_window_rows, labelled_rows, label_coverage, the per-feature psi, ks,
+    ks_pvalue (label ``feature``) and quality (label ``metric``). A series labelled with the
+    ``model_version`` that answered its rows counts only for the row of that version. A row
+    exists for every key that appears in any vector (or in ``errors``).
     """
     keys = group_labels(per)
     rows: dict[tuple[str, ...], _Row] = {}
     for name, vector in vectors.items():
         for labels, value in vector:
+            answered_by = labels.get("model_version")
+            if answered_by is not None and answered_by != labels.get("version", answered_by):
+                continue  # an earlier version's rows, read back from the log: not this row's
             row = rows.setdefault(tuple(labels.get(k, "") for k in keys), _Row())
             if name in FEATURE_GAUGES:
                 row.features.setdefault(labels.get("feature", ""), {})[name] = value
+            elif name == "quality":
+                row.quality[labels.get("metric", "")] = value
             else:
                 row.values[name] = value
     for key, message in (errors or {}).items():
@@ -141,6 +149,9 @@ def assemble_rows(
                 drift_window_rows=v.get("drift_window_rows"),
                 alerts=tuple(a for a in alerts if _concerns(a, labels)),
                 error=row.error,
+                quality={k: q for k, q in sorted(row.quality.items()) if math.isfinite(q)},
+                labelled_rows=v.get("labelled_rows"),
+                label_coverage=v.get("label_coverage"),
             )
         )
     return tuple(out)

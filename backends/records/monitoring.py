@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -65,6 +65,11 @@ class DeploymentHealth:
     drift_window_rows: float | None
     alerts: tuple[Alert, ...] = ()
     error: str = ""  # why the target could not be read, when it could not
+    # Realized quality of the row's version from labels sent back (POST /feedback), over the
+    # server's window: accuracy and f1_macro, or mae and rmse; empty until labels come.
+    quality: dict[str, float] = field(default_factory=dict)
+    labelled_rows: float | None = None  # labelled rows in the quality window
+    label_coverage: float | None = None  # share of recent rows that have a label
 
     @property
     def worst_drift(self) -> FeatureDrift | None:

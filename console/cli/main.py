@@ -8,6 +8,7 @@ import typer
 
 from console.cli import alerts as alerts_cli
 from console.cli import deploy as deploy_cli
+from console.cli import feedback as feedback_cli
 from console.cli import hooks as hooks_cli
 from console.cli import images as images_cli
 from console.cli import models
@@ -38,6 +39,7 @@ app.add_typer(images_cli.app, name="image")
 app.add_typer(deploy_cli.app, name="deploy")
 app.add_typer(alerts_cli.app, name="alerts")
 app.add_typer(hooks_cli.app, name="hooks")
+app.add_typer(feedback_cli.app, name="feedback")
 
 
 @app.callback(invoke_without_command=True)

@@ -285,6 +285,7 @@ _COLUMNS = [
     ("P99", True, True),
     ("BATCH", True, False),
     ("DRIFT (PSI)", False, True),
+    ("QUALITY", False, True),
     ("ALERTS", False, True),
 ]
 
@@ -378,5 +379,6 @@ def _cells(row: DeploymentHealth, per: str, has_alerts: bool) -> list[Any]:
         fmt.latency(row.latency.p99),
         "-" if row.batch_size_mean is None else f"{row.batch_size_mean:.1f}",
         drift,
+        fmt.quality(row.quality, row.labelled_rows, row.label_coverage),
         alerts,
     ]

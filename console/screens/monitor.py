@@ -99,7 +99,17 @@ class MonitorScreen(RetrainOffers):
 
     def body_mounted(self) -> None:
         self.query_one("#health-table", DataTable).add_columns(
-            "deployment", "serving", "up", "req/s", "5xx", "4xx", "p50", "p95", "p99", "drift"
+            "deployment",
+            "serving",
+            "up",
+            "req/s",
+            "5xx",
+            "4xx",
+            "p50",
+            "p95",
+            "p99",
+            "drift",
+            "quality (labels)",
         )
         self.set_pane_status("sampling…")
         self.load()
@@ -178,6 +188,7 @@ class MonitorScreen(RetrainOffers):
             fmt.millis(row.latency.p95),
             fmt.millis(row.latency.p99),
             summary(row, self.thresholds_for(row)),
+            fmt.quality(row.quality, row.labelled_rows, row.label_coverage),
         ]
 
     def _show_alerts(self, snap: MonitorSnapshot) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -90,40 +88,23 @@ def test_runs_then_models_then_promote_against_a_real_server(
         session.close()
 
 
-# The form's parameters after n_estimators, with the MLproject's defaults.
-DEFAULTS = [
-    ("max_depth (int)", "0"),
-    ("seed (int)", "42"),
-    ("test_size (float)", "0.2"),
-    ("data (string)", "bundled:iris"),
-    ("reference_sample (int)", "500"),
+# The train form's rows in focus order, and the MLproject's defaults of those left alone.
+TRAIN_ROWS = [
+    "n_estimators (int)",
+    "max_depth (int)",
+    "seed (int)",
+    "test_size (float)",
+    "data (string)",
+    "reference_sample (int)",
+    "register as",
 ]
-
-
-def register_as(session: TmuxSession, model: str, fields: list[tuple[str, str]]) -> None:
-    """Type ``model`` into "register as", after the Tabs that should have focused it. Under
-    load a Tab can be lost, and the name lands in a parameter instead: that field is put back
-    (it shows which one has the focus), one more Tab, and the name typed again."""
-    for _ in range(len(fields) + 1):
-        session.press(model)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            screen = session.screen()
-            if f"register as             {model}" in screen:
-                return
-            time.sleep(0.2)
-        screen = session.screen()
-        for label, value in fields:
-            kept = re.escape(label) + r"[ \t]+" + re.escape(value) + r"[ \t]*$"
-            if re.search(re.escape(label), screen) and not re.search(kept, screen, re.M):
-                session.retype(label, value)  # the focus is here: put it back
-                break
-        else:  # in "register as", short of a key: clear it and type it again there
-            session.press(*["BSpace"] * (len(model) + 2), pause=0.1)
-            session.wait_for("register as             model name (optional)")
-            continue
-        session.press("Tab", pause=0.3)
-    raise AssertionError(f"could not type {model} into 'register as':\n{session.screen()}")
+DEFAULTS = {
+    "max_depth (int)": "0",
+    "seed (int)": "42",
+    "test_size (float)": "0.2",
+    "data (string)": "bundled:iris",
+    "reference_sample (int)": "500",
+}
 
 
 @pytest.mark.mlflow_server
@@ -153,9 +134,12 @@ def test_train_twice_compare_promote_and_roll_back_against_a_real_server(
         for version, trees in ((1, "10"), (2, "30")):
             session.send("t")
             session.wait_for("parameters from its MLproject", timeout=20)  # the form is ready
-            session.retype("n_estimators (int)", trees)  # 100 → trees
-            session.press(*["Tab"] * 6, pause=0.2)  # six parameters, then "register as"
-            register_as(session, model, [("n_estimators (int)", trees), *DEFAULTS])
+            # Tab by Tab, looking at the screen between keys (tmux.py says why).
+            session.fill(
+                TRAIN_ROWS,
+                {"n_estimators (int)": trees, **DEFAULTS, "register as": model},
+                placeholders={"register as": "model name (optional)"},
+            )
             session.press("C-s")
             session.wait_for("Register the model?", timeout=180)  # trained and logged
             assert "FINISHED, exit 0" in session.screen()

@@ -13,6 +13,43 @@ from collections.abc import Callable
 from tests.services import service_missing
 
 HANG_GUARD = 60.0  # seconds: the shortest wait for anything on screen
+LABEL_WIDTH = 24  # columns: the console's form labels (`.train-label` in app.tcss)
+FIELD_SAMPLE = 12  # columns of an input looked at to tell whether it has the focus
+_SGR = re.compile(r"\x1b\[([0-9;:]*)m")
+
+
+def _cells(line: str) -> list[tuple[str, str]]:
+    """One captured line as (character, background) cells. Only SGR sequences reach a
+    ``capture-pane -e`` capture; the background is kept as its code ("" for the default),
+    and reverse video counts as a background of its own (a cursor)."""
+    cells: list[tuple[str, str]] = []
+    bg, reverse, at = "", False, 0
+    for found in _SGR.finditer(line):
+        cells.extend((char, bg + ("~" if reverse else "")) for char in line[at : found.start()])
+        at = found.end()
+        codes = found.group(1).replace(":", ";").split(";") if found.group(1) else ["0"]
+        i = 0
+        while i < len(codes):
+            code = codes[i] or "0"
+            if code == "0":
+                bg, reverse = "", False
+            elif code == "7":
+                reverse = True
+            elif code == "27":
+                reverse = False
+            elif code == "49":
+                bg = ""
+            elif code == "48" and i + 1 < len(codes):
+                take = 3 if codes[i + 1] == "5" else 5
+                bg = ";".join(codes[i : i + take])
+                i += take - 1
+            elif code in ("38", "58") and i + 1 < len(codes):
+                i += 2 if codes[i + 1] == "5" else 4  # a foreground colour: skipped
+            elif code.isdigit() and (40 <= int(code) <= 47 or 100 <= int(code) <= 107):
+                bg = code
+            i += 1
+    cells.extend((char, bg + ("~" if reverse else "")) for char in line[at:])
+    return cells
 
 
 class TmuxSession:
@@ -74,35 +111,109 @@ class TmuxSession:
             self.send(key)
             time.sleep(pause)
 
-    def retype(self, label: str, new: str, timeout: float = 60) -> None:
-        """Replace the value shown after ``label`` by ``new``, one key at a time, each seen on
-        the screen before the next. Under load the app reads several keys at once, and
-        Textual drops a key that arrives in the same read as a backspace (tmux 3.3, Textual
-        8): a key whose effect does not show is sent again."""
-        pattern = re.compile(re.escape(label) + r"[ \t]*(\S*)")
+    def styled_screen(self) -> list[list[tuple[str, str]]]:
+        """The screen as rows of (character, background) cells, from ``capture-pane -e``: a
+        focused Textual input is told apart by its tinted background, whatever it holds."""
+        out = subprocess.run(
+            [*self.tmux, "capture-pane", "-p", "-e", "-t", self.name],
+            capture_output=True,
+            text=True,
+        )
+        return [_cells(line) for line in out.stdout.split("\n")]
 
-        def value() -> str | None:
-            found = pattern.search(self.screen())
-            return found.group(1) if found else None
+    def focused_field(self, labels: list[str], width: int = LABEL_WIDTH) -> str | None:
+        """Which of the form rows ``labels`` (a label ``width`` columns wide, then an input)
+        holds the focus: the one row whose input shows a background the others do not (Textual
+        tints a focused input; its selection and cursor differ too). None when no row stands
+        out: the focus is elsewhere, or a row is off the screen."""
+        rows: dict[str, frozenset[str]] = {}
+        for cells in self.styled_screen():
+            text = "".join(char for char, _ in cells)
+            for label in labels:
+                found = re.search(r"(?:^|\s)(" + re.escape(label) + r")(?=\s|$)", text)
+                if found and label not in rows:
+                    start = found.start(1) + width
+                    rows[label] = frozenset(bg for _, bg in cells[start : start + FIELD_SAMPLE])
+        if len(rows) < len(labels):
+            return None
+        counts: dict[frozenset[str], int] = {}
+        for seen in rows.values():
+            counts[seen] = counts.get(seen, 0) + 1
+        usual = max(counts, key=lambda seen: counts[seen])
+        odd = [label for label, seen in rows.items() if seen != usual]
+        return odd[0] if len(odd) == 1 else None
 
-        def step(key: str, done: Callable[[str | None], bool]) -> None:
-            before = value()
-            deadline = time.monotonic() + max(timeout, HANG_GUARD)
-            self.send(key)
-            again = time.monotonic() + 5
-            while not done(now := value()):
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"{label}: {now!r} after {key}")
-                if now == before and time.monotonic() > again:
-                    self.send(key)  # lost: nothing changed on screen
-                    again = time.monotonic() + 5
-                time.sleep(0.1)
+    def field_value(self, label: str, placeholder: str = "") -> str | None:
+        """What the input after ``label`` shows ("" when it shows its placeholder)."""
+        for line in self.screen().split("\n"):
+            found = re.search(r"(?:^|\s)" + re.escape(label) + r"[ \t]*(.*?)\s*$", line)
+            if found:
+                shown = found.group(1)
+                if placeholder and shown.startswith(placeholder):
+                    return ""
+                return shown.split("  ")[0]  # a button may follow the input on its row
+        return None
 
-        while (shown := value()) not in ("", None):
-            # The field may select all on focus (one backspace clears it) or not.
-            step("BSpace", lambda now, was=shown: now is not None and len(now) < len(was))
-        for i, char in enumerate(new):
-            step(char, lambda now, want=new[: i + 1]: now == want)
+    def fill(
+        self,
+        rows: list[str],
+        values: dict[str, str],
+        placeholders: dict[str, str] | None = None,
+    ) -> None:
+        """Make each form row named in ``values`` hold its value, as a person would: look at
+        which row has the focus, Tab or Shift+Tab toward the wanted one, type or delete one key
+        at a time and look again. Under load the app can read several keys at once and drop
+        one (Textual 8 with tmux 3.3), or show a key late; every step is judged from the
+        screen, so a lost key is sent again and a doubled one taken back. ``rows`` are all
+        the form's rows in focus order."""
+        placeholders = placeholders or {}
+        for _ in range(3):  # a last look: a late key may have landed after its row was done
+            for label, want in values.items():
+                self._settle(rows, label, want, placeholders.get(label, ""))
+            if all(
+                self.field_value(label, placeholders.get(label, "")) == want
+                for label, want in values.items()
+            ):
+                return
+        raise AssertionError(f"the form does not hold {values}:\n{self.screen()}")
+
+    def _settle(self, rows: list[str], label: str, want: str, placeholder: str) -> None:
+        deadline = time.monotonic() + max(len(want) * 10.0, HANG_GUARD) * 2
+        target = rows.index(label)
+        while True:
+            focused = self.focused_field(rows)
+            shown = self.field_value(label, placeholder)
+            if shown == want:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{label}: {shown!r} (want {want!r}), focus on {focused!r}:\n{self.screen()}"
+                )
+            if focused is None:
+                time.sleep(0.2)  # between two frames, or the focus left the form: look again
+                if self.focused_field(rows) is None:
+                    self.send("BTab")
+                    self._changed(lambda: self.focused_field(rows))
+                continue
+            if focused != label:
+                key = "Tab" if rows.index(focused) < target else "BTab"
+                self.send(key)
+                self._changed(lambda: self.focused_field(rows))
+                continue
+            if shown is None:  # the row is covered (a notice) or off the screen: look again
+                time.sleep(0.2)
+                continue
+            # The next character, or a wrong or doubled key taken back.
+            self.send(want[len(shown)] if want.startswith(shown) else "BSpace")
+            self._changed(lambda: self.field_value(label, placeholder))
+
+    def _changed(self, look: Callable[[], object], wait: float = 5.0) -> None:
+        """Until what ``look`` sees differs from what it saw first, or ``wait`` seconds: a key
+        that shows no effect by then is judged again from the screen."""
+        before = look()
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and look() == before:
+            time.sleep(0.1)
 
     def wait_for(self, text: str, timeout: float = 60) -> str:
         """Until ``text`` is on the screen. ``timeout`` is a hang guard, never under a minute:

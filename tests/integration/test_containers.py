@@ -652,3 +652,67 @@ def test_another_stores_deployment_is_never_taken_for_ours(
         assert ours.run_id == built.v1.run_id and ours.store == built.v1.store
     finally:
         containers.remove_deployment(docker_client, name)
+
+
+def test_labels_through_the_router_judge_each_row_by_the_version_that_answered_it(
+    built: Built, docker_client: Any
+) -> None:
+    """predict → switch → feedback through the router: the deployment's log volume outlives
+    the switch, so the new container still knows the old version's rows, and each label counts
+    for the version that made the prediction."""
+    port = services.free_port()
+    name = f"fb{os.getpid()}"
+    url = f"http://127.0.0.1:{port}"
+    rows = iris_frame()[FEATURES].values.tolist()
+    truth = iris_frame()["target"].tolist()
+    switch.deploy(docker_client, built.v1, name, port=port)
+    try:
+        first = httpx.post(f"{url}/predict", json={"data": rows[:20]}, timeout=30).json()
+        switch.deploy(docker_client, built.v2, name, port=port)
+        second = httpx.post(f"{url}/predict", json={"data": rows[20:40]}, timeout=30).json()
+        assert (first["model"]["version"], second["model"]["version"]) == ("1", "2")
+        labels = [
+            {"request_id": answer["request_id"], "index": i, "truth": truth[start + i]}
+            for answer, start in ((first, 0), (second, 20))
+            for i in range(20)
+        ]
+        deadline = time.monotonic() + 60
+        while True:  # the new container reads the log back just after it is ready
+            report = httpx.post(f"{url}/feedback", json=labels, timeout=30)
+            assert report.status_code == 200, report.text
+            if report.json()["not_found"] == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert report.json()["accepted"] + report.json()["relabelled"] == 40, report.text
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = httpx.get(f"{url}/metrics", timeout=30).text
+        accuracy = {
+            s.labels["model_version"]: s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "mlops_model_quality" and s.labels["metric"] == "accuracy"
+        }
+        for version, answer, start in (("1", first, 0), ("2", second, 20)):
+            right = sum(p == t for p, t in zip(answer["predictions"], truth[start:], strict=False))
+            assert accuracy[version] == right / 20, text
+        volume = f"mlops-{name}-predictions"
+        out = docker_client.containers.run(
+            built.v1.id,
+            ["sh", "-c", f"cat {hardening.LOG_MOUNT}/predictions-*.jsonl"],
+            volumes={volume: {"bind": hardening.LOG_MOUNT, "mode": "ro"}},
+            remove=True,
+            network_disabled=True,
+        )
+        logged = [json.loads(line) for line in out.decode().splitlines()]
+        by_version = {
+            v: sorted((r["request_id"], r["index"]) for r in logged if r["version"] == v)
+            for v in ("1", "2")
+        }
+        assert by_version["1"] == sorted((first["request_id"], i) for i in range(20))
+        assert by_version["2"] == sorted((second["request_id"], i) for i in range(20))
+    finally:
+        containers.remove_deployment(docker_client, name)
+        with contextlib.suppress(Exception):
+            docker_client.volumes.get(f"mlops-{name}-predictions").remove(force=True)

@@ -490,6 +490,9 @@ class FakeBackends:
                 FeatureDrift("sepal_width", 0.02, None, 0.6, False),
             ),
             drift_window_rows=500.0,
+            quality={"accuracy": 0.93, "f1_macro": 0.91},
+            labelled_rows=412.0,
+            label_coverage=0.41,
         )
         return MonitorSnapshot("direct scrape", 2.0, T0, (row,), None)
 

@@ -398,3 +398,29 @@ def test_a_prometheus_that_is_not_there_fails_fast() -> None:
         with pytest.raises(Unavailable, match="unreachable"):
             source.snapshot()
         assert 1 <= dead.connections <= 2, dead.connections
+
+
+def test_quality_from_labels_counts_for_the_version_that_answered_the_rows() -> None:
+    """After a switch the new server also exports what it read back of the old version's
+    rows; the row of version 3 shows version 3's figures only."""
+    m = ServerMetrics()
+    m.set_model("iris", "3", "run1")
+    for version, accuracy, rows in (("2", 0.5, 80), ("3", 0.92, 412)):
+        m.model_quality.labels(model_version=version, metric="accuracy", window="1000").set(
+            accuracy
+        )
+        m.model_quality.labels(model_version=version, metric="f1_macro", window="1000").set(0.9)
+        m.labelled_rows.labels(model_version=version).set(rows)
+        m.label_coverage.labels(model_version=version).set(rows / 1000)
+    pages = Pages({"h:1": [page(m), page(m)]})
+    target = ScrapeTarget("http://h:1", deployment="web", model="iris", version=3, alias="champ")
+    source, _ = scrape_source([target], pages, times=[10.0, 14.0])
+
+    (row,) = source.snapshot().rows
+
+    assert row.quality == {"accuracy": 0.92, "f1_macro": 0.9}
+    assert (row.labelled_rows, row.label_coverage) == (412, 0.412)
+    from console import format as fmt
+
+    assert fmt.quality(row.quality, row.labelled_rows, row.label_coverage) == "acc 92.0% n=412 41%"
+    assert fmt.quality({}, None, None) == "-"
