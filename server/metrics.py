@@ -112,6 +112,12 @@ class ServerMetrics:
             ["model_version"],
             registry=r,
         )
+        self.model_validation = Gauge(
+            "mlops_model_validation",
+            "The served version's own held-out metrics, from its run (baked into the image).",
+            ["model_version", "metric"],
+            registry=r,
+        )
         self.log_rows = Counter(
             "mlops_prediction_log_rows",
             "Rows written to the prediction log (kind: predictions or feedback).",

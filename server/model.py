@@ -41,6 +41,7 @@ class ResolvedReference:
     identity: ModelIdentity
     load_uri: str
     directory: Path | None = None
+    validation: dict[str, float] = field(default_factory=dict)  # the run's held-out metrics
 
 
 @dataclass
@@ -54,6 +55,7 @@ class LoadedModel:
     loaded_at: float = field(default_factory=time.time)
     task: str | None = None  # "classifier", "regressor", or None when the model says neither
     classes: list[Any] | None = None  # a classifier's classes, when it lists them
+    validation: dict[str, float] = field(default_factory=dict)  # the run's held-out metrics
 
     def predict(self, columns: list[str] | None, rows: list[list[Any]]) -> list[Any]:
         """Predict a batch of rows; one JSON-able prediction per row."""
@@ -166,7 +168,10 @@ def _resolve_directory(path: Path) -> ResolvedReference:
         alias=str(meta.get("alias") or os.environ.get("MLOPS_MODEL_ALIAS", "")),
         source=str(meta.get("source", path)),
     )
-    return ResolvedReference(identity, str(path), directory=path)
+    given = meta.get("validation")
+    validation: dict[str, Any] = given if isinstance(given, dict) else {}
+    figures = {str(k): float(v) for k, v in validation.items() if isinstance(v, int | float)}
+    return ResolvedReference(identity, str(path), directory=path, validation=figures)
 
 
 def load(resolved: ResolvedReference, drift_window: int = 1000) -> LoadedModel:
@@ -194,7 +199,17 @@ def load(resolved: ResolvedReference, drift_window: int = 1000) -> LoadedModel:
         status = "unavailable: the model has no input signature"
     fast = forest_predictor(pyfunc, schema.names if schema else None)
     task, classes = target_of(pyfunc)
-    return LoadedModel(identity, schema, pyfunc, drift, status, fast, task=task, classes=classes)
+    return LoadedModel(
+        identity,
+        schema,
+        pyfunc,
+        drift,
+        status,
+        fast,
+        task=task,
+        classes=classes,
+        validation=resolved.validation,
+    )
 
 
 def target_of(pyfunc: Any) -> tuple[str | None, list[Any] | None]:

@@ -193,6 +193,11 @@ class Runtime:
             self._loaded.set()
             i = model.identity
             self.outcomes.task, self.outcomes.classes = model.task, model.classes
+            self.metrics.model_validation.clear()
+            for metric, value in model.validation.items():
+                self.metrics.model_validation.labels(model_version=i.version, metric=metric).set(
+                    value
+                )
             self.metrics.set_model(i.name, i.version, i.run_id)
             self.metrics.withdraw_drift()  # the old model's features are not this one's
             log.info("serving %s version %s (run %s)", i.name or i.source, i.version, i.run_id)

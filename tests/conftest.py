@@ -66,7 +66,15 @@ def iris_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     reference = example_train_module().drift_reference(x, 500, 0)
     (path / "drift_reference.json").write_text(json.dumps(reference))
     (path / "mlops-model.json").write_text(
-        json.dumps({"name": "iris", "version": "3", "run_id": "abc123", "alias": "champion"})
+        json.dumps(
+            {
+                "name": "iris",
+                "version": "3",
+                "run_id": "abc123",
+                "alias": "champion",
+                "validation": {"accuracy": 0.96, "f1_macro": 0.95},
+            }
+        )
     )
     return path
 

@@ -28,7 +28,14 @@ from backends.docker.engine import LABEL, parse_time, translate_errors
 from backends.errors import BackendError
 from backends.records import ModelVersion, ServingImage, version_number
 
-__all__ = ["build_image", "default_tag", "find_image", "image_labels", "list_images"]
+__all__ = [
+    "all_from_cache",
+    "build_image",
+    "default_tag",
+    "find_image",
+    "image_labels",
+    "list_images",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_LOCAL_BASE = "mlops-base:bookworm"
@@ -142,6 +149,25 @@ def _image_record(image: Any) -> ServingImage:
         created=parse_time(attrs.get("Created", "")),
         store=labels.get(f"{LABEL}.store", ""),
     )
+
+
+def all_from_cache(lines: list[str]) -> bool:
+    """Whether a classic-builder log shows every step from cache (FROM and ARG excepted: they
+    make no layer). Several builds of one version at once — a fresh machine, parallel CI —
+    each run the steps no cache holds yet, so a later rebuild may take its cached layers from
+    any of those equal chains: every step is cached, yet the id is not the one seen before."""
+    steps = 0
+    pending = False
+    for line in lines:
+        if line.startswith("Step "):
+            if pending:
+                return False
+            instruction = line.partition(" : ")[2].split(" ", 1)[0].upper()
+            pending = instruction not in ("FROM", "ARG")
+            steps += 1
+        elif pending and "Using cache" in line:
+            pending = False
+    return steps > 0 and not pending
 
 
 def build_image(

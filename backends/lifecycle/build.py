@@ -47,9 +47,17 @@ def build(
     """Build (or reuse from cache) the serving image of the version ``reference`` names now."""
     version = h.registry().resolve(reference)
     before = images.find_image(h.docker(), version)
-    image = _build(h, version, tag=tag, base_image=base_image, on_log=on_log)
-    # The build context is deterministic: the same id again means every step came from cache.
-    return BuildOutcome(image, version, cached=before is not None and before.id == image.id)
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        on_log(line)
+
+    image = _build(h, version, tag=tag, base_image=base_image, on_log=log)
+    # The build context is deterministic: the same id again, or every step from the cache,
+    # means nothing changed (images.all_from_cache says when the two differ).
+    unchanged = before is not None and (before.id == image.id or images.all_from_cache(lines))
+    return BuildOutcome(image, version, cached=unchanged)
 
 
 def image_for(

@@ -103,6 +103,8 @@ def retrain_challenger(
         tolerance=tolerance,
     )
     step(comparison.summary())
+    if trigger is not None:
+        h.registry().record_trigger(state.name, version.version, trigger)
     passed, gate, checks = _gate(h, state, version.version, comparison, trigger)
     report = GateReport(
         comparison=comparison.summary(),

@@ -134,12 +134,32 @@ def download_model(tracking_uri: str, version: ModelVersion, into: Path) -> Path
                 ref = ""  # a model without a reference serves normally, drift "unavailable"
             if ref and Path(ref) != into / DRIFT_REFERENCE:
                 shutil.move(ref, into / DRIFT_REFERENCE)
+        validation = _validation_metrics(tracking_uri, version.run_id)
     identity = {
         "name": version.name,
         "version": str(version.version),
         "run_id": version.run_id or "",
         "source": version.uri,
         "store": version.store,
+        # The run's own held-out figures: the server exports them beside the quality that real
+        # labels give, and the quality alert compares the two.
+        "validation": validation,
     }
     (into / IDENTITY_FILE).write_text(json.dumps(identity, sort_keys=True))
     return into
+
+
+VALIDATION_METRICS = ("accuracy", "f1_macro", "mae", "rmse")
+
+
+def _validation_metrics(tracking_uri: str, run_id: str | None) -> dict[str, float]:
+    """The run's latest values of the metrics realized quality is also measured in."""
+    if not run_id:
+        return {}
+    from mlflow.tracking import MlflowClient
+
+    try:
+        metrics = MlflowClient(tracking_uri).get_run(run_id).data.metrics
+    except Exception:  # a run that cannot be read: the image serves, without the comparison
+        return {}
+    return {k: float(metrics[k]) for k in VALIDATION_METRICS if k in metrics}

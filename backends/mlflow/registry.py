@@ -300,6 +300,14 @@ class Registry:
 
     # ------------------------------------------------------------------ approvals
 
+    def record_trigger(self, name: str, version: int, trigger: RetrainTrigger) -> None:
+        """What started a retraining, on its version: written before the challenger alias
+        moves, so a challenger that waits for a person always says why it exists."""
+        with translate_errors(self.uri):
+            self._client.set_model_version_tag(
+                name, str(version), TRIGGER_TAG, encode_trigger(trigger)
+            )
+
     def record_gate(
         self, name: str, version: int, report: GateReport, trigger: RetrainTrigger | None
     ) -> None:

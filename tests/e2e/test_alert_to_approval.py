@@ -151,7 +151,8 @@ def test_drift_alert_retrains_and_a_person_approves_in_the_console(
             hang_guard=240,
         )
         pending = wait(
-            lambda: registry.pending_approvals(name),
+            # Its trigger is on it before the alias moves; its gate report comes just after.
+            lambda: [p for p in registry.pending_approvals(name) if p.report is not None],
             "a challenger waiting for approval",
             hang_guard=400,
             every=2,

@@ -81,6 +81,9 @@ def test_a_label_joins_its_prediction_and_shows_as_quality_by_the_next_scrape(
         assert f1 is not None and 0 < f1 < 1
         assert gauge(client, "mlops_model_quality", window="50", metric="accuracy") == 0.9
         assert gauge(client, "mlops_label_coverage_ratio", model_version="3") == 1.0
+        # Beside it, the version's own held-out figure (from its run, baked into the image),
+        # which the quality alert compares it with.
+        assert gauge(client, "mlops_model_validation", model_version="3", metric="accuracy") == 0.96
 
         # The same row again: the later label wins, and it is counted as a relabel.
         again = client.post(

@@ -146,9 +146,11 @@ def test_direct_scrape_says_so_and_that_alerts_need_prometheus(use_source: Any) 
 
 
 def test_json_is_the_snapshot_with_stable_keys(use_source: Any) -> None:
-    use_source(FakeSource(snapshot((health(),), (DRIFT_ALERT,))))
+    labelled = {"quality": {"accuracy": 0.9}, "labelled_rows": 50.0, "label_coverage": 0.5}
+    use_source(FakeSource(snapshot((health(**labelled),), (DRIFT_ALERT,))))
     result = runner.invoke(app, ["monitor", "--json"])
     doc = json.loads(result.output)
+    assert {k: doc["rows"][0][k] for k in labelled} == labelled
     assert doc["source"] == "prometheus http://prom:9090"
     row = doc["rows"][0]
     assert row["latency"] == {"p50": 0.002, "p95": 0.008, "p99": 0.0123}
