@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -154,6 +155,37 @@ def active_model(client: Any, name: str) -> Any | None:
     containers = model_containers(client, name)
     running = [c for c in containers if c.status == "running"]
     return _newest(running or containers)
+
+
+def copy_prediction_log(client: Any, name: str, into: Path) -> int:
+    """Copy the prediction log of deployment ``name`` (its volume, through the container that
+    serves it now) into ``into``; the number of files. NotFound without such a container."""
+    import tarfile
+    import tempfile
+
+    from backends.docker.hardening import LOG_MOUNT
+
+    container = active_model(client, name)
+    if container is None:
+        raise NotFound(f"no model container of deployment {name!r} to read its prediction log")
+    into.mkdir(parents=True, exist_ok=True)
+    copied = 0
+    with translate_errors(), tempfile.TemporaryFile() as buffer:
+        stream, _ = container.get_archive(LOG_MOUNT)
+        for chunk in stream:
+            buffer.write(chunk)
+        buffer.seek(0)
+        with tarfile.open(fileobj=buffer) as tar:
+            for member in tar.getmembers():
+                base = Path(member.name).name
+                if not member.isfile() or not base.endswith(".jsonl"):
+                    continue
+                source = tar.extractfile(member)
+                if source is None:
+                    continue
+                (into / base).write_bytes(source.read())  # by its base name: nothing escapes
+                copied += 1
+    return copied
 
 
 def previous_version(client: Any, name: str) -> int:

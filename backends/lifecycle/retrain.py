@@ -47,12 +47,13 @@ def retrain_challenger(
     on_line: Callable[[str], object] = lambda _line: None,
     on_step: Callable[[str], object] | None = None,
     trigger: RetrainTrigger | None = None,
+    run_tags: dict[str, str] | None = None,
 ) -> RetrainOutcome:
     """Train and register a challenger for the model served at ``url`` (or already read
     ``serving`` state); never touch champion. ``on_step`` hears each step's one-line summary
     (default: ``on_line``, which hears the training's own output too). The run and the
     version record ``trigger`` (what started it: an alert, or a person), and the version its
-    gate report, for the person who approves it."""
+    gate report, for the person who approves it; ``run_tags`` go on the new run."""
     from backends.mlflow.client import translate_errors
     from backends.mlflow.training import Training
 
@@ -93,6 +94,8 @@ def retrain_challenger(
         client.set_tag(run_id, "mlops.retrain.drift", retraining.drift_tag(state))
         if trigger is not None:
             client.set_tag(run_id, TRIGGER_TAG, encode_trigger(trigger))
+        for key, value in (run_tags or {}).items():  # e.g. the prediction log's window
+            client.set_tag(run_id, key, value)
     version = h.registry().register(run_id, state.name)
     step(f"registered {state.name} v{version.version} from run {run_id}")
     comparison = retraining.compare_on(

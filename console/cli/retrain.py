@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -56,6 +57,18 @@ def retrain(
     tolerance: Annotated[
         float, typer.Option(help="How much worse than the champion the challenger may be.")
     ] = 0.0,
+    from_log: Annotated[
+        bool,
+        typer.Option(
+            "--from-log",
+            help="Train on the deployment's logged rows whose labels came back (instead of "
+            "--data); both models are scored on a held-out fifth of them.",
+        ),
+    ] = False,
+    log_dir: Annotated[
+        Path | None,
+        typer.Option("--log-dir", help="The prediction log's directory (with --target)."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream training.")] = False,
 ) -> None:
     """Retrain the serving model on new data; register a gated challenger; promote on approval."""
@@ -69,13 +82,26 @@ def retrain(
     if (deployment is None) == (target is None):
         fail("name a DEPLOYMENT or give --target URL (one of them)", ExitCode.USAGE)
     settings = Settings.from_env()
-    with backend_errors(), Handles(settings.tracking_uri, settings.docker_host) as h:
+    with (
+        backend_errors(),
+        Handles(settings.tracking_uri, settings.docker_host) as h,
+        tempfile.TemporaryDirectory(prefix="mlops-from-log-") as work_dir,
+    ):
+        work = Path(work_dir)
         url = target.rstrip("/") if target else _deployment_url(h, deployment or "")
         state = retrain_flow.serving(h, url, psi=psi_threshold, ks_pvalue=ks_pvalue)
         if if_drift and not state.drift.drifted:
             typer.echo(f"serving {state.name} v{state.version}; {state.drift.summary()}")
             typer.echo("no drift above threshold: nothing to retrain")
             return
+        run_tags: dict[str, str] = {}
+        if from_log:
+            if data is not None:
+                fail("give --data or --from-log, not both", ExitCode.USAGE)
+            if log_dir is None and deployment is None:
+                fail("--from-log with --target needs --log-dir DIR", ExitCode.USAGE)
+            data, held_out, run_tags = _from_log(h, deployment, log_dir, work)
+            eval_data = eval_data or held_out
         if data is None:
             fail("--data PATH is required to retrain", ExitCode.USAGE)
         outcome = retrain_flow.retrain_challenger(
@@ -90,6 +116,7 @@ def retrain(
             on_line=(lambda _line: None) if quiet else (lambda line: typer.echo(f"  {line}")),
             on_step=typer.echo,
             trigger=RetrainTrigger(source="cli", by=current_user()),
+            run_tags=run_tags,
         )
         if not outcome.gate_passed:
             fail(outcome.gate, ExitCode.CHECK_FAILED)
@@ -119,3 +146,22 @@ def _deployment_url(h: Handles, name: str) -> str:
     if not found.url:
         fail(f"deployment {name!r} publishes no address", ExitCode.NOT_FOUND)
     return found.url
+
+
+def _from_log(
+    h: Handles, deployment: str | None, log_dir: Path | None, work: Path
+) -> tuple[Path, Path, dict[str, str]]:
+    """Training and held-out CSVs from the prediction log (the deployment's, copied out of its
+    container, or ``log_dir``), and the tags that say which part of the log they are."""
+    from backends.lifecycle import log_export
+
+    if log_dir is None:
+        assert deployment is not None
+        log_dir = log_export.fetch_deployment_log(h, deployment, work / "log")
+    sets = log_export.training_sets(log_dir, work / "sets")
+    typer.echo(
+        f"from the prediction log: {sets.rows} labelled rows ({sets.holdout_rows} held out "
+        f"to score both models), {sets.tags()['mlops.retrain.log_window']}, answered by "
+        f"version {', '.join(sets.versions)}"
+    )
+    return sets.train, sets.holdout, sets.tags()

@@ -655,7 +655,7 @@ def test_another_stores_deployment_is_never_taken_for_ours(
 
 
 def test_labels_through_the_router_judge_each_row_by_the_version_that_answered_it(
-    built: Built, docker_client: Any
+    built: Built, docker_client: Any, tmp_path: Path
 ) -> None:
     """predict → switch → feedback through the router: the deployment's log volume outlives
     the switch, so the new container still knows the old version's rows, and each label counts
@@ -712,6 +712,14 @@ def test_labels_through_the_router_judge_each_row_by_the_version_that_answered_i
         }
         assert by_version["1"] == sorted((first["request_id"], i) for i in range(20))
         assert by_version["2"] == sorted((second["request_id"], i) for i in range(20))
+
+        # What `mlops retrain NAME --from-log` trains on: the log copied out of the serving
+        # container, its labelled rows as training and held-out sets.
+        from backends.lifecycle.log_export import training_sets
+
+        assert containers.copy_prediction_log(docker_client, name, tmp_path / "log") >= 2
+        sets = training_sets(tmp_path / "log", tmp_path / "sets")
+        assert (sets.rows, sets.versions) == (40, ("1", "2"))
     finally:
         containers.remove_deployment(docker_client, name)
         with contextlib.suppress(Exception):

@@ -77,6 +77,7 @@ def serving(
         MLFLOW_TRACKING_URI=mlflow_server.url,
         MLOPS_DRIFT_INTERVAL="0.3",
         MLOPS_DRIFT_WINDOW="150",
+        MLOPS_LOG_DIR=str(tmp / "log"),
     )
     try:
         yield Serving(url, name, run_id, mlflow_server.url, tmp)
@@ -223,3 +224,44 @@ def test_bad_input_is_a_usage_error(serving: Serving) -> None:
     assert neither.exit_code == 2 and "DEPLOYMENT or give --target" in neither.output
     down = CliRunner().invoke(app, ["retrain", "--target", "http://127.0.0.1:9"])
     assert down.exit_code == 3 and "unreachable" in down.output
+
+
+def test_retrain_from_the_log_trains_on_the_labelled_traffic(serving: Serving) -> None:
+    """The loop on real traffic: rows predicted, their labels pushed back, and a challenger
+    trained on the logged rows that have labels, both models scored on a held-out part."""
+    from mlflow.tracking import MlflowClient
+
+    from console.cli.main import app
+
+    frame = iris_frame()
+    with httpx.Client() as http:
+        for i, row in enumerate(frame[FEATURES].values.tolist()):
+            answer = http.post(
+                f"{serving.url}/predict", json={"data": [row]}, headers={"X-Request-Id": f"L{i}"}
+            )
+            assert answer.status_code == 200
+    labels = serving.data / "labels.csv"
+    labels.write_text(
+        "request_id,index,truth\n" + "".join(f"L{i},0,{t}\n" for i, t in enumerate(frame.target))
+    )
+    pushed = CliRunner().invoke(app, ["feedback", "push", str(labels), "--url", serving.url])
+    assert pushed.exit_code == 0, pushed.output
+    assert "150 labels sent" in pushed.stdout
+
+    log_dir = serving.data / "log"
+    code, out = cli(serving, "--from-log", "--log-dir", str(log_dir), "--tolerance", "0.2")
+    assert code == 0, out
+    assert "from the prediction log: 150 labelled rows" in out
+    assert "waiting for approval" in out or "challenger ->" in out
+
+    client = MlflowClient(tracking_uri=serving.tracking_uri, registry_uri=serving.tracking_uri)
+    challenger = client.get_model_version_by_alias(serving.name, "challenger")
+    run = client.get_run(challenger.run_id)
+    assert run.data.tags["mlops.retrain.source"] == "prediction-log"
+    assert run.data.tags["mlops.retrain.log_rows"] == "150"
+    assert run.data.params["data"].endswith("train.csv")
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.digest  # the logged rows, recorded with their digest
+
+    code, out = cli(serving, "--from-log")  # --target without --log-dir: said, exit 2
+    assert code == 2 and "--log-dir" in out
