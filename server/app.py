@@ -225,13 +225,14 @@ def create_app(config: ServerConfig) -> FastAPI:
             # No await between taking the slot and submit: a reload that swapped models cannot
             # hand us a batcher that is closing.
             try:
-                predictions = await slot.batcher.submit(rows)
+                scored = await slot.batcher.submit(rows)
             except (ValueError, TypeError, OverflowError) as exc:
                 # Validated input the model still refuses: the input's fault, said as such.
                 raise ClientError(
                     422, "model_rejected_input", f"the model rejected the input: {exc}"
                 ) from exc
-            runtime.answered(rid, slot.model, rows, predictions)
+            predictions = [p for p, _ in scored]
+            runtime.answered(rid, slot.model, rows, predictions, [q for _, q in scored])
             payload: dict[str, Any] = {"predictions": predictions}
             if not mlflow_compat:  # MLflow's answer keeps MLflow's shape: the header says it
                 i = slot.model.identity

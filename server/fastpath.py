@@ -11,15 +11,12 @@ the pyfunc path on random inputs. Anything else (other models, subclasses, multi
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-RowsPredictor = Callable[[list[list[Any]]], list[Any]]
 
-
-def forest_predictor(pyfunc: Any, columns: list[str] | None) -> RowsPredictor | None:
+def forest_predictor(pyfunc: Any, columns: list[str] | None) -> ForestPredictor | None:
     """A rows → predictions function equal to ``pyfunc.predict``, or None when not applicable."""
     flavor = pyfunc.metadata.flavors.get("python_function", {})
     if flavor.get("loader_module") != "mlflow.sklearn":
@@ -54,25 +51,37 @@ def forest_predictor(pyfunc: Any, columns: list[str] | None) -> RowsPredictor | 
     classifier = kind in (RandomForestClassifier, ExtraTreesClassifier)
     classes = raw.classes_ if classifier else None
 
-    def predict(rows: list[list[Any]]) -> list[Any]:
+    return ForestPredictor(estimators, classes)
+
+
+class ForestPredictor:
+    """rows → predictions, equal to the forest's ``predict``; ``scored`` also gives a
+    classifier's class probabilities (its ``predict_proba``), which it computes anyway."""
+
+    def __init__(self, estimators: list[Any], classes: Any | None) -> None:
+        self.estimators = estimators
+        self.classes = classes
+
+    def __call__(self, rows: list[list[Any]]) -> list[Any]:
+        return self.scored(rows)[0]
+
+    def scored(self, rows: list[list[Any]]) -> tuple[list[Any], list[list[float]] | None]:
         x = np.asarray(rows, dtype=np.float64)
         if not np.isfinite(x).all():
             raise _NotFast
         x = x.astype(np.float32)  # sklearn's trees compare in float32 (DTYPE)
-        if classifier:
-            assert classes is not None
-            proba = np.zeros((x.shape[0], len(classes)), dtype=np.float64)
-            for tree in estimators:
+        if self.classes is not None:
+            proba = np.zeros((x.shape[0], len(self.classes)), dtype=np.float64)
+            for tree in self.estimators:
                 proba += tree.predict_proba(x, check_input=False)
-            proba /= len(estimators)
-            return list(classes.take(np.argmax(proba, axis=1), axis=0).tolist())
+            proba /= len(self.estimators)
+            labels = self.classes.take(np.argmax(proba, axis=1), axis=0).tolist()
+            return list(labels), proba.tolist()
         total = np.zeros(x.shape[0], dtype=np.float64)
-        for tree in estimators:
+        for tree in self.estimators:
             total += tree.predict(x, check_input=False)
-        total /= len(estimators)
-        return list(total.tolist())
-
-    return predict
+        total /= len(self.estimators)
+        return list(total.tolist()), None
 
 
 class _NotFast(Exception):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from server.drift import DriftMonitor, DriftReference
-from server.fastpath import NotFast, RowsPredictor, forest_predictor
+from server.fastpath import ForestPredictor, NotFast, forest_predictor
 from server.schema import PANDAS_DTYPES, ColumnSpec, InputSchema
 
 log = logging.getLogger("server.model")
@@ -51,7 +51,7 @@ class LoadedModel:
     pyfunc: Any
     drift: DriftMonitor | None
     drift_status: str
-    fast: RowsPredictor | None = None
+    fast: ForestPredictor | None = None
     loaded_at: float = field(default_factory=time.time)
     task: str | None = None  # "classifier", "regressor", or None when the model says neither
     classes: list[Any] | None = None  # a classifier's classes, when it lists them
@@ -59,15 +59,22 @@ class LoadedModel:
 
     def predict(self, columns: list[str] | None, rows: list[list[Any]]) -> list[Any]:
         """Predict a batch of rows; one JSON-able prediction per row."""
+        return self.predict_scored(columns, rows)[0]
+
+    def predict_scored(
+        self, columns: list[str] | None, rows: list[list[Any]]
+    ) -> tuple[list[Any], list[list[float]] | None]:
+        """Predictions, and a classifier's class probabilities (in ``classes`` order) when
+        they come with them at no cost (the forests' fast path); None otherwise."""
         if self.fast is not None:
             try:
-                out: Any = self.fast(rows)
+                out, proba = self.fast.scored(rows)
             except NotFast:
                 pass
             else:
                 if self.drift is not None:
                     self.drift.observe(rows)
-                return list(out)
+                return list(out), proba
         import pandas as pd
 
         frame = pd.DataFrame(rows, columns=columns)
@@ -78,10 +85,10 @@ class LoadedModel:
                 if c.type in PANDAS_DTYPES and c.type != "string"
             }
             frame = frame.astype(dtypes)
-        out = self.pyfunc.predict(frame)
+        result = self.pyfunc.predict(frame)
         if self.drift is not None:
             self.drift.observe(rows)
-        return to_rows(out)
+        return to_rows(result), None
 
     def current_drift_status(self) -> str:
         """ "enabled", "unavailable: why", or "stale: ..." when inputs stopped coming."""

@@ -3,7 +3,11 @@
 One JSON object per line, one line per row, addressed as (request id, row index)::
 
     {"ts": 1764700000.123, "request_id": "…", "index": 0, "model": "iris", "version": "3",
-     "inputs": {"sepal_length": 5.1, …}, "prediction": 0}
+     "inputs": {"sepal_length": 5.1, …}, "prediction": 0,
+     "probabilities": {"0": 0.97, "1": 0.03, "2": 0.0}}
+
+(probabilities when a classifier gives them with its prediction: the scikit-learn forests' path;
+another model's class alone, rather than a second model call per request),
 
 and, in files of their own, the labels that came back (``POST /feedback``)::
 
@@ -107,8 +111,13 @@ class PredictionLog:
         columns: list[str] | None,
         rows: list[list[Any]],
         predictions: list[Any],
+        *,
+        probabilities: list[Any] | None = None,
+        classes: list[Any] | None = None,
     ) -> bool:
-        """Queue a request's rows (when sampled); whether they were taken. Never blocks."""
+        """Queue a request's rows (when sampled); whether they were taken. Never blocks.
+        ``probabilities``: per row, a classifier's class probabilities in ``classes`` order
+        (or None), logged as ``{"class": p}``."""
         if not sampled(request_id, self.sample):
             return False
         stamp = time.time()
@@ -126,6 +135,11 @@ class PredictionLog:
                     "inputs": inputs,
                     "prediction": answer,
                 }
+                proba = probabilities[index] if probabilities else None
+                if proba is not None and classes and len(classes) == len(proba):
+                    record["probabilities"] = {
+                        str(c): round(p, 6) for c, p in zip(classes, proba, strict=True)
+                    }
                 out.append(_dumps(record))
             return out
 

@@ -89,7 +89,12 @@ class Runtime:
     # ------------------------------------------------------------ what was answered
 
     def answered(
-        self, request_id: str, model: LoadedModel, rows: list[list[Any]], predictions: list[Any]
+        self,
+        request_id: str,
+        model: LoadedModel,
+        rows: list[list[Any]],
+        predictions: list[Any],
+        probabilities: list[Any] | None = None,
     ) -> None:
         """On the request path, O(1) work: remember the answer for labels, queue it for the
         log (written by the log's thread)."""
@@ -98,7 +103,14 @@ class Runtime:
         if self.log is not None:
             columns = model.schema.names if model.schema else None
             self.log.offer_predictions(
-                request_id, model.identity.name, version, columns, rows, predictions
+                request_id,
+                model.identity.name,
+                version,
+                columns,
+                rows,
+                predictions,
+                probabilities=probabilities,
+                classes=model.classes,
             )
 
     def refresh_quality(self) -> None:
@@ -209,9 +221,11 @@ class Runtime:
         columns = model.schema.names if model.schema else None
 
         def predict(rows: list[list[Any]]) -> list[Any]:
-            predictions = model.predict(columns, rows)
+            # (prediction, class probabilities or None) per row: the log keeps both.
+            predictions, proba = model.predict_scored(columns, rows)
             self.metrics.count_predictions(predictions)
-            return predictions
+            each: list[Any] = list(proba) if proba is not None else [None] * len(predictions)
+            return list(zip(predictions, each, strict=True))
 
         cfg = self.config
         return MicroBatcher(

@@ -181,6 +181,10 @@ def test_the_log_holds_each_row_and_label_in_json_lines(
     assert [r["prediction"] for r in rows] == answer["predictions"]
     assert rows[0]["inputs"] == dict(zip(FEATURES, ROWS[0], strict=True))
     assert {r["version"] for r in rows} == {"3"} and {r["model"] for r in rows} == {"iris"}
+    for r in rows:  # a forest gives its class probabilities with the class: both are kept
+        proba = r["probabilities"]
+        assert set(proba) == {"0", "1", "2"} and abs(sum(proba.values()) - 1) < 1e-4
+        assert int(max(proba, key=proba.__getitem__)) == r["prediction"]
     labels = list(read_records(tmp_path, "feedback"))
     assert [(r["request_id"], r["index"], r["truth"]) for r in labels] == [
         ("logged-1", 2, TRUTH[2])
