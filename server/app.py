@@ -319,10 +319,15 @@ def create_app(config: ServerConfig) -> FastAPI:
             return JSONResponse(err.body(), status_code=415, headers=err.headers)
         try:
             body = await _read_body(request, config)
-            report = await asyncio.to_thread(judge_feedback, body)
+            async with feedback_turn:  # one body judged at a time: predictions keep the pool
+                report = await asyncio.to_thread(judge_feedback, body)
         except ClientError as exc:
             return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+        except ClientDisconnect:
+            return Response(status_code=499)
         return JSONResponse(report.body, status_code=report.status)
+
+    feedback_turn = asyncio.Semaphore(1)
 
     def judge_feedback(body: bytes) -> FeedbackReport:
         items, single = feedback_items(decode_json(body), config.max_rows)
@@ -340,10 +345,9 @@ def create_app(config: ServerConfig) -> FastAPI:
                 rid, index, truth = item.get("request_id"), item.get("index", 0), item["truth"]
                 verdict = runtime.outcomes.judge(rid, index, truth)
             counts[verdict.outcome] += 1
-            metrics.feedback.labels(outcome=verdict.outcome).inc()
-            result: dict[str, Any] = {
-                "request_id": rid,
-                "index": index if index is not None else 0,
+            result: dict[str, Any] = {  # echoed only as the types they must be
+                "request_id": rid if isinstance(rid, str) else None,
+                "index": index if _row_number(index) else (0 if index is None else None),
                 "outcome": verdict.outcome,
             }
             if verdict.message:
@@ -351,6 +355,9 @@ def create_app(config: ServerConfig) -> FastAPI:
             results.append(result)
             if verdict.outcome in (ACCEPTED, RELABELLED):
                 taken.append((str(rid), int(index or 0), truth))
+        for outcome, n in counts.items():
+            if n:
+                metrics.feedback.labels(outcome=outcome).inc(n)
         if taken and runtime.log is not None:
             runtime.log.offer_feedback(taken)
         return FeedbackReport.of(results, counts, single)
@@ -456,6 +463,10 @@ def _with_row_schema(doc: dict[str, Any], schema: InputSchema) -> dict[str, Any]
     inv["schema"]["properties"]["instances"] = rows
     inv["schema"]["properties"]["inputs"] = rows
     return doc
+
+
+def _row_number(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
 def is_loopback(host: str) -> bool:

@@ -13,9 +13,10 @@ regressor, with the share of rows that have a label (coverage) beside it.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +72,8 @@ class Outcomes:
     # ------------------------------------------------------------ predictions
 
     def remember(self, request_id: str, version: str, predictions: list[Any]) -> None:
+        if not predictions:
+            return  # nothing to label; an entry without rows would never be forgotten
         with self._lock:
             old = self._answered.pop(request_id, None)
             if old is not None:  # a client reusing an id: the newest answer is the one judged
@@ -164,18 +167,20 @@ class Outcomes:
         if self.task == REGRESSOR:
             if isinstance(truth, bool) or not isinstance(truth, int | float):
                 return f"truth must be a number for this regressor, not {_kind(truth)}"
-            if not math.isfinite(truth):
+            if not _finite(truth):
                 return "truth must be a finite number"
             return ""
         if truth is None or isinstance(truth, dict | list):
             return f"truth must be one class label, not {_kind(truth)}"
+        if isinstance(truth, float) and not _finite(truth):
+            return "truth must be a class label, not an infinity"
         if self.classes:
-            sample = self.classes[0]
-            if isinstance(sample, bool) != isinstance(truth, bool) or (
-                isinstance(sample, int | float) != isinstance(truth, int | float)
-            ):
+            if _label(truth) not in {_label(c) for c in self.classes}:
                 shown = ", ".join(repr(c) for c in self.classes[:10])
-                return f"truth {truth!r} is not of the model's class type (classes: {shown})"
+                more = ", ..." if len(self.classes) > 10 else ""
+                return f"truth {truth!r} is not one of the model's classes ({shown}{more})"
+        elif isinstance(truth, str) and len(truth) > 200:
+            return "truth is longer than 200 characters: not a class label"
         return ""
 
     # ------------------------------------------------------------ quality
@@ -207,19 +212,22 @@ class Outcomes:
 
 
 def classification_quality(pairs: Iterable[tuple[Any, Any]]) -> dict[str, float]:
-    """Accuracy and macro F1 (over the classes seen as prediction or truth)."""
+    """Accuracy and macro F1 (over the classes seen as prediction or truth), in one pass."""
     rows = [(_label(p), _label(t)) for p, t in pairs]
     if not rows:
         return {}
-    correct = sum(1 for p, t in rows if p == t)
-    classes = {p for p, _ in rows} | {t for _, t in rows}
-    f1s = []
-    for c in classes:
-        tp = sum(1 for p, t in rows if p == c and t == c)
-        fp = sum(1 for p, t in rows if p == c and t != c)
-        fn = sum(1 for p, t in rows if p != c and t == c)
-        f1s.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
-    return {"accuracy": correct / len(rows), "f1_macro": sum(f1s) / len(f1s)}
+    true_pos: Counter[Any] = Counter()
+    predicted: Counter[Any] = Counter()
+    actual: Counter[Any] = Counter()
+    for p, t in rows:
+        predicted[p] += 1
+        actual[t] += 1
+        if p == t:
+            true_pos[p] += 1
+    classes = set(predicted) | set(actual)
+    # F1 = 2tp / (2tp + fp + fn) = 2tp / (predicted + actual)
+    f1s = [2 * true_pos[c] / (predicted[c] + actual[c]) for c in classes]
+    return {"accuracy": sum(true_pos.values()) / len(rows), "f1_macro": sum(f1s) / len(f1s)}
 
 
 def regression_quality(pairs: Iterable[tuple[Any, Any]]) -> dict[str, float]:
@@ -238,10 +246,20 @@ def regression_quality(pairs: Iterable[tuple[Any, Any]]) -> dict[str, float]:
 
 
 def _label(value: Any) -> Any:
-    # 1 and 1.0 are one class (JSON loses the difference); a string stays a string.
-    if isinstance(value, float) and value.is_integer():
+    # 1 and 1.0 are one class (JSON loses the difference); a string stays a string; a
+    # prediction that is a record (a model answering a frame) is compared as its JSON.
+    if isinstance(value, float) and _finite(value) and value.is_integer():
         return int(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, default=str)
     return value
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _kind(value: Any) -> str:

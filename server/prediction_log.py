@@ -159,7 +159,9 @@ class PredictionLog:
 
     def _put(self, entry: _Entry) -> bool:
         with self._lock:
-            if self._queued_rows + entry.rows > self.queue_rows:
+            # An empty queue takes any request (the body limit bounds it), a busy one no more
+            # than the bound.
+            if self._queued_rows and self._queued_rows + entry.rows > self.queue_rows:
                 dropped = True
             else:
                 dropped = False
@@ -234,7 +236,15 @@ class PredictionLog:
             log.warning("prediction log degraded: %s", exc)
         self.problem = f"cannot write to {self.directory}: {exc.strerror or exc}"
         self._failed_at = time.monotonic()
+        paths = [path for _, path in self._open.values()]
         self._close_all()
+        for path in paths:  # a file the failure left empty is no record: not one per retry
+            with contextlib.suppress(OSError):
+                if path.stat().st_size == 0:
+                    path.unlink()
+        if getattr(exc, "errno", None) == 28:  # ENOSPC: make room as the cap would
+            with contextlib.suppress(OSError):
+                self._enforce_cap(to=self.max_bytes // 2)
 
     def _file(self, kind: str) -> Any:
         current = self._open.get(kind)
@@ -266,13 +276,26 @@ class PredictionLog:
         for kind in list(self._open):
             self._close(kind)
 
-    def _enforce_cap(self) -> None:
-        """Delete the oldest closed files until the directory is under ``max_bytes``."""
-        files = sorted(log_files(self.directory), key=lambda p: p.name.split("-")[1])
-        total = sum(_size(p) for p in files)
+    def _enforce_cap(self, to: int | None = None) -> None:
+        """Delete the oldest closed files until the directory is under ``max_bytes`` (or
+        ``to``): predictions first, by when they were last written; labels only after them
+        (they are small, and a label file stays open for a server's whole life, so it is
+        older by name than the predictions it labels)."""
+        limit = self.max_bytes if to is None else to
+        every = log_files(self.directory)
+        total = sum(_size(p) for p in every)
+
+        def age(path: Path) -> tuple[bool, float]:
+            try:
+                written = path.stat().st_mtime
+            except OSError:
+                written = 0.0
+            return (path.name.startswith(FEEDBACK), written)
+
+        files = sorted(every, key=age)
         mine = {path for _, path in self._open.values()}
         for path in files:
-            if total <= self.max_bytes:
+            if total <= limit:
                 return
             if path in mine or _in_use(path):
                 continue

@@ -115,7 +115,13 @@ class Runtime:
 
     def refresh_quality(self) -> None:
         """Set the quality and coverage gauges from the labels so far (at each scrape: a label
-        shows by the next one)."""
+        shows by the next one). A failure here costs these gauges, never the scrape."""
+        try:
+            self._refresh_quality()
+        except Exception:
+            log.exception("quality gauges not updated")
+
+    def _refresh_quality(self) -> None:
         m, window = self.metrics, str(self.config.quality_window)
         m.model_quality.clear()
         for version, figures in self.outcomes.quality().items():
@@ -158,11 +164,17 @@ class Runtime:
         # The labels given to them, the later one winning, applied with them at once: a row
         # never shows unlabelled between its prediction and its label being read back.
         given: dict[str, dict[int, Any]] = {}
+        stamps: dict[tuple[str, int], float] = {}
         labels = 0
         for record in read_records(directory, FEEDBACK):
             rid, index = record.get("request_id"), record.get("index")
             if rid in grouped and isinstance(index, int) and "truth" in record:
-                given.setdefault(rid, {})[index] = record["truth"]
+                # The later label wins by its time (several servers write files of their own).
+                raw = record.get("ts")
+                ts = float(raw) if isinstance(raw, int | float) else 0.0
+                if ts >= stamps.get((rid, index), float("-inf")):
+                    stamps[(rid, index)] = ts
+                    given.setdefault(rid, {})[index] = record["truth"]
                 labels += 1
         restored = 0
         for rid, (version, answers) in reversed(grouped.items()):  # newest first: see below

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -50,26 +51,38 @@ def read_labels(path: Path, truth_type: str = "auto") -> Iterator[dict[str, Any]
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}") from exc
     with f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in reader.fieldnames or []]
-        truth_col = next((c for c in TRUTH_COLUMNS if c in header), None)
-        if "request_id" not in header or truth_col is None:
-            raise InvalidInput(
-                f"{path}: the header must name request_id and truth (or label), not {header}"
-            )
-        reader.fieldnames = header
-        for line, row in enumerate(reader, start=2):
-            rid = (row.get("request_id") or "").strip()
-            if not rid:
-                raise InvalidInput(f"{path}, line {line}: no request_id")
-            raw_index = (row.get("index") or "0").strip() or "0"
-            if not raw_index.isdigit():
-                raise InvalidInput(f"{path}, line {line}: index {raw_index!r} is not a row number")
-            yield {
-                "request_id": rid,
-                "index": int(raw_index),
-                "truth": _truth(row.get(truth_col) or "", truth_type, path, line),
-            }
+        try:
+            yield from _rows(csv.DictReader(f), path, truth_type)
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"{path} is not UTF-8 text: {exc.reason}") from exc
+        except csv.Error as exc:
+            raise InvalidInput(f"{path} is not a readable CSV: {exc}") from exc
+
+
+def _rows(reader: csv.DictReader[str], path: Path, truth_type: str) -> Iterator[dict[str, Any]]:
+    header = [h.strip() for h in reader.fieldnames or []]
+    truth_col = next((c for c in TRUTH_COLUMNS if c in header), None)
+    if "request_id" not in header or truth_col is None:
+        raise InvalidInput(
+            f"{path}: the header must name request_id and truth (or label), not {header}"
+        )
+    reader.fieldnames = header
+    for row in reader:
+        line = reader.line_num
+        rid = (row.get("request_id") or "").strip()
+        if not rid:
+            raise InvalidInput(f"{path}, line {line}: no request_id")
+        raw_index = (row.get("index") or "0").strip() or "0"
+        if not (raw_index.isascii() and raw_index.isdigit()):
+            raise InvalidInput(f"{path}, line {line}: index {raw_index!r} is not a row number")
+        text = (row.get(truth_col) or "").strip()
+        if not text:
+            raise InvalidInput(f"{path}, line {line}: no truth")
+        yield {
+            "request_id": rid,
+            "index": int(raw_index),
+            "truth": _truth(text, truth_type, path, line),
+        }
 
 
 def _truth(text: str, kind: str, path: Path, line: int) -> Any:
@@ -80,7 +93,10 @@ def _truth(text: str, kind: str, path: Path, line: int) -> Any:
         if kind == "int":
             return int(text)
         if kind == "float":
-            return float(text)
+            value = float(text)
+            if not math.isfinite(value):
+                raise ValueError(text)
+            return value
         if kind == "bool":
             if text.lower() not in ("true", "false", "1", "0"):
                 raise ValueError(text)
@@ -90,9 +106,12 @@ def _truth(text: str, kind: str, path: Path, line: int) -> Any:
     if _INT.fullmatch(text):
         return int(text)
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         return text
+    if not math.isfinite(value):  # "nan", "inf", 1e400: no label JSON can carry
+        raise InvalidInput(f"{path}, line {line}: truth {text!r} is not a finite number")
+    return value
 
 
 def push_labels(
@@ -129,7 +148,7 @@ def push_labels(
 def _send(http: Any, target: str, chunk: list[dict[str, Any]], totals: FeedbackTotals) -> None:
     import httpx
 
-    body = json.dumps(chunk, separators=(",", ":")).encode()
+    body = json.dumps(chunk, separators=(",", ":"), allow_nan=False).encode()
     try:
         answer = http.post(target, content=body, headers={"content-type": "application/json"})
     except httpx.HTTPError as exc:

@@ -75,10 +75,14 @@ def training_sets(
     """Join the log in ``directory`` with its labels and write ``into``/train.csv and
     ``into``/holdout.csv; InvalidInput when too few rows are labelled."""
     truths: dict[tuple[str, int], Any] = {}
+    labelled_at: dict[tuple[str, int], float] = {}
     for record in _records(directory, "feedback"):
         rid, index = record.get("request_id"), record.get("index")
         if isinstance(rid, str) and isinstance(index, int) and "truth" in record:
-            truths[(rid, index)] = record["truth"]  # files and lines oldest first: later wins
+            ts = record.get("ts")
+            when = float(ts) if isinstance(ts, int | float) else 0.0
+            if when >= labelled_at.get((rid, index), float("-inf")):  # the later label wins
+                labelled_at[(rid, index)], truths[(rid, index)] = when, record["truth"]
     rows: dict[tuple[str, int], tuple[dict[str, Any], Any, float, str]] = {}
     columns: list[str] = []
     for record in _records(directory, "predictions"):

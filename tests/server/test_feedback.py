@@ -130,7 +130,7 @@ def test_each_item_of_a_list_gets_its_own_verdict(iris_model_dir: Path) -> None:
             "accepted",
         ]
         assert (body["accepted"], body["not_found"], body["invalid"]) == (2, 2, 5)
-        assert "class type" in body["results"][3]["message"]
+        assert "not one of the model's classes" in body["results"][3]["message"]
         assert all(r.get("message") for r in body["results"] if r["outcome"] != "accepted")
 
 
@@ -157,6 +157,18 @@ def test_a_single_label_that_is_not_taken_is_an_error_that_names_why(
             answer = client.post("/feedback", content=body, headers={"content-type": content_type})
             assert answer.status_code == status, (body, answer.text)
             assert answer.json()["error"]["message"]
+        # Numbers no JSON answer can carry back are refused, never a 500.
+        for body in (
+            b'{"request_id": 1e400, "truth": 0}',
+            b'[{"request_id": "a", "index": -1e400, "truth": 0}]',
+            b'[{"request_id": "a", "index": 10000000000000000000000, "truth": 1e400}]',
+            b'{"request_id": "%s", "truth": 7}' % rid.encode(),  # not one of the classes
+        ):
+            answer = client.post(
+                "/feedback", content=body, headers={"content-type": "application/json"}
+            )
+            assert answer.status_code in (200, 400, 404, 422), (body, answer.text)
+            assert "invalid" in answer.text or "error" in answer.text
         too_many = [{"request_id": rid, "truth": 1}] * 11
         with serve(iris_model_dir, max_rows=10) as small:
             assert small.post("/feedback", json=too_many).status_code == 413

@@ -32,6 +32,7 @@ def test_a_regressor_takes_finite_numbers_and_gives_mae_and_rmse() -> None:
     assert outcomes.judge("r", 2, "3").outcome == INVALID
     assert outcomes.judge("r", 2, True).outcome == INVALID
     assert outcomes.judge("r", 2, math.nan).outcome == INVALID
+    assert outcomes.judge("r", 2, 10**400).outcome == INVALID  # no float holds it
     assert outcomes.judge("r", 2, 6.0).outcome == ACCEPTED  # error -3
     figures = outcomes.quality()["2"]
     assert figures["mae"] == pytest.approx(4 / 3)
@@ -65,4 +66,6 @@ def test_macro_f1_weighs_every_class_alike() -> None:
     # class 0: tp 8, fp 0, fn 1 → 16/17; class 1: tp 1, fp 1, fn 0 → 2/3
     assert figures["f1_macro"] == pytest.approx((16 / 17 + 2 / 3) / 2)
     assert classification_quality([(1.0, 1)]) == {"accuracy": 1.0, "f1_macro": 1.0}
+    # A model answering records: compared as their JSON, never an unhashable error.
+    assert classification_quality([({"a": 1}, {"a": 1}), ([1], [2])])["accuracy"] == 0.5
     assert regression_quality([]) == {}
