@@ -97,17 +97,19 @@ def test_image_is_labelled_non_root_and_carries_no_tracking_address(
 
 def test_rebuilding_an_unchanged_version_is_all_cache(built: Built, docker_client: Any) -> None:
     log: list[str] = []
-    again = build.build(
+    outcome = build.build(
         Handles(built.tracking_uri, docker=docker_client),
         f"{built.name}/1",
         base_image=services.BASE_IMAGE,
         tag=built.v1.tags[0],
         on_log=log.append,
-    ).image
+    )
     steps = [line for line in log if line.startswith("Step ")]
     cached = [line for line in log if "Using cache" in line]
-    assert again.id == built.v1.id
     assert len(cached) == len(steps) - 2  # every step but ARG and FROM came from the cache
+    # ... and the build says so. Not always the same image id: builds of other versions that
+    # ran at once on an empty cache left equal layer chains, and a rebuild may take any.
+    assert outcome.cached and outcome.image.version == 1
 
 
 def test_deployment_predicts_like_in_process_and_switches_without_failures(
