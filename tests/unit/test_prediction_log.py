@@ -42,14 +42,38 @@ def test_a_full_queue_drops_and_counts_instead_of_waiting(tmp_path: Path) -> Non
     assert [r["request_id"] for r in read_records(tmp_path, "predictions")] == ["a"] * 8
 
 
+class Written:
+    """Counts the rows the writer wrote, to wait on: each burst is on disk before the next."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def __call__(self, kind: str, n: int) -> None:
+        self.rows += n
+
+    def wait(self, rows: int) -> None:
+        deadline = time.monotonic() + 60
+        while self.rows < rows:
+            assert time.monotonic() < deadline, f"{self.rows} of {rows} rows written"
+            time.sleep(0.005)
+
+
 def test_files_rotate_and_the_cap_deletes_the_oldest_closed_ones(tmp_path: Path) -> None:
     seen, count = drops()
-    log = PredictionLog(tmp_path, file_bytes=2048, max_bytes=8192, on_dropped=count)
+    written = Written()
+    log = PredictionLog(
+        tmp_path,
+        file_bytes=2048,
+        max_bytes=8192,
+        on_dropped=count,
+        on_written=written,
+        flush_every=0.01,
+    )
     log.start()
     for i in range(200):
         log.offer_predictions(f"r{i}", "m", "1", ["x", "y"], [[i, 0.5]], [i % 3])
-        if i % 20 == 0:
-            time.sleep(0.05)  # several writes, so files fill one after another
+        if i % 20 == 19:
+            written.wait(i + 1)  # several writes, so files fill one after another
     log.stop()
     files = log_files(tmp_path, "predictions")
     assert len(files) >= 3
@@ -64,21 +88,25 @@ def test_the_cap_never_deletes_a_file_another_writer_holds(tmp_path: Path) -> No
     other.write_bytes(b'{"request_id":"old","index":0}\n' * 400)  # over the cap by itself
     with open(other, "ab") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_SH)
-        log = PredictionLog(tmp_path, file_bytes=1024, max_bytes=4096)
-        log.start()
-        for i in range(100):
-            log.offer_predictions(f"r{i}", "m", "1", None, [[i]], [0])
-            time.sleep(0.002)
-        log.stop()
+        fill(tmp_path, "r")
         assert other.exists()
     # Released: the next cap takes it (the oldest) first.
-    log = PredictionLog(tmp_path, file_bytes=1024, max_bytes=4096)
+    fill(tmp_path, "s")
+    assert not other.exists()
+
+
+def fill(directory: Path, prefix: str) -> None:
+    """100 rows in bursts of 10, each written before the next: the files rotate."""
+    written = Written()
+    log = PredictionLog(
+        directory, file_bytes=1024, max_bytes=4096, on_written=written, flush_every=0.001
+    )
     log.start()
     for i in range(100):
-        log.offer_predictions(f"s{i}", "m", "1", None, [[i]], [0])
-        time.sleep(0.002)
+        log.offer_predictions(f"{prefix}{i}", "m", "1", None, [[i]], [0])
+        if i % 10 == 9:
+            written.wait(i + 1)
     log.stop()
-    assert not other.exists()
 
 
 def test_missing_values_are_null_and_a_cut_line_is_skipped(tmp_path: Path) -> None:
