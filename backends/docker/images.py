@@ -187,7 +187,8 @@ def build_image(
         context = Path(tmp)
         _assemble_context(context, wheels, model_dir)
         on_log(f"building {tag} for {version.uri} from {base}")
-        image_id = _docker_build(client, context, tag, base, image_labels(version), on_log)
+        sources = _cache_sources(client, version)
+        image_id = _docker_build(client, context, tag, base, image_labels(version), on_log, sources)
     with translate_errors():
         return _image_record(client.images.get(image_id))
 
@@ -217,6 +218,18 @@ def _link_tree(src: Path, dst: Path) -> None:
                 shutil.copy2(item, dst / item.name)
 
 
+def _cache_sources(client: Any, version: ModelVersion) -> list[str]:
+    """The images a build takes its cached layers from, this version's own first. Several
+    builds at once on an empty cache (a fresh machine, parallel CI) each make the dependency
+    layers, leaving equal chains; left to itself the builder may follow any of them, and then
+    finds no cached model layer on it. Naming the version's own image first makes a rebuild
+    follow the chain it was built on; the others still lend their dependency layers."""
+    own = find_image(client, version)
+    ids = [own.id] if own is not None else []
+    ids += [i.id for i in list_images(client)[:20] if i.id not in ids]
+    return ids
+
+
 def _docker_build(
     client: Any,
     context: Path,
@@ -224,6 +237,7 @@ def _docker_build(
     base: str,
     labels: dict[str, str],
     on_log: Callable[[str], None],
+    cache_from: list[str] | None = None,
 ) -> str:
     log_lines: list[str] = []
     step = ""
@@ -239,6 +253,7 @@ def _docker_build(
             network_mode="none",
             decode=True,
             pull=False,
+            cache_from=cache_from or None,
         )
         for chunk in stream:
             if "error" in chunk:

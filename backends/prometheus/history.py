@@ -22,10 +22,13 @@ if TYPE_CHECKING:
 
 __all__ = ["FIGURES", "SnapshotRecorder", "prometheus_history"]
 
-FIGURES: tuple[HistoryKind, ...] = ("request_rate", "error_ratio", "p50", "p95", "p99")
+FIGURES: tuple[HistoryKind, ...] = ("request_rate", "error_ratio", "p50", "p95", "p99", "accuracy")
 # Throughput adds up over a deployment's series (e.g. two versions during a rollout); for the
 # quality figures the worse one is what an operator must see.
-_COMBINE: dict[str, Callable[[float, float], float]] = {"request_rate": lambda a, b: a + b}
+_COMBINE: dict[str, Callable[[float, float], float]] = {
+    "request_rate": lambda a, b: a + b,
+    "accuracy": min,
+}
 
 
 def _scope(deployment: str, instance: str) -> Scope:
@@ -67,6 +70,7 @@ def _figures(row: DeploymentHealth) -> dict[str, float | None]:
         "p50": row.latency.p50,
         "p95": row.latency.p95,
         "p99": row.latency.p99,
+        "accuracy": row.quality.get("accuracy"),
     }
 
 

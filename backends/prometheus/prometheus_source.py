@@ -17,6 +17,7 @@ from backends.prometheus.queries import (
     Queries,
     Scope,
     duration_seconds,
+    matcher,
 )
 from backends.prometheus.sources import (
     HISTORY_KINDS,
@@ -155,6 +156,9 @@ class PrometheusSource:
             "batch_size_mean": q.batch_size_mean,
             "psi": lambda: q.feature_gauge("mlops_feature_psi"),
             "ks_pvalue": lambda: q.feature_gauge("mlops_feature_ks_pvalue", "min"),
+            "accuracy": lambda: q.per_model_version(
+                "mlops_model_quality", where=[matcher("metric", "accuracy")]
+            ),
         }
         for name, quantile in QUANTILES.items():
             expressions[name] = partial(q.latency_quantile, quantile)
@@ -175,7 +179,11 @@ class PrometheusSource:
                     for t, v in item.get("values", [])
                     if math.isfinite(float(v))
                 )
-                series.append(Series(name=kind, labels=dict(item.get("metric", {})), points=points))
+                labels = dict(item.get("metric", {}))
+                answered_by = labels.get("model_version")
+                if answered_by is not None and answered_by != labels.get("version", answered_by):
+                    continue  # an earlier version's labelled rows: not this row's quality
+                series.append(Series(name=kind, labels=labels, points=points))
         return tuple(sorted(series, key=lambda s: sorted(s.labels.items())))
 
     # ----------------------------------------------------------------------- internals

@@ -198,11 +198,12 @@ class Queries:
         """Rows in the servers' drift windows."""
         return f"max by ({self.by}) ({self._sel('mlops_drift_window_rows')})"
 
-    def per_model_version(self, metric: str, *extra: str) -> str:
+    def per_model_version(self, metric: str, *extra: str, where: Sequence[str] = ()) -> str:
         """A gauge the server labels by ``model_version`` (the version that answered the rows
-        it covers), kept apart per row and model_version: the caller keeps the row's own."""
+        it covers), kept apart per row and model_version: the caller keeps the row's own.
+        ``where``: more matchers (``matcher(...)``)."""
         labels = ", ".join((self.by, "model_version", *extra))
-        return f"max by ({labels}) ({self._sel(metric)})"
+        return f"max by ({labels}) ({self._sel(metric, *where)})"
 
     def up(self, job: str) -> str:
         """1 for a target Prometheus scraped successfully, 0 for one it could not."""

@@ -43,7 +43,15 @@ PSI_THRESHOLD = DEFAULT_PSI
 KS_PVALUE_THRESHOLD = DEFAULT_KS_PVALUE
 QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
 HistoryKind = Literal[
-    "request_rate", "error_ratio", "p50", "p95", "p99", "batch_size_mean", "psi", "ks_pvalue"
+    "request_rate",
+    "error_ratio",
+    "p50",
+    "p95",
+    "p99",
+    "batch_size_mean",
+    "psi",
+    "ks_pvalue",
+    "accuracy",
 ]
 HISTORY_KINDS: tuple[str, ...] = get_args(HistoryKind)
 FEATURE_GAUGES = {

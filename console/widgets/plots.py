@@ -1,4 +1,5 @@
-"""Live plots of one deployment: request rate, error ratio and latency quantiles over minutes.
+"""Live plots of one deployment: request rate, error ratio, latency quantiles and accuracy from
+labels over minutes.
 
 Each plot remembers the lines it was given (``lines``), so tests assert on data, not pixels.
 Series differ by marker and name as well as by colour, so they read in a monochrome terminal.
@@ -43,6 +44,7 @@ class PlotSpec:
     id: str
     title: str
     traces: tuple[Trace, ...]
+    top: float | None = None  # a fixed top of the axis (a share in %: 100)
 
 
 PLOTS = (
@@ -56,6 +58,12 @@ PLOTS = (
             Trace("p95", "p95", 1000.0, "+"),
             Trace("p99", "p99", 1000.0, "x"),
         ),
+    ),
+    PlotSpec(
+        "plot-quality",
+        "accuracy % (labels)",
+        (Trace("accuracy", "accuracy %", 100.0, "•"),),
+        top=100.0,
     ),
 )
 
@@ -116,12 +124,12 @@ class FigurePlot(PlotextPlot):
         # Rates, ratios and latencies are never negative: the axis starts at 0, so a flat zero
         # line is not drawn mid-plot between -1 and 1, and a small wobble is not magnified.
         top = max((y for _, ys in self.lines.values() for y in ys), default=0.0)
-        plt.ylim(0, top * 1.1 if top > 0 else 1)
+        plt.ylim(0, self.spec.top or (top * 1.1 if top > 0 else 1))
         self.refresh()
 
 
 class MonitorPlots(Horizontal):
-    """The three plots of the selected deployment, side by side."""
+    """The four plots of the selected deployment, side by side."""
 
     def compose(self) -> ComposeResult:
         for spec in PLOTS:

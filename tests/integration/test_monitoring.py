@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from backends.prometheus.discovery import target_groups
@@ -200,6 +201,13 @@ def test_the_consoles_plots_get_every_figure_from_range_queries(
 
     source = PrometheusSource(prom.url, window="10s")
     send(model_server, iris_rows()[:60])
+    # Labels for ten rows: the accuracy figure has points too.
+    answer = httpx.post(f"{model_server}/predict", json={"data": iris_rows()[:10]}).json()
+    truth = iris_frame()["target"].tolist()[:10]
+    labels = [
+        {"request_id": answer["request_id"], "index": i, "truth": t} for i, t in enumerate(truth)
+    ]
+    assert httpx.post(f"{model_server}/feedback", json=labels).json()["accepted"] == 10
 
     def history() -> Any:
         found = prometheus_history(source, DEPLOYMENT, minutes=2)
@@ -213,6 +221,7 @@ def test_the_consoles_plots_get_every_figure_from_range_queries(
     assert all(v == 0 for _, v in found.points("error_ratio"))  # only 200s and 422s were sent
     p50, p99 = dict(found.points("p50")), dict(found.points("p99"))
     assert all(p50[t] <= p99[t] for t in p50.keys() & p99.keys())
+    assert all(0 <= v <= 1 for _, v in found.points("accuracy"))
 
 
 def test_shifted_inputs_raise_the_drift_gauge_and_fire_the_drift_alert(
@@ -317,3 +326,54 @@ def test_prometheus_down_exits_3_with_a_clear_message(tmp_path: Path) -> None:
         assert (
             f"Prometheus unreachable: Prometheus at {stopped.url} is unreachable" in result.output
         )
+
+
+def test_labels_sent_back_show_as_accuracy_in_prometheus_and_mlops_monitor(
+    prom: services.PrometheusServer, model_server: str
+) -> None:
+    """predict → POST /feedback → the server's gauge → Prometheus → `mlops monitor --json`."""
+    rows = iris_rows()[:40]
+    truth = iris_frame()["target"].tolist()[:40]
+    answer = httpx.post(f"{model_server}/predict", json={"data": rows}, timeout=30).json()
+    labels = [
+        {"request_id": answer["request_id"], "index": i, "truth": t} for i, t in enumerate(truth)
+    ]
+    report = httpx.post(f"{model_server}/feedback", json=labels, timeout=30).json()
+    assert report["accepted"] == 40, report
+    # The server's window holds every label this module sent: its own figure is the truth.
+    own = {
+        s.labels["metric"]: s.value
+        for family in text_string_to_metric_families(
+            httpx.get(f"{model_server}/metrics", timeout=30).text
+        )
+        for s in family.samples
+        if s.name == "mlops_model_quality"
+    }
+    rows_labelled = next(
+        s.value
+        for family in text_string_to_metric_families(
+            httpx.get(f"{model_server}/metrics", timeout=30).text
+        )
+        for s in family.samples
+        if s.name == "mlops_model_quality_rows"
+    )
+    assert rows_labelled >= 40
+
+    source = PrometheusSource(prom.url, window="10s")
+    scope = Scope(deployment=DEPLOYMENT)
+    row = eventually(
+        lambda: next(
+            # The first scrape after these labels (an earlier one holds fewer rows).
+            (r for r in source.snapshot(scope).rows if r.labelled_rows == rows_labelled),
+            None,
+        ),
+        "the accuracy from labels in Prometheus",
+    )
+    assert row.quality["accuracy"] == pytest.approx(own["accuracy"])
+    assert row.labelled_rows == rows_labelled and row.label_coverage is not None
+    result = runner.invoke(app, ["monitor", DEPLOYMENT, "--json"], env={"PROMETHEUS_URL": prom.url})
+    assert result.exit_code == 0, result.output
+    (shown,) = json.loads(result.output)["rows"]
+    assert shown["quality"]["accuracy"] == pytest.approx(own["accuracy"])
+    assert shown["quality"]["f1_macro"] == pytest.approx(own["f1_macro"])
+    assert shown["labelled_rows"] == rows_labelled

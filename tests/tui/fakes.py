@@ -504,6 +504,7 @@ class FakeBackends:
         t = T0.timestamp()
         figures = {"request_rate": (10.0, 12.5), "error_ratio": (0.0, 0.01)}
         figures |= {"p50": (0.003, 0.004), "p95": (0.010, 0.012), "p99": (0.020, 0.030)}
+        figures |= {"accuracy": (0.95, 0.93)}
         series = tuple(Series(name, {}, ((t - 120, a), (t, b))) for name, (a, b) in figures.items())
         return MonitorHistory(deployment or instance, "recorded snapshots", T0, minutes, series)
 

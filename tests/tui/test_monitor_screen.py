@@ -93,6 +93,7 @@ async def test_plots_get_the_selected_deployments_history(
         latency = plot(app, "plot-latency").lines
         assert list(latency) == ["p50", "p95", "p99"]  # named in a legend: no colour needed
         assert [ys for _, ys in latency.values()] == [(3.0, 4.0), (10.0, 12.0), (20.0, 30.0)]
+        assert plot(app, "plot-quality").lines == {"accuracy %": ((-2.0, 0.0), (95.0, 93.0))}
         # Refreshed with the samples.
         before = len(called(fake, "monitor_history"))
         await wait_until(pilot, lambda: len(called(fake, "monitor_history")) > before, "again")

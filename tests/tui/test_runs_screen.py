@@ -113,11 +113,14 @@ async def test_enter_opens_the_runs_details(make_app: Any) -> None:
 async def test_unreachable_tracking_server_retries_and_recovers(
     make_app: Any, fake: FakeBackends
 ) -> None:
-    fake.down["mlflow"] = 2
+    # Down until the pane has said so, then back: which of the screen's calls (experiments,
+    # runs, the index sync) meets a counted number of failures first depends on timing.
+    fake.down["mlflow"] = 1_000_000
     app = make_app()
     async with app.run_test(size=(120, 30)) as pilot:
         text = await wait_for_text(pilot, "unreachable since")
         assert "retrying" in text
+        fake.down["mlflow"] = 0
         await wait_for_text(pilot, "run-1")
         assert "unreachable" not in screen_status(app)
 

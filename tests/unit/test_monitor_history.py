@@ -39,7 +39,7 @@ def ranged(version: str, *points: tuple[float, str]) -> dict[str, Any]:
 def test_prometheus_history_asks_each_figure_for_the_deployment() -> None:
     fake = RangeProm({"sum by": [ranged("3", (1.0, "2"), (2.0, "4"))]})
     history = prometheus_history(PrometheusSource("http://p", client=fake), "web", 15)
-    assert len(fake.queries) == len(FIGURES) == 5
+    assert len(fake.queries) == len(FIGURES) == 6
     assert all('deployment="web"' in q for q in fake.queries)
     assert history.deployment == "web" and history.minutes == 15
     assert history.source == "prometheus range query"
