@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/feedback.py
+	$(BIN)/python bench/gate.py
 	$(BIN)/python bench/rollback.py
 	$(BIN)/python bench/runs.py
 	@# The console's 0.5 s first paint sits 0-90 ms above a bare Textual app: it holds on a quiet

@@ -111,6 +111,9 @@ class Registry(Protocol):
     def plan_promote(self, model: str, version: int, alias: str) -> PromotePlan:
         """What promoting ``version`` to ``alias`` would move (the alias as it is now)."""
 
+    def validate(self, model: str, version: int, alias: str) -> GateResult:
+        """The promotion gate for ``version`` (its policy's report included); moves nothing."""
+
     def promote(self, plan: PromotePlan) -> tuple[GateResult, AliasEvent | None]:
         """Gate and move the alias as planned; Conflict if it moved since."""
 

@@ -145,9 +145,11 @@ class AliasHistoryLoaded(Message):
 
 @dataclass
 class PromotePlanned(Message):
-    """A promotion was planned (the alias as it is now): the operator confirms what it moves."""
+    """A promotion was planned (the alias as it is now) and its gate run: the operator sees
+    the gate's report and confirms what it moves."""
 
     plan: PromotePlan
+    gate: GateResult | None = None
 
 
 @dataclass

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
         ApprovePlan,
         DeployOutcome,
         DeployPlan,
+        GateResult,
         PendingApproval,
         PromotePlan,
         RollbackOutcome,
@@ -107,15 +108,44 @@ def rolled_back(outcome: RollbackOutcome) -> str:
     return text + (f"; warning: {outcome.warning}" if outcome.warning else "")
 
 
-def promote_summary(plan: PromotePlan) -> str:
-    """Exactly what a promotion will move, from its plan."""
+def promote_summary(plan: PromotePlan, gate: GateResult | None = None) -> str:
+    """Exactly what a promotion will move, from its plan, and what its gate found."""
     was = f"version {plan.from_version}" if plan.from_version is not None else "unset"
-    return (
+    text = (
         f"Move alias '{plan.alias}' of model '{plan.model}'\n"
         f"  from {was}\n  to   version {plan.version}\n\n"
-        "The promotion gate runs first (signature, loads and predicts); nothing moves if a "
-        "check fails, or if someone moves the alias before you confirm."
     )
+    if gate is not None:
+        text += "Gate (run now):\n" + "\n".join(
+            f"  {'✓' if c.passed else '✗'} {c.name}: {c.detail}"
+            for c in gate.checks
+            if c.name != "policy"
+        )
+        if gate.policy is not None:
+            from backends.policy.report import brief  # numpy: only when there is a report
+
+            text += "\n" + brief(gate.policy)
+        text += "\n\n"
+        return text + (
+            "The gate runs again as the alias moves; nothing moves if a check fails then, or "
+            "if someone moves the alias before you confirm."
+        )
+    return text + (
+        "The promotion gate runs first (signature, loads and predicts, and the model's "
+        "gate.yaml on held-out data); nothing moves if a check fails, or if someone moves the "
+        "alias before you confirm."
+    )
+
+
+def gate_failure(gate: GateResult) -> str:
+    """A failed gate as the dialog says it: every failed check, and the policy's report."""
+    failed = "\n".join(f"✗ {c.name}: {c.detail}" for c in gate.checks if not c.passed)
+    text = f"version {gate.version} of {gate.model} did not pass; nothing moves.\n{failed}"
+    if gate.policy is not None:
+        from backends.policy.report import brief
+
+        text += "\n\n" + brief(gate.policy)
+    return text
 
 
 def alias_rollback_summary(plan: AliasRollbackPlan) -> str:

@@ -55,3 +55,13 @@ def pyfunc_predictions(model_uri: str, rows: list[list[float]]) -> list[Any]:
 
     model = mlflow.pyfunc.load_model(model_uri)
     return list(model.predict(pd.DataFrame(rows, columns=FEATURES)).tolist())
+
+
+def training_inputs(run: Any) -> list[Any]:
+    """A run's dataset inputs of context ``training`` (the example projects also log their
+    held-out split, as context ``evaluation``)."""
+    return [
+        i
+        for i in run.inputs.dataset_inputs
+        if any(t.key == "mlflow.data.context" and t.value == "training" for t in i.tags)
+    ]

@@ -11,6 +11,7 @@ version carries its gate report and trigger for them.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -54,6 +55,7 @@ def retrain_challenger(
     (default: ``on_line``, which hears the training's own output too). The run and the
     version record ``trigger`` (what started it: an alert, or a person), and the version its
     gate report, for the person who approves it; ``run_tags`` go on the new run."""
+    from backends.mlflow import gate_policy
     from backends.mlflow.client import translate_errors
     from backends.mlflow.training import Training
 
@@ -98,13 +100,19 @@ def retrain_challenger(
             client.set_tag(run_id, key, value)
     version = h.registry().register(run_id, state.name)
     step(f"registered {state.name} v{version.version} from run {run_id}")
-    comparison = retraining.compare_on(
-        tracking_uri,
-        f"models:/{state.name}/{state.version}",
-        f"models:/{state.name}/{version.version}",
-        eval_data or data,
-        tolerance=tolerance,
-    )
+    with tempfile.TemporaryDirectory(prefix="mlops-retrain-") as tmp:
+        # Judged on rows the challenger was not fitted to: the split its run kept back,
+        # unless the operator named evaluation data (never the new training file itself,
+        # when the project keeps a split back).
+        held = None if eval_data else gate_policy.held_out_of(tracking_uri, run_id, tmp)
+        comparison = retraining.compare_on(
+            tracking_uri,
+            f"models:/{state.name}/{state.version}",
+            f"models:/{state.name}/{version.version}",
+            eval_data or held or data,
+            tolerance=tolerance,
+            source="held-out" if held else "",
+        )
     step(comparison.summary())
     if trigger is not None:
         h.registry().record_trigger(state.name, version.version, trigger)

@@ -150,6 +150,7 @@ class Comparison:
     challenger: float
     tolerance: float
     rows: int
+    source: str = ""  # which rows, when they are not the retraining's own data file
 
     @property
     def passed(self) -> bool:
@@ -158,7 +159,8 @@ class Comparison:
     def summary(self) -> str:
         verdict = "not worse" if self.passed else "worse"
         return (
-            f"challenger {verdict} than champion on {self.rows} evaluation rows: "
+            f"challenger {verdict} than champion on {self.rows} "
+            f"{self.source or 'evaluation'} rows: "
             f"{self.metric} {self.challenger:.4f} vs {self.champion:.4f}"
             f" (tolerance {self.tolerance:g})"
         )
@@ -171,6 +173,7 @@ def compare_on(
     data: Path,
     target: str = "target",
     tolerance: float = 0.0,
+    source: str = "",
 ) -> Comparison:
     """Accuracy of both models on the labelled evaluation data."""
     import mlflow.pyfunc
@@ -187,7 +190,7 @@ def compare_on(
             columns = model.metadata.get_input_schema().input_names()
             predictions = model.predict(frame[columns])
             scores.append(float((_as_array(predictions) == labels).mean()))
-    return Comparison("accuracy", scores[0], scores[1], tolerance, len(frame))
+    return Comparison("accuracy", scores[0], scores[1], tolerance, len(frame), source)
 
 
 def _as_array(predictions: Any) -> Any:

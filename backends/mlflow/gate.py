@@ -21,7 +21,7 @@ from typing import Any
 
 from backends.errors import InvalidInput
 from backends.mlflow.client import translate_errors, using_tracking_uri
-from backends.records import GateCheck
+from backends.records import GateCheck, PolicyReport
 
 __all__ = [
     "Requirement",
@@ -131,8 +131,11 @@ def inputs_of(model: Any) -> list[dict[str, Any]] | None:
     return list(signature.inputs.to_dict())
 
 
-def predict_check(pyfunc: Any, path: str) -> GateCheck:
-    """Load the model at ``path`` with ``pyfunc`` and predict on its own input example."""
+def predict_check(
+    pyfunc: Any, path: str, rows: str | None = None, out: str | None = None
+) -> GateCheck:
+    """Load the model at ``path`` with ``pyfunc`` and predict on its own input example; with
+    ``rows`` (a JSON ``{"columns", "data"}`` file) predict on those too, into ``out`` (JSON)."""
     try:
         model = pyfunc.load_model(path)
     except Exception as exc:
@@ -144,8 +147,25 @@ def predict_check(pyfunc: Any, path: str) -> GateCheck:
         predictions = model.predict(example)
     except Exception as exc:
         return GateCheck("predict", False, f"predict on its input example failed: {_one_line(exc)}")
-    rows = len(predictions) if hasattr(predictions, "__len__") else 1
-    return GateCheck("predict", True, f"loads and predicts {rows} rows on its input example")
+    count = len(predictions) if hasattr(predictions, "__len__") else 1
+    done = GateCheck("predict", True, f"loads and predicts {count} rows on its input example")
+    if rows is None or out is None:
+        return done
+    try:
+        import numpy as np
+        import pandas as pd
+
+        table = json.loads(Path(rows).read_text())
+        frame = pd.DataFrame(table["data"], columns=table["columns"])
+        answers = np.asarray(model.predict(frame))
+        if answers.ndim > 1:
+            answers = answers[:, 0]
+        Path(out).write_text(json.dumps({"predictions": answers.tolist()}))
+    except Exception as exc:
+        return GateCheck(
+            "predict", False, f"predict on the evaluation set failed: {_one_line(exc)}"
+        )
+    return GateCheck("predict", True, f"{done.detail} and {len(frame)} evaluation rows")
 
 
 # What the child may see: enough to run Python, nothing that reaches a system or holds a secret.
@@ -167,24 +187,31 @@ def home_env(home: str) -> dict[str, str]:
     return {"HOME": home, "MLFLOW_TRACKING_URI": f"file://{home}/mlruns"}
 
 
-def isolated_predict_check(path: str, timeout: float | None = None) -> GateCheck:
-    """``predict_check`` in a child process with a bare environment and a time limit."""
+def isolated_predict_check(
+    path: str, timeout: float | None = None, rows: str | None = None, out: str | None = None
+) -> GateCheck:
+    """``predict_check`` in a child process with a bare environment and a time limit (with
+    ``rows`` and ``out``: its predictions on those rows, written to ``out``)."""
     with _CHILDREN:
-        return _predict_in_child(path, timeout)
+        return _predict_in_child(path, timeout, rows, out)
 
 
-def _predict_in_child(path: str, timeout: float | None) -> GateCheck:
+def _predict_in_child(
+    path: str, timeout: float | None, rows: str | None = None, out: str | None = None
+) -> GateCheck:
     from backends.mlflow import gate_forks
 
     limit = timeout or float(os.environ.get("MLOPS_GATE_TIMEOUT", "300"))
     env = {k: v for k, v in os.environ.items() if k in _CHILD_ENV}
-    if gate_forks.enabled() and (forked := gate_forks.check(path, limit, env)) is not None:
+    forked = gate_forks.check(path, limit, env, rows, out) if gate_forks.enabled() else None
+    if forked is not None:
         return forked
+    extra = [rows, out] if rows is not None and out is not None else []
     with tempfile.TemporaryDirectory(prefix="mlops-gate-home-") as home:
         env.update(home_env(home))
         try:
             done = subprocess.run(
-                [sys.executable, "-m", "backends.mlflow.gate_child", path],
+                [sys.executable, "-m", "backends.mlflow.gate_child", path, *extra],
                 capture_output=True,
                 text=True,
                 timeout=limit,
@@ -229,10 +256,22 @@ def _one_line(exc: Exception) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def model_checks(tracking_uri: str, name: str, version: int, holder: int | None) -> list[GateCheck]:
-    """The signature check against the alias ``holder`` and the load-and-predict check."""
+def model_checks(
+    tracking_uri: str,
+    name: str,
+    version: int,
+    holder: int | None,
+    run_id: str | None = None,
+    *,
+    champion: int | None = None,
+) -> tuple[list[GateCheck], PolicyReport | None]:
+    """The signature check against the alias ``holder``, the load-and-predict check, and the
+    run's gate policy (``gate.yaml``) judged on its evaluation set, when it has one, against
+    the ``champion`` (whichever alias moves: a challenger is judged against the champion)."""
     from mlflow.artifacts import download_artifacts
     from mlflow.models import Model
+
+    from backends.mlflow import gate_policy
 
     def fetch(uri: str, into: str) -> str:
         with translate_errors(tracking_uri):
@@ -253,4 +292,41 @@ def model_checks(tracking_uri: str, name: str, version: int, holder: int | None)
         else:
             held = Model.load(fetch(f"models:/{name}/{holder}/MLmodel", f"{tmp}/holder"))
             signature = compare_inputs(inputs_of(held), inputs_of(Model.load(path)), holder)
-        return [signature, format_check(path), isolated_predict_check(path)]
+        prepared = gate_policy.prepare(tracking_uri, run_id, path, tmp)
+        if prepared is None:
+            return [signature, format_check(path), isolated_predict_check(path)], None
+        columns = gate_policy.signature_columns(path) or []
+        out = prepared.out_for("candidate")
+        predict = isolated_predict_check(
+            path, rows=prepared.rows_for(columns, "candidate"), out=out
+        )
+        checks = [signature, format_check(path), predict]
+        if not predict.passed:
+            checks.append(GateCheck("policy", False, "not judged: the candidate did not predict"))
+            return checks, None
+        compared = champion is not None and champion != version
+        theirs, problem = None, ""
+        if compared and prepared.policy.champion:
+            theirs, problem = _champion_predictions(fetch, prepared, name, champion, tmp)
+        report = gate_policy.judge(prepared, out, theirs, champion if compared else None, problem)
+        if run_id:
+            gate_policy.log_report(tracking_uri, run_id, report)
+        checks.append(gate_policy.summary(report))
+        return checks, report
+
+
+def _champion_predictions(
+    fetch: Callable[[str, str], str], prepared: Any, name: str, holder: int | None, tmp: str
+) -> tuple[str | None, str]:
+    """The holder's predictions on the same rows (its own columns), or why there are none."""
+    from backends.mlflow import gate_policy
+
+    path = fetch(f"models:/{name}/{holder}", f"{tmp}/champion")
+    columns = gate_policy.signature_columns(path)
+    if columns is None or any(c not in prepared.frame.columns for c in columns):
+        return None, f"version {holder} has no signature the evaluation set matches"
+    out = prepared.out_for("champion")
+    check = isolated_predict_check(path, rows=prepared.rows_for(columns, "champion"), out=out)
+    if not check.passed:
+        return None, f"version {holder} did not predict: {check.detail}"
+    return out, ""

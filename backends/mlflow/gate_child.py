@@ -4,13 +4,15 @@ tracking credentials: its parent gives it a bare environment.
 
 Two ways to run it:
 
-* ``python -m backends.mlflow.gate_child MODEL_DIR`` prints the check as JSON and exits: one
-  process per check, which pays for importing MLflow and skops' trusted-type table (~3 s of CPU)
-  every time.
+* ``python -m backends.mlflow.gate_child MODEL_DIR [ROWS OUT]`` prints the check as JSON and
+  exits: one process per check, which pays for importing MLflow and skops' trusted-type table
+  (~3 s of CPU) every time.
 * ``python -m backends.mlflow.gate_child --serve`` imports them once and forks a fresh child per
   check (``backends.mlflow.gate_forks`` drives it). Each check still runs in a process of its
   own that no other check has touched, with a home directory of its own, and is killed alone
-  when it overruns. The protocol is JSON lines: requests ``{"id", "path"}`` on stdin; answers
+  when it overruns. The protocol is JSON lines: requests ``{"id", "path", "rows"?, "out"?}``
+  on stdin (with ``rows``, a JSON table, the child also writes its predictions on them to
+  ``out``); answers
   ``{"id", "pid"}`` when the child is forked, ``{"id", "passed", "detail"}`` from the child, and
   ``{"id", "exit", "tail"}`` when it has ended (``tail``: the end of its output on a failure).
 """
@@ -40,7 +42,8 @@ def main() -> None:
 
     from backends.mlflow.gate import predict_check
 
-    check = predict_check(mlflow.pyfunc, sys.argv[1])
+    rows, out = (sys.argv[2], sys.argv[3]) if len(sys.argv) == 4 else (None, None)
+    check = predict_check(mlflow.pyfunc, sys.argv[1], rows, out)
     print(json.dumps({"passed": check.passed, "detail": check.detail}))
 
 
@@ -81,17 +84,21 @@ def _start(line: bytes, running: dict[int, tuple[Any, str]]) -> None:
     try:
         request = json.loads(line)
         ident, path = request["id"], str(request["path"])
-    except (ValueError, KeyError, TypeError):
+        rows, out = request.get("rows"), request.get("out")
+        rows, out = (str(rows), str(out)) if rows and out else (None, None)
+    except (ValueError, KeyError, TypeError, AttributeError):
         return  # not from our parent; nothing to answer
     home = tempfile.mkdtemp(prefix="mlops-gate-home-")
     pid = os.fork()
     if pid == 0:
-        _check_in_child(ident, path, home)  # never returns
+        _check_in_child(ident, path, home, rows, out)  # never returns
     running[pid] = (ident, home)
     _answer(1, {"id": ident, "pid": pid})
 
 
-def _check_in_child(ident: Any, path: str, home: str) -> None:
+def _check_in_child(
+    ident: Any, path: str, home: str, rows: str | None = None, out: str | None = None
+) -> None:
     code = 1
     try:
         signal.set_wakeup_fd(-1)
@@ -110,7 +117,7 @@ def _check_in_child(ident: Any, path: str, home: str) -> None:
         os.environ.update(home_env(home))
         os.chdir(home)
 
-        check = predict_check(mlflow.pyfunc, path)
+        check = predict_check(mlflow.pyfunc, path, rows, out)
         detail = check.detail[:_DETAIL_LIMIT]
         _answer(answers, {"id": ident, "passed": check.passed, "detail": detail})
         code = 0

@@ -82,7 +82,7 @@ class _Warm:
     def alive(self) -> bool:
         return self._alive and self.proc.poll() is None
 
-    def submit(self, path: str) -> _Pending | None:
+    def submit(self, path: str, rows: str | None = None, out: str | None = None) -> _Pending | None:
         pending = _Pending()
         with self._lock:
             if not self._alive:
@@ -90,7 +90,7 @@ class _Warm:
             pending.ident = next(self._ids)
             self._pending[pending.ident] = pending
             try:
-                request = {"id": pending.ident, "path": path}
+                request = {"id": pending.ident, "path": path, "rows": rows, "out": out}
                 self._stdin.write(json.dumps(request).encode() + b"\n")
                 self._stdin.flush()
             except (OSError, ValueError):
@@ -159,11 +159,18 @@ def _warm_for(env: dict[str, str]) -> _Warm | None:
         return _WARM
 
 
-def check(path: str, timeout: float, env: dict[str, str]) -> GateCheck | None:
-    """The predict check of the model at ``path`` in a fork of the warm process; None when
-    that process cannot run it (the caller runs it the one-shot way)."""
+def check(
+    path: str,
+    timeout: float,
+    env: dict[str, str],
+    rows: str | None = None,
+    out: str | None = None,
+) -> GateCheck | None:
+    """The predict check of the model at ``path`` in a fork of the warm process (and its
+    predictions on ``rows`` into ``out``); None when that process cannot run it (the caller
+    runs it the one-shot way)."""
     warm = _warm_for(env)
-    pending = warm.submit(path) if warm else None
+    pending = warm.submit(path, rows, out) if warm else None
     if warm is None or pending is None:
         return None
     if not pending.done.wait(timeout):

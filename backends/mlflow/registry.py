@@ -186,10 +186,20 @@ class Registry:
         check_alias(alias)
         with translate_errors(self.uri):
             mv = self._client.get_model_version(name, str(version))
-            holder = self._client.get_registered_model(name).aliases.get(alias)
+            aliases = self._client.get_registered_model(name).aliases
+        holder, champion = aliases.get(alias), aliases.get(CHAMPION)
         checks = [check_requirement(r, self._run_metrics(mv.run_id)) for r in parsed]
-        checks += model_checks(self.uri, name, version, None if holder is None else int(holder))
-        return GateResult(name, version, alias, tuple(checks), all(c.passed for c in checks))
+        found, policy = model_checks(
+            self.uri,
+            name,
+            version,
+            None if holder is None else int(holder),
+            mv.run_id or None,
+            champion=None if champion is None else int(champion),
+        )
+        checks += found
+        passed = all(c.passed for c in checks)
+        return GateResult(name, version, alias, tuple(checks), passed, policy)
 
     # ------------------------------------------------------------------ promote
 

@@ -51,6 +51,7 @@ __all__ = [
 
 RUN_ID_LINE = re.compile(r"in run with ID '([0-9a-f]{32})'")
 LOG_ARTIFACT = "mlops/train.log"
+POLICY_FILE = "gate.yaml"  # a project's gate policy, copied to each of its runs
 LOG_TRAILER = "=== mlops: training exited with status"
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 
@@ -160,6 +161,11 @@ class Training:
     ) -> None:
         if not (project_dir / "MLproject").is_file():
             raise InvalidInput(f"{project_dir} is not an MLflow Project (no MLproject file)")
+        self.policy = project_dir / POLICY_FILE
+        if self.policy.is_file():
+            from backends.policy import load_policy
+
+            load_policy(self.policy)  # a policy that does not read is refused before training
         self.project_dir = project_dir
         self.tracking_uri = absolute_tracking_uri(tracking_uri)
         self.params = dict(params or {})
@@ -257,10 +263,20 @@ class Training:
             f"{self.status or 'unknown'}) after {seconds:.1f} s ===\n"
         )
         self._log.close()
+        problem: BackendError | None = None
         if upload and self.run_id is not None:
+            if self.policy.is_file():
+                # The policy travels with the model: the gate reads it from the run. A run
+                # that lost it would be judged without it, so its loss is an error.
+                try:
+                    _upload_policy(self.tracking_uri, self.run_id, self.policy)
+                except BackendError as exc:
+                    problem = exc
             # The local copy stays whatever happens; the artifact is a convenience.
             with contextlib.suppress(BackendError):
                 _upload_log(self.tracking_uri, self.run_id, self.log_path)
+        if problem is not None:
+            raise problem
         return self.status
 
 
@@ -274,6 +290,13 @@ def _ensure_terminated(tracking_uri: str, run_id: str) -> str:
             client.set_terminated(run_id, "FAILED")
             status = "FAILED"
     return status
+
+
+def _upload_policy(tracking_uri: str, run_id: str, policy: Path) -> None:
+    from backends.mlflow.client import connect, translate_errors
+
+    with translate_errors(tracking_uri):
+        connect(tracking_uri).log_artifact(run_id, str(policy))
 
 
 def _upload_log(tracking_uri: str, run_id: str, log_path: Path) -> None:

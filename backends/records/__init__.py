@@ -21,6 +21,7 @@ from backends.records.monitoring import (
     Series,
     TargetsFile,
 )
+from backends.records.policy import CheckKind, PolicyCheck, PolicyReport, SliceFigure, Verdict
 from backends.records.registry import (
     AliasAction,
     AliasEvent,
@@ -78,6 +79,7 @@ __all__ = [
     "ApprovePlan",
     "ArtifactEntry",
     "BuildOutcome",
+    "CheckKind",
     "DatasetRef",
     "DeployOutcome",
     "DeployPlan",
@@ -100,6 +102,8 @@ __all__ = [
     "MonitorSnapshot",
     "ParamRow",
     "PendingApproval",
+    "PolicyCheck",
+    "PolicyReport",
     "ProjectParameter",
     "PromotePlan",
     "RegisteredModel",
@@ -114,10 +118,12 @@ __all__ = [
     "ScrapeTarget",
     "Series",
     "ServingImage",
+    "SliceFigure",
     "TakeDownOutcome",
     "TakeDownPlan",
     "TargetsFile",
     "TrainingOutcome",
     "UnreadableEntry",
+    "Verdict",
     "version_number",
 ]

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from backends.records.policy import PolicyReport
+
 AliasAction = Literal["promote", "rollback", "manual", "deploy", "approve"]
 
 
@@ -116,6 +118,7 @@ class GateResult:
     alias: str
     checks: tuple[GateCheck, ...]
     passed: bool
+    policy: PolicyReport | None = None  # the model's gate.yaml judged on held-out data
 
 
 @dataclass(frozen=True)

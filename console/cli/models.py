@@ -27,7 +27,7 @@ from console.cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
     from backends.mlflow.registry import Registry
-    from backends.records import AliasEvent, GateResult
+from backends.records import AliasEvent, GateResult
 
 app = typer.Typer(
     help="The model registry: versions, aliases, promotion gate, rollback, alias history.",
@@ -328,6 +328,12 @@ def _print_gate(result: GateResult) -> None:
     for check in result.checks:
         mark = "PASS" if check.passed else "FAIL"
         typer.echo(f"  {mark}  {check.name.ljust(width)}  {check.detail}")
+    if result.policy is not None:
+        from backends.policy.report import render  # numpy and scipy: only when there is one
+
+        typer.echo("")
+        for line in render(result.policy).splitlines():
+            typer.echo(f"  {line}".rstrip())
 
 
 def _failed(result: GateResult) -> str:

@@ -12,6 +12,7 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable
 
 from backends.defaults import CHALLENGER, CHAMPION
+from backends.errors import GateFailed
 from backends.records import (
     AliasRollbackPlan,
     ApprovePlan,
@@ -32,7 +33,7 @@ from console.messages import (
 )
 from console.modals.confirm import ConfirmModal
 from console.modals.message import MessageModal
-from console.plans import alias_rollback_summary, approve_summary, promote_summary
+from console.plans import alias_rollback_summary, approve_summary, gate_failure, promote_summary
 from console.screens.base import ResourceScreen
 from console.widgets import tables
 
@@ -227,10 +228,16 @@ class ModelsScreen(ResourceScreen):
     def _plan_promote(self, model: str, version: int, alias: str) -> None:
         try:
             plan = self.registry.plan_promote(model, version, alias)
+            # The gate runs before the dialog, so the person confirms having seen its report
+            # (it runs again as the alias moves: the version may have changed meanwhile).
+            gate = self.registry.validate(model, version, alias) if plan.moves else None
         except Exception as exc:  # any failure is shown, never raised
             self.post_message(BackendFailed("promote", exc))
-        else:
-            self.post_message(PromotePlanned(plan))
+            return
+        if gate is not None and not gate.passed:
+            self.post_message(BackendFailed("promote", GateFailed(gate_failure(gate))))
+            return
+        self.post_message(PromotePlanned(plan, gate))
 
     def on_promote_planned(self, message: PromotePlanned) -> None:
         plan = message.plan
@@ -246,7 +253,11 @@ class ModelsScreen(ResourceScreen):
                 self._promote(plan)
 
         self.app.push_screen(
-            ConfirmModal(f"Promote {plan.model}?", promote_summary(plan), confirm_label="Promote"),
+            ConfirmModal(
+                f"Promote {plan.model}?",
+                promote_summary(plan, message.gate),
+                confirm_label="Promote",
+            ),
             confirmed,
         )
 

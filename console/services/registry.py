@@ -39,6 +39,9 @@ class MlflowRegistry:
     def plan_promote(self, model: str, version: int, alias: str) -> PromotePlan:
         return self.session.handles().registry().plan_promote(model, version, alias=alias)
 
+    def validate(self, model: str, version: int, alias: str) -> GateResult:
+        return self.session.handles().registry().validate(model, version, alias=alias)
+
     def promote(self, plan: PromotePlan) -> tuple[GateResult, AliasEvent | None]:
         return self.session.handles().registry().apply_promote(plan, reason=REASON)
 

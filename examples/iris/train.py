@@ -1,8 +1,10 @@
 """Train the iris RandomForest and log everything a promotion or a drift monitor needs.
 
 Logs: params, accuracy and macro F1, the training data as an MLflow dataset input (with its
-digest), the git commit, the model with signature and input example, and
-``drift_reference.json`` beside the model (the format is in DESIGN.md and below).
+digest), the held-out split as a second input (context ``evaluation``) and as the artifact
+``evaluation/held_out.csv`` (what the promotion gate judges the model on: see gate.yaml), the
+git commit, the model with signature and input example, and ``drift_reference.json`` beside
+the model (the format is in DESIGN.md and below).
 
 Same parameters + same data give the same metrics: every source of randomness takes ``--seed``.
 """
@@ -25,6 +27,7 @@ TARGET = "target"
 BUNDLED = "bundled:iris"  # scikit-learn's copy of the iris data set
 DRIFT_BINS = 10
 DRIFT_REFERENCE_FORMAT = "mlops-drift-reference/1"
+HELD_OUT_ARTIFACT = "evaluation/held_out.csv"  # where the promotion gate looks for it
 # skops refuses unknown types on load; these are the ones a RandomForestClassifier contains.
 SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
 
@@ -171,6 +174,16 @@ def main(argv: list[str] | None = None) -> int:
             reference = drift_reference(x_train, args.reference_sample, args.seed)
             ref_path.write_text(json.dumps(reference))
             mlflow.log_artifact(str(ref_path))
+            # The rows the model never saw, for the promotion gate: the file, and an input
+            # whose digest the gate checks the file against.
+            held_out = x_test.assign(**{TARGET: y_test}).reset_index(drop=True)
+            held_path = Path(tmp) / Path(HELD_OUT_ARTIFACT).name
+            held_out.to_csv(held_path, index=False)
+            mlflow.log_artifact(str(held_path), artifact_path=str(Path(HELD_OUT_ARTIFACT).parent))
+            mlflow.log_input(
+                mlflow.data.from_pandas(held_out, name="iris-held-out", targets=TARGET),
+                context="evaluation",
+            )
 
         print(f"run_id={run.info.run_id} accuracy={accuracy:.4f} f1={f1:.4f}", flush=True)
     return 0

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from backends.mlflow.gate_policy import HELD_OUT_ARTIFACT
 from tests import services
+from tests.models import training_inputs
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server]
 
@@ -73,7 +75,7 @@ def test_same_params_and_data_give_same_metrics(tracking_uri: str, experiment_na
     assert set(runs[0].data.metrics) == {"accuracy", "f1"}
     # A different split is a different experiment: the test above is not trivially true.
     assert runs[2].data.params["test_size"] == "0.5"
-    digests = [[i.dataset.digest for i in r.inputs.dataset_inputs] for r in runs]
+    digests = [[i.dataset.digest for i in training_inputs(r)] for r in runs]
     assert digests[0] == digests[1] == digests[2] and len(digests[0]) == 1
 
 
@@ -91,8 +93,15 @@ def test_run_logs_params_dataset_model_and_drift_reference(
     assert run.data.params["n_estimators"] == "10"
     assert {"max_depth", "seed", "test_size", "data"} <= set(run.data.params)
     assert 0.8 <= run.data.metrics["accuracy"] <= 1.0
-    (dataset_input,) = run.inputs.dataset_inputs
+    (dataset_input,) = training_inputs(run)
     assert dataset_input.dataset.name == "iris" and dataset_input.dataset.digest
+    # The held-out split: logged as a file and as an input whose digest is the file's.
+    contexts = sorted(t.value for i in run.inputs.dataset_inputs for t in i.tags)
+    assert contexts == ["evaluation", "training"]
+    held_out = pd.read_csv(client.download_artifacts(run_id, HELD_OUT_ARTIFACT, str(tmp_path)))
+    assert len(held_out) == 30 and list(held_out.columns) == [*FEATURES, "target"]
+    (evaluation,) = [i for i in run.inputs.dataset_inputs if i not in training_inputs(run)]
+    assert evaluation.dataset.digest == mlflow.data.from_pandas(held_out).digest
 
     ref_path = client.download_artifacts(run_id, "drift_reference.json", str(tmp_path))
     reference = json.loads(Path(ref_path).read_text())
@@ -131,8 +140,8 @@ def test_new_data_can_be_fed_and_a_bad_path_fails(
     run = MlflowClient(tracking_uri).get_run(run_id)
     assert run.data.params["data"] == str(csv)
     bundled = run_id_of(mlflow_run(tracking_uri, experiment_name, "n_estimators=5"))
-    digest = MlflowClient(tracking_uri).get_run(bundled).inputs.dataset_inputs[0].dataset.digest
-    assert run.inputs.dataset_inputs[0].dataset.digest != digest  # new data, new digest
+    digest = training_inputs(MlflowClient(tracking_uri).get_run(bundled))[0].dataset.digest
+    assert training_inputs(run)[0].dataset.digest != digest  # new data, new digest
 
     failed = mlflow_run(tracking_uri, experiment_name, f"data={tmp_path / 'nope.csv'}")
     assert failed.returncode != 0

@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests import services
+from tests.models import training_inputs
 from tests.server.conftest import FEATURES, iris_frame
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server, pytest.mark.slow]
@@ -154,7 +155,7 @@ def test_shifted_traffic_trains_a_gated_challenger_that_waits_for_approval(
     assert "petal_length" in new_run.data.tags["mlops.retrain.drift"]
     assert new_run.data.params["n_estimators"] == parent.data.params["n_estimators"] == "20"
     assert new_run.data.params["data"].endswith("shifted.csv")
-    digests = [i.dataset.digest for r in (new_run, parent) for i in r.inputs.dataset_inputs]
+    digests = [i.dataset.digest for r in (new_run, parent) for i in training_inputs(r)]
     assert len(set(digests)) == 2  # the new data is recorded, with its own digest
 
     from backends.mlflow.registry import Registry
@@ -260,7 +261,7 @@ def test_retrain_from_the_log_trains_on_the_labelled_traffic(serving: Serving) -
     assert run.data.tags["mlops.retrain.source"] == "prediction-log"
     assert run.data.tags["mlops.retrain.log_rows"] == "150"
     assert run.data.params["data"].endswith("train.csv")
-    (dataset,) = run.inputs.dataset_inputs
+    (dataset,) = training_inputs(run)
     assert dataset.dataset.digest  # the logged rows, recorded with their digest
 
     code, out = cli(serving, "--from-log")  # --target without --log-dir: said, exit 2

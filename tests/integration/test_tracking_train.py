@@ -91,7 +91,8 @@ def test_train_streams_logs_exits_0_and_is_reproducible(
     detail = json.loads(shown.stdout)
     assert detail["run"]["params"]["n_estimators"] == "5"
     assert detail["git_commit"] and detail["run"]["status"] == "FINISHED"
-    assert detail["run"]["datasets"][0]["name"] == "iris" and detail["run"]["datasets"][0]["digest"]
+    datasets = {d["name"]: d for d in detail["run"]["datasets"]}
+    assert set(datasets) == {"iris", "iris-held-out"} and datasets["iris"]["digest"]
     assert [m["name"] for m in detail["models"]] == ["model"]
     assert detail["models"][0]["uri"].startswith("models:/m-")
     assert {"drift_reference.json", "mlops"} <= {a["path"] for a in detail["artifacts"]}

@@ -37,6 +37,7 @@ from backends.records import (
     MonitorSnapshot,
     ParamRow,
     PendingApproval,
+    PolicyReport,
     ProjectParameter,
     PromotePlan,
     RegisteredModel,
@@ -145,6 +146,7 @@ class FakeBackends:
     probe_down: dict[str, int] = field(default_factory=dict)  # backend → probes left to fail
     calls: list[tuple[object, ...]] = field(default_factory=list)
     gate_passes: bool = True
+    policy_report: PolicyReport | None = None  # what the gate's policy found, when it has one
     failing: dict[str, BackendError] = field(default_factory=dict)  # method → its next error
     images: set[int] = field(default_factory=lambda: {1, 2})  # versions with an image
     experiments: list[str] = field(default_factory=lambda: ["iris", "Default"])
@@ -299,6 +301,14 @@ class FakeBackends:
         self.calls.append(("plan_promote", model, version, alias))
         self._maybe_fail("plan_promote")
         return PromotePlan(model, version, alias, self._seen(model, alias))
+
+    def validate(self, model: str, version: int, alias: str) -> GateResult:
+        self.calls.append(("validate", model, version, alias))
+        self._maybe_fail("validate")
+        check = GateCheck("predict", self.gate_passes, "loads and predicts 5 rows")
+        policy = self.policy_report
+        passed = self.gate_passes and (policy is None or policy.passed)
+        return GateResult(model, version, alias, (check,), passed, policy)
 
     def promote(self, plan: PromotePlan) -> tuple[GateResult, AliasEvent | None]:
         model, v, alias = plan.model, plan.version, plan.alias

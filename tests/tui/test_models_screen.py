@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from backends.errors import Conflict
+from backends.records import PolicyCheck, PolicyReport, SliceFigure
 from console.messages import (
     AliasMoved,
     AliasRollbackPlanned,
@@ -166,3 +167,69 @@ async def test_read_only_hides_and_refuses_moves(make_app: Any, fake: FakeBacken
         assert not any(c[0] in ("promote", "rollback") for c in fake.calls)
         await app.screen.run_action("promote")  # e.g. from the palette: refused too
         assert not any(c[0] == "promote" for c in fake.calls)
+
+
+def _policy(passed: bool) -> PolicyReport:
+    fairness = PolicyCheck(
+        "accuracy difference between groups of group ≤ 0.1",
+        "fairness",
+        "accuracy",
+        0.04 if passed else 0.31,
+        0.1,
+        0.01 if passed else 0.22,
+        0.07 if passed else 0.4,
+        "pass" if passed else "fail",
+        900,
+        "group=A 0.91 (n=755), group=B 0.60 (n=145)",
+    )
+    floor = PolicyCheck("accuracy ≥ 0.75", "floor", "accuracy", 0.86, 0.75, 0.83, 0.89, "pass", 900)
+    return PolicyReport(
+        policy="gate.yaml of run abc",
+        dataset="the held-out split loans-held-out of run abc",
+        digest="5d1f00aa",
+        rows=900,
+        resamples=200,
+        confidence=0.95,
+        champion_version=1,
+        checks=(floor, fairness),
+        worst_slices=(SliceFigure("group=B", 145, "accuracy", 0.6),),
+        unjudged=(),
+        undecided_passes=False,
+        passed=passed,
+    )
+
+
+async def test_the_promote_dialog_shows_the_policy_report_before_confirming(
+    make_app: Any, fake: FakeBackends
+) -> None:
+    fake.policy_report = _policy(passed=True)
+    app = make_app(start_mode="models")
+    async with app.run_test(size=(140, 48)) as pilot:
+        await open_models(app, pilot)
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "confirm")
+        body = app.screen.body
+        assert "policy: PASSED" in body and "held-out split loans-held-out" in body
+        assert "digest 5d1f00aa" in body and "compared with version 1" in body
+        assert "worst slices: group=B 0.6 (n=145)" in body
+        assert [c[0] for c in fake.calls if c[0] in ("validate", "promote")] == ["validate"]
+        await pilot.press("y")
+        await wait_until(pilot, lambda: isinstance(app.screen, MessageModal), "gate result")
+        assert any(c[0] == "promote" for c in fake.calls)
+
+
+async def test_a_failed_policy_is_shown_and_nothing_is_asked_or_moved(
+    make_app: Any, fake: FakeBackends
+) -> None:
+    fake.policy_report = _policy(passed=False)
+    app = make_app(start_mode="models")
+    async with app.run_test(size=(140, 48)) as pilot:
+        await open_models(app, pilot)
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, ErrorModal), "gate failed")
+        assert app.screen.title_text == "Gate failed"
+        message = app.screen.message
+        assert "policy: FAILED" in message and "FAIL accuracy difference" in message
+        assert "0.31 [0.22, 0.4]" in message
+        assert not any(c[0] == "promote" for c in fake.calls)
+        assert fake.aliases["champion"] == 1

@@ -154,7 +154,7 @@ def test_at_most_two_check_processes_run_at_once(monkeypatch: pytest.MonkeyPatch
     running, peak, lock = 0, 0, threading.Lock()
     release = threading.Event()
 
-    def child(path: str, timeout: float | None) -> gate.GateCheck:
+    def child(path: str, timeout: float | None, *rows_and_out: str | None) -> gate.GateCheck:
         nonlocal running, peak
         with lock:
             running += 1
