@@ -91,6 +91,8 @@ def brief(report: PolicyReport, limit: int = 6) -> str:
     for c in shown:
         interval = "" if c.low is None or c.high is None else f" [{c.low:.3g}, {c.high:.3g}]"
         lines.append(f"  {_MARK[c.verdict]} {c.name}: {_figure(c.value)}{interval}")
+        if c.kind in ("fairness", "champion") and c.detail:
+            lines.append(f"      {c.detail}")  # the groups' figures, or both models'
     hidden = sum(c.verdict != "pass" for c in report.checks) - len(shown)
     if hidden > 0:
         lines.append(f"  … and {hidden} more (mlops models validate)")
