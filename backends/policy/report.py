@@ -76,26 +76,27 @@ def render(report: PolicyReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def brief(report: PolicyReport, limit: int = 6) -> str:
-    """The report in a dialog's few lines: the verdict, the data, what did not pass, the worst
-    slices (the whole report is on the run, gate/report.txt)."""
+def brief(report: PolicyReport, limit: int = 40) -> str:
+    """The report as a dialog shows it: the verdict, the data, every check (what did not pass
+    first), the worst slices; the table with every detail is on the run (gate/report.txt)."""
     counts = report.counts()
     lines = [
         f"policy: {'PASSED' if report.passed else 'FAILED'} — {counts['pass']} pass, "
         f"{counts['fail']} fail, {counts['undecided']} undecided",
-        f"on {report.rows} rows of {report.dataset} (digest {report.digest or 'unknown'})",
+        f"on {report.rows} rows of {report.dataset} (digest {report.digest or 'unknown'}), "
+        f"{report.confidence:.0%} intervals",
     ]
     if report.champion_version is not None:
         lines.append(f"compared with version {report.champion_version} on the same rows")
-    shown = [c for c in report.checks if c.verdict != "pass"][:limit]
-    for c in shown:
+    order = {"fail": 0, "undecided": 1, "pass": 2}
+    ranked = sorted(report.checks, key=lambda c: order[c.verdict])
+    for c in ranked[:limit]:
         interval = "" if c.low is None or c.high is None else f" [{c.low:.3g}, {c.high:.3g}]"
         lines.append(f"  {_MARK[c.verdict]} {c.name}: {_figure(c.value)}{interval}")
-        if c.kind in ("fairness", "champion") and c.detail:
+        if c.verdict != "pass" and c.kind in ("fairness", "champion") and c.detail:
             lines.append(f"      {c.detail}")  # the groups' figures, or both models'
-    hidden = sum(c.verdict != "pass" for c in report.checks) - len(shown)
-    if hidden > 0:
-        lines.append(f"  … and {hidden} more (mlops models validate)")
+    if len(ranked) > limit:
+        lines.append(f"  … and {len(ranked) - limit} more (mlops models validate)")
     if report.worst_slices:
         worst = ", ".join(f"{s.slice} {s.value:.3g} (n={s.rows})" for s in report.worst_slices)
         lines.append(f"worst slices: {worst}")

@@ -212,6 +212,9 @@ async def test_the_promote_dialog_shows_the_policy_report_before_confirming(
         assert "policy: PASSED" in body and "held-out split loans-held-out" in body
         assert "digest 5d1f00aa" in body and "compared with version 1" in body
         assert "worst slices: group=B 0.6 (n=145)" in body
+        # Every check, with its figure and interval, before the person confirms.
+        assert "pass accuracy ≥ 0.75: 0.86 [0.83, 0.89]" in body
+        assert "pass accuracy difference between groups of group ≤ 0.1: 0.04 [0.01, 0.07]" in body
         assert [c[0] for c in fake.calls if c[0] in ("validate", "promote")] == ["validate"]
         await pilot.press("y")
         await wait_until(pilot, lambda: isinstance(app.screen, MessageModal), "gate result")
