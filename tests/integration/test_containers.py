@@ -700,18 +700,28 @@ def test_labels_through_the_router_judge_each_row_by_the_version_that_answered_i
             right = sum(p == t for p, t in zip(answer["predictions"], truth[start:], strict=False))
             assert accuracy[version] == right / 20, text
         volume = f"mlops-{name}-predictions"
-        out = docker_client.containers.run(
-            built.v1.id,
-            ["sh", "-c", f"cat {hardening.LOG_MOUNT}/predictions-*.jsonl"],
-            volumes={volume: {"bind": hardening.LOG_MOUNT, "mode": "ro"}},
-            remove=True,
-            network_disabled=True,
-        )
-        logged = [json.loads(line) for line in out.decode().splitlines()]
-        by_version = {
-            v: sorted((r["request_id"], r["index"]) for r in logged if r["version"] == v)
-            for v in ("1", "2")
-        }
+
+        def read_volume() -> dict[str, list[tuple[str, int]]]:
+            out = docker_client.containers.run(
+                built.v1.id,
+                ["sh", "-c", f"cat {hardening.LOG_MOUNT}/predictions-*.jsonl"],
+                volumes={volume: {"bind": hardening.LOG_MOUNT, "mode": "ro"}},
+                remove=True,
+                network_disabled=True,
+            )
+            logged = [json.loads(line) for line in out.decode().splitlines()]
+            return {
+                v: sorted((r["request_id"], r["index"]) for r in logged if r["version"] == v)
+                for v in ("1", "2")
+            }
+
+        # The log is written off the request path (the writer comes every 250 ms, after the
+        # new container's restore from the log): wait for v2's rows, not for a fixed time.
+        deadline = time.monotonic() + 60
+        by_version = read_volume()
+        while len(by_version["2"]) < 20 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            by_version = read_volume()
         assert by_version["1"] == sorted((first["request_id"], i) for i in range(20))
         assert by_version["2"] == sorted((second["request_id"], i) for i in range(20))
 

@@ -250,6 +250,14 @@ def test_retrain_from_the_log_trains_on_the_labelled_traffic(serving: Serving) -
     assert "150 labels sent" in pushed.stdout
 
     log_dir = serving.data / "log"
+    # Labels reach the log off the request path (the writer comes every 250 ms): wait until
+    # all 150 are on disk before reading it.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        written = sum(len(f.read_text().splitlines()) for f in log_dir.glob("feedback-*.jsonl"))
+        if written >= 150:
+            break
+        time.sleep(0.2)
     code, out = cli(serving, "--from-log", "--log-dir", str(log_dir), "--tolerance", "0.2")
     assert code == 0, out
     assert "from the prediction log: 150 labelled rows" in out
