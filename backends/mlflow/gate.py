@@ -295,7 +295,7 @@ def model_checks(
         prepared = gate_policy.prepare(tracking_uri, run_id, path, tmp)
         if prepared is None:
             return [signature, format_check(path), isolated_predict_check(path)], None
-        columns = gate_policy.signature_columns(path) or []
+        columns = prepared.columns
         out = prepared.out_for("candidate")
         predict = isolated_predict_check(
             path, rows=prepared.rows_for(columns, "candidate"), out=out

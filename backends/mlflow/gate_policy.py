@@ -40,14 +40,15 @@ _CONTEXT = "mlflow.data.context"
 
 @dataclass(frozen=True)
 class Prepared:
-    """A policy and its evaluation set, checked and ready: ``rows_for`` writes the rows a
-    model predicts on (its signature's columns, in its order)."""
+    """A policy and its evaluation set, checked against the candidate's signature and ready:
+    ``rows_for`` writes the rows a model predicts on (its signature's columns, in its order)."""
 
     policy: Any  # backends.policy.Policy
     frame: Any  # pandas.DataFrame: the evaluation rows with the target and every column
     dataset: str
     digest: str
     directory: str
+    columns: list[str]  # the candidate's input columns, in its signature's order
 
     def rows_for(self, columns: list[str], name: str) -> str:
         path = Path(self.directory) / f"{name}-rows.json"
@@ -85,8 +86,8 @@ def prepare(
     policy = load_policy(local, source=f"gate.yaml of run {run_id}")
     frame, dataset, digest = _evaluation_set(client, tracking_uri, run, policy, str(directory))
     _refuse_training_rows(run, digest, policy.source)
-    _match_signature(frame, candidate_path, policy)
-    return Prepared(policy, frame, dataset, digest, str(directory))
+    columns = _match_signature(frame, candidate_path, policy)
+    return Prepared(policy, frame, dataset, digest, str(directory), columns)
 
 
 def judge(
@@ -209,19 +210,14 @@ def _evaluation_set(
             )
         return frame, f"dataset {source.value} ({entry.dataset.source_type})", digest
     logged = [i for i in inputs if _context(i) == "evaluation"]
-    artifacts = {
-        a.path
-        for a in client.list_artifacts(run.info.run_id, Path(HELD_OUT_ARTIFACT).parent.as_posix())
-    }
-    if not logged or HELD_OUT_ARTIFACT not in artifacts:
+    local = held_out_of(tracking_uri, run.info.run_id, into) if logged else None
+    if local is None:
         raise InvalidInput(
             f"{where}: the policy judges on the held-out split, but run {run.info.run_id} "
             f"logged none (log it as the artifact {HELD_OUT_ARTIFACT} and as a dataset input of "
             "context 'evaluation'; or name a path or a dataset in the policy)"
         )
-    with translate_errors(tracking_uri):
-        local = client.download_artifacts(run.info.run_id, HELD_OUT_ARTIFACT, into)
-    frame = _read_table(Path(local), where)
+    frame = _read_table(local, where)
     digest = _digest(frame)
     expected = logged[-1].dataset.digest
     if digest != expected:
@@ -266,7 +262,9 @@ def _refuse_training_rows(run: Any, digest: str, source: str) -> None:
             )
 
 
-def _match_signature(frame: Any, model_path: str, policy: Any) -> None:
+def _match_signature(frame: Any, model_path: str, policy: Any) -> list[str]:
+    """The candidate's input columns, in signature order, once the evaluation set holds each
+    with a type the signature takes; InvalidInput naming every mismatch otherwise."""
     from mlflow.models import Model
 
     target = policy.evaluation.target
@@ -295,6 +293,7 @@ def _match_signature(frame: Any, model_path: str, policy: Any) -> None:
             f"{where}: the evaluation set does not match the candidate's signature: "
             + "; ".join(problems)
         )
+    return [str(spec["name"]) for spec in signature.inputs.to_dict()]
 
 
 def signature_columns(model_path: str) -> list[str] | None:
