@@ -272,7 +272,13 @@ class DelayProxy:
             def log_message(self, *_: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            # socketserver listens with a backlog of 5: a hundred movers connecting at once
+            # overflow it, and the kernel drops their handshakes (the client waits, then times
+            # out) — a server that refuses connections, not one that is only far away.
+            request_queue_size = 1024
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
