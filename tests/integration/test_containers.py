@@ -736,3 +736,87 @@ def test_labels_through_the_router_judge_each_row_by_the_version_that_answered_i
         containers.remove_deployment(docker_client, name)
         with contextlib.suppress(Exception):
             docker_client.volumes.get(f"mlops-{name}-predictions").remove(force=True)
+
+
+@pytest.mark.prometheus
+def test_labels_through_the_router_reach_prometheus_and_mlops_monitor_per_version(
+    built: Built, docker_client: Any
+) -> None:
+    """The whole chain on real containers: predict through the router → POST /feedback through
+    the router → the container's gauge → Prometheus (scraping the router's port, found through
+    the file_sd groups the console writes) → `mlops monitor --json`; after a switch the row
+    shows the new version's own accuracy, from its own rows, not the old one's."""
+    from backends.prometheus.discovery import scrape_targets, target_groups
+    from backends.prometheus.prometheus_source import PrometheusSource
+    from backends.prometheus.queries import Scope
+    from console.cli.main import app
+
+    prom = services.shared_prometheus().for_another_user()
+    port = services.free_port()
+    name = f"fbprom{os.getpid()}"
+    url = f"http://127.0.0.1:{port}"
+    rows = iris_frame()[FEATURES].values.tolist()
+    truth = iris_frame()["target"].tolist()
+    # Each version labels a different number of rows: a row attributed to the wrong version
+    # shows in labelled_rows (30 for v1, 80 for v2, never 110), whatever the accuracies are.
+    slices = {"1": (0, 30), "2": (60, 140)}
+
+    def label(answer: dict[str, Any], start: int) -> None:
+        labels = [
+            {"request_id": answer["request_id"], "index": i, "truth": truth[start + i]}
+            for i in range(len(answer["predictions"]))
+        ]
+        report = httpx.post(f"{url}/feedback", json=labels, timeout=30)
+        assert report.status_code == 200 and report.json()["accepted"] == len(labels), report.text
+
+    def point_prometheus_at_the_deployment() -> None:
+        mine = [d for d in containers.list_deployments(docker_client) if d.name == name]
+        prom.set_targets(target_groups(scrape_targets(mine)))
+
+    def monitor_row(version: str, labelled: int) -> dict[str, Any]:
+        source = PrometheusSource(prom.url, window="10s")
+        deadline = time.monotonic() + 120  # a hang guard: Prometheus scrapes every second
+        while time.monotonic() < deadline:
+            seen = [
+                r
+                for r in source.snapshot(Scope(deployment=name)).rows
+                if str(r.version) == version and r.labelled_rows == labelled
+            ]
+            if seen:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"Prometheus never showed {labelled} labelled rows of v{version}")
+        result = CliRunner().invoke(
+            app, ["monitor", name, "--json"], env={"PROMETHEUS_URL": prom.url}
+        )
+        assert result.exit_code == 0, result.output
+        shown = [r for r in json.loads(result.output)["rows"] if str(r["version"]) == version]
+        assert len(shown) == 1, result.output
+        return dict(shown[0])
+
+    switch.deploy(docker_client, built.v1, name, port=port)
+    try:
+        point_prometheus_at_the_deployment()
+        accuracy: dict[str, float] = {}  # computed here from each version's own answers
+        for version, (start, stop) in slices.items():
+            if version == "2":
+                switch.deploy(docker_client, built.v2, name, port=port)
+                point_prometheus_at_the_deployment()  # as `deploy up` does: the version label
+            answer = httpx.post(f"{url}/predict", json={"data": rows[start:stop]}, timeout=30)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["model"]["version"] == version
+            predicted = answer.json()["predictions"]
+            accuracy[version] = sum(
+                p == t for p, t in zip(predicted, truth[start:stop], strict=True)
+            ) / (stop - start)
+            label(answer.json(), start)
+            row = monitor_row(version, stop - start)
+            assert row["version"] == int(version) and row["deployment"] == name
+            assert row["quality"]["accuracy"] == pytest.approx(accuracy[version]), row
+            assert row["labelled_rows"] == stop - start and row["label_coverage"] > 0, row
+    finally:
+        prom.targets_path.unlink(missing_ok=True)
+        containers.remove_deployment(docker_client, name)
+        with contextlib.suppress(Exception):
+            docker_client.volumes.get(f"mlops-{name}-predictions").remove(force=True)
