@@ -128,9 +128,19 @@ def find_image(client: Any, version: ModelVersion) -> ServingImage | None:
 def list_images(client: Any, model: str | None = None) -> list[ServingImage]:
     """Our serving images, newest first."""
     selector = f"{LABEL}.model={model}" if model else f"{LABEL}.model"
+    from docker.errors import ImageNotFound
+
+    # Not client.images.list: it lists, then inspects every image, and fails the whole
+    # listing when one is removed in between (another process's `docker rmi`, a cleanup).
+    # An image gone since the listing is simply not there any more.
+    records = []
     with translate_errors():
-        images = client.images.list(filters={"label": selector})
-    records = [_image_record(i) for i in images]
+        ids = client.api.images(filters={"label": selector}, quiet=True)
+        for image_id in dict.fromkeys(ids):
+            try:
+                records.append(_image_record(client.images.get(image_id)))
+            except ImageNotFound:
+                continue
     return sorted(
         records, key=lambda r: r.created or datetime.min.replace(tzinfo=UTC), reverse=True
     )
