@@ -48,10 +48,31 @@ def probe(tracking_uri: str, timeout: float = 3.0) -> None:
         )
 
 
+_REGISTRY_STORES = threading.Lock()
+_registry_stores_ready = False
+
+
+def _fill_registry_stores() -> None:
+    """MLflow fills its table of registry store schemes on first use, in a global and without
+    a lock: a thread that comes while another is filling it finds only "databricks" and fails
+    with "Model Registry features are not supported by the store with URI http://…" (CI saw it
+    with fifty moves starting at once). Fill it once, under a lock, before any client."""
+    global _registry_stores_ready
+    if _registry_stores_ready:
+        return
+    with _REGISTRY_STORES:
+        if not _registry_stores_ready:
+            from mlflow.tracking._model_registry import utils
+
+            utils._get_store_registry()  # type: ignore[no-untyped-call]
+            _registry_stores_ready = True
+
+
 def connect(tracking_uri: str, *, check: bool = True) -> Any:
     """An ``MlflowClient`` for tracking and registry at ``tracking_uri`` (probed first)."""
     if check:
         probe(tracking_uri)
+    _fill_registry_stores()
     from mlflow.tracking import MlflowClient
 
     with translate_errors(tracking_uri):
