@@ -27,6 +27,7 @@ from backends.records import ServingImage
 from tests import services
 from tests.models import log_version, pyfunc_predictions
 from tests.server.conftest import FEATURES, iris_frame
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.mlflow_server]
 
@@ -775,18 +776,15 @@ def test_labels_through_the_router_reach_prometheus_and_mlops_monitor_per_versio
 
     def monitor_row(version: str, labelled: int) -> dict[str, Any]:
         source = PrometheusSource(prom.url, window="10s")
-        deadline = time.monotonic() + 120  # a hang guard: Prometheus scrapes every second
-        while time.monotonic() < deadline:
-            seen = [
+        eventually(  # a hang guard: Prometheus scrapes every second
+            lambda: [
                 r
                 for r in source.snapshot(Scope(deployment=name)).rows
                 if str(r.version) == version and r.labelled_rows == labelled
-            ]
-            if seen:
-                break
-            time.sleep(0.5)
-        else:
-            raise AssertionError(f"Prometheus never showed {labelled} labelled rows of v{version}")
+            ],
+            f"{labelled} labelled rows of v{version} in Prometheus",
+            timeout=120,
+        )
         result = CliRunner().invoke(
             app, ["monitor", name, "--json"], env={"PROMETHEUS_URL": prom.url}
         )

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -25,6 +25,7 @@ from console.cli.exit_codes import ExitCode
 from console.cli.main import app
 from tests import services
 from tests.conftest import FEATURES, iris_frame
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
 
@@ -35,19 +36,6 @@ MODEL = f"iris-{SUFFIX}"
 WEIRD_DEPLOYMENT = f"weird-{SUFFIX}"
 WEIRD = f'we"ird\\model\nname {{x="1"}} .* {SUFFIX}'  # a name that must neither break nor inject
 runner = CliRunner()
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T | None], what: str, timeout: float = 30) -> T:
-    """Poll until ``probe`` returns something truthy (Prometheus scrapes and evaluates each 1 s)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 def send(url: str, rows: list[list[float]], batch: int = 1) -> int:

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from tests import services
 from tests.models import training_inputs
 from tests.server.conftest import FEATURES, iris_frame
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -252,12 +253,14 @@ def test_retrain_from_the_log_trains_on_the_labelled_traffic(serving: Serving) -
     log_dir = serving.data / "log"
     # Labels reach the log off the request path (the writer comes every 250 ms): wait until
     # all 150 are on disk before reading it.
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        written = sum(len(f.read_text().splitlines()) for f in log_dir.glob("feedback-*.jsonl"))
-        if written >= 150:
-            break
-        time.sleep(0.2)
+    eventually(
+        lambda: (
+            sum(len(f.read_text().splitlines()) for f in log_dir.glob("feedback-*.jsonl")) >= 150
+        ),
+        "the 150 labels in the log's feedback files",
+        timeout=60,
+        every=0.2,
+    )
     code, out = cli(serving, "--from-log", "--log-dir", str(log_dir), "--tolerance", "0.2")
     assert code == 0, out
     assert "from the prediction log: 150 labelled rows" in out
