@@ -134,7 +134,7 @@ class ResourceScreen(Screen[None]):
         if not self.row_filter:
             event.input.add_class("hidden")
         if self.FILTER_TARGET and self.body_ready:
-            self.query_one(self.FILTER_TARGET).focus()
+            self.set_focus(self.query_one(self.FILTER_TARGET))  # at once, as in action_filter
 
     async def action_clear_filter(self) -> None:
         """Esc: clear the row filter when there is one, else go back."""
@@ -148,7 +148,7 @@ class ResourceScreen(Screen[None]):
         prompt.add_class("hidden")
         prompt.value = ""  # Input.Changed clears the filter and redraws
         if self.FILTER_TARGET and self.body_ready:
-            self.query_one(self.FILTER_TARGET).focus()
+            self.set_focus(self.query_one(self.FILTER_TARGET))  # at once, as in action_filter
 
     def matches(self, *fields: str | None) -> bool:
         """Whether a row with these cells passes the row filter (a case-blind substring)."""

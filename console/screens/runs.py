@@ -293,7 +293,7 @@ class RunsScreen(ExperimentsPane):
     def _prompt_submitted(self, event: Input.Submitted) -> None:
         self.filter_string = event.value.strip()
         event.input.add_class("hidden")
-        self.query_one("#runs-table", DataTable).focus()
+        self.set_focus(self.query_one("#runs-table", DataTable))  # at once: see action_filter
         self.set_pane_status(f"experiment {self.experiment}: loading…")
         self.load()
 

@@ -68,10 +68,7 @@ def test_runs_then_models_then_promote_against_a_real_server(
         session.wait_for("registered model", timeout=30)  # the models screen's own status
         session.wait_for(model, timeout=30)
         # Other tests' models share the registry: `/` narrows the list to this test's model.
-        session.send("/")
-        # Keys that reach the app before `/` is handled go to the table: the prompt first.
-        session.wait_for("filter: part of", timeout=10)
-        session.press(model, "Enter")
+        session.filter_rows(model)
         session.wait_for(f"filter: {model}", timeout=10)
         session.wait_for("READY", timeout=30)  # its versions arrived
         session.send("p")
@@ -161,10 +158,7 @@ def test_train_twice_compare_promote_and_roll_back_against_a_real_server(
         session.wait_for("registered model", timeout=30)  # the models screen's own status
         session.wait_for(model, timeout=30)
         # Other tests' models share the registry: `/` narrows the list to this test's model.
-        session.send("/")
-        # Keys that reach the app before `/` is handled go to the table: the prompt first.
-        session.wait_for("filter: part of", timeout=10)
-        session.press(model, "Enter")
+        session.filter_rows(model)
         session.wait_for(f"filter: {model}", timeout=10)
         session.wait_for_count("READY", 2, timeout=30)  # both versions are in the table
         session.press("Tab", "Down")  # the versions table, newest first: down to v1
@@ -228,9 +222,7 @@ def test_a_promote_confirmed_after_a_move_from_another_shell_is_refused(
         session.wait_for("runs | models")
         session.send("models", "Enter")
         session.wait_for(model)
-        session.send("/")
-        session.wait_for("filter: part of")
-        session.press(model, "Enter")
+        session.filter_rows(model)
         session.wait_for(f"filter: {model}")
         session.wait_for_count("READY", 3)
         session.press("Tab", "Down")  # newest first: v3, then v2

@@ -121,6 +121,32 @@ class TmuxSession:
         )
         return [_cells(line) for line in out.stdout.split("\n")]
 
+    def filter_rows(self, text: str) -> None:
+        """``/``, ``text``, enter, as a person narrows a list, and on only once the focus has
+        left the row filter for the list: a key sent while the filter still holds the focus
+        (enter queued behind a slow frame) is typed into the filter instead of acting."""
+        self.send("/")
+        # Keys that reach the app before `/` is handled go to the list: the prompt first.
+        self.wait_for("filter: part of")
+        focused = self._filter_background("filter: part of")
+        assert focused is not None, f"no row filter on screen:\n{self.screen()}"
+        self.press(text, "Enter")
+        deadline = time.monotonic() + HANG_GUARD
+        while self._filter_background(text) in (None, focused):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the row filter kept the focus after enter:\n{self.screen()}")
+            time.sleep(0.1)
+
+    def _filter_background(self, holding: str) -> str | None:
+        """The usual background of the row filter's line while it shows ``holding`` (Textual
+        tints a focused input; its cursor, which blinks, is one cell and loses the count)."""
+        for cells in self.styled_screen():
+            line = "".join(char for char, _ in cells)
+            if re.match(r"▊\s+" + re.escape(holding) + r"(\s|\(|$)", line):
+                inner = [bg for _, bg in cells[1:-1]]
+                return max(set(inner), key=inner.count)
+        return None
+
     def focused_field(self, labels: list[str], width: int = LABEL_WIDTH) -> str | None:
         """Which of the form rows ``labels`` (a label ``width`` columns wide, then an input)
         holds the focus: the one row whose input shows a background the others do not (Textual
