@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
 
 # 1 ms to 5 s: a tree model answers in ~1-10 ms, an overloaded one in seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -16,6 +24,12 @@ class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # The standard process_*, python_info and python_gc_* series every Python exporter
+        # has (what a dashboard's "memory / CPU / file descriptors of the service" reads). The
+        # default registry's own collectors, registered again here: they hold no state of their
+        # own, so several apps in one process (the tests) each report the same process.
+        for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            r.register(standard)
         self.request_duration = Histogram(
             "mlops_request_duration_seconds",
             "Time to answer a request.",

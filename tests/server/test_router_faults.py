@@ -104,6 +104,12 @@ def test_a_prediction_goes_through_with_a_request_id(router: Router) -> None:
     metrics = httpx.get(f"{router.url}/metrics").text
     assert "mlops_requests_total" in metrics  # the model server's
     assert 'mlops_router_requests_total{role="stable",status="200",version="1"}' in metrics
+    # The standard collectors of the model server's process, beside ours, and each family
+    # once: Prometheus refuses a whole scrape that declares a family twice.
+    for standard in ("process_resident_memory_bytes", "process_open_fds", "python_info"):
+        assert f"\n{standard}" in metrics, standard
+    declared = [line.split()[2] for line in metrics.splitlines() if line.startswith("# TYPE ")]
+    assert len(declared) == len(set(declared)), sorted(declared)
 
 
 def test_a_killed_model_server_gets_json_errors_never_a_bare_500(
