@@ -42,7 +42,9 @@ step "promote $MODEL v$version to champion"
     --reason "$REASON"
 
 if [ "${SKIP_IMAGE:-0}" != "1" ]; then
-    step "build the serving image for $MODEL@champion"
-    "$MLOPS" image build "$MODEL@champion" --quiet
+    # By number: the version this run validated and promoted, not whatever the alias points
+    # at by now (another shell, a rollback, the next pipeline may have moved it meanwhile).
+    step "build the serving image for $MODEL v$version"
+    "$MLOPS" image build "$MODEL/$version" --quiet
 fi
 step "done: $MODEL v$version is champion"

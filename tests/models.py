@@ -10,9 +10,15 @@ from tests.server.conftest import FEATURES, example_train_module, iris_frame
 
 
 def log_version(
-    experiment_id: str, name: str, seed: int, with_reference: bool, tmp: Path
+    experiment_id: str,
+    name: str,
+    seed: int,
+    with_reference: bool,
+    tmp: Path,
+    git: tuple[str, str] | None = None,
 ) -> tuple[str, str]:
     """Train a small iris forest, log it (and optionally its drift reference), register it.
+    ``git`` (repository URL, commit) is recorded as MLflow records a run started from a checkout.
 
     Returns (version, run id). The active tracking URI must point at the server.
     """
@@ -24,6 +30,10 @@ def log_version(
     x, y = frame[FEATURES], frame["target"]
     clf = RandomForestClassifier(n_estimators=10 + seed, random_state=seed, max_depth=2).fit(x, y)
     with mlflow.start_run(experiment_id=experiment_id) as run:
+        if git is not None:
+            mlflow.set_tags(
+                {"mlflow.source.git.repoURL": git[0], "mlflow.source.git.commit": git[1]}
+            )
         info = mlflow.sklearn.log_model(
             clf,
             name="model",

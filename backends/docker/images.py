@@ -26,7 +26,7 @@ from typing import Any
 
 from backends.docker.engine import LABEL, parse_time, translate_errors
 from backends.errors import BackendError
-from backends.records import ModelVersion, ServingImage, version_number
+from backends.records import ModelVersion, Provenance, ServingImage, version_number
 
 __all__ = [
     "all_from_cache",
@@ -95,22 +95,32 @@ def ensure_wheelhouse(on_log: Callable[[str], None]) -> Path:
     return path
 
 
-def image_labels(version: ModelVersion) -> dict[str, str]:
+def image_labels(version: ModelVersion, provenance: Provenance | None = None) -> dict[str, str]:
+    """Our labels (the model and its provenance) and the OCI annotations in the spec's own
+    meanings: ``source`` is where the code is (a VCS URL), ``revision`` its commit — labels an
+    operator's registry UI and scanners read. Neither is set when the run recorded no git."""
     # No alias here: an image is one version, whatever alias points at it today. Containers
     # carry the alias they were deployed through (backends.docker.containers).
     created = version.created.isoformat() if version.created else ""
-    return {
+    labels = {
         f"{LABEL}.model": version.name,
         f"{LABEL}.version": str(version.version),
         f"{LABEL}.run-id": version.run_id or "",
         f"{LABEL}.store": version.store,
+        f"{LABEL}.model-uri": version.uri,
         "org.opencontainers.image.title": f"{version.name} v{version.version}",
         "org.opencontainers.image.version": str(version.version),
         "org.opencontainers.image.created": created,  # the version's, so rebuilds are identical
-        "org.opencontainers.image.source": version.uri,
-        "org.opencontainers.image.revision": version.run_id or "",
         "org.opencontainers.image.description": "mlops-console model server with a baked model",
     }
+    if provenance is not None:
+        if provenance.source:
+            labels[f"{LABEL}.run-source"] = provenance.source
+        if provenance.repo_url:
+            labels["org.opencontainers.image.source"] = provenance.repo_url
+        if provenance.commit:
+            labels["org.opencontainers.image.revision"] = provenance.commit
+    return labels
 
 
 def find_image(client: Any, version: ModelVersion) -> ServingImage | None:
@@ -188,6 +198,7 @@ def build_image(
     tag: str | None = None,
     base_image: str | None = None,
     on_log: Callable[[str], None] = lambda line: None,
+    provenance: Provenance | None = None,
 ) -> ServingImage:
     """Build (or reuse from cache) the image serving ``version`` from its ``model_dir``."""
     tag = tag or default_tag(version)
@@ -198,7 +209,9 @@ def build_image(
         _assemble_context(context, wheels, model_dir)
         on_log(f"building {tag} for {version.uri} from {base}")
         sources = _cache_sources(client, version)
-        image_id = _docker_build(client, context, tag, base, image_labels(version), on_log, sources)
+        image_id = _docker_build(
+            client, context, tag, base, image_labels(version, provenance), on_log, sources
+        )
     with translate_errors():
         return _image_record(client.images.get(image_id))
 

@@ -32,7 +32,13 @@ def _build(
         on_log(f"downloading {version.uri}")
         model_dir = download_model(h.tracking_uri, version, Path(tmp) / "model")
         return images.build_image(
-            h.docker(), model_dir, version, tag=tag, base_image=base_image, on_log=on_log
+            h.docker(),
+            model_dir,
+            version,
+            tag=tag,
+            base_image=base_image,
+            on_log=on_log,
+            provenance=h.registry().provenance(version),
         )
 
 

@@ -45,6 +45,7 @@ from backends.mlflow.history import (
     utc_now,
 )
 from backends.mlflow.models import resolve, store_id, version_record
+from backends.mlflow.run_mapping import GIT_COMMIT_TAG, GIT_REPO_TAG, SOURCE_NAME_TAG
 from backends.records import (
     AliasAction,
     AliasEvent,
@@ -57,6 +58,7 @@ from backends.records import (
     ModelVersion,
     PendingApproval,
     PromotePlan,
+    Provenance,
     RegisteredModel,
     RetrainTrigger,
 )
@@ -134,6 +136,23 @@ class Registry:
     def resolve(self, reference: str) -> ModelVersion:
         """The version ``reference`` (NAME@ALIAS, NAME/VERSION, models:/...) names now."""
         return resolve(self._client, self.uri, reference)
+
+    def provenance(self, version: ModelVersion) -> Provenance:
+        """Where ``version``'s code came from: its source run's git repository and commit (what
+        an image's OCI ``source`` and ``revision`` labels mean). Empty for a version without a
+        run, or whose run was deleted: the version is still served, its provenance unknown."""
+        tags: dict[str, str] = {}
+        if version.run_id:
+            try:
+                with translate_errors(self.uri):
+                    tags = dict(self._client.get_run(version.run_id).data.tags)
+            except NotFound:
+                pass
+        return Provenance(
+            repo_url=tags.get(GIT_REPO_TAG) or None,
+            commit=tags.get(GIT_COMMIT_TAG) or None,
+            source=tags.get(SOURCE_NAME_TAG) or None,
+        )
 
     def alias_state(self, name: str, alias: str = CHAMPION) -> AliasState:
         """Where ``alias`` points now and the newest event behind it: pass it back to moves."""

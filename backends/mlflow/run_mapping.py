@@ -15,6 +15,7 @@ from backends.records import DatasetRef, LoggedModelRef, MetricPoint, RunSummary
 __all__ = [
     "DATASET_CONTEXT_TAG",
     "GIT_COMMIT_TAG",
+    "GIT_REPO_TAG",
     "RUN_NAME_TAG",
     "SOURCE_NAME_TAG",
     "as_float",
@@ -29,6 +30,7 @@ Json = dict[str, Any]
 
 RUN_NAME_TAG = "mlflow.runName"
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
+GIT_REPO_TAG = "mlflow.source.git.repoURL"
 SOURCE_NAME_TAG = "mlflow.source.name"
 DATASET_CONTEXT_TAG = "mlflow.data.context"
 LOG_MODEL_HISTORY_TAG = "mlflow.log-model.history"

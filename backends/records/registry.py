@@ -55,6 +55,16 @@ class ModelVersion:
 
 
 @dataclass(frozen=True)
+class Provenance:
+    """Where a version's code came from, as its source run recorded it (MLflow's
+    ``mlflow.source.*`` tags); None where the run did not record it (not run from git)."""
+
+    repo_url: str | None
+    commit: str | None
+    source: str | None  # the project or script that ran
+
+
+@dataclass(frozen=True)
 class AliasState:
     """What an operator saw of an alias: its version and the newest history event behind it."""
 

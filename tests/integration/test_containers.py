@@ -32,6 +32,9 @@ from tests.waiting import eventually
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.mlflow_server]
 
 
+GIT = ("https://git.example.org/ml/iris.git", "9f2c4e1a7b3d5f60718293a4b5c6d7e8f9012345")
+
+
 @dataclass
 class Built:
     tracking_uri: str
@@ -56,7 +59,7 @@ def built(
     name = f"iris-docker-{os.getpid()}"
     exp = MlflowClient(mlflow_server.url).create_experiment(name)
     tmp = tmp_path_factory.mktemp("docker-models")
-    log_version(exp, name, 1, True, tmp)
+    log_version(exp, name, 1, True, tmp, git=GIT)
     log_version(exp, name, 2, False, tmp)
     MlflowClient(mlflow_server.url).set_registered_model_alias(name, "champion", "1")
     log: list[str] = []
@@ -80,7 +83,23 @@ def test_image_is_labelled_non_root_and_carries_no_tracking_address(
     assert labels["org.mlops-console.model"] == built.name
     assert labels["org.mlops-console.version"] == "1"
     assert "org.mlops-console.alias" not in labels  # an image is a version, not an alias
-    assert labels["org.opencontainers.image.source"] == f"models:/{built.name}/1"
+    # The OCI annotations in the spec's meanings (the code's repository and commit, as the run
+    # recorded them); the model's own provenance in ours.
+    assert labels["org.opencontainers.image.source"] == GIT[0]
+    assert labels["org.opencontainers.image.revision"] == GIT[1]
+    assert labels["org.mlops-console.model-uri"] == f"models:/{built.name}/1"
+    from mlflow.tracking import MlflowClient
+
+    v2_labels = docker_client.images.get(built.v2.id).labels
+    v2_run = MlflowClient(built.tracking_uri).get_run(v2_labels["org.mlops-console.run-id"])
+    # v2's run recorded whatever git the test process was started from, or none: never a URI
+    # that is not a repository's.
+    assert v2_labels.get("org.opencontainers.image.source") == v2_run.data.tags.get(
+        "mlflow.source.git.repoURL"
+    )
+    assert v2_labels.get("org.opencontainers.image.revision") == v2_run.data.tags.get(
+        "mlflow.source.git.commit"
+    )
     assert labels["org.mlops-console.run-id"] == built.v1.run_id
     assert image.attrs["Config"]["User"] == "10001"
     assert "Healthcheck" in image.attrs["Config"]
