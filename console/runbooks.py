@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]  # the checkout (docs/runbooks beside console/)
+from backends import shipped
+
 MAX_RUNBOOK = 200_000  # characters: a runbook is a page, not a data file
 
 
 def local_runbook(url: str) -> Path | None:
-    """The file a relative ``runbook_url`` names (under our docs/runbooks), if it is there."""
+    """The file a relative ``runbook_url`` names (under our docs/runbooks, the checkout's or the
+    installed wheel's), if it is there."""
     if not url or "://" in url:
         return None
-    wanted = (ROOT / url).resolve()
-    runbooks = (ROOT / "docs" / "runbooks").resolve()
+    runbooks = shipped.path("docs/runbooks").resolve()
+    wanted = (shipped.data_root() / url).resolve()  # relative to the repository's top level
     if runbooks not in wanted.parents or not wanted.is_file():
         return None  # only our runbooks: an annotation is not a licence to read any file
     return wanted

@@ -1,7 +1,7 @@
 """Serving images: one model version baked into the model server, built with no network.
 
 ``build_image`` is handed a model directory (downloaded from the registry by the caller) and
-builds the repository's ``Dockerfile`` from it, the server package and the offline wheelhouse,
+builds the shipped ``Dockerfile`` from it, the server package and the offline wheelhouse,
 with the network off. Nothing from the tracking server's address or credentials enters the
 context, so no layer carries them. The context's contents are deterministic (the same version
 gives the same bytes), so a rebuild of an unchanged version is all cache hits.
@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from backends import shipped
 from backends.docker.engine import LABEL, parse_time, translate_errors
 from backends.errors import BackendError
 from backends.records import ModelVersion, Provenance, ServingImage, version_number
@@ -37,7 +38,6 @@ __all__ = [
     "list_images",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_LOCAL_BASE = "mlops-base:bookworm"
 PUBLIC_BASE = "python:3.11-slim"
 
@@ -75,17 +75,23 @@ def wheelhouse_dir() -> Path:
 
 
 def ensure_wheelhouse(on_log: Callable[[str], None]) -> Path:
-    """The offline wheelhouse (built once per machine with scripts/build-wheelhouse.sh)."""
+    """The offline wheelhouse (built once per machine with scripts/build-wheelhouse.sh, from
+    the shipped lock and the server's requirements: a checkout's, or an installed wheel's)."""
     path = wheelhouse_dir()
     if (path / "constraints.txt").is_file():
         return path
     on_log(f"building the offline wheelhouse in {path} (once per machine)")
-    script = REPO_ROOT / "scripts" / "build-wheelhouse.sh"
+    script = shipped.path("scripts/build-wheelhouse.sh")
     result = subprocess.run(
         ["bash", str(script), str(path)],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHON": sys.executable},
+        env={
+            **os.environ,
+            "PYTHON": sys.executable,
+            "MLOPS_LOCK": str(shipped.path("requirements.lock")),
+            "MLOPS_SERVER_REQUIREMENTS": str(shipped.path("server/requirements.txt")),
+        },
     )
     if result.returncode != 0:
         raise BackendError(
@@ -217,11 +223,11 @@ def build_image(
 
 
 def _assemble_context(context: Path, wheels: Path, model_dir: Path) -> None:
-    shutil.copy(REPO_ROOT / "Dockerfile", context / "Dockerfile")
+    shutil.copy(shipped.path("Dockerfile"), context / "Dockerfile")
     (context / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n")
     _link_tree(wheels, context / "wheelhouse")
     shutil.copytree(
-        REPO_ROOT / "server",
+        shipped.path("server"),
         context / "server",
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
     )

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from backends import shipped
 from backends.defaults import CHAMPION
 from backends.docker import containers, images, switch
 from backends.errors import BackendError, Unavailable
@@ -38,7 +39,6 @@ from backends.records import ModelVersion, ScrapeTarget
 
 __all__ = ["DEMO_FOR", "MODEL", "QuickstartOutcome", "deployment_name", "run", "stop"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL = "iris"
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 DEMO_FOR = "10s"  # the shipped rules wait minutes before firing; the demo wants it in a minute
@@ -172,7 +172,8 @@ def _serve(
                 name = deployment_name(store)
 
                 def step_line(line: str) -> None:
-                    if line.startswith("Step "):
+                    # Docker's steps, and the wheelhouse's one-time build (minutes, silent).
+                    if line.startswith(("Step ", "building the offline wheelhouse")):
                         on_step(f"      {line}")
 
                 image, _ = image_for(h, champion, step_line)
@@ -184,7 +185,7 @@ def _serve(
                 return deployed.url or f"http://127.0.0.1:{port}", how, name
             on_step(
                 "      Docker is there but no local base image "
-                "(scripts/build-base-image.sh): serving as a local process"
+                f"({shipped.path('scripts/build-base-image.sh')}): serving as a local process"
             )
         except Exception as exc:  # any Docker trouble: the local process still shows it all
             on_step(
@@ -209,7 +210,10 @@ def serve_locally(
     store: str, model_ref: str, tracking_uri: str, port: int
 ) -> background.Background:
     """`python -m server` in the background, recomputing drift often for the demo."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    tree = shipped.source_tree()
+    if tree is not None:  # a checkout: its server package, whatever the venv has installed
+        env["PYTHONPATH"] = str(tree)
     env.update(_demo_env())
     cmd = [sys.executable, "-m", "server", "--model-uri", model_ref, "--port", str(port)]
     cmd += ["--log-level", "warning"]
@@ -252,7 +256,7 @@ def start_prometheus(
     root = background.state_dir(store) / "prometheus"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    rules = (REPO_ROOT / "deploy" / "prometheus" / "rules.yml").read_text()
+    rules = shipped.path("deploy/prometheus/rules.yml").read_text()
     (root / "rules.yml").write_text(re.sub(r"(?m)^(\s+for:\s*)\S+", rf"\g<1>{DEMO_FOR}", rules))
     (root / "targets.json").write_text(render_groups(target_groups([target])))
     (root / "prometheus.yml").write_text(

@@ -11,7 +11,9 @@ from typing import Any
 
 import yaml
 
-SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "alertmanager" / "alertmanager.yml"
+from backends import shipped
+
+SHIPPED = shipped.path("deploy/alertmanager/alertmanager.yml")
 
 __all__ = ["SHIPPED", "quick_config"]
 
