@@ -32,8 +32,10 @@ def fetch_all(
     *,
     view: str = "all",
     page: int | None = None,
+    on_fetched: Callable[[int], None] | None = None,
 ) -> list[Json]:
-    """Every run matching ``filter_string``, following page tokens (``FULL_PAGE`` a page)."""
+    """Every run matching ``filter_string``, following page tokens (``FULL_PAGE`` a page);
+    ``on_fetched`` hears how many runs have come so far, after each page."""
     runs: list[Json] = []
     token: str | None = None
     while True:
@@ -45,6 +47,8 @@ def fetch_all(
             view=view,
         )
         runs += batch
+        if on_fetched is not None:
+            on_fetched(len(runs))
         if not token:
             return runs
 
@@ -72,11 +76,13 @@ def sync(
     max_age: float | None = None,
     overlap: float | None = None,
     on_full_sync: Callable[[], None] | None = None,
+    on_fetched: Callable[[int], None] | None = None,
 ) -> SyncReport:
     """Bring the index's copy of one experiment up to date with the server (see module doc).
 
     ``on_full_sync`` is called before a full sync starts (it takes as long as listing every
-    run from the server), so a caller can say why this answer is slower.
+    run from the server), so a caller can say why this answer is slower; ``on_fetched`` then
+    hears how many runs it has listed so far, page by page (the server gives no total).
     """
     overlap = _env_seconds("MLOPS_INDEX_OVERLAP", 300) if overlap is None else overlap
     started = time.time()
@@ -85,7 +91,7 @@ def sync(
     if refresh or state is None or full_sync_due(state, now=started, max_age=max_age):
         if on_full_sync is not None:
             on_full_sync()
-        runs = fetch_all(source, experiment_id)
+        runs = fetch_all(source, experiment_id, on_fetched=on_fetched)
         index.replace(experiment_id, name, runs, at=started)
         return SyncReport(True, len(runs), 0, time.perf_counter() - clock, started, started)
 

@@ -123,11 +123,13 @@ def list_runs(
     source: RunSource | None = None,
     index: RunIndex | None = None,
     on_full_sync: Callable[[], None] | None = None,
+    on_fetched: Callable[[int], None] | None = None,
 ) -> RunListing:
     """Runs of ``experiment`` (name or id) matching an MLflow filter, in MLflow's order.
 
     With ``use_index`` (the default) the local index answers, synced with the server first as
-    ``sync`` says; ``on_full_sync`` is told before a full sync starts. ``max_results=None``
+    ``sync`` says; ``on_full_sync`` is told before a full sync starts, and ``on_fetched`` how
+    many runs it has listed so far, after each page. ``max_results=None``
     lists every match; ``offset`` skips that many matches (a screen pages through 10,000 runs).
 
     ``sync``:
@@ -166,7 +168,7 @@ def list_runs(
         if use_index:
             listing, failure = _list_from_index(
                 src, tracking_uri, index, experiment_id, name, clauses, order, max_results,
-                offset=offset, sync=sync, on_full_sync=on_full_sync,
+                offset=offset, sync=sync, on_full_sync=on_full_sync, on_fetched=on_fetched,
             )  # fmt: skip
             if listing is not None:
                 return listing
@@ -198,6 +200,7 @@ def _list_from_index(
     offset: int,
     sync: SyncMode,
     on_full_sync: Callable[[], None] | None,
+    on_fetched: Callable[[int], None] | None = None,
 ) -> tuple[RunListing | None, str]:
     """The listing from the synced index, or (None, why) when the index file cannot be used."""
     try:
@@ -212,8 +215,9 @@ def _list_from_index(
             if sync not in ("now", "full"):
                 return None, COLD_INDEX
             report = sync_index(
-                src, own, experiment_id, name, refresh=refresh, on_full_sync=on_full_sync
-            )
+                src, own, experiment_id, name,
+                refresh=refresh, on_full_sync=on_full_sync, on_fetched=on_fetched,
+            )  # fmt: skip
             synced_at, verified = report.synced_at, report.verified_at
         elif sync in ("now", "full", "defer"):
             pending = sync == "defer" and full_sync_due(state, now=time.time())
@@ -221,6 +225,7 @@ def _list_from_index(
             report = sync_index(
                 src, own, experiment_id, name,
                 refresh=refresh, max_age=max_age, on_full_sync=on_full_sync,
+                on_fetched=on_fetched,
             )  # fmt: skip
             synced_at, verified = report.synced_at, report.verified_at
         else:  # rows first and the sync after ("later"), or a later page of one snapshot

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,8 +14,10 @@ from console.cli.common import (
     confirm,
     print_json,
     refuse_if_read_only,
+    to_jsonable,
     warn,
 )
+from console.cli.progress import Steps, build_log
 
 if TYPE_CHECKING:
     from backends.lifecycle.handles import Handles
@@ -35,16 +38,20 @@ def _handles() -> Handles:
     return Handles(settings.tracking_uri, settings.docker_host)
 
 
-def _step_only(line: str) -> None:
-    # Docker's step lines and our own "building it" notice, not every line of a build.
-    if line.startswith("no image for "):
-        typer.echo(line)
-    elif line.startswith(("Step ", "Successfully")):
-        typer.echo(f"  {line}")
+def _switch_log(steps: Steps, switching: str, *, builds: bool) -> Callable[[str], None]:
+    """The build's steps (if it builds first), then the switch as a step of its own: it waits
+    for the new version's /ready, which is where a deploy spends its time when nothing builds.
+    Docker's other output is only shown beside the step on a terminal."""
+    log = build_log(steps, details=False)
+    if not builds:
+        steps.step(switching)
 
+    def on_log(line: str) -> None:
+        log(line)
+        if line.startswith("Successfully tagged "):  # Docker's last line of a build
+            steps.step(switching)
 
-def _silent(_: str) -> None:
-    pass
+    return on_log
 
 
 @app.command("up")
@@ -91,16 +98,15 @@ def up(
                 h, model_ref, name=name, port=port, host=host, follow_alias=follow_alias
             )
             confirm(deploy_summary(plan), yes=yes)
-            outcome = deploy_ops.apply_deploy(
-                h,
-                plan,
-                reason=reason,
-                on_log=_silent if quiet or as_json else _step_only,
-            )
+            was = f", then switching from v{plan.replaces}" if plan.current is not None else ""
+            switching = f"{plan.name}: starting v{plan.version.version}, waiting for /ready{was}"
+            with Steps(silent=quiet) as steps:
+                on_log = _switch_log(steps, switching, builds=plan.image is None)
+                outcome = deploy_ops.apply_deploy(h, plan, reason=reason, on_log=on_log)
     warn(outcome.warning)
     deployment, replaced = outcome.deployment, outcome.replaced
     if as_json:
-        print_json(deployment)
+        print_json(_with_url(deployment))
     else:
         was = f" (was v{replaced})" if replaced else ""
         typer.echo(
@@ -132,17 +138,30 @@ def rollback(
     with backend_errors(), _handles() as h:
         plan = rollback_ops.plan_rollback(h, name, to=to)
         confirm(rollback_summary(plan), yes=yes)
-        outcome = rollback_ops.apply_rollback(
-            h, plan, reason=reason, on_log=_silent if as_json else _step_only
-        )
-    if outcome.via_alias:
-        _say_alias_rolled_back(outcome)
-        return
+        with Steps(silent=plan.via_alias) as steps:  # an alias move is one quick call
+            switching = (
+                f"{name}: starting v{plan.to_version}, waiting for /ready, "
+                f"then switching from v{plan.from_version}"
+            )
+            on_log = _switch_log(steps, switching, builds=plan.image_missing)
+            outcome = rollback_ops.apply_rollback(h, plan, reason=reason, on_log=on_log)
     warn(outcome.warning)
     if as_json:
-        print_json(outcome.deployment)
+        print_json(_rollback_document(outcome))
+    elif outcome.via_alias:
+        _say_alias_rolled_back(outcome)
     else:
         typer.echo(f"{name}: rolled back from v{outcome.from_version} to v{outcome.to_version}")
+
+
+def _rollback_document(outcome: RollbackOutcome) -> dict[str, object]:
+    """The same keys for both kinds of rollback: ``deployment`` (with its ``url``) after a
+    container switch, ``alias_event`` (None: the alias was already there) after an alias move."""
+    doc: dict[str, object] = to_jsonable(outcome)
+    doc["via_alias"] = outcome.via_alias
+    if outcome.deployment is not None:
+        doc["deployment"] = _with_url(outcome.deployment)
+    return doc
 
 
 def _say_alias_rolled_back(outcome: RollbackOutcome) -> None:
@@ -201,7 +220,11 @@ def logs(
 
 
 @app.command("down")
-def down(name: Annotated[str, typer.Argument(help="Deployment name")], yes: YesOpt = False) -> None:
+def down(
+    name: Annotated[str, typer.Argument(help="Deployment name")],
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Stop and remove a deployment (its containers drain before they stop)."""
     refuse_if_read_only("deploy down")
     from backends.lifecycle import deploy as deploy_ops
@@ -210,14 +233,17 @@ def down(name: Annotated[str, typer.Argument(help="Deployment name")], yes: YesO
     with backend_errors(), _handles() as h:
         plan = deploy_ops.plan_take_down(h, name)
         confirm(take_down_summary(plan), yes=yes)
-        outcome = deploy_ops.apply_take_down(h, plan)
+        with Steps() as steps:
+            steps.step(f"{name}: draining and removing {', '.join(plan.containers)}")
+            outcome = deploy_ops.apply_take_down(h, plan)
     warn(outcome.warning)
-    typer.echo(f"{name}: removed {', '.join(outcome.removed)}")
+    if as_json:
+        print_json(outcome)
+    else:
+        typer.echo(f"{name}: removed {', '.join(outcome.removed)}")
 
 
 def _with_url(d: Deployment) -> dict[str, object]:
-    from console.cli.common import to_jsonable
-
     doc: dict[str, object] = to_jsonable(d)
     doc["url"] = d.url
     return doc

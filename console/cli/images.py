@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from console.cli.common import JsonOpt, backend_errors, print_json, refuse_if_read_only
+from console.cli.progress import Steps, build_log
 
 app = typer.Typer(
     help="Serving images: build one per model version, list them.",
@@ -38,14 +39,12 @@ def build(
     from console.config import Settings
 
     settings = Settings.from_env()
-    with backend_errors(), Handles(settings.tracking_uri, settings.docker_host) as h:
-        outcome = build_image(
-            h,
-            model_ref,
-            tag=tag,
-            base_image=base_image,
-            on_log=(lambda line: None) if quiet or as_json else _echo_step,
-        )
+    with (
+        backend_errors(),
+        Handles(settings.tracking_uri, settings.docker_host) as h,
+        Steps(silent=quiet) as steps,  # on stderr: with --json too, stdout stays the document
+    ):
+        outcome = build_image(h, model_ref, tag=tag, base_image=base_image, on_log=build_log(steps))
     image = outcome.image
     if as_json:
         print_json(image)
@@ -55,13 +54,6 @@ def build(
             f"built {', '.join(image.tags) or image.id} ({image.model} v{image.version}, "
             f"{image.size_bytes / 1e6:.0f} MB{cached})"
         )
-
-
-def _echo_step(line: str) -> None:
-    # Docker's own step lines, minus the intermediate-container chatter.
-    if line.startswith((" ---> Running in", "Removing intermediate")):
-        return
-    typer.echo(line)
 
 
 @app.command("list")

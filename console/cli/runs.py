@@ -15,6 +15,7 @@ from backends.defaults import DEFAULT_EXPERIMENTS
 from console.cli import runs_output
 from console.cli.common import JsonOpt, backend_errors, fail, print_json
 from console.cli.exit_codes import ExitCode
+from console.cli.progress import Steps
 
 if TYPE_CHECKING:
     pass
@@ -78,7 +79,7 @@ def list_(
     from backends.mlflow.runs import list_runs
 
     name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
-    with backend_errors():
+    with backend_errors(), Steps() as steps:
         listing = list_runs(
             _tracking_uri(),
             name,
@@ -87,11 +88,12 @@ def list_(
             max_results=max_ or None,
             use_index=not no_index,
             sync="full" if refresh else "now",
-            on_full_sync=lambda: typer.echo(
+            on_full_sync=lambda: steps.step(
                 "syncing the local run index fully (first use, --refresh, or hourly): "
-                "this takes as long as listing every run from the server...",
-                err=True,
+                "this takes as long as listing every run from the server..."
             ),
+            # No total to make a bar of (the server does not say how many): a running count.
+            on_fetched=lambda fetched: steps.status(f"{fetched:,} runs listed"),
         )
     if as_json:
         runs_output.print_listing_json(listing)

@@ -12,7 +12,14 @@ from typing import Annotated
 
 import typer
 
-from console.cli.common import backend_errors, fail, refuse_if_read_only
+from console.cli.common import (
+    JsonOpt,
+    backend_errors,
+    exit_code_for,
+    fail,
+    print_json,
+    refuse_if_read_only,
+)
 from console.cli.exit_codes import ExitCode
 from console.config import default_project
 
@@ -51,13 +58,15 @@ def train(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Do not stream the training output.")
     ] = False,
+    as_json: JsonOpt = False,
     run_id_file: Annotated[Path | None, typer.Option(hidden=True)] = None,
     log_file: Annotated[Path | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Train: run an MLflow Project as a subprocess and exit with its status.
 
     Output is streamed and kept (`mlops runs logs RUN_ID`); the run id is printed. A failed
-    training exits non-zero and its run is marked FAILED.
+    training exits non-zero and its run is marked FAILED. With --json the training's output
+    goes to stderr and stdout holds one document: the run, its status, the registered version.
     """
     refuse_if_read_only("train")
     from backends.mlflow.training import Training, parse_params
@@ -73,7 +82,7 @@ def train(
 
         probe(settings.tracking_uri)  # unreachable → exit 3 now, not after MLflow's retries
         if detach:
-            _detach(project, params, experiment, register_as)
+            _detach(project, params, experiment, register_as, as_json=as_json)
             return
         job = Training(
             project, settings.tracking_uri, params=params, experiment=experiment, log_path=log_file
@@ -87,7 +96,7 @@ def train(
                 _write_atomically(run_id_file, job.run_id)  # once: the reader deletes it
                 handed_over = True
             if not quiet:
-                typer.echo(line)
+                typer.echo(line, err=as_json)  # --json: stdout is for the document
     except KeyboardInterrupt:
         interrupted = True
         job.interrupt()
@@ -101,16 +110,52 @@ def train(
         )
         raise typer.Exit(code or 1)
     where = job.experiment or f"id {os.environ.get('MLFLOW_EXPERIMENT_ID')}"
-    typer.echo(f"run_id={job.run_id} status={status or 'unknown'} experiment={where}")
+    outcome = _outcome(job.run_id, status, where, exit_code=code, log_path=job.log_path)
+    if not as_json:
+        typer.echo(f"run_id={job.run_id} status={status or 'unknown'} experiment={where}")
     if code != 0:
+        if as_json:
+            print_json(outcome)  # the run and its FAILED status, then the error and its code
         typer.echo(f"error: training exited with status {code}; log: {job.log_path}", err=True)
         raise typer.Exit(code)
     if register_as:
+        from backends.errors import BackendError
         from backends.mlflow.training import register_model
 
-        with backend_errors():
+        try:
             version = register_model(settings.tracking_uri, job.run_id, register_as)
-        typer.echo(f"registered {version.name} version {version.version}")
+        except BackendError as exc:
+            if as_json:
+                print_json(outcome)  # trained, not registered: the run is still worth naming
+            fail(f"{exc.title}: {exc.message}", exit_code_for(exc))
+        outcome["registered"] = version
+        if not as_json:
+            typer.echo(f"registered {version.name} version {version.version}")
+    if as_json:
+        print_json(outcome)
+
+
+def _outcome(
+    run_id: str,
+    status: str | None,
+    experiment: str | None,
+    *,
+    exit_code: int | None,
+    log_path: Path,
+    pid: int | None = None,
+) -> dict[str, object]:
+    """`mlops train --json`: the same keys whether it trained here or in the background
+    (``detached``: ``status`` is the run's as it was handed over, ``exit_code`` None)."""
+    return {
+        "run_id": run_id,
+        "status": status,
+        "experiment": experiment,
+        "exit_code": exit_code,
+        "log_path": str(log_path),
+        "registered": None,
+        "detached": pid is not None,
+        "pid": pid,
+    }
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -120,7 +165,12 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def _detach(
-    project: Path, params: dict[str, str], experiment: str | None, register_as: str | None
+    project: Path,
+    params: dict[str, str],
+    experiment: str | None,
+    register_as: str | None,
+    *,
+    as_json: bool = False,
 ) -> None:
     """Start this same command in its own session, wait for the run id, print it, return.
 
@@ -155,7 +205,16 @@ def _detach(
             run_id = handoff.read_text().strip()
             handoff.unlink(missing_ok=True)
             handoff.parent.rmdir()
-            typer.echo(run_id)
+            if as_json:
+                from backends.mlflow.training import log_path_for
+
+                log_path = log_path_for(run_id)
+                running = _outcome(
+                    run_id, "RUNNING", experiment, exit_code=None, log_path=log_path, pid=child.pid
+                )
+                print_json(running)
+            else:
+                typer.echo(run_id)
             typer.echo(
                 f"training in the background (pid {child.pid}); "
                 f"follow it with: mlops runs logs {run_id} --follow",

@@ -60,17 +60,21 @@ def test_quickstart_end_to_end(tmp_path: Path, docker_client: object, base_image
     )
     for var in ("MLFLOW_TRACKING_URI", "PROMETHEUS_URL", "MLFLOW_EXPERIMENT_NAME"):
         env.pop(var, None)
-    run = mlops("quickstart", "--no-console", cwd=tmp_path, env=env)
+    # --json: no console, the steps on stderr (plain lines: not a terminal), and on stdout
+    # only the document of what it left running.
+    run = mlops("quickstart", "--json", cwd=tmp_path, env=env)
     try:
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-        out = run.stdout
+        out, started = run.stderr, json.loads(run.stdout)
         tracking = f"sqlite:///{tmp_path}/mlflow.db"
-        assert f"tracking store: {tracking}" in out
+        assert f"tracking store: {tracking}" in out and started["tracking_uri"] == tracking
         assert "[3/6] promoting iris v" in out
         name = deployment_name(store_id(tracking))
         assert f"[4/6] serving iris@champion in Docker (deployment {name!r})" in out
         assert "(0 failed)" in out
-        url = out.split("watch it:   mlops monitor --target ")[1].split()[0]
+        assert (started["deployment"], started["failed"], started["sent"] > 0) == (name, 0, True)
+        assert started["champion"]["name"] == "iris" and started["champion"]["version"] in (1, 2)
+        url = started["url"]
 
         version = httpx.get(f"{url}/version").json()
         assert version["name"] == "iris" and version["alias"] == "champion"
@@ -84,7 +88,8 @@ def test_quickstart_end_to_end(tmp_path: Path, docker_client: object, base_image
         # from when Prometheus first saw the gauge over the threshold, against the rule's `for:`
         # and the evaluation interval of the config the quickstart wrote (not a wall clock that
         # includes training on a slow box).
-        prom = out.split("[5/6] Prometheus at ")[1].split()[0]
+        prom = started["prometheus_url"]
+        assert f"[5/6] Prometheus at {prom} " in out
         hold, every = prometheus_timing(prom, "MlopsFeatureDrift")
 
         def firing() -> list[dict[str, object]]:
@@ -115,7 +120,8 @@ def test_quickstart_end_to_end(tmp_path: Path, docker_client: object, base_image
         # And it reaches the Alertmanager the quickstart started, grouped per deployment, with
         # its runbook: what the console's Alerts screen and `mlops alerts` read.
         if shutil.which("prometheus-alertmanager") or shutil.which("alertmanager"):
-            am = out.split("alerts:     ALERTMANAGER_URL=")[1].split()[0]
+            am = started["alertmanager_url"]
+            assert am and f"Alertmanager at {am} " in out
 
             found: list[dict[str, Any]] = []
 

@@ -118,6 +118,18 @@ def cli(serving: Serving, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def cli_json(serving: Serving, *args: str) -> tuple[int, Any, str]:
+    """`mlops retrain ... --json`: the exit code, the document on stdout, the steps on stderr."""
+    from console.cli.main import app
+
+    result = CliRunner().invoke(
+        app,
+        ["retrain", "--target", serving.url, "--quiet", "--json", *args],
+        env={"MLFLOW_TRACKING_URI": serving.tracking_uri},
+    )
+    return result.exit_code, json.loads(result.stdout), result.stderr
+
+
 def versions(serving: Serving) -> dict[str, str]:
     from mlflow.tracking import MlflowClient
 
@@ -132,6 +144,11 @@ def test_if_drift_does_nothing_on_clean_traffic(serving: Serving) -> None:
     code, out = cli(serving, "--if-drift", "--data", str(serving.data / "clean.csv"))
     assert code == 0, out
     assert "no drift above threshold: nothing to retrain" in out
+    code, doc, steps = cli_json(serving, "--if-drift", "--data", str(serving.data / "clean.csv"))
+    assert code == 0, steps
+    assert (doc["retrained"], doc["outcome"], doc["drift"]["drifted"]) == (False, None, False)
+    assert (doc["serving"]["model"], doc["serving"]["version"]) == (serving.name, 1)
+    assert "nothing to retrain" in steps
     assert versions(serving) == {"champion": "1"}
 
 
@@ -197,9 +214,14 @@ def test_shifted_traffic_trains_a_gated_challenger_that_waits_for_approval(
     assert "no challenger waits for approval" in empty.stdout
 
     # --approve approves the version that run evaluated (v3), and no other.
-    code, out = cli(serving, "--if-drift", "--approve", "--data", str(serving.data / "shifted.csv"))
-    assert code == 0, out
-    assert "champion -> " in out and "v3 (approved by " in out
+    code, doc, steps = cli_json(
+        serving, "--if-drift", "--approve", "--data", str(serving.data / "shifted.csv")
+    )
+    assert code == 0, steps
+    assert "champion -> " in steps and "v3 (approved by " in steps  # --json: steps on stderr
+    assert (doc["retrained"], doc["outcome"]["challenger_version"]) == (True, 3)
+    assert doc["outcome"]["gate_passed"] is True and doc["drift"]["drifted"] is True
+    assert (doc["approved"]["action"], doc["approved"]["to_version"]) == ("approve", 3)
     assert versions(serving) == {"champion": "3", "challenger": "3"}
     champion_moves = Registry(serving.tracking_uri).history(serving.name, "champion")
     assert champion_moves[-1].action == "approve" and champion_moves[-1].to_version == 3

@@ -106,10 +106,14 @@ def test_failed_training_exits_nonzero_and_marks_the_run_failed(
     from mlflow.tracking import MlflowClient
 
     env = {**state, "MLFLOW_TRACKING_URI": tracking_uri}
-    proc = mlops("train", "-e", experiment_name, "-P", f"data={tmp_path / 'nope.csv'}", env=env)
+    missing = f"data={tmp_path / 'nope.csv'}"
+    proc = mlops("train", "-e", experiment_name, "-P", missing, "--json", env=env)
     assert proc.returncode not in (0, None)
-    assert "data file not found" in proc.stdout
-    run_id = final_run_id(proc.stdout)
+    # --json: the training's output on stderr, and on stdout only the document, FAILED in it.
+    assert "data file not found" in proc.stderr
+    outcome = json.loads(proc.stdout)
+    assert (outcome["status"], outcome["exit_code"]) == ("FAILED", proc.returncode)
+    run_id = outcome["run_id"]
     assert MlflowClient(tracking_uri).get_run(run_id).info.status == "FAILED"
     assert f"training exited with status {proc.returncode}" in proc.stderr
 
@@ -150,7 +154,7 @@ def test_train_against_the_default_sqlite_store(tmp_path: Path, state: dict[str,
     project = ROOT / "examples" / "iris"
     base = [sys.executable, "-c", "from console.cli.main import run; run()"]
     proc = subprocess.run(
-        [*base, "train", str(project), "-P", "n_estimators=3", "-q"],
+        [*base, "train", str(project), "-P", "n_estimators=3", "-q", "--json"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -158,7 +162,9 @@ def test_train_against_the_default_sqlite_store(tmp_path: Path, state: dict[str,
         env=env,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    run_id = final_run_id(proc.stdout)
+    outcome = json.loads(proc.stdout)
+    run_id = outcome["run_id"]
+    assert (outcome["status"], outcome["exit_code"], outcome["registered"]) == ("FINISHED", 0, None)
     assert (cwd / "mlflow.db").is_file()  # the relative default, not examples/iris/mlflow.db
     assert not (project / "mlflow.db").exists()
     listed = subprocess.run(

@@ -166,3 +166,20 @@ def test_a_local_store_lists_its_experiments_like_the_server(world: Any) -> None
     assert found[experiment_id].tags.get("owner") == "ops"
     assert found[experiment_id].updated is not None
     assert "0" in found  # MLflow's Default experiment
+
+
+def test_a_full_sync_tells_how_many_runs_it_has_listed_page_by_page(world: Any) -> None:
+    from backends.mlflow.run_index_sync import fetch_all
+
+    client, experiment_id, index, source = world
+    for _ in range(5):
+        _run(client, experiment_id, acc=0.5)
+    counts: list[int] = []
+    assert len(fetch_all(source, experiment_id, page=2, on_fetched=counts.append)) == 5
+    assert counts == [2, 4, 5]  # a running count: the server gives no total to make a bar of
+
+    heard: list[int] = []
+    assert sync(source, index, experiment_id, "x", on_fetched=heard.append).full
+    assert heard == [5]
+    sync(source, index, experiment_id, "x", on_fetched=heard.append)  # incremental: quick
+    assert heard == [5]
