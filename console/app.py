@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from collections.abc import Callable
 from datetime import datetime
 
 from textual import work
@@ -63,6 +64,7 @@ class MlopsApp(App[None]):
         start_mode: str = "runs",
         show_clock: bool = True,
         approval_interval: float = 30.0,
+        services_for: Callable[[Settings], Services] | None = None,
     ) -> None:
         # The first screen is the app's default mode, built as the app composes (Textual reads
         # DEFAULT_MODE in __init__): reaching it with switch_mode instead holds every update back
@@ -72,7 +74,10 @@ class MlopsApp(App[None]):
         self.DEFAULT_MODE = start_mode  # type: ignore[misc]
         super().__init__()
         self.settings = settings or Settings.from_env()
-        self.services: Services = services or Services.real(self.settings)
+        # How a context's services are made (`:ctx` makes them anew); tests give fakes.
+        self.services_for = services_for or Services.real
+        self.services: Services = services or self.services_for(self.settings)
+        self._forced_read_only = self.settings.read_only and not _read_only_from_env()
         self.probe_interval = probe_interval
         self.probe_delay = probe_delay
         self.retry_base = retry_base
@@ -82,18 +87,22 @@ class MlopsApp(App[None]):
         self.show_clock = show_clock  # off for snapshot tests
         self.approval_interval = approval_interval
         self._announced: set[tuple[str, int]] = set()  # pending approvals already notified
+        self.backend_status: dict[BackendName, BackendStatus] = self._fresh_status()
+
+    def _fresh_status(self) -> dict[BackendName, BackendStatus]:
         metrics_label = "Prometheus" if self.settings.prometheus_url else "Metrics (direct scrape)"
         labels: dict[BackendName, str] = {
             "mlflow": "MLflow",
             "docker": "Docker",
             "metrics": metrics_label,
         }
-        self.backend_status: dict[BackendName, BackendStatus] = {
-            name: BackendStatus(labels[name]) for name in BACKENDS
-        }
+        return {name: BackendStatus(labels[name]) for name in BACKENDS}
 
     def on_mount(self) -> None:
         self._apply_theme(self.settings.theme)
+        self._show_context()
+
+    def _show_context(self) -> None:
         mode = " [read-only]" if self.settings.read_only else ""
         self.sub_title = f"context: {self.settings.context}{mode}"
         # Probes import mlflow and docker: start them once the first frame is out.
@@ -190,20 +199,84 @@ class MlopsApp(App[None]):
     # ------------------------------------------------------------------ navigation
 
     def action_jump(self) -> None:
-        from console.modals.jump import JumpBar, resolve  # after the first paint: see MODES
+        from console.modals.jump import JumpBar, context_request, resolve  # see MODES
 
         def jumped(text: str | None) -> None:
             if not text:
                 return
+            wanted = context_request(text)
+            if wanted is not None:
+                self.choose_context(wanted or None)
+                return
             mode = resolve(text)
             if mode is None:
                 self.notify(
-                    f"no resource {text!r}: runs, models, deploy, monitor, alerts", severity="error"
+                    f"no resource {text!r}: runs, models, deploy, monitor, alerts, ctx",
+                    severity="error",
                 )
             else:
                 self.switch_mode(mode)
 
         self.push_screen(JumpBar(), jumped)
+
+    # ------------------------------------------------------------------ contexts
+
+    def choose_context(self, name: str | None) -> None:
+        """`:ctx NAME` switches; `:ctx` alone lists the config file's contexts to pick from."""
+        if name:
+            self.run_worker(self.switch_context(name), group="context", exclusive=True)
+            return
+        from console.contexts import load_config
+        from console.modals.contexts import ContextPicker
+
+        try:
+            config = load_config()
+        except BackendError as exc:
+            self.notify(exc.message, title=exc.title, severity="error", timeout=15)
+            return
+        if not config.contexts:
+            self.notify(
+                f"no contexts in {config.path}: `mlops context list` says how to add them",
+                title="Contexts",
+                severity="warning",
+            )
+            return
+
+        def picked(choice: str | None) -> None:
+            if choice:
+                self.choose_context(choice)
+
+        self.push_screen(ContextPicker(config, self.settings.context), picked)
+
+    async def switch_context(self, name: str) -> None:
+        """Put context ``name`` into the environment, make its services, and build every pane
+        anew against them (each loads again, as on start); the probes start over."""
+        try:
+            settings = await asyncio.to_thread(
+                Settings.load, context=name, read_only=self._forced_read_only
+            )
+        except BackendError as exc:
+            self.notify(exc.message, title=exc.title, severity="error", timeout=15)
+            return
+        services = self.services_for(settings)
+        self.workers.cancel_group(self, "probes")
+        self.workers.cancel_group(self, "approvals")
+        self.settings, self.services = settings, services
+        self.backend_status = self._fresh_status()
+        self._announced.clear()
+        mode = self.current_mode
+        # The current mode cannot be removed: stand on a blank one while every pane goes.
+        self.add_mode("_switching", Screen)
+        await self.switch_mode("_switching")
+        for each, factory in self.MODES.items():
+            await self.remove_mode(each)
+            self.add_mode(each, factory)
+        await self.switch_mode(mode)
+        await self.remove_mode("_switching")
+        self._apply_theme(settings.theme)
+        self._show_context()
+        self._start_probes()
+        self.notify(f"context {settings.context}: {settings.tracking_uri}", title="Context")
 
     def action_help(self) -> None:
         from console.modals.help import HelpModal
@@ -236,3 +309,9 @@ class MlopsApp(App[None]):
         if isinstance(screen, ResourceScreen):
             await screen.wait_body()  # a fresh screen refuses actions until then
         await screen.run_action(action)
+
+
+def _read_only_from_env() -> bool:
+    import os
+
+    return os.environ.get("MLOPS_READ_ONLY", "").lower() in ("1", "true", "yes")

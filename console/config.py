@@ -12,10 +12,13 @@ DEFAULT_PROJECT = Path("examples") / "iris"
 
 
 def default_project() -> Path:
-    """``examples/iris`` in the working directory, else the one beside this package."""
+    """``examples/iris`` in the working directory, else the one shipped with mlops (the
+    checkout's, or the installed wheel's copy)."""
     if (DEFAULT_PROJECT / "MLproject").is_file():
         return DEFAULT_PROJECT
-    return Path(__file__).resolve().parents[1] / DEFAULT_PROJECT
+    from backends import shipped
+
+    return shipped.path(DEFAULT_PROJECT.as_posix())
 
 
 @dataclass(frozen=True)
@@ -29,14 +32,29 @@ class Settings:
     read_only: bool = False
     theme: str | None = None  # a Textual theme name; None keeps Textual's default
     alertmanager_url: str | None = None  # None: Prometheus' own alerts, read-only
+    # Model servers outside Docker to watch too (a local `mlops serve`, the quickstart's): the
+    # direct scrape reads them beside the engine's deployments.
+    monitor_targets: tuple[str, ...] = ()
+
+    @classmethod
+    def load(
+        cls, *, context: str | None = None, read_only: bool = False, theme: str | None = None
+    ) -> Settings:
+        """Put the context (``context``, $MLOPS_CONTEXT, the config file's current one, else
+        ``local``) into the environment, then read it (console.contexts)."""
+        from console.contexts import activate
+
+        activate(context)
+        return cls.from_env(read_only=read_only, theme=theme)
 
     @classmethod
     def from_env(
         cls, *, context: str | None = None, read_only: bool = False, theme: str | None = None
     ) -> Settings:
         """Read MLFLOW_TRACKING_URI, DOCKER_HOST, PROMETHEUS_URL, ALERTMANAGER_URL,
-        MLOPS_CONTEXT, MLOPS_READ_ONLY, MLOPS_THEME."""
+        MLOPS_MONITOR_TARGETS, MLOPS_CONTEXT, MLOPS_READ_ONLY, MLOPS_THEME."""
         env = os.environ
+        targets = env.get("MLOPS_MONITOR_TARGETS", "")
         return cls(
             tracking_uri=env.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI,
             docker_host=env.get("DOCKER_HOST") or None,
@@ -45,6 +63,7 @@ class Settings:
             read_only=read_only or env.get("MLOPS_READ_ONLY", "").lower() in ("1", "true", "yes"),
             theme=theme or env.get("MLOPS_THEME") or None,
             alertmanager_url=env.get("ALERTMANAGER_URL") or None,
+            monitor_targets=tuple(t.strip() for t in targets.split(",") if t.strip()),
         )
 
     @property

@@ -11,7 +11,7 @@ import sys
 import uvicorn
 
 from server.app import create_app
-from server.config import ServerConfig
+from server.config import ServerConfig, load_credentials
 from server.http_guard import guarded as http_protocol
 
 
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--log-level", default=os.environ.get("MLOPS_LOG_LEVEL", "info"))
     args = p.parse_args(argv)
+    load_credentials(os.environ)  # before anything asks the registry (a follow-alias server)
     if not args.model_uri:
         p.error("--model-uri (or MLOPS_MODEL_URI) is required")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")

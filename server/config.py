@@ -28,6 +28,32 @@ def admin_token_from(env: dict[str, str] | os._Environ[str]) -> str | None:
     return env.get("MLOPS_ADMIN_TOKEN") or None
 
 
+def load_credentials(env: os._Environ[str] | dict[str, str]) -> list[str]:
+    """MLOPS_CREDENTIALS_FILE (JSON: MLflow's variable → value, a file of the deployment's
+    volume) into ``env``, where MLflow's client reads a token or password at each request.
+    A variable already in the environment is kept. Returns the names it set."""
+    import json
+
+    path = env.get("MLOPS_CREDENTIALS_FILE")
+    if not path:
+        return []
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: cannot read MLOPS_CREDENTIALS_FILE {path}: {exc}") from exc
+    if not isinstance(values, dict):
+        raise SystemExit(f"error: MLOPS_CREDENTIALS_FILE {path} is not a JSON object")
+    taken = []
+    for name, value in values.items():
+        # Only MLflow's own variables: the file cannot reconfigure the server itself.
+        mlflows = isinstance(name, str) and name.startswith("MLFLOW_") and isinstance(value, str)
+        if mlflows and name not in env:
+            env[name] = value
+            taken.append(name)
+    return taken
+
+
 def _admin_token() -> str | None:
     return admin_token_from(os.environ)
 

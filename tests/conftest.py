@@ -23,6 +23,8 @@ os.environ["PATH"] = services.VENV_BIN + os.pathsep + os.environ.get("PATH", "")
 _SESSION_DIR = tempfile.mkdtemp(prefix="mlops-tests-")
 os.environ["MLOPS_CACHE_DIR"] = os.path.join(_SESSION_DIR, "cache")
 os.environ["MLOPS_STATE_DIR"] = os.path.join(_SESSION_DIR, "state")
+# Nor the operator's contexts: a test that wants a config file writes its own.
+os.environ["MLOPS_CONFIG"] = os.path.join(_SESSION_DIR, "no-config.toml")
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]

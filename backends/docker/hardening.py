@@ -9,6 +9,7 @@ own drain. Each limit has an ``MLOPS_CONTAINER_*`` variable.
 from __future__ import annotations
 
 import io
+import json
 import os
 import secrets
 import tarfile
@@ -18,6 +19,8 @@ from typing import Any
 from backends.docker.engine import LABEL, translate_errors
 
 __all__ = [
+    "CA_FILE",
+    "CREDENTIALS_FILE",
     "LOG_MOUNT",
     "SERVER_UID",
     "STATE_DIR",
@@ -27,6 +30,7 @@ __all__ = [
     "new_token",
     "read_token",
     "state_volume",
+    "write_credentials",
     "write_state",
 ]
 
@@ -34,6 +38,10 @@ SERVER_UID = 10001  # the image's user (Dockerfile)
 STATE_MOUNT = "/var/lib/mlops"  # the deployment's volume, in the router
 STATE_DIR = f"{STATE_MOUNT}/state"  # owned by the server user: the token, the upstream
 TOKEN_FILE = f"{STATE_DIR}/admin-token"
+# A follow-alias model container's MLflow credentials and CA bundle, in the same volume: read by
+# the server at start (MLOPS_CREDENTIALS_FILE), never in its environment or labels.
+CREDENTIALS_FILE = f"{STATE_DIR}/mlflow-credentials.json"
+CA_FILE = f"{STATE_DIR}/mlflow-ca.pem"
 LOG_MOUNT = "/var/lib/mlops-predictions"  # the prediction log volume, in model containers
 STOP_TIMEOUT = 30  # seconds docker waits after SIGTERM; the server drains in 25
 
@@ -116,19 +124,33 @@ def new_token() -> str:
 def write_state(container: Any, token: str) -> None:
     """Put the state directory and the admin token (readable by the server user only) into a
     created router container's volume, before it starts."""
-    data = token.encode()
+    _put_state(container, {"admin-token": token.encode()})
+
+
+def write_credentials(container: Any, credentials: dict[str, str], ca_pem: bytes | None) -> None:
+    """Put MLflow credentials (JSON, readable by the server user only) and the tracking
+    server's CA bundle into a created model container's state volume, before it starts."""
+    files = {"mlflow-credentials.json": json.dumps(credentials).encode()}
+    if ca_pem is not None:
+        files["mlflow-ca.pem"] = ca_pem
+    _put_state(container, files)
+
+
+def _put_state(container: Any, files: dict[str, bytes]) -> None:
     buffer = io.BytesIO()
+    now = int(time.time())
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         folder = tarfile.TarInfo("state")
         folder.type, folder.mode = tarfile.DIRTYPE, 0o700
         folder.uid = folder.gid = SERVER_UID
-        folder.mtime = int(time.time())
+        folder.mtime = now
         tar.addfile(folder)
-        secret = tarfile.TarInfo("state/admin-token")
-        secret.size, secret.mode = len(data), 0o400
-        secret.uid = secret.gid = SERVER_UID
-        secret.mtime = int(time.time())
-        tar.addfile(secret, io.BytesIO(data))
+        for name, data in files.items():
+            secret = tarfile.TarInfo(f"state/{name}")
+            secret.size, secret.mode = len(data), 0o400
+            secret.uid = secret.gid = SERVER_UID
+            secret.mtime = now
+            tar.addfile(secret, io.BytesIO(data))
     with translate_errors():
         container.put_archive(STATE_MOUNT, buffer.getvalue())
 

@@ -13,6 +13,8 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,7 +33,14 @@ from backends.docker.engine import LABEL, translate_errors
 from backends.errors import BackendError, Conflict, InvalidInput
 from backends.records import Deployment, ServingImage
 
-__all__ = ["ContainerFailed", "check_can_follow", "deploy", "free_port", "port_is_free"]
+__all__ = [
+    "ContainerFailed",
+    "check_can_follow",
+    "deploy",
+    "follow_credentials",
+    "free_port",
+    "port_is_free",
+]
 
 
 class ContainerFailed(BackendError):
@@ -139,6 +148,9 @@ def _start_model(
 ) -> Any:
     env = {"MLOPS_LOG_DIR": hardening.LOG_MOUNT, **(extra_env or {})}
     env.update(MLOPS_PORT=str(port), MLOPS_HOST="127.0.0.1", MLOPS_MODEL_ALIAS=alias)
+    volumes = {hardening.log_volume(client, name): hardening.LOG_MOUNT}
+    credentials: dict[str, str] = {}
+    ca_pem: bytes | None = None
     if follow_ref:
         env.update(
             MLOPS_MODEL_URI=follow_ref,
@@ -146,6 +158,15 @@ def _start_model(
             MLFLOW_TRACKING_URI=tracking_uri or "",
             MLOPS_FOLLOW_INTERVAL=os.environ.get("MLOPS_FOLLOW_INTERVAL", "10"),
         )
+        credentials, ca_pem, settings = follow_credentials(os.environ)
+        env.update(settings)
+        if credentials or ca_pem is not None:
+            # The registry's credentials reach the server through a file of the deployment's
+            # own volume: `docker inspect` shows its path, never the token.
+            volumes[hardening.state_volume(client, name)] = hardening.STATE_MOUNT
+            env["MLOPS_CREDENTIALS_FILE"] = hardening.CREDENTIALS_FILE
+            if ca_pem is not None:
+                env["MLFLOW_TRACKING_SERVER_CERT_PATH"] = hardening.CA_FILE
     labels = {
         ROLE: "model",
         DEPLOYMENT: name,
@@ -166,11 +187,48 @@ def _start_model(
         command=None,
         environment=env,
         labels=labels,
-        volumes={hardening.log_volume(client, name): hardening.LOG_MOUNT},
+        volumes=volumes,
     )
-    with translate_errors():
-        container.start()
+    try:
+        if credentials or ca_pem is not None:
+            hardening.write_credentials(container, credentials, ca_pem)
+        with translate_errors():
+            container.start()
+    except BaseException:
+        remove_container(container)
+        raise
     return container
+
+
+# MLflow's variables that hold a secret: a follow-alias server needs them to read the registry.
+SECRET_VARIABLES = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+# Settings that are no secret, passed as they are.
+PLAIN_VARIABLES = (
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_TRACKING_INSECURE_TLS",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT",
+)
+
+
+def follow_credentials(
+    environ: Mapping[str, str],
+) -> tuple[dict[str, str], bytes | None, dict[str, str]]:
+    """What a follow-alias container needs to read the registry as we do: the secrets (for
+    the credentials file), the CA bundle's contents (the host's path means nothing inside),
+    and the plain settings (for its environment)."""
+    secrets_ = {v: environ[v] for v in SECRET_VARIABLES if environ.get(v)}
+    plain = {v: environ[v] for v in PLAIN_VARIABLES if environ.get(v)}
+    ca_path = environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH")
+    ca_pem = None
+    if ca_path:
+        try:
+            ca_pem = Path(ca_path).read_bytes()
+        except OSError as exc:
+            raise InvalidInput(
+                f"MLFLOW_TRACKING_SERVER_CERT_PATH={ca_path} cannot be read ({exc.strerror}): "
+                "the container needs the CA bundle to trust the tracking server"
+            ) from exc
+    return secrets_, ca_pem, plain
 
 
 def _start_router(

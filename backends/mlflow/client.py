@@ -17,7 +17,14 @@ import httpx
 
 from backends.errors import BackendError, Conflict, InvalidInput, NotFound, Unavailable
 
-__all__ = ["connect", "probe", "translate_errors"]
+__all__ = [
+    "connect",
+    "http_options",
+    "probe",
+    "probe_stores",
+    "registry_uri_for",
+    "translate_errors",
+]
 
 # MLflow retries a refused connection 7 times with exponential backoff (minutes of silence);
 # an operator wants "unreachable" within seconds. Callers may still override both.
@@ -30,20 +37,70 @@ _INVALID = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORMED_REQUEST", "INVA
 _CONFLICT = {"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS", "RESOURCE_CONFLICT", "ABORTED"}
 
 
-def probe(tracking_uri: str, timeout: float = 3.0) -> None:
-    """Raise Unavailable fast when an HTTP tracking server does not answer its health check."""
+def http_options() -> dict[str, Any]:
+    """What MLflow's own client would send, from MLflow's variables: the token or user and
+    password (MLFLOW_TRACKING_TOKEN, _USERNAME, _PASSWORD), the CA bundle or no verification
+    (MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_INSECURE_TLS) and a client certificate
+    (MLFLOW_TRACKING_CLIENT_CERT_PATH) — so a probe sees the server as the SDK will."""
+    env = os.environ
+    options: dict[str, Any] = {}
+    token = env.get("MLFLOW_TRACKING_TOKEN")
+    user, password = env.get("MLFLOW_TRACKING_USERNAME"), env.get("MLFLOW_TRACKING_PASSWORD")
+    if token:
+        options["headers"] = {"Authorization": f"Bearer {token}"}
+    elif user and password:
+        options["auth"] = (user, password)
+    if env.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        options["verify"] = False
+    elif env.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
+        options["verify"] = env["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+    if env.get("MLFLOW_TRACKING_CLIENT_CERT_PATH"):
+        options["cert"] = env["MLFLOW_TRACKING_CLIENT_CERT_PATH"]
+    return options
+
+
+def probe(tracking_uri: str, timeout: float = 3.0, what: str = "tracking server") -> None:
+    """Raise Unavailable fast when an HTTP tracking server does not answer its health check,
+    or answers that our credentials are refused (asked with MLflow's own credentials and TLS
+    settings: a probe must not call a server down that the SDK reaches, nor up one it cannot)."""
     if urlparse(tracking_uri).scheme not in ("http", "https"):
         return  # a local store (sqlite, file) is always "reachable"; errors surface on use
+    base = tracking_uri.rstrip("/")
+    options = http_options()
     try:
-        response = httpx.get(tracking_uri.rstrip("/") + "/health", timeout=timeout)
+        # Not /health: it is open on servers that guard everything else. A cheap API read
+        # answers 200 or 404 where we are let in, 401/403 where we are not.
+        response = httpx.get(
+            base + "/api/2.0/mlflow/experiments/get-by-name",
+            params={"experiment_name": "Default"},
+            timeout=timeout,
+            **options,
+        )
     except httpx.HTTPError as exc:
+        hint = ""
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            hint = "; its certificate is not trusted (MLFLOW_TRACKING_SERVER_CERT_PATH=CA bundle)"
         raise Unavailable(
-            f"MLflow tracking server {tracking_uri} is unreachable ({exc.__class__.__name__})",
+            f"MLflow {what} {tracking_uri} is unreachable ({exc.__class__.__name__}{hint})",
             title="MLflow unreachable",
         ) from exc
+    if response.status_code in (401, 403):
+        how = (
+            "a token"
+            if "headers" in options
+            else "user and password"
+            if "auth" in options
+            else "none"
+        )
+        raise Unavailable(
+            f"MLflow {what} {tracking_uri} refused our credentials "
+            f"({response.status_code}; sent: {how}; MLFLOW_TRACKING_TOKEN or "
+            "MLFLOW_TRACKING_USERNAME/PASSWORD, or the context's credentials)",
+            title="MLflow refused the credentials",
+        )
     if response.status_code >= 500:
         raise Unavailable(
-            f"MLflow tracking server {tracking_uri} answered {response.status_code}",
+            f"MLflow {what} {tracking_uri} answered {response.status_code}",
             title="MLflow unreachable",
         )
 
@@ -68,15 +125,36 @@ def _fill_registry_stores() -> None:
             _registry_stores_ready = True
 
 
+def registry_uri_for(tracking_uri: str) -> str:
+    """The model registry beside ``tracking_uri``: the operator's MLFLOW_REGISTRY_URI when set
+    (MLflow allows a registry apart from the tracking server), else the tracking server. While
+    ``using_tracking_uri`` lends MLflow's globals (which MLflow mirrors into the variable), the
+    operator's own value is the one it put aside."""
+    g = _GLOBAL
+    with g.changed:
+        configured = g.saved[1] if g.users else os.environ.get("MLFLOW_REGISTRY_URI")
+    return configured or tracking_uri
+
+
+def probe_stores(tracking_uri: str) -> None:
+    """Probe the tracking server and, when it is another one, the model registry."""
+    probe(tracking_uri)
+    registry_uri = registry_uri_for(tracking_uri)
+    if registry_uri != tracking_uri:
+        probe(registry_uri, what="model registry")
+
+
 def connect(tracking_uri: str, *, check: bool = True) -> Any:
-    """An ``MlflowClient`` for tracking and registry at ``tracking_uri`` (probed first)."""
+    """An ``MlflowClient`` for tracking at ``tracking_uri`` and its registry (both probed
+    first)."""
+    registry_uri = registry_uri_for(tracking_uri)
     if check:
-        probe(tracking_uri)
+        probe_stores(tracking_uri)
     _fill_registry_stores()
     from mlflow.tracking import MlflowClient
 
     with translate_errors(tracking_uri):
-        return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
 
 
 @contextmanager
@@ -154,7 +232,7 @@ def using_tracking_uri(tracking_uri: str) -> Iterator[None]:
             # (./mlflow.db) into every process started afterwards: keep what was set, or nothing.
             g.saved = (os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("MLFLOW_REGISTRY_URI"))
             mlflow.set_tracking_uri(tracking_uri)
-            mlflow.set_registry_uri(tracking_uri)
+            mlflow.set_registry_uri(g.saved[1] or tracking_uri)  # the operator's registry
             g.uri = tracking_uri
         g.users += 1
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.errors import InvalidInput
-from backends.mlflow.client import translate_errors, using_tracking_uri
+from backends.mlflow.client import registry_uri_for, translate_errors, using_tracking_uri
 from backends.records import GateCheck, PolicyReport
 
 __all__ = [
@@ -277,7 +277,10 @@ def model_checks(
         with translate_errors(tracking_uri):
             return str(
                 download_artifacts(
-                    uri, dst_path=into, tracking_uri=tracking_uri, registry_uri=tracking_uri
+                    uri,
+                    dst_path=into,
+                    tracking_uri=tracking_uri,
+                    registry_uri=registry_uri_for(tracking_uri),
                 )
             )
 

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from console.cli import alerts as alerts_cli
+from console.cli import context as context_cli
 from console.cli import deploy as deploy_cli
 from console.cli import feedback as feedback_cli
 from console.cli import hooks as hooks_cli
@@ -23,7 +24,7 @@ app = typer.Typer(
     name="mlops",
     help="Terminal operations console for ML in production (MLflow, Docker, Prometheus).\n\n"
     "Run with no arguments to open the console.",
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -40,6 +41,7 @@ app.add_typer(deploy_cli.app, name="deploy")
 app.add_typer(alerts_cli.app, name="alerts")
 app.add_typer(hooks_cli.app, name="hooks")
 app.add_typer(feedback_cli.app, name="feedback")
+app.add_typer(context_cli.app, name="context")
 
 
 @app.callback(invoke_without_command=True)
@@ -52,13 +54,24 @@ def root(
             help="Refuse every mutating command (exit 2); also MLOPS_READ_ONLY=1.",
         ),
     ] = False,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            help="Run against this context of ~/.config/mlops-console/config.toml "
+            "(any command; also MLOPS_CONTEXT). `mlops context list` shows them.",
+        ),
+    ] = None,
 ) -> None:
     """Open the console when no subcommand is given."""
-    from console.cli.common import set_read_only
+    from console.cli.common import backend_errors, set_read_only
+    from console.contexts import activate
 
+    with backend_errors():
+        activate(context)
     set_read_only(read_only)
     if ctx.invoked_subcommand is None:
-        open_console(read_only=read_only, context=None, theme=None)
+        open_console(read_only=read_only, theme=None)
 
 
 @app.command()
@@ -88,10 +101,6 @@ def console(
     read_only: Annotated[
         bool, typer.Option("--read-only", help="Hide and refuse every mutating action.")
     ] = False,
-    context: Annotated[
-        str | None,
-        typer.Option("--context", help="Context name shown in the header (e.g. prod)."),
-    ] = None,
     theme: Annotated[
         str | None,
         typer.Option(
@@ -101,16 +110,18 @@ def console(
         ),
     ] = None,
 ) -> None:
-    """Open the console (the same as `mlops` with no arguments)."""
-    open_console(read_only=read_only, context=context, theme=theme)
+    """Open the console (the same as `mlops` with no arguments; `--context NAME` works here
+    as on every command)."""
+    open_console(read_only=read_only, theme=theme)
 
 
-def open_console(*, read_only: bool, context: str | None, theme: str | None) -> None:
-    """Start the Textual app; textual is imported only here."""
+def open_console(*, read_only: bool, theme: str | None) -> None:
+    """Start the Textual app (the context is in the environment by now); textual is imported
+    only here."""
     from console.app import MlopsApp
     from console.config import Settings
 
-    MlopsApp(Settings.from_env(context=context, read_only=read_only, theme=theme)).run()
+    MlopsApp(Settings.from_env(read_only=read_only, theme=theme)).run()
 
 
 def run() -> None:

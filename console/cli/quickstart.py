@@ -3,18 +3,20 @@
 The flow itself is ``backends.lifecycle.quickstart``: train two versions of the iris model,
 promote one through the gate, serve it (in Docker when an engine and a base image are there,
 else as a local process), start a Prometheus with the shipped rules when one is installed, send
-traffic with a drifted slice. This command prints its steps and opens the console on the
-Monitor screen. `--stop` ends what this directory's quickstart started, and nothing else.
+traffic with a drifted slice. This command shows its steps (on stderr) and opens the console
+on the Monitor screen; `--json` prints what it left running instead. `--stop` ends what this
+directory's quickstart started, and nothing else.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
-from console.cli.common import backend_errors, refuse_if_read_only
+from console.cli.common import backend_errors, print_json, refuse_if_read_only, to_jsonable
+from console.cli.progress import Steps, step_count
 
 
 def quickstart(
@@ -26,6 +28,14 @@ def quickstart(
     ] = False,
     stop: Annotated[
         bool, typer.Option("--stop", help="Stop what an earlier quickstart started, and exit.")
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="What it left running as one document on stdout (stable keys), the steps on "
+            "stderr; implies --no-console.",
+        ),
     ] = False,
 ) -> None:
     """Train, register, promote, serve, send traffic with drift, and open the Monitor."""
@@ -40,11 +50,17 @@ def quickstart(
     with Handles(tracking, settings.docker_host, docker_timeout=10) as h:
         if stop:
             stopped = qs.stop(h)
-            typer.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+            if as_json:
+                print_json({"stopped": stopped})
+            else:
+                typer.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
             return
-        typer.echo(f"tracking store: {tracking}")
-        with backend_errors():
-            outcome = qs.run(h, default_project(), local=local, on_step=typer.echo)
+        with backend_errors(), Steps() as steps:
+            steps.line(f"tracking store: {tracking}")
+            outcome = qs.run(h, default_project(), local=local, on_step=_step_printer(steps))
+    if as_json:
+        print_json({"tracking_uri": tracking, **to_jsonable(outcome)})
+        return
     url, prom_url, am_url = outcome.url, outcome.prometheus_url, outcome.alertmanager_url
     typer.echo("")
     typer.echo(
@@ -59,12 +75,33 @@ def quickstart(
         return
     from console.app import MlopsApp
 
-    os.environ.setdefault("MLOPS_MONITOR_TARGETS", url)
+    # A local process is no deployment the engine lists: the Monitor watches it by address
+    # (without Prometheus it is the only way it can be seen; with it, the rows carry it).
+    targets = settings.monitor_targets
+    if not outcome.deployment:
+        targets = (*targets, f"quickstart={url}")
     app_settings = Settings(
         tracking_uri=tracking,
         docker_host=settings.docker_host,
         prometheus_url=prom_url or settings.prometheus_url,
         alertmanager_url=am_url or settings.alertmanager_url,
         context=settings.context,
+        monitor_targets=targets,
     )
     MlopsApp(app_settings, start_mode="monitor").run()
+
+
+def _step_printer(steps: Steps) -> Callable[[str], None]:
+    """The quickstart's lines: "[N/6] ..." is a step of six (a bar on a terminal); an indented
+    line belongs to the step before it: an image build's own steps are shown beside it, and
+    anything else (a run's accuracy, where Alertmanager listens) stays, below its step."""
+
+    def on_step(line: str) -> None:
+        if not line.startswith(" ") and step_count(line) is not None:
+            steps.step(line)
+        elif line.lstrip().startswith(("Step ", "building ", "no image for ")):
+            steps.detail(line)
+        else:
+            steps.note(line)
+
+    return on_step

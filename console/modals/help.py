@@ -30,7 +30,8 @@ class HelpModal(ModalScreen[None]):
                 table.add_row(key, description, tooltip)
             yield table
             yield Static(
-                ": jump (:runs :models :deploy :monitor)   ctrl+p commands   esc back",
+                ": jump (:runs :models :deploy :monitor :alerts), :ctx contexts   "
+                "ctrl+p commands   esc back",
                 classes="dialog-hint",
             )
 

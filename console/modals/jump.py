@@ -29,6 +29,17 @@ ALIASES = {
 }
 
 
+CONTEXT_WORDS = ("ctx", "context", "contexts")
+
+
+def context_request(text: str) -> str | None:
+    """``:ctx NAME`` → NAME, ``:ctx`` → "" (pick from a list), anything else → None."""
+    word, _, rest = text.strip().lstrip(":").strip().partition(" ")
+    if word.lower() not in CONTEXT_WORDS:
+        return None
+    return rest.strip()
+
+
 def resolve(text: str) -> str | None:
     """The mode a jump names (``:models``, ``model``, ``m``), or None."""
     word = text.strip().lstrip(":").strip().lower()
@@ -44,7 +55,9 @@ class JumpBar(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="jump.cancel", tooltip="Stay here")]
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="runs | models | deploy | monitor | alerts", id="jump-input")
+        yield Input(
+            placeholder="runs | models | deploy | monitor | alerts | ctx [NAME]", id="jump-input"
+        )
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value)

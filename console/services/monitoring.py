@@ -16,7 +16,26 @@ if TYPE_CHECKING:
         MonitorHistory,
         MonitorSnapshot,
         RetrainOutcome,
+        ScrapeTarget,
     )
+
+
+def settings_targets(entries: tuple[str, ...]) -> list[ScrapeTarget]:
+    """MLOPS_MONITOR_TARGETS' entries, ``URL`` or ``NAME=URL``, as scrape targets; a bare URL is
+    named by its address (host:port), as the Monitor's row shows it."""
+    from backends.records import ScrapeTarget
+
+    targets = []
+    for entry in entries:
+        name, _, url = entry.partition("=") if "=" in entry.split("://", 1)[0] else ("", "", entry)
+        url = url.strip().rstrip("/")
+        if url.endswith("/metrics"):
+            url = url[: -len("/metrics")]
+        if "://" not in url:
+            url = f"http://{url}"
+        target = ScrapeTarget(url=url)
+        targets.append(ScrapeTarget(url=url, deployment=name.strip() or target.address))
+    return targets
 
 
 class MetricsMonitoring:
@@ -37,11 +56,9 @@ class MetricsMonitoring:
     def monitor(self) -> MonitorSnapshot:
         if self.prometheus_url:
             return self._prometheus().snapshot()  # type: ignore[no-any-return]
-        from backends.docker import containers
-        from backends.prometheus.discovery import scrape_targets
         from backends.prometheus.scrape_source import ScrapeSource
 
-        targets = tuple(scrape_targets(containers.list_deployments(self.session.docker())))
+        targets = self._scrape_targets()
         # One sample at a time: a refresh asked for while one runs must not close the source
         # under it (a cancelled thread worker keeps running).
         with self._monitor_lock:
@@ -53,6 +70,25 @@ class MetricsMonitoring:
             snapshot: MonitorSnapshot = self._metrics.snapshot()
             self._recorded().record(snapshot)
         return snapshot
+
+    def _scrape_targets(self) -> tuple[ScrapeTarget, ...]:
+        """The engine's deployments and the servers the settings name (MLOPS_MONITOR_TARGETS:
+        a local `mlops serve`, the quickstart's process). With targets of its own, the pane
+        does not need Docker: an engine that is down or absent costs only its deployments
+        (the status bar says so)."""
+        from backends.docker import containers
+        from backends.errors import BackendError
+        from backends.prometheus.discovery import scrape_targets
+
+        named = tuple(settings_targets(self.session.settings.monitor_targets))
+        try:
+            found = tuple(scrape_targets(containers.list_deployments(self.session.docker())))
+        except BackendError:
+            if not named:
+                raise
+            found = ()
+        taken = {t.address for t in found}
+        return found + tuple(t for t in named if t.address not in taken)
 
     def _prometheus(self) -> Any:
         from backends.prometheus.prometheus_source import PrometheusSource

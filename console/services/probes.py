@@ -36,11 +36,10 @@ class BackendProbes:
     def _probe_tracking(self) -> None:
         uri = self.session.settings.tracking_uri
         if uri.startswith(("http://", "https://")):
-            import httpx
+            from backends.mlflow.client import probe_stores
 
-            try:
-                httpx.get(uri.rstrip("/") + "/health", timeout=3).raise_for_status()
-            except httpx.HTTPError as exc:
-                raise Unavailable(f"MLflow at {uri} did not answer: {exc}") from exc
+            # With MLflow's own token and TLS settings, as the SDK will call them; the model
+            # registry too when MLFLOW_REGISTRY_URI puts it elsewhere.
+            probe_stores(uri)
         else:
             self.session.handles().registry().list_models()

@@ -314,10 +314,12 @@ def test_cli_deploy_rollback_and_history(built: Built, docker_client: Any) -> No
         assert upgraded.exit_code == 0, upgraded.output
         assert "v2 serving" in upgraded.output and "(was v1)" in upgraded.output
         back = runner.invoke(
-            app, ["deploy", "rollback", name, "--reason", "p99 regressed"], env=env
+            app, ["deploy", "rollback", name, "--reason", "p99 regressed", "--json"], env=env
         )
         assert back.exit_code == 0, back.output
-        assert "rolled back from v2 to v1" in back.output
+        rolled = json.loads(back.stdout)  # --json: only the document on stdout
+        assert (rolled["from_version"], rolled["to_version"], rolled["via_alias"]) == (2, 1, False)
+        assert rolled["deployment"]["url"] == f"http://127.0.0.1:{port}"
     finally:
         MlflowClient(built.tracking_uri).set_registered_model_alias(built.name, "champion", "1")
 
@@ -340,10 +342,13 @@ def test_cli_deploy_rollback_and_history(built: Built, docker_client: Any) -> No
         ("rollback", 2, 1, "ci-operator", "p99 regressed"),
     ]
 
-    down = runner.invoke(app, ["deploy", "down", name], env=env)
-    assert down.exit_code == 0
-    missing = runner.invoke(app, ["deploy", "down", name], env=env)
-    assert missing.exit_code == 4 and "no deployment named" in missing.output
+    down = runner.invoke(app, ["deploy", "down", name, "--json"], env=env)
+    assert down.exit_code == 0, down.output
+    removed = json.loads(down.stdout)
+    assert removed["name"] == name and f"mlops-{name}" in removed["removed"]
+    missing = runner.invoke(app, ["deploy", "down", name, "--json"], env=env)
+    assert missing.exit_code == 4 and "no deployment named" in missing.stderr
+    assert missing.stdout == ""
 
 
 def test_follow_alias_deployment_reloads_when_the_alias_moves(
@@ -400,6 +405,59 @@ def test_follow_alias_deployment_reloads_when_the_alias_moves(
     finally:
         registry.set_registered_model_alias(built.name, "champion", "1")
         containers.remove_deployment(docker_client, name)
+
+
+def test_a_follow_alias_container_reads_a_guarded_registry_with_credentials_not_inspectable(
+    built: Built, docker_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backends.mlflow.registry import Registry
+    from tests.proxies import RelayProxy, self_signed_certificate
+
+    token = f"tok-{os.getpid()}-a91f3c"
+    cert, key = self_signed_certificate(tmp_path)
+    proxy = RelayProxy(built.tracking_uri, token=token, tls=(cert, key))
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+    monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(cert))
+    monkeypatch.setenv("MLOPS_FOLLOW_INTERVAL", "1")
+    port = services.free_port()
+    name = f"guarded{os.getpid()}"
+    switch.deploy(
+        docker_client,
+        built.v1,
+        name,
+        port=port,
+        alias="champion",
+        follow_alias_ref=f"{built.name}@champion",
+        tracking_uri=proxy.url,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        model = containers.active_model(docker_client, name)
+        router = containers.router_of(docker_client, name)
+        assert model is not None and router is not None
+        for c in (model, router):
+            c.reload()
+            assert token not in json.dumps(c.attrs)  # not in env, labels, args or mounts
+        env = model.attrs["Config"]["Env"]
+        assert f"MLOPS_CREDENTIALS_FILE={hardening.CREDENTIALS_FILE}" in env
+        assert f"MLFLOW_TRACKING_SERVER_CERT_PATH={hardening.CA_FILE}" in env
+        # The server asks the registry through TLS with the token: it is let in, never refused.
+        eventually(
+            lambda: proxy.seen["with_token"] > 0, "the container read the registry", timeout=120
+        )
+        Registry(proxy.url).promote(built.name, 2, alias="champion", reason="guarded test")
+        eventually(
+            lambda: httpx.get(f"{url}/version").json()["version"] == "2",
+            "the container reloaded v2 through the guarded registry",
+            timeout=120,
+        )
+        assert proxy.seen["refused"] == 0
+    finally:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(built.tracking_uri).set_registered_model_alias(built.name, "champion", "1")
+        containers.remove_deployment(docker_client, name)
+        proxy.close()
 
 
 def test_cli_image_build_says_an_unchanged_version_came_from_cache(built: Built) -> None:

@@ -4,7 +4,6 @@ through a proxy that makes every request slow."""
 
 from __future__ import annotations
 
-import http.server
 import itertools
 import json
 import multiprocessing
@@ -15,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -24,6 +22,7 @@ from backends.mlflow.registry import Registry
 from tests import services
 from tests.conftest import STORES, server_for
 from tests.models import log_version
+from tests.proxies import RelayProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server]
 
@@ -234,60 +233,6 @@ def test_a_holder_whose_claim_was_taken_away_refuses(
 # --------------------------------------------------------------------------- many at once
 
 
-class DelayProxy:
-    """An HTTP proxy of our own in front of the tracking server: every request waits
-    ``delay`` seconds before it is forwarded (a slow, far-away server)."""
-
-    def __init__(self, upstream: str, delay: float) -> None:
-        client = httpx.Client(base_url=upstream, timeout=120)
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _relay(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length) if length else b""
-                time.sleep(delay)
-                headers = {
-                    k: v
-                    for k, v in self.headers.items()
-                    if k.lower() not in ("host", "content-length")
-                }
-                answer = client.request(self.command, self.path, content=body, headers=headers)
-                self.send_response(answer.status_code)
-                for k, v in answer.headers.items():
-                    if k.lower() not in (
-                        "content-length",
-                        "transfer-encoding",
-                        "connection",
-                        "content-encoding",
-                    ):
-                        self.send_header(k, v)
-                self.send_header("content-length", str(len(answer.content)))
-                self.end_headers()
-                self.wfile.write(answer.content)
-
-            do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _relay
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        class Server(http.server.ThreadingHTTPServer):
-            # socketserver listens with a backlog of 5: a hundred movers connecting at once
-            # overflow it, and the kernel drops their handshakes (the client waits, then times
-            # out) — a server that refuses connections, not one that is only far away.
-            request_queue_size = 1024
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-
-
 def _racers(
     uri: str, model: str, user: str, versions: list[int], count: int, barrier: Any, results: Any
 ) -> None:
@@ -343,7 +288,7 @@ def _assert_trustworthy(uri: str, model: str, outcome: list[dict[str, Any]]) -> 
 @pytest.mark.parametrize("delay", [0.0, 1.0], ids=["direct", "through a slow proxy"])
 def test_two_processes_of_fifty_concurrent_moves(pg_model: Model, delay: float) -> None:
     model = pg_model
-    proxy = DelayProxy(model.uri, delay) if delay else None
+    proxy = RelayProxy(model.uri, delay=delay) if delay else None
     uri = proxy.url if proxy else model.uri
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(2), ctx.Queue()

@@ -197,3 +197,72 @@ async def test_a_palette_command_does_not_act_under_a_screen_opened_from_the_lis
         await pilot.pause(0.1)
         assert isinstance(app.screen, CompareScreen)
         assert any("back to the runs list" in n.message for n in app._notifications)
+
+
+async def test_ctx_switches_every_pane_to_the_other_contexts_backends(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from console import contexts
+    from console.app import MlopsApp
+    from console.modals.contexts import ContextPicker
+    from tests.tui.fakes import run, services, settings
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        'current_context = "staging"\n'
+        '[contexts.staging]\ntracking_uri = "http://staging:5000"\n'
+        '[contexts.prod]\ntracking_uri = "http://prod:5000"\n'
+    )
+    monkeypatch.setenv("MLOPS_CONFIG", str(config))
+    for variable in ("MLFLOW_TRACKING_URI", "MLOPS_CONTEXT", "MLOPS_READ_ONLY"):
+        monkeypatch.delenv(variable, raising=False)
+    staging, prod = FakeBackends(), FakeBackends(runs=[run(7, 0.99, "700")])
+    made: list[str] = []
+
+    def services_for(s: Any) -> Any:
+        made.append(s.tracking_uri)
+        return services(prod if s.context == "prod" else staging)
+
+    app = MlopsApp(
+        settings(tracking_uri="http://staging:5000"),
+        services_for=services_for,
+        probe_interval=0.05,
+        probe_delay=0,
+        retry_base=0.05,
+        refresh_interval=0.1,
+    )
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await wait_for_text(pilot, "run-3")
+            await pilot.press("colon", *"ctx", "enter")  # the picker: the file's contexts
+            await wait_until(pilot, lambda: isinstance(app.screen, ContextPicker), "picker")
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen), "runs again")
+            await pilot.press("colon", *"ctx prod", "enter")
+            await wait_until(pilot, lambda: app.settings.context == "prod", "switched")
+            await wait_for_text(pilot, "run-7")  # the runs pane reloaded from prod's backends
+            assert isinstance(app.screen, RunsScreen)
+            assert app.sub_title == "context: prod [read-only]"  # prod* defaults to read-only
+            assert "PRODUCTION" in str(app.screen.query_one(ContextBar).render())
+            assert os.environ["MLFLOW_TRACKING_URI"] == "http://prod:5000"
+            await pilot.press("colon", *"models", "enter")
+            await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen), "models")
+            await pilot.press("colon", *"ctx nope", "enter")  # refused, nothing changes
+            await wait_until(
+                pilot,
+                lambda: any("no context 'nope'" in n.message for n in app._notifications),
+                "the refusal",
+            )
+            assert app.settings.context == "prod" and isinstance(app.screen, ModelsScreen)
+            await pilot.press("colon", *"ctx staging", "enter")
+            await wait_until(pilot, lambda: app.settings.context == "staging", "back")
+            assert isinstance(app.screen, ModelsScreen)
+            assert not app.settings.read_only
+        assert made == ["http://staging:5000", "http://prod:5000", "http://staging:5000"]
+    finally:
+        for variable in ("MLFLOW_TRACKING_URI", "MLOPS_CONTEXT", "MLOPS_READ_ONLY"):
+            os.environ.pop(variable, None)
+        contexts._applied.clear()
+        contexts._replaced.clear()
