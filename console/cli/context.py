@@ -35,7 +35,6 @@ def list_contexts(as_json: JsonOpt = False) -> None:
                 "current": name == in_use,
                 "tracking_uri": ctx.settings.get("tracking_uri", ""),
                 "docker_host": ctx.settings.get("docker_host", ""),
-                "engine": ctx.settings.get("engine", "docker"),
                 "prometheus_url": ctx.settings.get("prometheus_url", ""),
                 "read_only": ctx.read_only,
             }
@@ -47,14 +46,13 @@ def list_contexts(as_json: JsonOpt = False) -> None:
         typer.echo(f"no contexts in {config.path} (see README, Contexts); in use: {in_use}")
         return
     table(
-        ["", "NAME", "TRACKING", "DOCKER", "ENGINE", "PROMETHEUS", "READ-ONLY"],
+        ["", "NAME", "TRACKING", "DOCKER", "PROMETHEUS", "READ-ONLY"],
         [
             [
                 "*" if r["current"] else "",
                 str(r["name"]),
                 str(r["tracking_uri"]) or "-",
                 str(r["docker_host"]) or "-",
-                str(r["engine"]),
                 str(r["prometheus_url"]) or "-",
                 "yes" if r["read_only"] else "no",
             ]
