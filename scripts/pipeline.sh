@@ -34,7 +34,7 @@ version="$("$MLOPS" models register "$run_id" --name "$MODEL" --json \
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')"
 echo "version $version"
 
-step "validate $MODEL v$version (gate: $REQUIRE, signature, load and predict)"
+step "validate $MODEL v$version (gate: $REQUIRE, the run's policy gate.yaml, signature, load and predict)"
 "$MLOPS" models validate "$MODEL" "$version" --require "$REQUIRE"
 
 step "promote $MODEL v$version to champion"

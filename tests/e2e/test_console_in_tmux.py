@@ -164,6 +164,10 @@ def test_train_twice_compare_promote_and_roll_back_against_a_real_server(
         session.press("Tab", "Down")  # the versions table, newest first: down to v1
         for version in (1, 2):
             session.promote_dialog(model, version)
+            # The dialog shows what the project's policy (gate.yaml, copied to the run by the
+            # training) found on the held-out rows, before the person confirms.
+            session.wait_for("policy: PASSED", timeout=60)
+            session.wait_for("rows of iris-held-out (digest", timeout=10)
             session.send("y")
             session.wait_for("Gate passed", timeout=90)
             session.send("Enter")

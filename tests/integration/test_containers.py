@@ -351,14 +351,11 @@ def test_cli_deploy_rollback_and_history(built: Built, docker_client: Any) -> No
     assert missing.stdout == ""
 
 
-def test_follow_alias_deployment_reloads_when_the_alias_moves(
-    built: Built, docker_client: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from mlflow.tracking import MlflowClient
-
-    monkeypatch.setenv("MLOPS_FOLLOW_INTERVAL", "1")
+def deploy_following(
+    docker_client: Any, built: Built, name: str, tracking_uri: str
+) -> tuple[Any, str]:
+    """v1 deployed as ``name``, following ``champion`` through ``tracking_uri``; its URL."""
     port = services.free_port()
-    name = f"follow{os.getpid()}"
     deployment, _ = switch.deploy(
         docker_client,
         built.v1,
@@ -366,10 +363,20 @@ def test_follow_alias_deployment_reloads_when_the_alias_moves(
         port=port,
         alias="champion",
         follow_alias_ref=f"{built.name}@champion",
-        tracking_uri=built.tracking_uri,
+        tracking_uri=tracking_uri,
     )
+    return deployment, f"http://127.0.0.1:{port}"
+
+
+def test_follow_alias_deployment_reloads_when_the_alias_moves(
+    built: Built, docker_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLOPS_FOLLOW_INTERVAL", "1")
+    name = f"follow{os.getpid()}"
+    deployment, url = deploy_following(docker_client, built, name, built.tracking_uri)
     assert deployment.follow_alias
-    url = f"http://127.0.0.1:{port}"
     registry = MlflowClient(built.tracking_uri)
     try:
         assert httpx.get(f"{url}/version").json()["version"] == "1"
@@ -419,18 +426,8 @@ def test_a_follow_alias_container_reads_a_guarded_registry_with_credentials_not_
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
     monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(cert))
     monkeypatch.setenv("MLOPS_FOLLOW_INTERVAL", "1")
-    port = services.free_port()
     name = f"guarded{os.getpid()}"
-    switch.deploy(
-        docker_client,
-        built.v1,
-        name,
-        port=port,
-        alias="champion",
-        follow_alias_ref=f"{built.name}@champion",
-        tracking_uri=proxy.url,
-    )
-    url = f"http://127.0.0.1:{port}"
+    _, url = deploy_following(docker_client, built, name, proxy.url)
     try:
         model = containers.active_model(docker_client, name)
         router = containers.router_of(docker_client, name)

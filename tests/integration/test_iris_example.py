@@ -75,8 +75,10 @@ def test_same_params_and_data_give_same_metrics(tracking_uri: str, experiment_na
     assert set(runs[0].data.metrics) == {"accuracy", "f1"}
     # A different split is a different experiment: the test above is not trivially true.
     assert runs[2].data.params["test_size"] == "0.5"
+    # The training input is the rows each run was fitted on: the same split, the same digest;
+    # another split, other rows.
     digests = [[i.dataset.digest for i in training_inputs(r)] for r in runs]
-    assert digests[0] == digests[1] == digests[2] and len(digests[0]) == 1
+    assert digests[0] == digests[1] != digests[2] and len(digests[0]) == 1
 
 
 def test_run_logs_params_dataset_model_and_drift_reference(
@@ -95,6 +97,8 @@ def test_run_logs_params_dataset_model_and_drift_reference(
     assert 0.8 <= run.data.metrics["accuracy"] <= 1.0
     (dataset_input,) = training_inputs(run)
     assert dataset_input.dataset.name == "iris" and dataset_input.dataset.digest
+    # The training input is the 120 rows the model was fitted on, apart from the 30 held out.
+    assert json.loads(dataset_input.dataset.profile)["num_rows"] == 120
     # The held-out split: logged as a file and as an input whose digest is the file's.
     contexts = sorted(t.value for i in run.inputs.dataset_inputs for t in i.tags)
     assert contexts == ["evaluation", "training"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,12 @@ def test_pipeline_trains_gates_promotes_and_builds(
     assert (promoted.action, promoted.who, promoted.to_version) == ("promote", "pipeline", 2)
     assert promoted.reason.startswith("pipeline ")
     assert (moved.action, moved.to_version) == ("manual", 1)  # the other shell's move
+    # The gate judged v2 by the project's policy (gate.yaml travels with the run): its report
+    # is on the run.
+    v2_run = registry.version(model, 2).run_id
+    logged = {a.path for a in MlflowClient(mlflow_server.url).list_artifacts(v2_run, "gate")}
+    assert "gate/report.json" in logged, logged
+    assert re.search(r"^\s+PASS\s+policy\s", ok.stdout, re.MULTILINE), ok.stdout[-3000:]
     image = find_image(docker_client, registry.version(model, 2))
     assert image is not None
     assert find_image(docker_client, registry.version(model, 1)) is None  # not the alias's

@@ -194,6 +194,11 @@ def test_shifted_traffic_trains_a_gated_challenger_that_waits_for_approval(
     version_tags = client.get_model_version(serving.name, "2").tags
     assert json.loads(version_tags["mlops.gate.report"])["passed"] is True
     assert json.loads(new_run.data.tags["mlops.gate.report"])["passed"] is True  # the run too
+    # The retraining went through the policy the project ships (gate.yaml, copied to the run):
+    # its report is on the challenger's run.
+    logged = {a.path for a in client.list_artifacts(new_run.info.run_id, "gate")}
+    assert {"gate/report.json", "gate/report.txt"} <= logged, logged
+    assert "policy" in {c["name"] for c in pending["report"]["checks"]}
 
     # Only the challenger that waits can be approved, and approving is a person's act.
     wrong = models_cli(serving, "approve", serving.name, "1", "--yes")

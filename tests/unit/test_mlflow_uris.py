@@ -23,7 +23,9 @@ def test_the_environment_is_restored_exactly(
     mlflow.set_tracking_uri(preset)  # type: ignore[arg-type]
     with using_tracking_uri("http://127.0.0.1:5000"):
         assert os.environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
-        assert mlflow.get_registry_uri() == "http://127.0.0.1:5000"
+        # The operator's own MLFLOW_REGISTRY_URI (a registry apart from the tracking server)
+        # is kept; without one the registry is the tracking server.
+        assert mlflow.get_registry_uri() == (preset or "http://127.0.0.1:5000")
     # Before the fix, the resolved default (sqlite:///mlflow.db in the working directory)
     # was written here and every model server started afterwards read the wrong registry.
     assert os.environ.get("MLFLOW_TRACKING_URI") == preset
