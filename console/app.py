@@ -65,6 +65,7 @@ class MlopsApp(App[None]):
         show_clock: bool = True,
         approval_interval: float = 30.0,
         services_for: Callable[[Settings], Services] | None = None,
+        pinned_read_only: bool = False,
     ) -> None:
         # The first screen is the app's default mode, built as the app composes (Textual reads
         # DEFAULT_MODE in __init__): reaching it with switch_mode instead holds every update back
@@ -77,7 +78,9 @@ class MlopsApp(App[None]):
         # How a context's services are made (`:ctx` makes them anew); tests give fakes.
         self.services_for = services_for or Services.real
         self.services: Services = services or self.services_for(self.settings)
-        self._forced_read_only = self.settings.read_only and not _read_only_from_env()
+        # `--read-only` on the command line holds in every context `:ctx` goes to.
+        self.pinned_read_only = pinned_read_only
+        self._switching = False
         self.probe_interval = probe_interval
         self.probe_delay = probe_delay
         self.retry_base = retry_base
@@ -223,8 +226,12 @@ class MlopsApp(App[None]):
 
     def choose_context(self, name: str | None) -> None:
         """`:ctx NAME` switches; `:ctx` alone lists the config file's contexts to pick from."""
+        if self._switching:
+            self.notify("a context switch is under way", title="Contexts", severity="warning")
+            return
         if name:
-            self.run_worker(self.switch_context(name), group="context", exclusive=True)
+            self._switching = True
+            self.run_worker(self.switch_context(name), group="context")
             return
         from console.contexts import load_config
         from console.modals.contexts import ContextPicker
@@ -252,9 +259,15 @@ class MlopsApp(App[None]):
         """Put context ``name`` into the environment, make its services, and build every pane
         anew against them (each loads again, as on start); the probes start over."""
         try:
-            settings = await asyncio.to_thread(
-                Settings.load, context=name, read_only=self._forced_read_only
-            )
+            await self._switch_to(name)
+        except Exception as exc:  # a switch that breaks must not end the console
+            self.notify(f"could not switch to {name}: {exc!r}", title="Contexts", severity="error")
+        finally:
+            self._switching = False
+
+    async def _switch_to(self, name: str) -> None:
+        try:
+            settings = await asyncio.to_thread(self._load_context, name)
         except BackendError as exc:
             self.notify(exc.message, title=exc.title, severity="error", timeout=15)
             return
@@ -268,15 +281,25 @@ class MlopsApp(App[None]):
         # The current mode cannot be removed: stand on a blank one while every pane goes.
         self.add_mode("_switching", Screen)
         await self.switch_mode("_switching")
-        for each, factory in self.MODES.items():
-            await self.remove_mode(each)
-            self.add_mode(each, factory)
-        await self.switch_mode(mode)
-        await self.remove_mode("_switching")
+        try:
+            for each, factory in self.MODES.items():
+                await self.remove_mode(each)
+                self.add_mode(each, factory)
+        finally:
+            await self.switch_mode(mode)
+            await self.remove_mode("_switching")
         self._apply_theme(settings.theme)
         self._show_context()
         self._start_probes()
         self.notify(f"context {settings.context}: {settings.tracking_uri}", title="Context")
+
+    def _load_context(self, name: str) -> Settings:
+        """The context put into the environment, once no worker holds MLflow's global URIs
+        (they were lent from the variables the switch rewrites)."""
+        from backends.mlflow.client import quiesced
+
+        with quiesced():
+            return Settings.load(context=name, read_only=self.pinned_read_only)
 
     def action_help(self) -> None:
         from console.modals.help import HelpModal
@@ -309,9 +332,3 @@ class MlopsApp(App[None]):
         if isinstance(screen, ResourceScreen):
             await screen.wait_body()  # a fresh screen refuses actions until then
         await screen.run_action(action)
-
-
-def _read_only_from_env() -> bool:
-    import os
-
-    return os.environ.get("MLOPS_READ_ONLY", "").lower() in ("1", "true", "yes")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -70,7 +71,9 @@ SETTING_VARIABLES: dict[str, str] = {
 }
 _BOOLEANS = {"insecure_tls", "read_only"}
 _LISTS = {"monitor_targets"}
-_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Environment variable names as people write them: upper case. A token pasted where a name
+# belongs is refused (and never echoed) rather than taken for a strangely named variable.
+_VARIABLE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -145,7 +148,7 @@ def load_config(path: Path | None = None) -> ContextConfig:
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}", title="Config") from exc
     try:
-        doc = tomllib.loads(raw.decode("utf-8"))
+        doc = tomllib.loads(raw.decode("utf-8-sig"))  # an editor's byte-order mark is fine
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InvalidInput(f"{path} is not valid TOML: {exc}", title="Config") from exc
     unknown = set(doc) - {"current_context", "contexts"}
@@ -158,8 +161,8 @@ def load_config(path: Path | None = None) -> ContextConfig:
     if not isinstance(tables, dict):
         _bad(path, "[contexts] must be a table of tables ([contexts.NAME])")
     contexts = {name: _context(path, name, table) for name, table in tables.items()}
-    if current and contexts and current not in contexts:
-        _bad(path, f"current_context {current!r} is not one of its contexts")
+    # A current_context naming no context (one deleted since) is refused when it is used, not
+    # here: `mlops context list` and `use` must still work to mend it.
     return ContextConfig(path, current or None, contexts)
 
 
@@ -224,10 +227,23 @@ class Activation:
     applied: Mapping[str, str]  # variable → value this activation set
     overridden: tuple[str, ...]  # variables the context names but the environment already had
 
+    def warning(self) -> str:
+        """What the environment overrode, for one line on stderr ("" when nothing)."""
+        if not self.overridden:
+            return ""
+        names = ", ".join(self.overridden)
+        text = f"the environment's {names} override context {self.context.name}'s"
+        if self.context.credentials and {"MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"} & set(
+            self.overridden
+        ):
+            text += " (its credentials are not sent to the environment's server)"
+        return text
+
 
 # What the active context put into os.environ: a switch takes back exactly these (a variable
 # the user set, or changed since, is theirs and stays).
 _applied: dict[str, str] = {}
+_LOCK = threading.Lock()  # one activation at a time (the console switches in a worker thread)
 _replaced: dict[str, str] = {}  # MLOPS_CONTEXT's own value, when a --context or :ctx replaced it
 
 
@@ -243,6 +259,11 @@ def activate(name: str | None = None, *, path: Path | None = None) -> Activation
     """Choose a context (``name``, else $MLOPS_CONTEXT, else the file's current_context, else
     ``local``) and put its settings into os.environ under the variables not already set there.
     Calling it again (the console's ``:ctx``) first takes back what the last call set."""
+    with _LOCK:
+        return _activate(name, path)
+
+
+def _activate(name: str | None, path: Path | None) -> Activation:
     config = load_config(path)
     env = os.environ
     for variable, value in _applied.items():
@@ -255,7 +276,14 @@ def activate(name: str | None = None, *, path: Path | None = None) -> Activation
     context = config.get(chosen)
     applied: dict[str, str] = {}
     overridden: list[str] = []
-    for variable, value in context.variables(env).items():
+    wanted = context.variables(env)
+    servers = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    if any(v in env and v in wanted and env[v] != wanted[v] for v in servers):
+        # The environment points at another server than the context's: the context's
+        # credentials are for its own servers and are not sent elsewhere.
+        for target in context.credentials:
+            wanted.pop(target, None)
+    for variable, value in wanted.items():
         if variable in env:
             if env[variable] != value:
                 overridden.append(variable)
@@ -273,8 +301,9 @@ def activate(name: str | None = None, *, path: Path | None = None) -> Activation
 
 
 def set_current(name: str, path: Path | None = None) -> Path:
-    """Make ``name`` the file's current context (the file's other lines kept as they are),
-    written atomically. The name must be one of the file's contexts."""
+    """Make ``name`` the file's current context, every other line kept as it is (comments,
+    line endings), written atomically through a symlink to its target, and checked to read
+    back before it replaces the file. The name must be one of the file's contexts."""
     config = load_config(path)
     if name not in config.contexts:
         config.get(name)  # the error that names the known ones
@@ -282,13 +311,29 @@ def set_current(name: str, path: Path | None = None) -> Path:
             f"no contexts in {config.path}: add a [contexts.{name}] table first",
             title="Unknown context",
         )
-    text = config.path.read_text(encoding="utf-8")
+    target = config.path.resolve()
+    with open(target, encoding="utf-8-sig", newline="") as f:
+        text = f.read()
+    newline = "\r\n" if "\r\n" in text else "\n"
     line = f'current_context = "{name}"'
-    pattern = re.compile(r"^current_context\s*=.*$", re.MULTILINE)
-    # A top-level key goes before the first table: prepended when the file has none yet.
-    text = pattern.sub(line, text, count=1) if pattern.search(text) else f"{line}\n{text}"
-    tmp = config.path.with_suffix(".toml.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, config.path)
-    load_config(config.path)  # the file still reads: never leave a broken config behind
+    # Only among the top-level keys: before the first table header.
+    header = re.search(r"^\s*\[", text, re.MULTILINE)
+    top, rest = (text[: header.start()], text[header.start() :]) if header else (text, "")
+    key = re.compile(r'^[ \t]*["\']?current_context["\']?[ \t]*=[^\r\n]*', re.MULTILINE)
+    top = key.sub(line, top, count=1) if key.search(top) else f"{line}{newline}{top}"
+    updated = top + rest
+    try:
+        reread = tomllib.loads(updated)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"{config.path}: cannot set current_context here ({exc})") from exc
+    if reread.get("current_context") != name:
+        raise InvalidInput(
+            f"{config.path}: its current_context is written in a way this cannot change; "
+            f'set current_context = "{name}" by hand',
+            title="Config",
+        )
+    tmp = target.with_name(target.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(updated)
+    os.replace(tmp, target)
     return config.path

@@ -214,8 +214,9 @@ def remove_deployment(client: Any, name: str) -> list[str]:
     for c in ([router] if router is not None else []) + models:
         removed.append(c.name)
         remove_container(c)
-    with contextlib.suppress(Exception):  # its state (token, upstream) goes with it
-        client.volumes.get(f"mlops-{name}-state").remove(force=True)
+    for volume in ("state", "credentials"):  # its token, upstream and credentials go with it
+        with contextlib.suppress(Exception):
+            client.volumes.get(f"mlops-{name}-{volume}").remove(force=True)
     return removed
 
 

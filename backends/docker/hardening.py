@@ -9,7 +9,6 @@ own drain. Each limit has an ``MLOPS_CONTAINER_*`` variable.
 from __future__ import annotations
 
 import io
-import json
 import os
 import secrets
 import tarfile
@@ -20,12 +19,15 @@ from backends.docker.engine import LABEL, translate_errors
 
 __all__ = [
     "CA_FILE",
+    "CLIENT_CERT_FILE",
     "CREDENTIALS_FILE",
+    "CREDENTIALS_MOUNT",
     "LOG_MOUNT",
     "SERVER_UID",
     "STATE_DIR",
     "TOKEN_FILE",
     "create",
+    "credentials_volume",
     "log_volume",
     "new_token",
     "read_token",
@@ -38,10 +40,14 @@ SERVER_UID = 10001  # the image's user (Dockerfile)
 STATE_MOUNT = "/var/lib/mlops"  # the deployment's volume, in the router
 STATE_DIR = f"{STATE_MOUNT}/state"  # owned by the server user: the token, the upstream
 TOKEN_FILE = f"{STATE_DIR}/admin-token"
-# A follow-alias model container's MLflow credentials and CA bundle, in the same volume: read by
-# the server at start (MLOPS_CREDENTIALS_FILE), never in its environment or labels.
-CREDENTIALS_FILE = f"{STATE_DIR}/mlflow-credentials.json"
-CA_FILE = f"{STATE_DIR}/mlflow-ca.pem"
+# A follow-alias model container's MLflow credentials, CA bundle and client certificate, in a
+# volume of their own that only model containers mount (never the router's, whose admin token a
+# model's code must not read, nor the other way round): read by the server at start
+# (MLOPS_CREDENTIALS_FILE), never in its environment or labels.
+CREDENTIALS_MOUNT = "/var/lib/mlops-credentials"
+CREDENTIALS_FILE = f"{CREDENTIALS_MOUNT}/secrets/mlflow-credentials.json"
+CA_FILE = f"{CREDENTIALS_MOUNT}/secrets/mlflow-ca.pem"
+CLIENT_CERT_FILE = f"{CREDENTIALS_MOUNT}/secrets/mlflow-client.pem"
 LOG_MOUNT = "/var/lib/mlops-predictions"  # the prediction log volume, in model containers
 STOP_TIMEOUT = 30  # seconds docker waits after SIGTERM; the server drains in 25
 
@@ -124,35 +130,41 @@ def new_token() -> str:
 def write_state(container: Any, token: str) -> None:
     """Put the state directory and the admin token (readable by the server user only) into a
     created router container's volume, before it starts."""
-    _put_state(container, {"admin-token": token.encode()})
+    _put_state(container, {"admin-token": token.encode()}, mount=STATE_MOUNT, folder="state")
 
 
-def write_credentials(container: Any, credentials: dict[str, str], ca_pem: bytes | None) -> None:
-    """Put MLflow credentials (JSON, readable by the server user only) and the tracking
-    server's CA bundle into a created model container's state volume, before it starts."""
-    files = {"mlflow-credentials.json": json.dumps(credentials).encode()}
-    if ca_pem is not None:
-        files["mlflow-ca.pem"] = ca_pem
-    _put_state(container, files)
+def write_credentials(container: Any, files: dict[str, bytes]) -> None:
+    """Put MLflow's credentials (``mlflow-credentials.json``), CA bundle and client certificate,
+    readable by the server user only, into a created model container's credentials volume,
+    before it starts."""
+    _put_state(container, files, mount=CREDENTIALS_MOUNT, folder="secrets")
 
 
-def _put_state(container: Any, files: dict[str, bytes]) -> None:
+def credentials_volume(client: Any, deployment: str) -> str:
+    """The deployment's volume for follow-alias credentials (model containers only)."""
+    name = f"mlops-{deployment}-credentials"
+    with translate_errors():
+        client.volumes.create(name=name, labels={f"{LABEL}.deployment": deployment})
+    return name
+
+
+def _put_state(container: Any, files: dict[str, bytes], *, mount: str, folder: str) -> None:
     buffer = io.BytesIO()
     now = int(time.time())
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        folder = tarfile.TarInfo("state")
-        folder.type, folder.mode = tarfile.DIRTYPE, 0o700
-        folder.uid = folder.gid = SERVER_UID
-        folder.mtime = now
-        tar.addfile(folder)
+        directory = tarfile.TarInfo(folder)
+        directory.type, directory.mode = tarfile.DIRTYPE, 0o700
+        directory.uid = directory.gid = SERVER_UID
+        directory.mtime = now
+        tar.addfile(directory)
         for name, data in files.items():
-            secret = tarfile.TarInfo(f"state/{name}")
+            secret = tarfile.TarInfo(f"{folder}/{name}")
             secret.size, secret.mode = len(data), 0o400
             secret.uid = secret.gid = SERVER_UID
             secret.mtime = now
             tar.addfile(secret, io.BytesIO(data))
     with translate_errors():
-        container.put_archive(STATE_MOUNT, buffer.getvalue())
+        container.put_archive(mount, buffer.getvalue())
 
 
 def read_token(router: Any) -> str:

@@ -9,6 +9,7 @@ version it replaced (label ``previous-version``), which is what rollback goes to
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import socket
@@ -149,8 +150,7 @@ def _start_model(
     env = {"MLOPS_LOG_DIR": hardening.LOG_MOUNT, **(extra_env or {})}
     env.update(MLOPS_PORT=str(port), MLOPS_HOST="127.0.0.1", MLOPS_MODEL_ALIAS=alias)
     volumes = {hardening.log_volume(client, name): hardening.LOG_MOUNT}
-    credentials: dict[str, str] = {}
-    ca_pem: bytes | None = None
+    secret_files: dict[str, bytes] = {}
     if follow_ref:
         env.update(
             MLOPS_MODEL_URI=follow_ref,
@@ -158,15 +158,18 @@ def _start_model(
             MLFLOW_TRACKING_URI=tracking_uri or "",
             MLOPS_FOLLOW_INTERVAL=os.environ.get("MLOPS_FOLLOW_INTERVAL", "10"),
         )
-        credentials, ca_pem, settings = follow_credentials(os.environ)
+        credentials, files, settings = follow_credentials(os.environ)
         env.update(settings)
-        if credentials or ca_pem is not None:
-            # The registry's credentials reach the server through a file of the deployment's
-            # own volume: `docker inspect` shows its path, never the token.
-            volumes[hardening.state_volume(client, name)] = hardening.STATE_MOUNT
+        if credentials or files:
+            # The registry's credentials reach the server through files of a volume only the
+            # model containers mount: `docker inspect` shows their path, never the token.
+            volumes[hardening.credentials_volume(client, name)] = hardening.CREDENTIALS_MOUNT
             env["MLOPS_CREDENTIALS_FILE"] = hardening.CREDENTIALS_FILE
-            if ca_pem is not None:
-                env["MLFLOW_TRACKING_SERVER_CERT_PATH"] = hardening.CA_FILE
+            secret_files["mlflow-credentials.json"] = json.dumps(credentials).encode()
+            for variable, (file_name, path) in _FILE_SETTINGS.items():
+                if file_name in files:
+                    secret_files[file_name] = files[file_name]
+                    env[variable] = path
     labels = {
         ROLE: "model",
         DEPLOYMENT: name,
@@ -190,8 +193,8 @@ def _start_model(
         volumes=volumes,
     )
     try:
-        if credentials or ca_pem is not None:
-            hardening.write_credentials(container, credentials, ca_pem)
+        if secret_files:
+            hardening.write_credentials(container, secret_files)
         with translate_errors():
             container.start()
     except BaseException:
@@ -200,35 +203,45 @@ def _start_model(
     return container
 
 
-# MLflow's variables that hold a secret: a follow-alias server needs them to read the registry.
-SECRET_VARIABLES = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-# Settings that are no secret, passed as they are.
-PLAIN_VARIABLES = (
+# MLflow's variables that may hold a secret (a registry URI may carry a database password):
+# a follow-alias server needs them to read the registry.
+SECRET_VARIABLES = (
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
     "MLFLOW_REGISTRY_URI",
-    "MLFLOW_TRACKING_INSECURE_TLS",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT",
 )
+# Settings that are no secret, passed as they are.
+PLAIN_VARIABLES = ("MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+
+
+_FILE_SETTINGS = {  # a variable naming a file on our host → the file's name and path inside
+    "MLFLOW_TRACKING_SERVER_CERT_PATH": ("mlflow-ca.pem", hardening.CA_FILE),
+    "MLFLOW_TRACKING_CLIENT_CERT_PATH": ("mlflow-client.pem", hardening.CLIENT_CERT_FILE),
+}
 
 
 def follow_credentials(
     environ: Mapping[str, str],
-) -> tuple[dict[str, str], bytes | None, dict[str, str]]:
+) -> tuple[dict[str, str], dict[str, bytes], dict[str, str]]:
     """What a follow-alias container needs to read the registry as we do: the secrets (for
-    the credentials file), the CA bundle's contents (the host's path means nothing inside),
-    and the plain settings (for its environment)."""
+    the credentials file), the contents of the CA bundle and client certificate (the host's
+    paths mean nothing inside), and the plain settings (for its environment)."""
     secrets_ = {v: environ[v] for v in SECRET_VARIABLES if environ.get(v)}
     plain = {v: environ[v] for v in PLAIN_VARIABLES if environ.get(v)}
-    ca_path = environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH")
-    ca_pem = None
-    if ca_path:
+    files: dict[str, bytes] = {}
+    for variable, (file_name, _) in _FILE_SETTINGS.items():
+        path = environ.get(variable)
+        if not path:
+            continue
         try:
-            ca_pem = Path(ca_path).read_bytes()
+            files[file_name] = Path(path).read_bytes()
         except OSError as exc:
             raise InvalidInput(
-                f"MLFLOW_TRACKING_SERVER_CERT_PATH={ca_path} cannot be read ({exc.strerror}): "
-                "the container needs the CA bundle to trust the tracking server"
+                f"{variable}={path} cannot be read ({exc.strerror}): the container needs it "
+                "to reach the tracking server as we do"
             ) from exc
-    return secrets_, ca_pem, plain
+    return secrets_, files, plain
 
 
 def _start_router(

@@ -96,15 +96,18 @@ def run(h: Handles, project: Path, *, local: bool, on_step: Step) -> QuickstartO
     best = max(versions, key=lambda v: v.metrics.get("accuracy", 0.0))
     on_step(
         f"[3/6] promoting {MODEL} v{best.version} to {CHAMPION} (gate: metrics, "
-        "signature, load and predict)"
+        "signature, load and predict, the project's policy on held-out rows)"
     )
     plan = h.registry().plan_promote(
         MODEL, best.version, alias=CHAMPION, requirements=["accuracy>=0.8"]
     )
     h.registry().apply_promote(plan, reason="quickstart")
 
+    # Each "[N/6]" line comes before its work (a progress display times the step from it);
+    # what the work found follows it, indented.
+    on_step(f"[4/6] serving {MODEL}@{CHAMPION}")
     url, how, deployment = _serve(h, store, best, local, on_step)
-    on_step(f"[4/6] serving {MODEL}@{CHAMPION} {how} at {url}")
+    on_step(f"      {how} at {url}")
     target = ScrapeTarget(
         url=url,
         deployment=deployment or "quickstart",
@@ -112,6 +115,7 @@ def run(h: Handles, project: Path, *, local: bool, on_step: Step) -> QuickstartO
         version=best.version,
         alias=CHAMPION,
     )
+    on_step("[5/6] metrics and alerts")
     alertmanager = None
     if shutil.which("prometheus") is not None:
         alertmanager = start_alertmanager(store, background.free_port(9093))
@@ -120,7 +124,7 @@ def run(h: Handles, project: Path, *, local: bool, on_step: Step) -> QuickstartO
     )
     if prometheus is not None:
         on_step(
-            f"[5/6] Prometheus at {prometheus.url} (the shipped alert rules, with "
+            f"      Prometheus at {prometheus.url} (the shipped alert rules, with "
             f"for: {DEMO_FOR} for the demo)"
         )
         if alertmanager is not None:
@@ -136,14 +140,12 @@ def run(h: Handles, project: Path, *, local: bool, on_step: Step) -> QuickstartO
         wait_until_scraped(prometheus.url)
     else:
         on_step(
-            "[5/6] no prometheus binary: the console scrapes the server directly "
+            "      no prometheus binary: the console scrapes the server directly "
             "(no alerts without Prometheus)"
         )
+    on_step("[6/6] sending traffic: 150 clean rows, then 300 with petal_length shifted by +3 cm")
     ok, failed = send_traffic(url)
-    on_step(
-        f"[6/6] sent {ok + failed} requests ({failed} failed): 150 clean rows, then "
-        "300 with petal_length shifted by +3 cm; a trickle keeps flowing"
-    )
+    on_step(f"      sent {ok + failed} requests ({failed} failed); a trickle keeps flowing")
     start_trickle(store, url)
     return QuickstartOutcome(
         best,

@@ -38,24 +38,43 @@ _CONFLICT = {"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS", "RESOURCE_CONFLICT", "
 
 
 def http_options() -> dict[str, Any]:
-    """What MLflow's own client would send, from MLflow's variables: the token or user and
-    password (MLFLOW_TRACKING_TOKEN, _USERNAME, _PASSWORD), the CA bundle or no verification
-    (MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_INSECURE_TLS) and a client certificate
+    """What MLflow's own client would send, from MLflow's variables and as MLflow reads them:
+    user and password first, else the token (MLFLOW_TRACKING_USERNAME/_PASSWORD, _TOKEN); no
+    verification when MLFLOW_TRACKING_INSECURE_TLS is true or 1, else the CA bundle
+    (MLFLOW_TRACKING_SERVER_CERT_PATH) and a client certificate
     (MLFLOW_TRACKING_CLIENT_CERT_PATH) — so a probe sees the server as the SDK will."""
     env = os.environ
     options: dict[str, Any] = {}
     token = env.get("MLFLOW_TRACKING_TOKEN")
     user, password = env.get("MLFLOW_TRACKING_USERNAME"), env.get("MLFLOW_TRACKING_PASSWORD")
-    if token:
-        options["headers"] = {"Authorization": f"Bearer {token}"}
-    elif user and password:
+    if user and password:
         options["auth"] = (user, password)
-    if env.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+    elif token:
+        options["headers"] = {"Authorization": f"Bearer {token}"}
+    if env.get("MLFLOW_TRACKING_INSECURE_TLS", "").strip().lower() in ("true", "1"):
         options["verify"] = False
-    elif env.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
-        options["verify"] = env["MLFLOW_TRACKING_SERVER_CERT_PATH"]
-    if env.get("MLFLOW_TRACKING_CLIENT_CERT_PATH"):
-        options["cert"] = env["MLFLOW_TRACKING_CLIENT_CERT_PATH"]
+        return options
+    ca, client_cert = (
+        env.get("MLFLOW_TRACKING_SERVER_CERT_PATH"),
+        env.get("MLFLOW_TRACKING_CLIENT_CERT_PATH"),
+    )
+    if ca or client_cert:
+        import ssl
+
+        try:
+            context = ssl.create_default_context(
+                cafile=ca if ca and not os.path.isdir(ca) else None,  # a missing one: said
+                capath=ca if ca and os.path.isdir(ca) else None,
+            )
+            if client_cert:
+                context.load_cert_chain(client_cert)
+        except (OSError, ssl.SSLError) as exc:
+            raise InvalidInput(
+                f"MLflow's TLS settings cannot be used ({exc}): check "
+                "MLFLOW_TRACKING_SERVER_CERT_PATH and MLFLOW_TRACKING_CLIENT_CERT_PATH",
+                title="MLflow TLS settings",
+            ) from exc
+        options["verify"] = context
     return options
 
 
@@ -68,11 +87,12 @@ def probe(tracking_uri: str, timeout: float = 3.0, what: str = "tracking server"
     base = tracking_uri.rstrip("/")
     options = http_options()
     try:
-        # Not /health: it is open on servers that guard everything else. A cheap API read
-        # answers 200 or 404 where we are let in, 401/403 where we are not.
+        # Not /health: it is open on servers that guard everything else. A search of one
+        # experiment is let in wherever we are (MLflow's auth app filters what it returns
+        # rather than refusing it), and refused with 401/403 where we are not.
         response = httpx.get(
-            base + "/api/2.0/mlflow/experiments/get-by-name",
-            params={"experiment_name": "Default"},
+            base + "/api/2.0/mlflow/experiments/search",
+            params={"max_results": 1},
             timeout=timeout,
             **options,
         )
@@ -211,6 +231,17 @@ class _GlobalUri:
 
 
 _GLOBAL = _GlobalUri()
+
+
+@contextmanager
+def quiesced() -> Iterator[None]:
+    """A block in which no thread holds MLflow's process-wide URIs (the console's context
+    switch rewrites the variables they were lent from: a lender restoring them afterwards
+    would put the old context's registry back)."""
+    g = _GLOBAL
+    with g.changed:
+        g.changed.wait_for(lambda: g.users == 0)
+        yield
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -64,11 +65,19 @@ def root(
     ] = None,
 ) -> None:
     """Open the console when no subcommand is given."""
-    from console.cli.common import backend_errors, set_read_only
+    from backends.errors import BackendError
+    from console.cli.common import fail, set_read_only, warn
+    from console.cli.exit_codes import ExitCode
     from console.contexts import activate
 
-    with backend_errors():
-        activate(context)
+    try:
+        warn(activate(context).warning())
+    except BackendError as exc:
+        if ctx.invoked_subcommand != "context":
+            fail(f"{exc.title}: {exc.message}", ExitCode.USAGE)
+        warn(exc.message)  # `mlops context list|use` still run, to mend what is wrong
+        if context:
+            os.environ["MLOPS_CONTEXT"] = context  # what `context show` is asked about
     set_read_only(read_only)
     if ctx.invoked_subcommand is None:
         open_console(read_only=read_only, theme=None)
@@ -121,7 +130,7 @@ def open_console(*, read_only: bool, theme: str | None) -> None:
     from console.app import MlopsApp
     from console.config import Settings
 
-    MlopsApp(Settings.from_env(read_only=read_only, theme=theme)).run()
+    MlopsApp(Settings.from_env(read_only=read_only, theme=theme), pinned_read_only=read_only).run()
 
 
 def run() -> None:

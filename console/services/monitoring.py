@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,9 @@ def settings_targets(entries: tuple[str, ...]) -> list[ScrapeTarget]:
 
     targets = []
     for entry in entries:
-        name, _, url = entry.partition("=") if "=" in entry.split("://", 1)[0] else ("", "", entry)
+        # NAME=URL only where what comes before "=" is a name: a URL's query has "=" too.
+        named = re.match(r"^\s*([A-Za-z0-9_.-]+)=(?=\S)", entry)
+        name, url = (named.group(1), entry[named.end() :]) if named else ("", entry)
         url = url.strip().rstrip("/")
         if url.endswith("/metrics"):
             url = url[: -len("/metrics")]

@@ -437,6 +437,13 @@ def test_a_follow_alias_container_reads_a_guarded_registry_with_credentials_not_
             assert token not in json.dumps(c.attrs)  # not in env, labels, args or mounts
         env = model.attrs["Config"]["Env"]
         assert f"MLOPS_CREDENTIALS_FILE={hardening.CREDENTIALS_FILE}" in env
+        # The credentials' volume is the model containers' alone, and the router's (its admin
+        # token) is not theirs: a model's own code can read neither the other's secret.
+        model_mounts = {m["Destination"] for m in model.attrs["Mounts"]}
+        router_mounts = {m["Destination"] for m in router.attrs["Mounts"]}
+        assert hardening.CREDENTIALS_MOUNT in model_mounts
+        assert hardening.STATE_MOUNT not in model_mounts
+        assert hardening.CREDENTIALS_MOUNT not in router_mounts
         assert f"MLFLOW_TRACKING_SERVER_CERT_PATH={hardening.CA_FILE}" in env
         # The server asks the registry through TLS with the token: it is let in, never refused.
         eventually(

@@ -70,7 +70,8 @@ def test_quickstart_end_to_end(tmp_path: Path, docker_client: object, base_image
         assert f"tracking store: {tracking}" in out and started["tracking_uri"] == tracking
         assert "[3/6] promoting iris v" in out
         name = deployment_name(store_id(tracking))
-        assert f"[4/6] serving iris@champion in Docker (deployment {name!r})" in out
+        assert "[4/6] serving iris@champion\n" in out
+        assert f"in Docker (deployment {name!r}) at " in out
         assert "(0 failed)" in out
         assert (started["deployment"], started["failed"], started["sent"] > 0) == (name, 0, True)
         assert started["champion"]["name"] == "iris" and started["champion"]["version"] in (1, 2)
@@ -89,7 +90,7 @@ def test_quickstart_end_to_end(tmp_path: Path, docker_client: object, base_image
         # and the evaluation interval of the config the quickstart wrote (not a wall clock that
         # includes training on a slow box).
         prom = started["prometheus_url"]
-        assert f"[5/6] Prometheus at {prom} " in out
+        assert f"      Prometheus at {prom} " in out
         hold, every = prometheus_timing(prom, "MlopsFeatureDrift")
 
         def firing() -> list[dict[str, object]]:

@@ -266,3 +266,43 @@ async def test_ctx_switches_every_pane_to_the_other_contexts_backends(
             os.environ.pop(variable, None)
         contexts._applied.clear()
         contexts._replaced.clear()
+
+
+async def test_ctx_keeps_a_command_line_read_only_and_takes_one_switch_at_a_time(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from console import contexts
+    from console.app import MlopsApp
+    from tests.tui.fakes import services, settings
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[contexts.staging]\ntracking_uri = "http://staging:5000"\n'
+        '[contexts.dev]\ntracking_uri = "http://dev:5000"\n'
+    )
+    monkeypatch.setenv("MLOPS_CONFIG", str(config))
+    for variable in ("MLFLOW_TRACKING_URI", "MLOPS_CONTEXT", "MLOPS_READ_ONLY"):
+        monkeypatch.delenv(variable, raising=False)
+    app = MlopsApp(
+        settings(read_only=True),
+        services_for=lambda s: services(FakeBackends()),
+        pinned_read_only=True,  # `mlops --read-only`
+        probe_delay=0,
+        refresh_interval=0.1,
+    )
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await wait_for_text(pilot, "run-3")
+            app.choose_context("dev")
+            app.choose_context("staging")  # while dev's switch runs: refused, said
+            await wait_until(pilot, lambda: app.settings.context == "dev", "switched")
+            await wait_until(pilot, lambda: not app._switching, "the switch ended")
+            assert any("under way" in n.message for n in app._notifications)
+            assert app.settings.read_only and app.sub_title == "context: dev [read-only]"
+    finally:
+        for variable in ("MLFLOW_TRACKING_URI", "MLOPS_CONTEXT", "MLOPS_READ_ONLY"):
+            os.environ.pop(variable, None)
+        contexts._applied.clear()
+        contexts._replaced.clear()

@@ -122,13 +122,13 @@ def test_without_a_file_a_name_is_a_label_over_the_defaults(
     ("text", "says"),
     [
         ("current_context = 3\n", "current_context must be a string"),
-        ('current_context = "nope"\n[contexts.a]\n', "'nope' is not one of its contexts"),
         ("[contexts.a]\ntracking = 'x'\n", "unknown key 'tracking'"),
         ("[contexts.a]\nengine = 'swarm'\n", "unknown key 'engine'"),
         ("[contexts.a]\nread_only = 'yes'\n", "read_only must be true or false"),
         ("[contexts.a]\nmonitor_targets = 'x'\n", "monitor_targets must be a list"),
         ("[contexts.a]\ntracking_uri = ''\n", "tracking_uri must be a non-empty string"),
         ("[contexts.a]\ncredentials = { MLFLOW_TRACKING_TOKEN = 'dapi-123abc!' }\n", "never the"),
+        ("[contexts.a]\ncredentials = { MLFLOW_TRACKING_TOKEN = 'dapi123abc' }\n", "never the"),
         ("[contexts]\na = 1\n", "[contexts.a] must be a table"),
         ("colour = 'red'\n", "unknown top-level key 'colour'"),
         ("[contexts.a\n", "is not valid TOML"),
@@ -225,3 +225,52 @@ def test_the_installed_command_takes_context_after_the_verb(config: Path) -> Non
     )
     assert bad.returncode == 2
     assert "unknown key 'foo'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_current_context_deleted_since_is_refused_when_used_and_can_be_mended(
+    config: Path,
+) -> None:
+    config.write_text(CONFIG.replace('current_context = "staging"', 'current_context = "qa"'))
+    with pytest.raises(InvalidInput, match=r"no context 'qa'.*contexts: prod, prod-replay, staging"):
+        contexts.activate()
+    runner = CliRunner()
+    refused = runner.invoke(app, ["models", "list"])
+    assert refused.exit_code == 2 and "no context 'qa'" in refused.output
+    listed = runner.invoke(app, ["context", "list"])  # still shows them, to mend it
+    assert listed.exit_code == 0 and "staging" in listed.stdout
+    mended = runner.invoke(app, ["context", "use", "staging"])
+    assert mended.exit_code == 0, mended.output
+    assert contexts.load_config(config).current == "staging"
+
+
+def test_use_keeps_line_endings_and_a_symlink_and_refuses_what_it_cannot_rewrite(
+    tmp_path: Path,
+) -> None:
+    real = tmp_path / "dotfiles" / "config.toml"
+    real.parent.mkdir()
+    real.write_bytes(CONFIG.replace("\n", "\r\n").encode("utf-8-sig"))
+    link = tmp_path / "config.toml"
+    link.symlink_to(real)
+    contexts.set_current("prod", link)
+    assert link.is_symlink()
+    text = real.read_bytes().decode("utf-8")
+    assert 'current_context = "prod"\r\n' in text and "\n" not in text.replace("\r\n", "")
+    # A key written as a quoted one, and a current_context look-alike inside a table.
+    odd = tmp_path / "odd.toml"
+    odd.write_text('"current_context" = "staging"\n[contexts.staging]\n[contexts.prod]\n')
+    contexts.set_current("prod", odd)
+    assert contexts.load_config(odd).current == "prod"
+    inline = tmp_path / "inline.toml"
+    inline.write_text('current_context = "staging"\n[contexts.staging]\n[contexts.prod]\n')
+    contexts.set_current("prod", inline)
+    assert inline.read_text().count("current_context") == 1
+
+
+def test_credentials_are_not_sent_to_a_server_the_environment_chose(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://dev.local:5000")
+    active = contexts.activate("staging")
+    assert "MLFLOW_TRACKING_TOKEN" not in os.environ  # staging's token stays with staging
+    assert "credentials are not sent" in active.warning()
+    assert "MLFLOW_TRACKING_URI" in active.warning()

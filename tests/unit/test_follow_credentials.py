@@ -12,15 +12,17 @@ from backends.errors import InvalidInput
 
 
 def test_secrets_plain_settings_and_the_ca_bundle_go_apart(tmp_path: Path) -> None:
-    ca = tmp_path / "ca.pem"
+    ca, client = tmp_path / "ca.pem", tmp_path / "client.pem"
     ca.write_bytes(b"-----BEGIN CERTIFICATE-----\n")
-    secrets, ca_pem, plain = follow_credentials(
+    client.write_bytes(b"-----BEGIN PRIVATE KEY-----\n")
+    secrets, files, plain = follow_credentials(
         {
             "MLFLOW_TRACKING_TOKEN": "t0k",
             "MLFLOW_TRACKING_PASSWORD": "pw",
             "MLFLOW_TRACKING_USERNAME": "ana",
-            "MLFLOW_REGISTRY_URI": "http://registry:5000",
+            "MLFLOW_REGISTRY_URI": "postgresql://reg:pw@db/registry",
             "MLFLOW_TRACKING_SERVER_CERT_PATH": str(ca),
+            "MLFLOW_TRACKING_CLIENT_CERT_PATH": str(client),
             "MLFLOW_TRACKING_INSECURE_TLS": "false",
             "AWS_SECRET_ACCESS_KEY": "not ours to pass",
         }
@@ -29,13 +31,14 @@ def test_secrets_plain_settings_and_the_ca_bundle_go_apart(tmp_path: Path) -> No
         "MLFLOW_TRACKING_TOKEN": "t0k",
         "MLFLOW_TRACKING_PASSWORD": "pw",
         "MLFLOW_TRACKING_USERNAME": "ana",
+        "MLFLOW_REGISTRY_URI": "postgresql://reg:pw@db/registry",  # may carry a password
     }
-    assert plain == {
-        "MLFLOW_REGISTRY_URI": "http://registry:5000",
-        "MLFLOW_TRACKING_INSECURE_TLS": "false",
+    assert plain == {"MLFLOW_TRACKING_INSECURE_TLS": "false"}
+    assert files == {
+        "mlflow-ca.pem": b"-----BEGIN CERTIFICATE-----\n",
+        "mlflow-client.pem": b"-----BEGIN PRIVATE KEY-----\n",
     }
-    assert ca_pem == b"-----BEGIN CERTIFICATE-----\n"
-    assert follow_credentials({}) == ({}, None, {})
+    assert follow_credentials({}) == ({}, {}, {})
 
 
 def test_a_ca_bundle_that_cannot_be_read_is_refused_naming_it(tmp_path: Path) -> None:

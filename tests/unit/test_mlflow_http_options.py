@@ -4,8 +4,11 @@ tests/integration/test_mlflow_credentials.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from backends.errors import InvalidInput
 from backends.mlflow.client import http_options
 
 VARIABLES = (
@@ -28,17 +31,35 @@ def test_nothing_set_sends_nothing() -> None:
     assert http_options() == {}
 
 
-def test_user_and_password_are_basic_auth_and_a_token_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "ana")
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw")
-    assert http_options() == {"auth": ("ana", "pw")}
+def test_user_and_password_win_over_a_token_as_in_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "t")
     assert http_options() == {"headers": {"Authorization": "Bearer t"}}
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "ana")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw")
+    assert http_options() == {"auth": ("ana", "pw")}  # mlflow.utils.rest_utils' order
 
 
-def test_tls_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", "/ca.pem")
-    monkeypatch.setenv("MLFLOW_TRACKING_CLIENT_CERT_PATH", "/client.pem")
-    assert http_options() == {"verify": "/ca.pem", "cert": "/client.pem"}
-    monkeypatch.setenv("MLFLOW_TRACKING_INSECURE_TLS", "true")  # as MLflow: it wins over a CA
-    assert http_options()["verify"] is False
+@pytest.mark.parametrize("value", ["true", "1", "TRUE", " True "])
+def test_insecure_tls_as_mlflow_reads_it(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", "/no/such/ca.pem")
+    monkeypatch.setenv("MLFLOW_TRACKING_INSECURE_TLS", value)
+    assert http_options()["verify"] is False  # as MLflow: it wins over a CA bundle
+
+
+def test_a_ca_bundle_and_a_client_certificate_make_a_tls_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ssl
+
+    from tests.proxies import self_signed_certificate
+
+    cert, key = self_signed_certificate(tmp_path)
+    both = tmp_path / "client.pem"
+    both.write_bytes(cert.read_bytes() + key.read_bytes())
+    monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(cert))
+    monkeypatch.setenv("MLFLOW_TRACKING_CLIENT_CERT_PATH", str(both))
+    verify = http_options()["verify"]
+    assert isinstance(verify, ssl.SSLContext) and verify.cert_store_stats()["x509_ca"] == 1
+    monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(tmp_path / "absent.pem"))
+    with pytest.raises(InvalidInput, match="MLFLOW_TRACKING_SERVER_CERT_PATH"):
+        http_options()
