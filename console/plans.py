@@ -119,7 +119,8 @@ def promote_summary(plan: PromotePlan, gate: GateResult | None = None) -> str:
         text += "Gate (run now):\n" + "\n".join(
             f"  {'✓' if c.passed else '✗'} {c.name}: {c.detail}"
             for c in gate.checks
-            if c.name != "policy"
+            # The policy's own lines follow; without a report, its check says there was none.
+            if c.name != "policy" or gate.policy is None
         )
         if gate.policy is not None:
             from backends.policy.report import brief  # numpy: only when there is a report

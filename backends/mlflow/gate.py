@@ -266,8 +266,9 @@ def model_checks(
     champion: int | None = None,
 ) -> tuple[list[GateCheck], PolicyReport | None]:
     """The signature check against the alias ``holder``, the load-and-predict check, and the
-    run's gate policy (``gate.yaml``) judged on its evaluation set, when it has one, against
-    the ``champion`` (whichever alias moves: a challenger is judged against the champion)."""
+    run's gate policy (``gate.yaml``) judged on its evaluation set against the ``champion``
+    (whichever alias moves: a challenger is judged against the champion); without a policy, a
+    ``policy`` check that says so and does not fail the gate."""
     from mlflow.artifacts import download_artifacts
     from mlflow.models import Model
 
@@ -296,8 +297,9 @@ def model_checks(
             held = Model.load(fetch(f"models:/{name}/{holder}/MLmodel", f"{tmp}/holder"))
             signature = compare_inputs(inputs_of(held), inputs_of(Model.load(path)), holder)
         prepared = gate_policy.prepare(tracking_uri, run_id, path, tmp)
-        if prepared is None:
-            return [signature, format_check(path), isolated_predict_check(path)], None
+        if isinstance(prepared, gate_policy.NoPolicy):
+            checks = [signature, format_check(path), isolated_predict_check(path)]
+            return [*checks, prepared.check()], None
         columns = prepared.columns
         out = prepared.out_for("candidate")
         predict = isolated_predict_check(

@@ -2,9 +2,11 @@
 each model predicts on, and the report logged back to the run.
 
 Everything that can be refused is refused in ``prepare``, before a model predicts: a policy
-that does not read, an evaluation set that cannot be found, is the run's own training data,
-or does not match the candidate's signature. The predictions themselves are made in the
-gate's child processes (``backends.mlflow.gate``), never in the operator's.
+that does not read, an evaluation set that cannot be found (or cannot be told from another),
+is the run's own training data, lacks a column the policy slices or groups by, or does not
+match the candidate's signature. The predictions themselves are made in the gate's child
+processes (``backends.mlflow.gate``), never in the operator's. A run without a policy is
+said in the gate too (``NoPolicy``): the other checks judge it alone, visibly.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ __all__ = [
     "HELD_OUT_ARTIFACT",
     "POLICY_ARTIFACT",
     "REPORT_DIR",
+    "NoPolicy",
     "Prepared",
     "held_out_of",
     "judge",
@@ -62,23 +65,42 @@ class Prepared:
         return str(Path(self.directory) / f"{name}-predictions.json")
 
 
+@dataclass(frozen=True)
+class NoPolicy:
+    """Why a version has no policy to be judged by: the gate says so in a check of its own,
+    which does not fail it (the other checks decide), so a missing gate.yaml is never silent."""
+
+    why: str
+
+    def check(self) -> GateCheck:
+        return GateCheck(
+            "policy",
+            True,
+            f"not judged by a policy: {self.why}; only the other checks (requirements, "
+            "signature, format, load-and-predict) judged this version",
+        )
+
+
 def prepare(
     tracking_uri: str, run_id: str | None, candidate_path: str, into: str
-) -> Prepared | None:
-    """The candidate run's policy and evaluation set, or None when the run has no policy."""
+) -> Prepared | NoPolicy:
+    """The candidate run's policy and evaluation set, or why there is no policy."""
     from backends.policy import load_policy
 
     if not run_id:
-        return None
+        return NoPolicy("the version names no source run, so no gate.yaml travels with it")
     client = connect(tracking_uri)
     try:
         with translate_errors(tracking_uri):
             run = client.get_run(run_id)
             names = {a.path for a in client.list_artifacts(run_id)}
     except NotFound:
-        return None  # the source run was deleted: nothing travels with the version
+        return NoPolicy(f"its source run {run_id} is gone, and any gate.yaml with it")
     if POLICY_ARTIFACT not in names:
-        return None
+        return NoPolicy(
+            f"run {run_id} has no {POLICY_ARTIFACT} (`mlops train` copies the project's; "
+            "a plain `mlflow run` does not)"
+        )
     directory = Path(into) / "policy"
     directory.mkdir(parents=True, exist_ok=True)
     with translate_errors(tracking_uri):
@@ -86,6 +108,7 @@ def prepare(
     policy = load_policy(local, source=f"gate.yaml of run {run_id}")
     frame, dataset, digest = _evaluation_set(client, tracking_uri, run, policy, str(directory))
     _refuse_training_rows(run, digest, policy.source)
+    _refuse_missing_columns(frame, policy)
     columns = _match_signature(frame, candidate_path, policy)
     return Prepared(policy, frame, dataset, digest, str(directory), columns)
 
@@ -178,6 +201,7 @@ def _evaluation_set(
 
     source = policy.evaluation
     inputs = list(getattr(run.inputs, "dataset_inputs", None) or [])
+    run_id = run.info.run_id
     where = f"{policy.source}: evaluation"
     if source.kind == "path":
         path = Path(source.value).expanduser()
@@ -190,10 +214,14 @@ def _evaluation_set(
         if not found:
             known = ", ".join(sorted({i.dataset.name for i in inputs})) or "none"
             raise InvalidInput(
-                f"{where}.dataset: run {run.info.run_id} has no dataset input {source.value!r} "
+                f"{where}.dataset: run {run_id} has no dataset input {source.value!r} "
                 f"(its inputs: {known})"
             )
-        entry = found[-1]
+        entry = _one_input(
+            found,
+            f"{where}.dataset: run {run_id} has dataset inputs named {source.value!r}",
+            "give them names of their own",
+        )
         try:
             local = mlflow.data.get_source(entry).load()
         except Exception as exc:
@@ -210,23 +238,52 @@ def _evaluation_set(
             )
         return frame, f"dataset {source.value} ({entry.dataset.source_type})", digest
     logged = [i for i in inputs if _context(i) == "evaluation"]
-    local = held_out_of(tracking_uri, run.info.run_id, into) if logged else None
-    if local is None:
+    # Which input the split is, before fetching it: two that differ are refused either way.
+    expected = (
+        _one_input(
+            logged,
+            f"{where}: run {run_id} has dataset inputs of context 'evaluation'",
+            "log the held-out split alone under that context, or name the rows in the policy "
+            "(evaluation.path, or evaluation.dataset)",
+        )
+        if logged
+        else None
+    )
+    local = held_out_of(tracking_uri, run_id, into) if expected is not None else None
+    if expected is None or local is None:
         raise InvalidInput(
-            f"{where}: the policy judges on the held-out split, but run {run.info.run_id} "
+            f"{where}: the policy judges on the held-out split, but run {run_id} "
             f"logged none (log it as the artifact {HELD_OUT_ARTIFACT} and as a dataset input of "
             "context 'evaluation'; or name a path or a dataset in the policy)"
         )
     frame = _read_table(local, where)
     digest = _digest(frame)
-    expected = logged[-1].dataset.digest
-    if digest != expected:
+    if digest != expected.dataset.digest:
         raise InvalidInput(
-            f"{where}: {HELD_OUT_ARTIFACT} of run {run.info.run_id} has digest {digest}, not the "
-            f"{expected} its evaluation input logged: it is not the split the run kept back"
+            f"{where}: {HELD_OUT_ARTIFACT} of run {run_id} has digest {digest}, not the "
+            f"{expected.dataset.digest} its evaluation input {expected.dataset.name} logged: "
+            "it is not the split the run kept back"
         )
-    name = logged[-1].dataset.name
-    return frame, f"the held-out split {name} of run {run.info.run_id}", digest
+    return frame, f"the held-out split {expected.dataset.name} of run {run_id}", digest
+
+
+def _one_input(found: list[Any], which: str, remedy: str) -> Any:
+    """The one dataset input among ``found`` (non-empty), whatever order the store lists a
+    run's inputs in: the same rows logged twice are one; inputs with different rows are
+    refused (``which`` says how they were picked, ``remedy`` what to do), never guessed."""
+    by_digest: dict[str, Any] = {}
+    for entry in sorted(found, key=lambda i: (i.dataset.name, _context(i))):
+        by_digest.setdefault(entry.dataset.digest, entry)
+    if len(by_digest) > 1:
+        listed = "; ".join(
+            f"{entry.dataset.name} (context {_context(entry) or 'none'}, digest {digest})"
+            for digest, entry in sorted(by_digest.items())
+        )
+        raise InvalidInput(
+            f"{which} with different rows: {listed}. The gate will not guess which to judge "
+            f"on: {remedy}"
+        )
+    return next(iter(by_digest.values()))
 
 
 def _read_table(path: Path, where: str) -> Any:
@@ -250,6 +307,15 @@ def _digest(frame: Any) -> str:
 
 def _context(entry: Any) -> str:
     return next((t.value for t in entry.tags if t.key == _CONTEXT), "")
+
+
+def _refuse_missing_columns(frame: Any, policy: Any) -> None:
+    """A slice or fairness column the evaluation set lacks, refused before any model predicts
+    (``evaluate`` checks again, for callers that come without a frame)."""
+    from backends.policy.spec import check_columns
+
+    target = policy.evaluation.target
+    check_columns(policy, [str(c) for c in frame.columns if str(c) != target])
 
 
 def _refuse_training_rows(run: Any, digest: str, source: str) -> None:

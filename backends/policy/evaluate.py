@@ -22,7 +22,7 @@ from scipy import sparse
 from backends.errors import InvalidInput
 from backends.policy.metrics import classifier_metric, regressor_metric
 from backends.policy.slices import Partition, partition, whole
-from backends.policy.spec import Policy, SliceSpec, higher_is_better
+from backends.policy.spec import Policy, SliceSpec, check_columns, higher_is_better
 from backends.records import CheckKind, PolicyCheck, PolicyReport, SliceFigure, Verdict
 
 __all__ = ["EvaluationData", "evaluate", "group_values"]
@@ -104,7 +104,9 @@ class _Scores:
 
 
 def evaluate(policy: Policy, data: EvaluationData) -> PolicyReport:
-    """The policy's every check on ``data``; InvalidInput when a column it names is missing."""
+    """The policy's every check on ``data``; InvalidInput when a column it names is missing
+    (``backends.mlflow.gate_policy.prepare`` refuses that before a model predicts: this is the
+    safety net for every other caller)."""
     _check_columns(policy, data)
     if data.rows == 0:
         raise InvalidInput("the evaluation set has no rows")
@@ -129,7 +131,7 @@ class _Report:
         self.policy, self.data, self.scores = policy, data, scores
         self.judge = _Judge(policy)
         self.checks: list[PolicyCheck] = []
-        self.ranked: list[SliceFigure] = []
+        self.ranked: list[tuple[float, SliceFigure]] = []  # worst first, once sorted
         self.unjudged: list[SliceFigure] = []
         self.min_size = policy.slices.min_size if policy.slices is not None else 1
 
@@ -183,6 +185,7 @@ class _Report:
         if rule is None:
             return
         rank_metric = _rank_metric(self.policy)
+        higher = higher_is_better(rank_metric)
         for spec in rule.specs:
             name = f"slice:{spec.name}"
             sizes = self.scores.sizes(name)
@@ -193,7 +196,9 @@ class _Report:
                 if rows < rule.min_size:
                     self.unjudged.append(figure)
                     continue
-                self.ranked.append(figure)
+                if figure.value is not None:  # a slice without a figure is not among the worst
+                    worse = figure.value if higher else -figure.value
+                    self.ranked.append((worse, figure))
                 for floor in rule.floors:
                     values = self.scores.metric(name, 0, floor.metric)[:, g]
                     self.checks.append(
@@ -201,8 +206,7 @@ class _Report:
                             f"{label}: {floor}", "slice", floor.metric, values, floor.bound, rows
                         )
                     )
-        higher = higher_is_better(rank_metric)
-        self.ranked.sort(key=lambda f: f.value if higher else -f.value)
+        self.ranked.sort(key=lambda ranked: ranked[0])
 
     def fairness(self) -> None:
         rows = self.data.rows
@@ -211,13 +215,15 @@ class _Report:
             labels = self.scores.parts[name].labels
             sizes = self.scores.sizes(name)
             keep = [g for g in range(len(labels)) if sizes[g] >= self.min_size]
-            values = self.scores.metric(name, 0, rule.metric)[:, keep]
+            everyone = self.scores.metric(name, 0, rule.metric)
+            values = everyone[:, keep]
             detail = ", ".join(
                 f"{labels[g]} {values[0, i]:.4g} (n={round(float(sizes[g]))})"
                 for i, g in enumerate(keep)
             )
+            # A small group's own figure, as a small slice's (none when it has no rows).
             self.unjudged += [
-                SliceFigure(labels[g], round(float(sizes[g])), rule.metric, 0.0)
+                SliceFigure(labels[g], round(float(sizes[g])), rule.metric, _finite(everyone[0, g]))
                 for g in range(len(labels))
                 if g not in keep
             ]
@@ -282,7 +288,7 @@ class _Report:
             confidence=policy.bootstrap.confidence,
             champion_version=data.champion_version if data.champion is not None else None,
             checks=tuple(self.checks),
-            worst_slices=tuple(self.ranked[:3]),
+            worst_slices=tuple(figure for _, figure in self.ranked[:3]),
             unjudged=tuple(self.unjudged),
             undecided_passes=policy.undecided_passes,
             passed=passed,
@@ -328,7 +334,7 @@ class _Judge:
         """``values[0]`` is the sample's figure, ``values[1:]`` the resamples'."""
         higher = higher_is_better(metric) if higher is None else higher
         resampled = values[1:][np.isfinite(values[1:])]
-        point = _finite(values[0]) if np.isfinite(values[0]) else None
+        point = _finite(values[0])
         if resampled.size == 0 or point is None:
             return _unmeasured(name, kind, metric, bound, rows, detail or "no figure: no rows")
         low, high = (float(q) for q in np.quantile(resampled, self.quantiles))
@@ -444,18 +450,13 @@ def _opt(value: np.ndarray | None) -> list[np.ndarray]:
     return [] if value is None else [value]
 
 
-def _finite(value: float) -> float:
-    return float(value) if np.isfinite(value) else 0.0
+def _finite(value: float) -> float | None:
+    """A figure, or None where there is none (a group without rows): never a made-up 0."""
+    return float(value) if np.isfinite(value) else None
 
 
 def _check_columns(policy: Policy, data: EvaluationData) -> None:
-    for column, where in policy.columns().items():
-        if column not in data.columns:
-            known = ", ".join(sorted(data.columns)) or "none"
-            raise InvalidInput(
-                f"{policy.source}: {where}: column {column!r} is not in the evaluation set "
-                f"(its columns: {known})"
-            )
+    check_columns(policy, data.columns)
     lengths = {len(data.truth), len(data.candidate), *(len(v) for v in data.columns.values())}
     if data.champion is not None:
         lengths.add(len(data.champion))

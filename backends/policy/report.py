@@ -33,6 +33,11 @@ def _figure(value: float | None) -> str:
     return "—" if value is None else f"{value:.4g}"
 
 
+def _slice_value(figure: SliceFigure, digits: int = 4) -> str:
+    """A slice's figure, or n/a where it has none (null in the JSON): never a made-up 0."""
+    return "n/a" if figure.value is None else f"{figure.value:.{digits}g}"
+
+
 def render(report: PolicyReport) -> str:
     """The report as a person reads it: the data first, then one line per check."""
     counts = report.counts()
@@ -67,12 +72,15 @@ def render(report: PolicyReport) -> str:
         lines.append("")
         lines.append("worst slices:")
         lines += [
-            f"  {s.slice}: {s.metric} {s.value:.4g} ({s.rows} rows)" for s in report.worst_slices
+            f"  {s.slice}: {s.metric} {_slice_value(s)} ({s.rows} rows)"
+            for s in report.worst_slices
         ]
     if report.unjudged:
         lines.append("")
         lines.append("too small to judge (reported, not judged):")
-        lines += [f"  {s.slice}: {s.rows} rows" for s in report.unjudged]
+        lines += [
+            f"  {s.slice}: {s.rows} rows, {s.metric} {_slice_value(s)}" for s in report.unjudged
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -98,6 +106,8 @@ def brief(report: PolicyReport, limit: int = 40) -> str:
     if len(ranked) > limit:
         lines.append(f"  … and {len(ranked) - limit} more (mlops models validate)")
     if report.worst_slices:
-        worst = ", ".join(f"{s.slice} {s.value:.3g} (n={s.rows})" for s in report.worst_slices)
+        worst = ", ".join(
+            f"{s.slice} {_slice_value(s, 3)} (n={s.rows})" for s in report.worst_slices
+        )
         lines.append(f"worst slices: {worst}")
     return "\n".join(lines)

@@ -1,14 +1,15 @@
 """A gate policy (``gate.yaml``, format ``mlops-gate/1``), read and refused before anything is
 evaluated: every key is known, every metric exists, every bound is a number in its range.
 
-Columns are checked later, against the evaluation set (``Policy.columns`` names them), because
-only the data says which columns exist. The format, with every key, is in docs/gate-policy.md.
+Columns are checked later, against the evaluation set (``check_columns``), because only the
+data says which columns exist. The format, with every key, is in docs/gate-policy.md.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NoReturn
@@ -27,6 +28,7 @@ __all__ = [
     "Policy",
     "SliceRule",
     "SliceSpec",
+    "check_columns",
     "higher_is_better",
     "load_policy",
     "parse_policy",
@@ -149,6 +151,28 @@ class Policy:
         for i, rule in enumerate(self.fairness):
             found.setdefault(rule.column, f"fairness[{i}].column")
         return found
+
+
+def check_columns(policy: Policy, available: Iterable[str]) -> None:
+    """InvalidInput naming every column the policy slices or groups by that ``available`` (the
+    evaluation set's columns, its target left out) lacks, and where the policy names it."""
+    known = sorted({str(c) for c in available})
+    target = policy.evaluation.target
+    missing = [
+        f"{where}: column {column!r} is "
+        + (
+            "the target, not a column to group by"
+            if column == target
+            else "not in the evaluation set"
+        )
+        for column, where in policy.columns().items()
+        if column not in known
+    ]
+    if missing:
+        # Every one at once: a policy is corrected once, not once per column.
+        raise InvalidInput(
+            f"{policy.source}: {'; '.join(missing)} (its columns: {', '.join(known) or 'none'})"
+        )
 
 
 def load_policy(path: str | Path, source: str | None = None) -> Policy:

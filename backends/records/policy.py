@@ -35,7 +35,7 @@ class SliceFigure:
     slice: str
     rows: int
     metric: str
-    value: float
+    value: float | None  # None: no figure (a group without rows), never ranked among the worst
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""The gate policy end to end: `mlops train` of the example projects copies their gate.yaml to
-the run, `mlops models validate|promote` judge the version by it on the held-out split the run
-logged, against the champion, and log the report to the run; bad policies and evaluation sets
-are refused before anything is judged."""
+"""The gate policy end to end, against both tracking stores (sqlite and PostgreSQL): `mlops
+train` of the example projects copies their gate.yaml to the run, `mlops models
+validate|promote` judge the version by it on the held-out split the run logged (or a file, or
+a dataset input the policy names), against the champion, and log the report to the run; bad
+policies and evaluation sets are refused before any model predicts."""
 
 from __future__ import annotations
 
@@ -10,27 +11,62 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from backends.errors import InvalidInput
 from console.cli.exit_codes import ExitCode
 from tests import services
+from tests.conftest import FEATURES, STORES, example_train_module, iris_frame, server_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
+HELD_OUT = "evaluation/held_out.csv"
+
+
+@pytest.fixture(scope="module", params=STORES)
+def mlflow_server(request: pytest.FixtureRequest) -> services.MlflowServer:
+    return server_for(request.param)
+
+
+def env_for(tracking_uri: str, home: Path) -> dict[str, str]:
+    return {
+        "MLOPS_STATE_DIR": str(home / "state"),
+        "MLOPS_CACHE_DIR": str(home / "cache"),
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLOPS_USER": "gate-test",
+    }
 
 
 @pytest.fixture
 def env(tmp_path: Path, tracking_uri: str) -> dict[str, str]:
-    return {
-        "MLOPS_STATE_DIR": str(tmp_path / "state"),
-        "MLOPS_CACHE_DIR": str(tmp_path / "cache"),
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "MLOPS_USER": "gate-test",
-    }
+    return env_for(tracking_uri, tmp_path)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """Version 1 of a model of its own, trained once per store from the iris example: the
+    tests that replace its run's policy or evaluation data share it."""
+
+    model: str
+    run_id: str
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def judged(
+    mlflow_server: services.MlflowServer, tmp_path_factory: pytest.TempPathFactory
+) -> Judged:
+    experiment = f"test-{uuid.uuid4().hex[:10]}"
+    home = tmp_path_factory.mktemp("judged")
+    env = {**env_for(mlflow_server.url, home), "MLFLOW_EXPERIMENT_NAME": experiment}
+    model = f"{experiment}-judged"
+    return Judged(model, train(ROOT / "examples" / "iris", model, env, "n_estimators=5"), env)
 
 
 def mlops(
@@ -131,11 +167,31 @@ def test_the_unfair_loan_model_is_caught_and_the_fair_one_passes(
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
 
 
-def test_bad_policies_and_evaluation_sets_are_refused_before_judging(
-    env: dict[str, str], experiment_name: str, tracking_uri: str, tmp_path: Path
-) -> None:
+def with_policy(judged: Judged, text: str, directory: Path) -> tuple[int, dict[str, Any], str]:
+    """Replace the run's gate.yaml with ``text`` and validate version 1 by it."""
     from mlflow.tracking import MlflowClient
-    from sklearn.datasets import load_iris
+
+    policy = directory / "policy" / "gate.yaml"
+    policy.parent.mkdir(exist_ok=True)
+    policy.write_text(text)
+    MlflowClient(judged.env["MLFLOW_TRACKING_URI"]).log_artifact(judged.run_id, str(policy))
+    return validate(judged.model, 1, judged.env)
+
+
+def test_bad_policies_and_evaluation_sets_are_refused_before_judging(
+    env: dict[str, str],
+    experiment_name: str,
+    tracking_uri: str,
+    tmp_path: Path,
+    judged: Judged,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import mlflow.data
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+    from sklearn.model_selection import train_test_split
+
+    from backends.mlflow import gate
 
     # A project whose policy does not read is refused before it trains.
     project = tmp_path / "iris"
@@ -147,33 +203,119 @@ def test_bad_policies_and_evaluation_sets_are_refused_before_judging(
     assert "metrics.acuracy" in bad.stderr and "unknown metric" in bad.stderr
     assert "run_id=" not in bad.stdout
 
-    model = f"{experiment_name}-refusals"
-    shutil.copyfile(ROOT / "examples" / "iris" / "gate.yaml", project / "gate.yaml")
-    run_id = train(project, model, env, "n_estimators=5")
-    client = MlflowClient(tracking_uri)
-    frame = load_iris(as_frame=True).frame
-    frame.columns = ["sepal_length", "sepal_width", "petal_length", "petal_width", "target"]
-    training_rows = tmp_path / "all-iris.csv"
-    frame.to_csv(training_rows, index=False)
+    # The rows the version was fitted on, drawn as the example draws them (its defaults).
+    frame, defaults = iris_frame(), example_train_module().parse_args([])
+    x_train, _, y_train, _ = train_test_split(
+        frame[FEATURES],
+        frame["target"],
+        test_size=defaults.test_size,
+        random_state=defaults.seed,
+        stratify=frame["target"],
+    )
+    training_rows = tmp_path / "fitted.csv"
+    x_train.assign(target=y_train).reset_index(drop=True).to_csv(training_rows, index=False)
+    (fitted,) = [
+        i.dataset.digest
+        for i in MlflowClient(tracking_uri).get_run(judged.run_id).inputs.dataset_inputs
+        if any(t.value == "training" for t in i.tags)
+    ]
+    assert mlflow.data.from_pandas(pd.read_csv(training_rows)).digest == fitted
     narrow = tmp_path / "narrow.csv"
     frame.drop(columns="petal_width").head(40).to_csv(narrow, index=False)
 
-    def with_policy(text: str) -> str:
-        policy = tmp_path / "policy" / "gate.yaml"
-        policy.parent.mkdir(exist_ok=True)
-        policy.write_text(text)
-        client.log_artifact(run_id, str(policy))  # replaces the run's copy
-        code, _, output = validate(model, 1, env)
+    def refused(text: str) -> str:
+        code, _, output = with_policy(judged, text, tmp_path)
         assert code == ExitCode.USAGE, output
         return output
 
-    out = with_policy(f"evaluation: {{path: {training_rows}}}\nmetrics: {{accuracy: 0.5}}\n")
-    assert "own training data" in out
-    out = with_policy(f"evaluation: {{path: {narrow}}}\nmetrics: {{accuracy: 0.5}}\n")
+    out = refused(f"evaluation: {{path: {training_rows}}}\nmetrics: {{accuracy: 0.5}}\n")
+    assert "own training data" in out and fitted in out
+    out = refused(f"evaluation: {{path: {narrow}}}\nmetrics: {{accuracy: 0.5}}\n")
     assert "does not match the candidate's signature" in out and "petal_width" in out
-    out = with_policy("metrics: {accuracy: 0.5}\nslices: {by: [petal_colour]}\n")
+    out = refused("metrics: {accuracy: 0.5}\nslices: {by: [petal_colour]}\n")
     assert "slices.by[0]" in out and "petal_colour" in out
-    out = with_policy("evaluation: {dataset: nowhere}\nmetrics: {accuracy: 0.5}\n")
+    # ... refused in prepare, before any model predicted: not one load-and-predict check ran.
+    predicted: list[str] = []
+    monkeypatch.setattr(
+        gate, "isolated_predict_check", lambda path, *a, **k: predicted.append(path)
+    )
+    with pytest.raises(InvalidInput, match=r"slices\.by\[0\]: column 'petal_colour'"):
+        gate.model_checks(tracking_uri, judged.model, 1, None, judged.run_id)
+    assert predicted == []
+    out = refused("evaluation: {dataset: nowhere}\nmetrics: {accuracy: 0.5}\n")
     assert "no dataset input 'nowhere'" in out and "iris-held-out" in out
-    out = with_policy("metrics: {accuracy: 0.5}\nbootstrap: {resamples: 5}\n")
+    out = refused("metrics: {accuracy: 0.5}\nbootstrap: {resamples: 5}\n")
     assert "bootstrap.resamples" in out
+
+
+def test_an_evaluation_set_named_by_path_or_by_dataset_is_judged(
+    tracking_uri: str, tmp_path: Path, judged: Judged
+) -> None:
+    import mlflow.data
+    import pandas as pd
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    held_out = pd.read_csv(client.download_artifacts(judged.run_id, HELD_OUT, str(tmp_path)))
+    judge_by = "metrics: {accuracy: 0.5}\nundecided: pass\n"
+
+    # A file the policy names (here a copy of the held-out split, outside the run).
+    copy = tmp_path / "rows.csv"
+    held_out.to_csv(copy, index=False)
+    code, document, output = with_policy(
+        judged, f"evaluation: {{path: {copy}}}\n{judge_by}", tmp_path
+    )
+    assert code == 0, output
+    report = document["policy"]
+    assert (report["dataset"], report["rows"]) == (str(copy.resolve()), len(held_out))
+    logged = {
+        i.dataset.name: i.dataset.digest
+        for i in client.get_run(judged.run_id).inputs.dataset_inputs
+    }
+    assert report["digest"] == logged["iris-held-out"]
+
+    # A dataset input of the run, loaded from the source it names and checked by its digest.
+    source = tmp_path / "later.csv"
+    held_out.iloc[5:].to_csv(source, index=False)
+    rows = pd.read_csv(source)
+    dataset = mlflow.data.from_pandas(rows, source=str(source), name="iris-later", targets="target")
+    context = InputTag("mlflow.data.context", "validation")
+    client.log_inputs(judged.run_id, [DatasetInput(dataset._to_mlflow_entity(), [context])])
+    code, document, output = with_policy(
+        judged, f"evaluation: {{dataset: iris-later}}\n{judge_by}", tmp_path
+    )
+    assert code == 0, output
+    report = document["policy"]
+    assert report["dataset"] == "dataset iris-later (local)" and report["rows"] == len(rows)
+    assert report["digest"] == dataset.digest != logged["iris-held-out"]
+
+
+def test_a_held_out_split_replaced_after_training_is_refused_naming_the_digests(
+    tracking_uri: str, tmp_path: Path, judged: Judged
+) -> None:
+    import mlflow.data
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    original = Path(client.download_artifacts(judged.run_id, HELD_OUT, str(tmp_path / "kept")))
+    (logged,) = [
+        i.dataset.digest
+        for i in client.get_run(judged.run_id).inputs.dataset_inputs
+        if any(t.value == "evaluation" for t in i.tags)
+    ]
+    replaced = tmp_path / "replaced" / "held_out.csv"
+    replaced.parent.mkdir()
+    pd.read_csv(original).iloc[1:].to_csv(replaced, index=False)  # a row fewer
+    now = mlflow.data.from_pandas(pd.read_csv(replaced)).digest
+    client.log_artifact(judged.run_id, str(replaced), "evaluation")
+    try:
+        code, _, output = with_policy(judged, "metrics: {accuracy: 0.5}\n", tmp_path)
+    finally:
+        client.log_artifact(judged.run_id, str(original), "evaluation")  # as training left it
+    assert code == ExitCode.USAGE, output
+    assert f"has digest {now}, not the {logged} its evaluation input iris-held-out logged" in (
+        " ".join(output.split())
+    )
+    assert "not the split the run kept back" in output

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import multiprocessing
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -267,6 +268,7 @@ def test_each_gate_failure_exits_1_and_moves_nothing(
     assert validated.exit_code == ExitCode.CHECK_FAILED
     checks = {c["name"]: c for c in json.loads(validated.stdout)["checks"]}
     assert not checks[failed]["passed"] and detail in checks[failed]["detail"]
+    assert checks["policy"]["passed"] and "has no gate.yaml" in checks["policy"]["detail"]
 
 
 def test_validate_moves_nothing(tracking_uri: str, model: str, runs: dict[str, str]) -> None:
@@ -274,7 +276,13 @@ def test_validate_moves_nothing(tracking_uri: str, model: str, runs: dict[str, s
     assert mlops("models", "promote", model, "1").exit_code == 0
     result = mlops("models", "validate", model, "2", "-r", "accuracy>=0.9")
     assert result.exit_code == 0, result.output
-    assert result.stdout.count("PASS") == 4  # requirement, signature, format, predict
+    # requirement, signature, format, predict, and the policy it has not (said, not failed)
+    assert result.stdout.count("PASS") == 5
+    assert re.search(
+        r"^\s+PASS\s+policy\s+not judged by a policy: run \w+ has no gate\.yaml",
+        result.stdout,
+        re.MULTILINE,
+    ), result.stdout
     assert "serialised as sklearn: skops" in result.stdout
     assert champion(tracking_uri, model) == 1 and len(history_json(model)) == 1
     usage = mlops("models", "validate", model, "2", "-r", "accuracy>>0.9")

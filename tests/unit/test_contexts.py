@@ -231,7 +231,9 @@ def test_a_current_context_deleted_since_is_refused_when_used_and_can_be_mended(
     config: Path,
 ) -> None:
     config.write_text(CONFIG.replace('current_context = "staging"', 'current_context = "qa"'))
-    with pytest.raises(InvalidInput, match=r"no context 'qa'.*contexts: prod, prod-replay, staging"):
+    with pytest.raises(
+        InvalidInput, match=r"no context 'qa'.*contexts: prod, prod-replay, staging"
+    ):
         contexts.activate()
     runner = CliRunner()
     refused = runner.invoke(app, ["models", "list"])

@@ -1,9 +1,15 @@
 """The gate policy: read and refused with the key named; every figure equals scikit-learn's on
-the same rows; verdicts follow the bootstrap interval, not the point value."""
+the same rows; verdicts follow the bootstrap interval, not the point value; a figure that cannot
+be computed is absent, never 0; the evaluation set is chosen from the run's inputs whatever
+order the store lists them in; a run without a policy says so."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +23,7 @@ from sklearn.metrics import (
 )
 
 from backends.errors import InvalidInput
+from backends.mlflow import gate_policy
 from backends.policy import (
     EvaluationData,
     evaluate,
@@ -27,6 +34,7 @@ from backends.policy import (
     render,
     report_dict,
 )
+from backends.policy.spec import check_columns
 
 
 def _classes(n: int, seed: int = 0, accuracy: float = 0.85) -> tuple[np.ndarray, np.ndarray]:
@@ -100,6 +108,25 @@ def test_a_column_the_data_lacks_is_refused_before_evaluating() -> None:
         evaluate(policy, EvaluationData({"height": np.arange(50.0)}, truth, predicted))
     assert "slices.by[0]" in str(caught.value) and "'age'" in str(caught.value)
     assert "height" in str(caught.value)
+
+
+def test_every_missing_column_is_named_at_once_and_the_target_is_not_a_group() -> None:
+    policy = parse_policy(
+        {
+            "metrics": {"accuracy": 0.5},
+            "slices": {"by": ["age", ["height", "target"]]},
+            "fairness": [{"column": "sex", "max_difference": 0.1}],
+        },
+        "gate.yaml",
+    )
+    check_columns(policy, ["age", "height", "target", "sex"])  # all there: nothing said
+    with pytest.raises(InvalidInput) as caught:
+        check_columns(policy, ["height"])
+    message = str(caught.value)
+    assert "slices.by[0]: column 'age'" in message
+    assert "fairness[0].column: column 'sex'" in message
+    assert "slices.by[1]: column 'target' is the target" in message
+    assert message.endswith("(its columns: height)")
 
 
 # ------------------------------------------------------------------ figures
@@ -309,3 +336,145 @@ def test_the_same_seed_gives_the_same_report_and_json_reads_back() -> None:
     document = json.loads(json.dumps(report_dict(first)))
     assert document["format"] == "mlops-gate-report/1" and document["counts"]["pass"] == 1
     assert from_dict(document) == first
+
+
+# ------------------------------------------------------------------ figures that do not exist
+
+
+def test_a_slice_without_rows_has_no_figure_and_is_never_among_the_worst() -> None:
+    rng = np.random.default_rng(9)
+    n = 400
+    truth, predicted = _classes(n, 9, accuracy=0.9)
+    length = rng.uniform(0, 4, n)  # nothing reaches the last explicit bin
+    document = {
+        "metrics": {"accuracy": 0.5},
+        "slices": {
+            "min_size": 20,
+            "by": [{"column": "length", "bins": [1, 2, 3, 10]}],
+            "floor": {"accuracy": 0.5},
+        },
+    }
+    data = EvaluationData({"length": length}, truth, predicted)
+    report = evaluate(parse_policy(document), data)
+    (empty,) = report.unjudged
+    assert (empty.slice, empty.rows, empty.value) == ("length ≥ 10", 0, None)
+    assert json.loads(json.dumps(report_dict(report)))["unjudged"][0]["value"] is None
+    assert "length ≥ 10: 0 rows, accuracy n/a" in render(report)
+    assert from_dict(json.loads(json.dumps(report_dict(report)))) == report
+    # Judged (no minimum size), the empty slice is undecided, and still not ranked: before,
+    # its made-up 0 came first among the worst.
+    policy = parse_policy(document)
+    assert policy.slices is not None
+    judged = evaluate(
+        dataclasses.replace(policy, slices=dataclasses.replace(policy.slices, min_size=0)), data
+    )
+    check = next(c for c in judged.checks if c.name.startswith("length ≥ 10"))
+    assert (check.value, check.verdict) == (None, "undecided")
+    assert len(judged.worst_slices) == 3
+    assert all(s.value is not None for s in judged.worst_slices)
+    assert "length ≥ 10" not in {s.slice for s in judged.worst_slices}
+
+
+def test_a_fairness_group_too_small_to_judge_keeps_its_own_figure_or_none() -> None:
+    rng = np.random.default_rng(10)
+    n = 600
+    truth, predicted = _classes(n, 10)
+    group = rng.choice(["A", "B", "C"], n, p=[0.5, 0.48, 0.02])
+    income = rng.uniform(0, 50, n)  # nothing reaches the last explicit bin
+    policy = parse_policy(
+        {
+            "metrics": {"accuracy": 0.1},
+            "slices": {"min_size": 30, "by": ["group"]},
+            "fairness": [
+                {"column": "group", "max_difference": 0.5},
+                {"column": "income", "bins": [25, 100], "max_difference": 0.5},
+            ],
+        }
+    )
+    report = evaluate(policy, EvaluationData({"group": group, "income": income}, truth, predicted))
+    small = [s for s in report.unjudged if s.slice == "group=C"]
+    # Once as a slice, once as a fairness group: both with group C's own accuracy, not 0.
+    mask = group == "C"
+    assert [s.value for s in small] == pytest.approx(
+        [accuracy_score(truth[mask], predicted[mask])] * 2
+    )
+    (empty,) = [s for s in report.unjudged if s.slice.startswith("income")]
+    assert (empty.slice, empty.rows, empty.value) == ("income ≥ 100", 0, None)
+    document = json.loads(json.dumps(report_dict(report)))
+    assert [u["value"] for u in document["unjudged"] if u["rows"] == 0] == [None]
+    assert "income ≥ 100: 0 rows, accuracy n/a" in render(report)
+
+
+# ------------------------------------------------------------------ the MLflow side
+
+
+def _input(name: str, context: str, digest: str, source: str = "") -> Any:
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    source_type = "local" if source else "code"
+    spec = json.dumps({"uri": source} if source else {"tags": {}})
+    return DatasetInput(
+        Dataset(name, digest, source_type, spec), [InputTag("mlflow.data.context", context)]
+    )
+
+
+def _run(*inputs: Any) -> Any:
+    return SimpleNamespace(
+        info=SimpleNamespace(run_id="r1"), inputs=SimpleNamespace(dataset_inputs=list(inputs))
+    )
+
+
+def _evaluation_set(run: Any, evaluation: dict[str, Any], tmp_path: Path) -> tuple[Any, str, str]:
+    policy = parse_policy({"evaluation": evaluation, "metrics": {"accuracy": 0.5}}, "gate.yaml")
+    # No client and no server: a choice that needs neither must be made before either is used.
+    return gate_policy._evaluation_set(None, "http://127.0.0.1:9", run, policy, str(tmp_path))
+
+
+def test_a_dataset_input_is_chosen_by_name_whatever_order_the_store_lists(tmp_path: Path) -> None:
+    import pandas as pd
+
+    path = tmp_path / "extra.csv"
+    pd.DataFrame({"x": [0.5, 1.5, 2.5], "target": [0, 1, 1]}).to_csv(path, index=False)
+    digest = gate_policy._digest(pd.read_csv(path))
+    inputs = [
+        _input("extra", "evaluation", digest, str(path)),
+        _input("extra", "validation", digest, str(path)),  # the same rows logged twice
+        _input("train", "training", "0000aaaa"),
+    ]
+    chosen = [
+        _evaluation_set(_run(*order), {"dataset": "extra"}, tmp_path)
+        for order in (inputs, inputs[::-1])
+    ]
+    assert chosen[0][1:] == chosen[1][1:] == ("dataset extra (local)", digest)
+    # The same name for different rows: refused naming both, in either order.
+    other = _input("extra", "evaluation", "1111bbbb", str(path))
+    for order in ([inputs[0], other], [other, inputs[0]]):
+        with pytest.raises(InvalidInput) as caught:
+            _evaluation_set(_run(*order), {"dataset": "extra"}, tmp_path)
+        message = str(caught.value)
+        assert message.startswith("gate.yaml: evaluation.dataset: run r1")
+        assert digest in message and "1111bbbb" in message and "will not guess" in message
+
+
+def test_two_held_out_splits_are_refused_before_either_is_fetched(tmp_path: Path) -> None:
+    first = _input("iris-held-out", "evaluation", "2222cccc")
+    second = _input("iris-extra", "evaluation", "3333dddd")
+    for order in ((first, second), (second, first)):
+        with pytest.raises(InvalidInput) as caught:
+            _evaluation_set(_run(*order), {"held_out": True}, tmp_path)
+        message = str(caught.value)
+        assert "inputs of context 'evaluation' with different rows" in message
+        assert "iris-held-out (context evaluation, digest 2222cccc)" in message
+        assert "iris-extra (context evaluation, digest 3333dddd)" in message
+        assert "evaluation.path" in message
+
+
+def test_a_version_without_a_policy_says_so_in_a_check_that_does_not_fail(tmp_path: Path) -> None:
+    found = gate_policy.prepare("http://127.0.0.1:9", None, str(tmp_path), str(tmp_path))
+    assert isinstance(found, gate_policy.NoPolicy)
+    check = found.check()
+    assert (check.name, check.passed) == ("policy", True)
+    assert "no gate.yaml" in check.detail and "only the other checks" in check.detail
+    missing = gate_policy.NoPolicy("run r1 has no gate.yaml").check()
+    assert missing.detail.startswith("not judged by a policy: run r1 has no gate.yaml; ")
+    assert "signature, format, load-and-predict" in missing.detail
