@@ -197,8 +197,33 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    grouping = _loadgroup(config)
     for item in items:
-        item.add_marker(pytest.mark.xdist_group(_unit_of(item)))
+        unit = _unit_of(item)
+        item.add_marker(pytest.mark.xdist_group(unit))
+        if grouping and unit != item.nodeid:
+            _name_group(item, unit)
+
+
+def _loadgroup(config: pytest.Config) -> bool:
+    """Whether the run is spread by group: asked of the controller (--dist) or of a worker,
+    where xdist turns --dist into "no" and says it in its own ``loadgroup`` option."""
+    return bool(config.getoption("loadgroup", False)) or (
+        config.getoption("dist", "no") == "loadgroup"
+    )
+
+
+def _name_group(item: pytest.Item, unit: str) -> None:
+    """Give the test's id the ``@group`` suffix xdist's loadgroup schedules by. xdist writes it
+    to ``item._nodeid``, which pytest 9.2 no longer reads (its ids are ``item._id``:
+    pytest-dev/pytest-xdist#1386), and every test then went out on its own: each worker that
+    got one test of a module built that module's fixtures again (the served images, the
+    trained registries), several times over a run. Private on both sides, so both are set."""
+    suffixed = f"{item.nodeid}@{unit}"
+    current = getattr(item, "_id", None)
+    if current is not None and not isinstance(current, str):
+        item._id = type(current).parse(suffixed)  # type: ignore[attr-defined]
+    item._nodeid = suffixed  # type: ignore[attr-defined]
 
 
 class _CostliestUnitsFirst:
@@ -206,7 +231,7 @@ class _CostliestUnitsFirst:
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
-        if config.getoption("dist", "no") != "loadgroup":
+        if not _loadgroup(config):
             return  # `make test-fast`'s --dist load hands out tests in pytest's order best
         units = {item.nodeid: _unit_of(item) for item in items}
         cost: dict[str, float] = {}
@@ -227,7 +252,8 @@ def _unit_of(item: pytest.Item) -> str:
     module = item.nodeid.split("::", 1)[0]
     callspec = getattr(item, "callspec", None)
     store = callspec.params.get("mlflow_server") if callspec is not None else None
-    return f"{module}[{store}]" if isinstance(store, str) else module
+    # No brackets in a group's name: xdist reads "@group" only after the id's last "]".
+    return f"{module}:{store}" if isinstance(store, str) else module
 
 
 def _cost(item: pytest.Item) -> float:
