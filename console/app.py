@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
+import sys
+import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -19,6 +22,8 @@ from console.config import Settings
 from console.messages import BackendProbed, PendingApprovals
 from console.services import Services
 from console.widgets.status_bar import BackendStatus, StatusBar
+
+HANGUP_EXIT = 129  # 128 + SIGHUP, as a shell reports a process its hang-up ended
 
 
 def _screen(module: str, name: str) -> Screen[None]:
@@ -104,6 +109,30 @@ class MlopsApp(App[None]):
     def on_mount(self) -> None:
         self._apply_theme(self.settings.theme)
         self._show_context()
+        self._watch_terminal()
+
+    def _watch_terminal(self) -> None:
+        """Leave when the terminal is gone. An SSH session that drops while the console runs
+        under a wrapper (`make demo`, a script) may send no SIGHUP to this process, and
+        Textual's input thread then reads the dead terminal's end-of-file in a loop (half a
+        core, for ever); the terminal stops being one, which is what is watched."""
+        if self.is_headless:
+            return
+        try:
+            fd = sys.__stdin__.fileno() if sys.__stdin__ is not None else -1
+        except (OSError, ValueError):
+            return
+        if fd < 0 or not os.isatty(fd):
+            return
+
+        def check() -> None:
+            if not os.isatty(fd):
+                # Restoring a terminal that is gone may itself hang on the dead device: a
+                # second, unconditional way out after a grace period.
+                threading.Timer(5.0, os._exit, args=(HANGUP_EXIT,)).start()
+                self.exit(return_code=HANGUP_EXIT)
+
+        self.set_interval(2.0, check, name="terminal watch")
 
     def _show_context(self) -> None:
         mode = " [read-only]" if self.settings.read_only else ""

@@ -15,6 +15,48 @@ pytestmark = pytest.mark.tmux
 MLOPS = Path(sys.executable).parent / "mlops"
 
 
+def test_the_console_leaves_when_its_terminal_hangs_up_under_a_wrapper(tmp_path: Path) -> None:
+    """An SSH session that drops while the console runs under `make demo` or a script: the
+    wrapper takes the hang-up, no SIGHUP reaches the console, and Textual's input thread would
+    read the dead terminal's end-of-file for ever (half a core each, found left over from test
+    runs). The console sees its terminal go and leaves."""
+    import os
+    import subprocess
+
+    from tests.waiting import eventually
+
+    (tmp_path / "Makefile").write_text(f"console:\n\t{MLOPS}\n")
+    session = TmuxSession(
+        "make console",  # as `make demo` runs it: make takes the hang-up
+        width=100,
+        height=30,
+        cwd=str(tmp_path),
+        env={"MLOPS_CONTEXT": "e2e", "TERM": "xterm-256color"},
+    )
+    try:
+        session.wait_for("context: e2e")
+        make = subprocess.run(
+            [*session.tmux, "list-panes", "-t", session.name, "-F", "#{pane_pid}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[0]
+        children = Path(f"/proc/{make}/task/{make}/children").read_text().split()
+        (console,) = [int(c) for c in children]
+    finally:
+        session.close()
+
+    def gone() -> bool:
+        try:
+            os.kill(console, 0)
+        except ProcessLookupError:
+            return True
+        # A zombie is gone too: nobody is left to reap it once make is.
+        return Path(f"/proc/{console}/stat").read_text().split()[2] == "Z"
+
+    eventually(gone, "the console to leave its hung-up terminal", timeout=120)
+
+
 def test_mlops_opens_the_console_and_quits(tmp_path: Path) -> None:
     session = TmuxSession(
         str(MLOPS),
