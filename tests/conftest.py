@@ -46,6 +46,23 @@ def example_train_module():
     return module
 
 
+@pytest.fixture(autouse=True)
+def _environment_kept() -> Iterator[None]:
+    """Every test leaves os.environ as it found it. `mlops` commands run in-process (CliRunner)
+    put their context into the environment as the real command does (MLOPS_CONTEXT, a
+    context's settings); left there, they steer the next test's subprocesses and tmux
+    sessions (a console that opened on another test's tracking server)."""
+    from console import contexts
+
+    saved = dict(os.environ)
+    yield
+    contexts._applied.clear()
+    contexts._replaced.clear()
+    if dict(os.environ) != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def iris_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An MLflow sklearn model saved to disk, with a drift reference and baked metadata."""

@@ -209,7 +209,7 @@ def test_train_twice_compare_promote_and_roll_back_against_a_real_server(
             # The dialog shows what the project's policy (gate.yaml, copied to the run by the
             # training) found on the held-out rows, before the person confirms.
             session.wait_for("policy: PASSED", timeout=60)
-            session.wait_for("rows of iris-held-out (digest", timeout=10)
+            session.wait_for("held-out split iris-held-out", timeout=10)
             session.send("y")
             session.wait_for("Gate passed", timeout=90)
             session.send("Enter")

@@ -12,6 +12,17 @@ from collections.abc import Callable
 
 from tests.services import service_missing
 
+# The variables that steer `mlops` to a backend or context: a session gets only those it names.
+AMBIENT = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLOPS_CONTEXT",
+    "MLOPS_READ_ONLY",
+    "PROMETHEUS_URL",
+    "ALERTMANAGER_URL",
+    "MLOPS_MONITOR_TARGETS",
+)
 HANG_GUARD = 60.0  # seconds: the shortest wait for anything on screen
 LABEL_WIDTH = 24  # columns: the console's form labels (`.train-label` in app.tcss)
 FIELD_SAMPLE = 12  # columns of an input looked at to tell whether it has the focus
@@ -71,10 +82,13 @@ class TmuxSession:
         self.name = f"mlops-e2e-{uuid.uuid4().hex[:8]}"
         self.tmux = ["tmux", "-L", self.name, "-f", "/dev/null"]
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
+        # What another test may have left in this process's environment never reaches the
+        # program: it gets only what this session names (tmux hands it the rest).
+        unset = " ".join(f"-u {k}" for k in AMBIENT if k not in (env or {}))
         # `remain-on-exit` keeps the pane so a crash's traceback can still be read.
         # COLUMNS/LINES left in the test process's environment (some tools set them) would
         # override the pane's real size in Textual.
-        shell_cmd = f"env -u COLUMNS -u LINES {exports} {command}"
+        shell_cmd = f"env -u COLUMNS -u LINES {unset} {exports} {command}"
         subprocess.run(
             [
                 *self.tmux,

@@ -54,7 +54,10 @@ def built(
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    os.environ["MLFLOW_TRACKING_URI"] = mlflow_server.url
+    # For this module's tests only: the variable goes with the module (a later test's
+    # subprocess or tmux console must not find this server by accident).
+    environment = pytest.MonkeyPatch()
+    environment.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
     mlflow.set_tracking_uri(mlflow_server.url)
     name = f"iris-docker-{os.getpid()}"
     exp = MlflowClient(mlflow_server.url).create_experiment(name)
@@ -67,6 +70,7 @@ def built(
     v1 = build.build(h, f"{name}@champion", base_image=base_image, on_log=log.append).image
     v2 = build.build(h, f"{name}/2", base_image=base_image).image
     yield Built(mlflow_server.url, name, v1, v2, log)
+    environment.undo()
     for deployment in containers.list_deployments(docker_client):
         if deployment.model == name:
             containers.remove_deployment(docker_client, deployment.name)

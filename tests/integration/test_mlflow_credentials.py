@@ -90,7 +90,8 @@ def test_a_context_names_the_variable_that_holds_the_token(
         f'ca_cert = "{ca}"\n'
         'credentials = { MLFLOW_TRACKING_TOKEN = "GUARDED_MLFLOW_TOKEN" }\n'
     )
-    env = {k: v for k, v in os.environ.items() if k not in (*CLEARED, "MLFLOW_TRACKING_URI")}
+    ambient = (*CLEARED, "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLOPS_CONTEXT")
+    env = {k: v for k, v in os.environ.items() if k not in ambient}
     env["MLOPS_CONFIG"] = str(config)
     mlops = [str(Path(sys.executable).parent / "mlops")]
 

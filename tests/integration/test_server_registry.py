@@ -37,7 +37,10 @@ def registered(
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    os.environ["MLFLOW_TRACKING_URI"] = mlflow_server.url
+    # For this module's tests only: the variable goes with the module (a later test's
+    # subprocess or tmux console must not find this server by accident).
+    environment = pytest.MonkeyPatch()
+    environment.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
     mlflow.set_tracking_uri(mlflow_server.url)
     client = MlflowClient(mlflow_server.url)
     name = f"iris-serve-{os.getpid()}"
@@ -47,6 +50,7 @@ def registered(
     v2, run2 = log_version(exp, name, 2, False, tmp)
     client.set_registered_model_alias(name, "champion", v1)
     yield Registered(name, {v1: run1, v2: run2})
+    environment.undo()
 
 
 @pytest.fixture(scope="module")

@@ -261,6 +261,7 @@ async def test_switching_experiment_while_an_index_builds(
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_for_text(pilot, "indexing all runs")
         fake.index_cold = True  # Default's index is cold too
+        await wait_for_text(pilot, "Default")  # the experiments are listed: down reaches it
         await pilot.press("e", "down", "enter")  # Default, while iris's index still builds
         await wait_until(pilot, lambda: ("sync_runs", "Default") in fake.calls, "its own sync")
         await wait_until(pilot, lambda: " index " in screen_status(app), "listed from the index")
