@@ -123,6 +123,11 @@ class ContextConfig:
     current: str | None
     contexts: Mapping[str, Context]
 
+    def chosen(self, name: str | None = None) -> str:
+        """Which context is in use: ``name`` (``--context``), else $MLOPS_CONTEXT, else the
+        file's current_context, else ``local``."""
+        return name or os.environ.get(CONTEXT_ENV) or self.current or BUILTIN
+
     def get(self, name: str) -> Context:
         """The context ``name``; without a file, any name is a label over the defaults."""
         if name in self.contexts:
@@ -272,7 +277,7 @@ def _activate(name: str | None, path: Path | None) -> Activation:
     env.update(_replaced)
     _applied.clear()
     _replaced.clear()
-    chosen = name or env.get(CONTEXT_ENV) or config.current or BUILTIN
+    chosen = config.chosen(name)
     context = config.get(chosen)
     applied: dict[str, str] = {}
     overridden: list[str] = []

@@ -20,6 +20,7 @@ from backends.records import Deployment, ScrapeTarget, TargetsFile
 
 __all__ = [
     "TARGETS_ENV",
+    "base_url",
     "default_targets_path",
     "refresh_targets",
     "render_groups",
@@ -42,6 +43,15 @@ def default_targets_path() -> Path:
         return Path(configured).expanduser()
     state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state) / "mlops-console" / "prometheus-targets.json"
+
+
+def base_url(url: str) -> str:
+    """A model server's base URL as an operator may write it: ``host:port``, with or without
+    the scheme, a trailing slash or ``/metrics``."""
+    url = url.strip().rstrip("/")
+    if url.endswith("/metrics"):
+        url = url[: -len("/metrics")]
+    return url if "://" in url else f"http://{url}"
 
 
 def scrape_targets(deployments: Iterable[Deployment]) -> list[ScrapeTarget]:

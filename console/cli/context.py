@@ -7,7 +7,6 @@ Any command takes `--context NAME` (anywhere on the line) to run against that co
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
@@ -26,7 +25,7 @@ def list_contexts(as_json: JsonOpt = False) -> None:
 
     with backend_errors():
         config = load_config()
-    in_use = os.environ.get("MLOPS_CONTEXT") or config.current or "local"
+    in_use = config.chosen()
     rows = []
     for name, ctx in sorted(config.contexts.items()):
         rows.append(
@@ -87,7 +86,7 @@ def show(
 
     with backend_errors():
         config = load_config()
-        chosen = name or os.environ.get("MLOPS_CONTEXT") or config.current or "local"
+        chosen = config.chosen(name)
         ctx = config.get(chosen)
     env = original_environment()
     from_context = ctx.variables(env)

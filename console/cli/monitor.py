@@ -167,6 +167,7 @@ def _open(
     interval: float,
 ) -> tuple[MetricsSource, Scope]:
     """The metrics source the options ask for, and the scope of the question."""
+    from backends.prometheus.discovery import base_url
     from backends.prometheus.queries import Scope, duration_seconds
     from console.config import Settings
 
@@ -184,7 +185,7 @@ def _open(
             )
         if len(urls) > 1:
             fail("with --source prometheus, give at most one --target", ExitCode.USAGE)
-        instance = _base_url(urls[0]).split("://", 1)[1].split("/", 1)[0] if urls else None
+        instance = base_url(urls[0]).split("://", 1)[1].split("/", 1)[0] if urls else None
         scope = Scope(deployment=deployment, model=model, instance=instance)
         return PrometheusSource(settings.prometheus_url, window=window), scope
 
@@ -192,7 +193,7 @@ def _open(
     from backends.records import ScrapeTarget
 
     if urls:
-        found = [ScrapeTarget(url=_base_url(u)) for u in urls]
+        found = [ScrapeTarget(url=base_url(u)) for u in urls]
     else:
         from backends.lifecycle.targets import running_deployments
         from backends.prometheus.discovery import scrape_targets
@@ -201,13 +202,6 @@ def _open(
         if deployment and not any(t.deployment == deployment for t in found):
             _not_found(deployment, "Docker")
     return ScrapeSource(found, interval=interval), Scope(deployment=deployment, model=model)
-
-
-def _base_url(url: str) -> str:
-    url = url.strip().rstrip("/")
-    if url.endswith("/metrics"):
-        url = url[: -len("/metrics")]
-    return url if "://" in url else f"http://{url}"
 
 
 def _not_found(deployment: str, where: str) -> None:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 def settings_targets(entries: tuple[str, ...]) -> list[ScrapeTarget]:
     """MLOPS_MONITOR_TARGETS' entries, ``URL`` or ``NAME=URL``, as scrape targets; a bare URL is
     named by its address (host:port), as the Monitor's row shows it."""
+    from backends.prometheus.discovery import base_url
     from backends.records import ScrapeTarget
 
     targets = []
@@ -31,13 +32,8 @@ def settings_targets(entries: tuple[str, ...]) -> list[ScrapeTarget]:
         # NAME=URL only where what comes before "=" is a name: a URL's query has "=" too.
         named = re.match(r"^\s*([A-Za-z0-9_.-]+)=(?=\S)", entry)
         name, url = (named.group(1), entry[named.end() :]) if named else ("", entry)
-        url = url.strip().rstrip("/")
-        if url.endswith("/metrics"):
-            url = url[: -len("/metrics")]
-        if "://" not in url:
-            url = f"http://{url}"
-        target = ScrapeTarget(url=url)
-        targets.append(ScrapeTarget(url=url, deployment=name.strip() or target.address))
+        target = ScrapeTarget(url=base_url(url))
+        targets.append(ScrapeTarget(url=target.url, deployment=name or target.address))
     return targets
 
 

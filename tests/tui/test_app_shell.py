@@ -204,7 +204,6 @@ async def test_ctx_switches_every_pane_to_the_other_contexts_backends(
 ) -> None:
     import os
 
-    from console import contexts
     from console.app import MlopsApp
     from console.modals.contexts import ContextPicker
     from tests.tui.fakes import run, services, settings
@@ -219,7 +218,7 @@ async def test_ctx_switches_every_pane_to_the_other_contexts_backends(
     for variable in ("MLFLOW_TRACKING_URI", "MLOPS_CONTEXT", "MLOPS_READ_ONLY"):
         monkeypatch.delenv(variable, raising=False)
     staging, prod = FakeBackends(), FakeBackends(runs=[run(7, 0.99, "700")])
-    made: list[str] = []
+    made: list[str] = []  # os.environ and the context state are restored by conftest
 
     def services_for(s: Any) -> Any:
         made.append(s.tracking_uri)
@@ -233,47 +232,38 @@ async def test_ctx_switches_every_pane_to_the_other_contexts_backends(
         retry_base=0.05,
         refresh_interval=0.1,
     )
-    try:
-        async with app.run_test(size=(120, 30)) as pilot:
-            await wait_for_text(pilot, "run-3")
-            await pilot.press("colon", *"ctx", "enter")  # the picker: the file's contexts
-            await wait_until(pilot, lambda: isinstance(app.screen, ContextPicker), "picker")
-            await pilot.press("escape")
-            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen), "runs again")
-            await pilot.press("colon", *"ctx prod", "enter")
-            await wait_until(pilot, lambda: app.settings.context == "prod", "switched")
-            await wait_for_text(pilot, "run-7")  # the runs pane reloaded from prod's backends
-            assert isinstance(app.screen, RunsScreen)
-            assert app.sub_title == "context: prod [read-only]"  # prod* defaults to read-only
-            assert "PRODUCTION" in str(app.screen.query_one(ContextBar).render())
-            assert os.environ["MLFLOW_TRACKING_URI"] == "http://prod:5000"
-            await pilot.press("colon", *"models", "enter")
-            await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen), "models")
-            await pilot.press("colon", *"ctx nope", "enter")  # refused, nothing changes
-            await wait_until(
-                pilot,
-                lambda: any("no context 'nope'" in n.message for n in app._notifications),
-                "the refusal",
-            )
-            assert app.settings.context == "prod" and isinstance(app.screen, ModelsScreen)
-            await pilot.press("colon", *"ctx staging", "enter")
-            await wait_until(pilot, lambda: app.settings.context == "staging", "back")
-            assert isinstance(app.screen, ModelsScreen)
-            assert not app.settings.read_only
-        assert made == ["http://staging:5000", "http://prod:5000", "http://staging:5000"]
-    finally:
-        for variable in ("MLFLOW_TRACKING_URI", "MLOPS_CONTEXT", "MLOPS_READ_ONLY"):
-            os.environ.pop(variable, None)
-        contexts._applied.clear()
-        contexts._replaced.clear()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for_text(pilot, "run-3")
+        await pilot.press("colon", *"ctx", "enter")  # the picker: the file's contexts
+        await wait_until(pilot, lambda: isinstance(app.screen, ContextPicker), "picker")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen), "runs again")
+        await pilot.press("colon", *"ctx prod", "enter")
+        await wait_until(pilot, lambda: app.settings.context == "prod", "switched")
+        await wait_for_text(pilot, "run-7")  # the runs pane reloaded from prod's backends
+        assert isinstance(app.screen, RunsScreen)
+        assert app.sub_title == "context: prod [read-only]"  # prod* defaults to read-only
+        assert "PRODUCTION" in str(app.screen.query_one(ContextBar).render())
+        assert os.environ["MLFLOW_TRACKING_URI"] == "http://prod:5000"
+        await pilot.press("colon", *"models", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen), "models")
+        await pilot.press("colon", *"ctx nope", "enter")  # refused, nothing changes
+        await wait_until(
+            pilot,
+            lambda: any("no context 'nope'" in n.message for n in app._notifications),
+            "the refusal",
+        )
+        assert app.settings.context == "prod" and isinstance(app.screen, ModelsScreen)
+        await pilot.press("colon", *"ctx staging", "enter")
+        await wait_until(pilot, lambda: app.settings.context == "staging", "back")
+        assert isinstance(app.screen, ModelsScreen)
+        assert not app.settings.read_only
+    assert made == ["http://staging:5000", "http://prod:5000", "http://staging:5000"]
 
 
 async def test_ctx_keeps_a_command_line_read_only_and_takes_one_switch_at_a_time(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import os
-
-    from console import contexts
     from console.app import MlopsApp
     from tests.tui.fakes import services, settings
 
@@ -292,17 +282,11 @@ async def test_ctx_keeps_a_command_line_read_only_and_takes_one_switch_at_a_time
         probe_delay=0,
         refresh_interval=0.1,
     )
-    try:
-        async with app.run_test(size=(120, 30)) as pilot:
-            await wait_for_text(pilot, "run-3")
-            app.choose_context("dev")
-            app.choose_context("staging")  # while dev's switch runs: refused, said
-            await wait_until(pilot, lambda: app.settings.context == "dev", "switched")
-            await wait_until(pilot, lambda: not app._switching, "the switch ended")
-            assert any("under way" in n.message for n in app._notifications)
-            assert app.settings.read_only and app.sub_title == "context: dev [read-only]"
-    finally:
-        for variable in ("MLFLOW_TRACKING_URI", "MLOPS_CONTEXT", "MLOPS_READ_ONLY"):
-            os.environ.pop(variable, None)
-        contexts._applied.clear()
-        contexts._replaced.clear()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for_text(pilot, "run-3")
+        app.choose_context("dev")
+        app.choose_context("staging")  # while dev's switch runs: refused, said
+        await wait_until(pilot, lambda: app.settings.context == "dev", "switched")
+        await wait_until(pilot, lambda: not app._switching, "the switch ended")
+        assert any("under way" in n.message for n in app._notifications)
+        assert app.settings.read_only and app.sub_title == "context: dev [read-only]"

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,19 +43,16 @@ COVERED = [*contexts.SETTING_VARIABLES.values(), "MLOPS_CONTEXT", "MLFLOW_TRACKI
 
 
 @pytest.fixture
-def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(CONFIG)
     monkeypatch.setenv("MLOPS_CONFIG", str(path))
     for variable in COVERED:
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("STAGING_TOKEN", "s3cr3t-staging-token")
-    yield path
-    # Whatever an activation put there goes with the test, and so does its memory of it.
-    for variable in COVERED:
-        os.environ.pop(variable, None)
-    contexts._applied.clear()
-    contexts._replaced.clear()
+    # What an activation puts into os.environ, and its memory of it, go with the test
+    # (tests/conftest.py restores both after every test).
+    return path
 
 
 def test_the_current_context_is_put_into_the_environment(config: Path) -> None:
@@ -108,14 +104,9 @@ def test_without_a_file_a_name_is_a_label_over_the_defaults(
 ) -> None:
     monkeypatch.setenv("MLOPS_CONFIG", str(tmp_path / "absent.toml"))
     monkeypatch.delenv("MLOPS_READ_ONLY", raising=False)
-    try:
-        active = contexts.activate("prod")
-        assert active.context.name == "prod" and not active.context.defined
-        assert not active.context.read_only  # only a context the file defines defaults to it
-    finally:
-        os.environ.pop("MLOPS_CONTEXT", None)
-        contexts._applied.clear()
-        contexts._replaced.clear()
+    active = contexts.activate("prod")
+    assert active.context.name == "prod" and not active.context.defined
+    assert not active.context.read_only  # only a context the file defines defaults to it
 
 
 @pytest.mark.parametrize(
