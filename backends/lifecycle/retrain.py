@@ -31,7 +31,9 @@ __all__ = ["project_of", "retrain_challenger", "serving"]
 def project_of(tags: dict[str, str]) -> Path | None:
     """The local project directory the serving run was launched from, if it still exists."""
     source = tags.get("mlflow.source.name", "")
-    path = Path(source.removeprefix("file://")) if source else None
+    # `file:///checkout#examples/iris` for a project inside a git checkout (MLflow's form).
+    top, _, sub = source.removeprefix("file://").partition("#")
+    path = Path(top, sub) if top else None
     return path if path is not None and (path / "MLproject").is_file() else None
 
 

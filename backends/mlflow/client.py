@@ -19,6 +19,7 @@ from backends.errors import BackendError, Conflict, InvalidInput, NotFound, Unav
 
 __all__ = [
     "connect",
+    "error_for_code",
     "http_options",
     "probe",
     "probe_stores",
@@ -205,14 +206,20 @@ def _translate(exc: Exception, tracking_uri: str) -> BackendError:
                 f"MLflow tracking server {tracking_uri} is unreachable",
                 title="MLflow unreachable",
             )
-        if code in _NOT_FOUND:
-            return NotFound(message)
-        if code in _INVALID:
-            return InvalidInput(message)
-        if code in _CONFLICT:
-            return Conflict(message)
-        return BackendError(message, title="MLflow error")
+        return error_for_code(code, message)
     return BackendError(_one_line(f"{exc.__class__.__name__}: {exc}"), title="MLflow error")
+
+
+def error_for_code(code: str, message: str) -> BackendError:
+    """Our error for an MLflow error code (from the SDK's exception or a REST error body)."""
+    message = _one_line(message)
+    if code in _NOT_FOUND:
+        return NotFound(message)
+    if code in _INVALID:
+        return InvalidInput(message)
+    if code in _CONFLICT:
+        return Conflict(message)
+    return BackendError(message, title="MLflow error")
 
 
 def _one_line(text: str) -> str:

@@ -1,17 +1,19 @@
-"""Training: run an MLflow Project (``mlflow run --env-manager local``) as a subprocess.
+"""Training: run an MLflow Project's entry point as ``mlflow run --env-manager local`` does.
 
-The subprocess is MLflow's own project runner, so MLflow creates the run, logs the entry
-point's parameters and marks the run FINISHED or FAILED itself. We add what an operator needs
-around it:
+We create the run (with the tags and parameters MLflow's runner logs), start the entry point's
+command in the project directory with ``MLFLOW_RUN_ID`` set, so its ``mlflow.start_run()``
+writes into that run, and mark the run FINISHED, FAILED or KILLED when it ends. MLflow's runner
+did the same from a process of its own whose import of MLflow alone took as long as fitting the
+example (``project_spec`` and ``project_runs`` hold what it did; against a tracking server this
+process never imports MLflow). Around it, what an operator needs:
 
 * the output is streamed line by line and kept in a log file, ``$MLOPS_STATE_DIR`` (else
-  ``$XDG_STATE_HOME/mlops-console``, else ``~/.local/state/mlops-console``) ``/logs/<run id>.log``
-  (named ``pending-...`` until MLflow prints the run id), and uploaded to the run as the
-  artifact ``mlops/train.log`` when training ends, so `mlops runs logs` works from any machine;
-* a run never stays RUNNING after its process is gone: if the runner was killed before it could
-  mark the run, ``finish`` marks it FAILED;
-* relative local store URIs (``sqlite:///mlflow.db``) are made absolute, because the runner
-  starts the entry point inside the project directory, where a relative path means another file.
+  ``$XDG_STATE_HOME/mlops-console``, else ``~/.local/state/mlops-console``) ``/logs/<run id>.log``,
+  and uploaded to the run as the artifact ``mlops/train.log`` when training ends, so `mlops runs
+  logs` works from any machine;
+* a run never stays RUNNING after its process is gone: ``finish`` marks it by the exit status;
+* relative local store URIs (``sqlite:///mlflow.db``) are made absolute, because the entry point
+  runs inside the project directory, where a relative path means another file.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from typing import IO, Any
 from urllib.parse import urlparse
 
 from backends.errors import BackendError, InvalidInput, NotFound
+from backends.mlflow.project_runs import ProjectRuns, project_runs_for, run_tags
+from backends.mlflow.project_spec import load_entry_point
 from backends.records import ModelVersion, ProjectParameter
 
 __all__ = [
@@ -49,11 +53,9 @@ __all__ = [
     "state_dir",
 ]
 
-RUN_ID_LINE = re.compile(r"in run with ID '([0-9a-f]{32})'")
 LOG_ARTIFACT = "mlops/train.log"
 POLICY_FILE = "gate.yaml"  # a project's gate policy, copied to each of its runs
 LOG_TRAILER = "=== mlops: training exited with status"
-TERMINAL = ("FINISHED", "FAILED", "KILLED")
 
 
 def state_dir() -> Path:
@@ -99,31 +101,8 @@ def project_name(project_dir: Path) -> str:
 
 def project_parameters(project_dir: Path, entry_point: str = "main") -> list[ProjectParameter]:
     """The parameters ``entry_point`` of an MLflow Project takes, in MLproject order."""
-    import yaml  # a dependency of mlflow's; imported here because only the train form needs it
-
-    path = project_dir / "MLproject"
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise InvalidInput(f"{project_dir} is not an MLflow Project (no MLproject file)") from exc
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"{path} is not valid YAML: {exc}") from exc
-    points = (spec or {}).get("entry_points") or {}
-    if entry_point not in points:
-        raise InvalidInput(f"{path} has no entry point {entry_point!r}")
-    found = []
-    for name, raw in ((points[entry_point] or {}).get("parameters") or {}).items():
-        # MLflow accepts `name: type` and `name: {type: ..., default: ...}`.
-        spec_ = raw if isinstance(raw, dict) else {"type": str(raw)}
-        default = spec_.get("default")
-        found.append(
-            ProjectParameter(
-                str(name),
-                str(spec_.get("type", "string")),
-                None if default is None else str(default),
-            )
-        )
-    return found
+    point = load_entry_point(project_dir, entry_point)
+    return [ProjectParameter(p.name, p.type, p.default) for p in point.parameters]
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
@@ -137,18 +116,23 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
     return params
 
 
-def _venv_env(tracking_uri: str) -> dict[str, str]:
+def _run_env(tracking_uri: str, run_id: str, experiment_id: str) -> dict[str, str]:
+    """The entry point's environment: the run to write into, as MLflow's runner hands it over
+    (MLFLOW_RUN_ID, so the entry point's ``mlflow.start_run()`` continues it)."""
     env = dict(os.environ)
     # The project runs `python ...` from PATH: make it this interpreter (the console's venv),
     # even when `mlops` was started by its full path without activating the venv.
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env["MLFLOW_TRACKING_URI"] = tracking_uri
+    env["MLFLOW_RUN_ID"] = run_id
+    env["MLFLOW_EXPERIMENT_ID"] = experiment_id
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
 
 class Training:
-    """One `mlflow run` subprocess: start it, iterate its output, then ``finish``."""
+    """One training: create the run, run the project's entry point in a subprocess that
+    writes into it, iterate its output, then ``finish``."""
 
     def __init__(
         self,
@@ -158,6 +142,7 @@ class Training:
         params: dict[str, str] | None = None,
         experiment: str | None = None,
         log_path: Path | None = None,
+        entry_point: str = "main",
     ) -> None:
         if not (project_dir / "MLproject").is_file():
             raise InvalidInput(f"{project_dir} is not an MLflow Project (no MLproject file)")
@@ -166,15 +151,20 @@ class Training:
             from backends.policy import load_policy
 
             load_policy(self.policy)  # a policy that does not read is refused before training
-        self.project_dir = project_dir
+        self.project_dir = project_dir.resolve()
         self.tracking_uri = absolute_tracking_uri(tracking_uri)
         self.params = dict(params or {})
-        # MLflow's runner refuses a name and an id together; an id from the environment wins
-        # when no name was asked for.
-        by_id = experiment is None and bool(os.environ.get("MLFLOW_EXPERIMENT_ID"))
+        self.entry_point = load_entry_point(self.project_dir, entry_point)
+        # Refused now, before a run exists: a missing parameter, a path that is not there.
+        self.shell_command = self.entry_point.shell_command(self.params)
+        # An experiment id from the environment wins when no name was asked for (as MLflow's
+        # runner, which refuses both together).
+        self.experiment_id: str | None = (
+            os.environ.get("MLFLOW_EXPERIMENT_ID") if experiment is None else None
+        ) or None
         self.experiment: str | None = (
             None
-            if by_id
+            if self.experiment_id
             else experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or project_name(project_dir)
         )
         logs_dir().mkdir(parents=True, exist_ok=True)
@@ -184,33 +174,55 @@ class Training:
         self.started = time.monotonic()
         self._proc: subprocess.Popen[str] | None = None
         self._log: IO[str] | None = None
+        self._runs: ProjectRuns | None = None
+        self._interrupted = False
+        self._pending: list[str] = []  # our own lines, handed out before the entry point's
 
     def command(self) -> list[str]:
-        """The `mlflow run` command line (parameters passed unquoted: MLflow quotes them)."""
-        cmd = [sys.executable, "-m", "mlflow", "run", str(self.project_dir)]
-        cmd += ["--env-manager", "local"]
-        if self.experiment is not None:
-            cmd += ["--experiment-name", self.experiment]
-        for key, value in self.params.items():
-            cmd += ["-P", f"{key}={value}"]
-        return cmd
+        """The entry point's command line, as run in the project directory."""
+        return ["bash", "-c", self.shell_command]
 
     def start(self) -> None:
-        """Launch the runner; its stdout and stderr arrive merged through ``lines``."""
+        """Create the run, then launch the entry point; its stdout and stderr arrive merged
+        through ``lines``. A tracking server that refuses the run raises here (BackendError),
+        before anything runs."""
         self._log = self.log_path.open("a", encoding="utf-8")
         # The pid lets `runs logs --follow` notice a writer that died without its last line.
-        self._log.write(f"=== mlops: pid {os.getpid()}: {' '.join(self.command())}\n")
+        self._log.write(f"=== mlops: pid {os.getpid()}: {self.shell_command}\n")
         self._log.flush()
+        self._runs = project_runs_for(self.tracking_uri)
+        if self.experiment_id is None:
+            assert self.experiment is not None
+            self.experiment_id = self._runs.experiment_id(self.experiment)
+        self.run_id = self._runs.create_run(
+            self.experiment_id, run_tags(self.project_dir, self.entry_point.name)
+        )
+        self._adopt_log_name()
+        declared, extras = self.entry_point.resolved(self.params)
+        # The values as given, where MLflow's runner logs them shell-quoted (a value with a
+        # space came back as "'a b'" and a retraining fed it back quoted twice).
+        self._runs.log_params(self.run_id, {**declared, **extras})
+        self._note(f"=== Running command '{self.shell_command}' in run with ID '{self.run_id}' ===")
         self._proc = subprocess.Popen(
             self.command(),
+            cwd=self.project_dir,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
             bufsize=1,
-            env=_venv_env(self.tracking_uri),
+            env=_run_env(self.tracking_uri, self.run_id, self.experiment_id),
             errors="replace",
+            # Its own group, so that an interrupt reaches every process the command started
+            # (bash, the trainer and whatever it forks), as MLflow's runner cancels a run.
+            process_group=0,
         )
+
+    def _note(self, line: str) -> None:
+        assert self._log is not None
+        self._log.write(line + "\n")
+        self._log.flush()
+        self._pending.append(line)
 
     @property
     def pid(self) -> int:
@@ -219,12 +231,11 @@ class Training:
     def lines(self) -> Iterator[str]:
         """Output lines as they come (newline stripped), also written to the log file."""
         assert self._proc is not None and self._proc.stdout is not None and self._log is not None
+        while self._pending:
+            yield self._pending.pop(0)
         for line in self._proc.stdout:
             self._log.write(line)
             self._log.flush()
-            if self.run_id is None and (match := RUN_ID_LINE.search(line)):
-                self.run_id = match.group(1)
-                self._adopt_log_name()
             yield line.rstrip("\n")
 
     def _adopt_log_name(self) -> None:
@@ -235,28 +246,38 @@ class Training:
             self.log_path = final
 
     def interrupt(self) -> None:
-        """Forward Ctrl-C: MLflow's runner then cancels the entry point and marks the run."""
+        """Ctrl-C to the entry point's whole process group; its run is then marked KILLED."""
+        self._interrupted = True
         if self._proc and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGINT)
 
     def wait(self, timeout: float | None = None) -> int:
-        """The runner's exit status (128 + signal when it was killed)."""
+        """The entry point's exit status (128 + signal when it was killed)."""
         assert self._proc is not None
         try:
             code = self._proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self._proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
             code = self._proc.wait()
         return 128 - code if code < 0 else code
 
     def finish(self, exit_code: int, *, upload: bool = True) -> str | None:
-        """Make sure the run is not left RUNNING, upload the log; return the run's status."""
+        """Mark the run as its entry point ended (as MLflow's runner does: FINISHED on exit 0,
+        KILLED when interrupted, else FAILED), upload the log; return the run's status."""
         assert self._log is not None
-        if self.run_id is not None:
+        if self.run_id is not None and self._runs is not None:
+            status = "FINISHED" if exit_code == 0 and not self._interrupted else "FAILED"
+            if self._interrupted:
+                status = "KILLED"
             try:
-                self.status = _ensure_terminated(self.tracking_uri, self.run_id)
+                self._runs.end_run(self.run_id, status)
+                self.status = status
             except BackendError as exc:
-                self._log.write(f"=== mlops: could not check the run's status: {exc}\n")
+                self._log.write(f"=== mlops: could not mark the run {status}: {exc}\n")
+            word = "succeeded" if status == "FINISHED" else status.lower()
+            self._log.write(f"=== Run (ID '{self.run_id}') {word} ===\n")
         seconds = time.monotonic() - self.started
         self._log.write(
             f"{LOG_TRAILER} {exit_code} (run {self.run_id or 'not created'}: "
@@ -264,50 +285,27 @@ class Training:
         )
         self._log.close()
         problem: BackendError | None = None
-        if upload and self.run_id is not None:
+        if upload and self.run_id is not None and self._runs is not None:
             if self.policy.is_file():
                 # The policy travels with the model: the gate reads it from the run. A run
                 # that lost it would be judged without it, so its loss is an error.
                 try:
-                    _upload_policy(self.tracking_uri, self.run_id, self.policy)
+                    self._runs.upload(self.run_id, self.policy, "")
                 except BackendError as exc:
                     problem = exc
             # The local copy stays whatever happens; the artifact is a convenience.
             with contextlib.suppress(BackendError):
-                _upload_log(self.tracking_uri, self.run_id, self.log_path)
+                _upload_log(self._runs, self.run_id, self.log_path)
         if problem is not None:
             raise problem
         return self.status
 
 
-def _ensure_terminated(tracking_uri: str, run_id: str) -> str:
-    from backends.mlflow.client import connect, translate_errors
-
-    client = connect(tracking_uri)
-    with translate_errors(tracking_uri):
-        status = str(client.get_run(run_id).info.status)
-        if status not in TERMINAL:
-            client.set_terminated(run_id, "FAILED")
-            status = "FAILED"
-    return status
-
-
-def _upload_policy(tracking_uri: str, run_id: str, policy: Path) -> None:
-    from backends.mlflow.client import connect, translate_errors
-
-    with translate_errors(tracking_uri):
-        connect(tracking_uri).log_artifact(run_id, str(policy))
-
-
-def _upload_log(tracking_uri: str, run_id: str, log_path: Path) -> None:
-    from backends.mlflow.client import connect, translate_errors
-
-    client = connect(tracking_uri)
+def _upload_log(runs: ProjectRuns, run_id: str, log_path: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / Path(LOG_ARTIFACT).name
         shutil.copyfile(log_path, copy)
-        with translate_errors(tracking_uri):
-            client.log_artifact(run_id, str(copy), artifact_path=str(Path(LOG_ARTIFACT).parent))
+        runs.upload(run_id, copy, str(Path(LOG_ARTIFACT).parent))
 
 
 def log_writer_alive(path: Path) -> bool | None:

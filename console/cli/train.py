@@ -62,7 +62,7 @@ def train(
     run_id_file: Annotated[Path | None, typer.Option(hidden=True)] = None,
     log_file: Annotated[Path | None, typer.Option(hidden=True)] = None,
 ) -> None:
-    """Train: run an MLflow Project as a subprocess and exit with its status.
+    """Train: run an MLflow Project's entry point in a new run and exit with its status.
 
     Output is streamed and kept (`mlops runs logs RUN_ID`); the run id is printed. A failed
     training exits non-zero and its run is marked FAILED. With --json the training's output
@@ -87,7 +87,7 @@ def train(
         job = Training(
             project, settings.tracking_uri, params=params, experiment=experiment, log_path=log_file
         )
-    job.start()
+        job.start()  # the run is created here: a server that refuses it exits 3 or 5 now
     interrupted = False
     handed_over = run_id_file is None
     try:

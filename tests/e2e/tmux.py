@@ -142,23 +142,42 @@ class TmuxSession:
         self.send("/")
         # Keys that reach the app before `/` is handled go to the list: the prompt first.
         self.wait_for("filter: part of")
-        focused = self._filter_background("filter: part of")
-        assert focused is not None, f"no row filter on screen:\n{self.screen()}"
+        focused = self._focused_filter_background("filter: part of")
         self.press(text, "Enter")
         deadline = time.monotonic() + HANG_GUARD
-        while self._filter_background(text) in (None, focused):
+        while (look := self._filter_look(text)) is None or look[1] or look[0] == focused:
             if time.monotonic() > deadline:
-                raise AssertionError(f"the row filter kept the focus after enter:\n{self.screen()}")
+                raise AssertionError(
+                    f"the row filter kept the focus after enter (its background {focused!r} "
+                    f"while focused, now {look!r}):\n{self.screen()}"
+                )
             time.sleep(0.1)
 
-    def _filter_background(self, holding: str) -> str | None:
-        """The usual background of the row filter's line while it shows ``holding`` (Textual
-        tints a focused input; its cursor, which blinks, is one cell and loses the count)."""
+    def _focused_filter_background(self, holding: str) -> str:
+        """The row filter's background while it has the focus, read from a frame that shows its
+        cursor (only a focused input draws one). Not from the first frame that shows the
+        filter: Textual draws the filter `/` uncovers before the input has handled its focus
+        event, for a frame, untinted; under load that frame stays up long enough to be read,
+        and the untinted shade taken for the focused one makes the filter, unfocused by enter,
+        look as if it kept the focus."""
+        deadline = time.monotonic() + HANG_GUARD
+        while (look := self._filter_look(holding)) is None or not look[1]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the row filter never showed a cursor:\n{self.screen()}")
+            time.sleep(0.05)  # the cursor blinks: shown half of each second
+        return look[0]
+
+    def _filter_look(self, holding: str) -> tuple[str, bool] | None:
+        """How the row filter's line looks while it shows ``holding``: its usual background
+        (Textual tints a focused input) and whether a cell stands out from it (the cursor, one
+        cell, drawn only while the input has the focus, and blinking); None when no such line
+        is on the screen."""
         for cells in self.styled_screen():
             line = "".join(char for char, _ in cells)
             if re.match(r"▊\s+" + re.escape(holding) + r"(\s|\(|$)", line):
                 inner = [bg for _, bg in cells[1:-1]]
-                return max(set(inner), key=inner.count)
+                usual = max(set(inner), key=inner.count)
+                return usual, any(bg != usual for bg in inner)
         return None
 
     def focused_field(self, labels: list[str], width: int = LABEL_WIDTH) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -184,3 +185,143 @@ def test_bad_invocations(tracking_uri: str, state: dict[str, str], tmp_path: Pat
         assert dead.connections == 1
     proc = mlops("runs", "logs", "0" * 32, env=env)
     assert proc.returncode == ExitCode.NOT_FOUND, proc.stderr
+
+
+def test_a_run_holds_what_mlflow_run_records_without_importing_mlflow_here(
+    tracking_uri: str, experiment_name: str, state: dict[str, str]
+) -> None:
+    """`mlops train` creates the run itself instead of through MLflow's runner: the run must
+    carry what `mlflow run` records (source, entry point, git commit, parameters), and the
+    process that made it must not have imported MLflow (the entry point does, once)."""
+    from mlflow.tracking import MlflowClient
+
+    env = {**state, "MLFLOW_TRACKING_URI": tracking_uri}
+    ours = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-c",
+            "from console.cli.main import run; run()",
+            "train",
+            "-e",
+            experiment_name,
+            *SMALL,
+            "-q",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=services.env_with_venv_on_path(**env),
+    )
+    assert ours.returncode == 0, ours.stdout[-2000:] + ours.stderr[-3000:]
+    imported = re.findall(r"\|\s+(mlflow(?:\.\w+)*)$", ours.stderr, re.MULTILINE)
+    assert "mlflow" not in imported, imported[:5]
+    assert "yaml" in re.findall(r"\|\s+(\w+)$", ours.stderr, re.MULTILINE)  # the log was read
+    our_id = json.loads(ours.stdout)["run_id"]
+
+    theirs = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "run",
+            str(ROOT / "examples" / "iris"),
+            "--env-manager",
+            "local",
+            "--experiment-name",
+            experiment_name,
+            *SMALL,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=services.env_with_venv_on_path(**env),
+    )
+    assert theirs.returncode == 0, theirs.stderr[-3000:]
+    match = re.search(r"in run with ID '([0-9a-f]{32})'", theirs.stderr + theirs.stdout)
+    assert match, theirs.stderr[-2000:]
+    client = MlflowClient(tracking_uri)
+    our_run, their_run = client.get_run(our_id), client.get_run(match.group(1))
+    keys = {k for k in their_run.data.tags if k.startswith(("mlflow.source", "mlflow.project"))}
+    keys |= {"mlflow.user"}
+    assert {"mlflow.source.name", "mlflow.source.git.commit", "mlflow.project.entryPoint"} <= keys
+    assert {k: our_run.data.tags.get(k) for k in keys} == {
+        k: their_run.data.tags.get(k) for k in keys
+    }
+    assert our_run.data.params == their_run.data.params
+    assert our_run.info.experiment_id == their_run.info.experiment_id
+    assert (our_run.info.status, their_run.info.status) == ("FINISHED", "FINISHED")
+    assert our_run.data.metrics == their_run.data.metrics  # same seed, same data, same model
+
+
+def test_an_interrupt_stops_the_whole_entry_point_and_marks_the_run_killed(
+    tracking_uri: str, experiment_name: str, state: dict[str, str], tmp_path: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    project = tmp_path / "slow"
+    project.mkdir()
+    (project / "MLproject").write_text(
+        "name: slow\nentry_points:\n  main:\n    command: python slow.py\n"
+    )
+    # The entry point starts a process of its own: an interrupt must reach it too.
+    (project / "slow.py").write_text(
+        "import pathlib, subprocess, time\n"
+        "child = subprocess.Popen(['sleep', '300'])\n"
+        "pathlib.Path('child.pid').write_text(str(child.pid))\n"
+        "time.sleep(300)\n"
+    )
+    env = {**state, "MLFLOW_TRACKING_URI": tracking_uri}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from console.cli.main import run; run()",
+            "train",
+            str(project),
+            "-e",
+            experiment_name,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=services.env_with_venv_on_path(**env),
+    )
+    try:
+        pid_file = project / "child.pid"
+        deadline = time.monotonic() + 120
+        while not pid_file.is_file() or not pid_file.read_text():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the entry point never started"
+            time.sleep(0.2)
+        grandchild = int(pid_file.read_text())
+        proc.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C sends the console's process
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    run_id = final_run_id(out)
+    assert f"run_id={run_id} status=KILLED" in out
+    assert MlflowClient(tracking_uri).get_run(run_id).info.status == "KILLED"
+    deadline = time.monotonic() + 30
+    while _alive(grandchild):
+        assert time.monotonic() < deadline, "the entry point's own child outlived the interrupt"
+        time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its parent) is gone for our purpose.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
