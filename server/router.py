@@ -1,33 +1,47 @@
-"""A stable front address for a deployment: forwards every request to the current model server.
+"""A stable front address for a deployment: forwards each request to a model server, the
+stable or a canary by weight, and can copy prediction requests to a mirror.
 
 `python -m server.router --listen 127.0.0.1:8080 --upstream http://127.0.0.1:41234
-[--state-dir DIR]`
+[--version 3] [--state-dir DIR]`
 
-Switching versions (`mlops deploy up` over an existing deployment, `mlops deploy rollback`):
-the new model container is started and ready first, then ``PUT /-/router/upstream`` moves
-traffic in one assignment; requests already forwarded finish on the old server, and the call
-returns once they have (so the old container can be stopped with nothing in flight). The
-upstream is written to ``DIR/upstream.json``, so a restarted router comes back on it.
+Where requests go is one immutable routing table (``server.routing``), replaced in one
+assignment by each change, so a change fails no request: requests already forwarded finish on
+the upstream they started on, and a change that takes an upstream out of service (a switch,
+a promotion, a canary removed or replaced) returns once its requests have finished, so its
+container can be stopped with nothing in flight. The table is written to ``DIR/upstream.json``
+so a restarted router comes back on it.
+
+- Switching versions (`mlops deploy up` over a deployment, `mlops deploy rollback`): the new
+  model container is ready first, then ``PUT /-/router/upstream`` moves the stable.
+- Canary: ``PUT /-/router/canary`` gives a second upstream ``weight`` percent of the requests,
+  drawn per request, or by a hash of the header ``sticky_header`` names so a user stays on
+  one version (a request without it is drawn on its own); ``PATCH`` changes the weight,
+  ``POST /-/router/canary/promote`` makes it the stable, ``DELETE`` removes it. ``/metrics``
+  and ``/admin/*`` always go to the stable: one scrape target, one admin target.
+- Mirror: ``PUT /-/router/mirror`` copies ``percent`` percent of ``POST /predict`` and
+  ``/invocations`` to a mirror in the background and compares its predictions with the
+  client's (``server.mirror``); clients only ever get the stable's or canary's answer.
+- ``GET /-/router/state``: the table, the requests in flight per upstream.
 
 What a client sees, whatever happens behind: a request that never reached the upstream (its
 connection refused) is tried again on the current one; every other failure is a JSON 502, 503
 or 504 naming its cause (``mlops_router_upstream_errors_total{cause}``), never a bare 500.
-Bodies stream through, within a size limit (a readable 413), a read deadline (408) and a cap
-on requests in flight (503 with Retry-After). ``/-/router/*`` answers loopback clients only,
-guarded by the admin token (MLOPS_ADMIN_TOKEN_FILE, or MLOPS_ADMIN_TOKEN), as are the model
-server's ``/docs`` and ``/admin/*`` through it, unless ``--remote-admin``.
+Every answer is counted in ``mlops_router_requests_total{version, role, status}``. Bodies
+stream through, within a size limit (a readable 413), a read deadline (408) and a cap on
+requests in flight (503 with Retry-After). ``/-/router/*`` answers loopback clients only, its
+changes guarded by the admin token (MLOPS_ADMIN_TOKEN_FILE, or MLOPS_ADMIN_TOKEN), as are the
+model server's ``/docs`` and ``/admin/*`` through it, unless ``--remote-admin``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import hmac
 import json
 import logging
 import os
+import random
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +49,15 @@ import httpx
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client import Counter as PromCounter
 
+from server.mirror import MIRRORED_PATHS, Copy, Mirroring
 from server.request_ids import HEADER, request_id
+from server.router_admin import admin, error_body
+from server.router_request import BodyRefused, BodyStream, Refused, discard, header
+from server.routing import ALWAYS_STABLE, Mirror, RoutingTable, Upstream
 
 log = logging.getLogger("server.router")
 REQUEST_ID = "mlops.request_id"  # the scope key the request's id travels under
+STATE_FILE = "upstream.json"  # its name from before canaries: an old router's file still loads
 
 HOP_BY_HOP = frozenset(
     {
@@ -59,24 +78,8 @@ Scope = dict[str, Any]
 Headers = list[tuple[bytes, bytes]]
 
 
-class Refused(Exception):
-    """A request the router answers itself, with a JSON error."""
-
-    def __init__(
-        self, status: int, kind: str, message: str, *, close: bool = False, retry: int = 0
-    ) -> None:
-        super().__init__(message)
-        self.status, self.kind, self.message, self.close, self.retry = (
-            status,
-            kind,
-            message,
-            close,
-            retry,
-        )
-
-
 class Router:
-    """A streaming ASGI reverse proxy with an atomically switchable upstream."""
+    """A streaming ASGI reverse proxy over a routing table it swaps atomically."""
 
     def __init__(
         self,
@@ -90,16 +93,20 @@ class Router:
         max_in_flight: int = 1024,
         remote_admin: bool = False,
         version: str = "",
+        mirror_timeout: float = 10.0,
+        mirror_max_in_flight: int = 16,
+        mirror_window: int = 1000,
     ) -> None:
         self.state_dir = state_dir
-        self.upstream, self.version = self._restored(upstream.rstrip("/"), version)
+        self.table = self._restored(RoutingTable(Upstream(upstream.rstrip("/"), version)))
         self.admin_token = admin_token
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
         self.max_in_flight = max_in_flight
         self.remote_admin = remote_admin
-        self.in_flight: Counter[str] = Counter()
-        self.switches = 0
+        self.in_flight: Counter[str] = Counter()  # by upstream URL: what a drain waits for
+        self.switches = 0  # changes of the stable (a switch, a promotion)
+        self.changes = 0  # changes of the table, of any kind
         # Idle upstream connections are dropped well before the model server's keep-alive
         # (75 s) would close them, so a connection is never reused just as it is closed.
         self._client = httpx.AsyncClient(
@@ -121,29 +128,75 @@ class Router:
             ["cause"],
             registry=self.registry,
         )
+        self.mirroring = Mirroring(
+            self.registry,
+            self.requests,
+            timeout=mirror_timeout,
+            max_in_flight=mirror_max_in_flight,
+            window=mirror_window,
+        )
+
+    @property
+    def upstream(self) -> str:
+        """The stable upstream's URL."""
+        return self.table.stable.url
+
+    @property
+    def version(self) -> str:
+        """The stable upstream's version label."""
+        return self.table.stable.version
 
     # ------------------------------------------------------------------ state
 
-    def _restored(self, upstream: str, version: str) -> tuple[str, str]:
-        """The upstream of the last switch (a restarted router resumes it), else the given."""
+    def _restored(self, given: RoutingTable) -> RoutingTable:
+        """The table of the last change (a restarted router resumes it), else the given."""
         if self.state_dir is None:
-            return upstream, version
+            return given
+        path = self.state_dir / STATE_FILE
         try:
-            doc = json.loads((self.state_dir / "upstream.json").read_text())
-            return str(doc["upstream"]).rstrip("/"), str(doc.get("version") or "")
-        except (OSError, ValueError, KeyError, TypeError):
-            return upstream, version
+            return RoutingTable.from_json(json.loads(path.read_text()))
+        except FileNotFoundError:
+            return given
+        except (OSError, ValueError) as exc:
+            log.error("could not read %s (%s): starting on %s", path, exc, given.stable.url)
+            return given
 
     def _save(self) -> None:
         if self.state_dir is None:
             return
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.state_dir / "upstream.json.tmp"
-            tmp.write_text(json.dumps({"upstream": self.upstream, "version": self.version}))
-            tmp.replace(self.state_dir / "upstream.json")
+            tmp = self.state_dir / (STATE_FILE + ".tmp")
+            tmp.write_text(json.dumps(self.table.to_json()))
+            tmp.replace(self.state_dir / STATE_FILE)
         except OSError as exc:  # serving goes on; a restart would come back on the old one
-            log.error("could not save the upstream in %s: %s", self.state_dir, exc)
+            log.error("could not save the routing table in %s: %s", self.state_dir, exc)
+
+    async def apply(self, table: RoutingTable, drain_timeout: float) -> tuple[RoutingTable, bool]:
+        """Serve from ``table`` from now on, then wait for the requests still on upstreams it
+        no longer serves; the table it replaced, and whether they all finished in time.
+
+        Callers build ``table`` from ``self.table`` with no await in between, and the
+        assignment comes before this coroutine's first await: no change is lost to another."""
+        previous, self.table = self.table, table
+        self.changes += 1
+        self.switches += previous.stable != table.stable
+        self._save()
+        if _mirror_url(previous) != _mirror_url(table):
+            self.mirroring.reset()
+        drained = True
+        for url in sorted(previous.serving() - table.serving()):
+            drained = await self._drain(url, drain_timeout) and drained
+        return previous, drained
+
+    async def _drain(self, upstream: str, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.in_flight[upstream] > 0:
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
 
     # ------------------------------------------------------------------ ASGI
 
@@ -155,7 +208,7 @@ class Router:
             return
         # One id for the request from here on: the client's when carriable, else ours. The
         # upstream gets it, and the router's own refusals carry it too.
-        rid = request_id(_header(scope, HEADER.encode()))
+        rid = request_id(header(scope, HEADER.encode()))
         scope = {**scope, REQUEST_ID: rid}
         try:
             await self._http(scope, receive, send)
@@ -178,7 +231,7 @@ class Router:
                 raise Refused(404, "not_found", f"{path} answers loopback clients only")
         if path.startswith("/-/router/"):
             body = await self._read_all(scope, receive, limit=64 * 1024)
-            status, payload = await self._admin(scope, body)
+            status, payload = await admin(self, scope, body)
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             kind = b"text/plain; version=0.0.4" if isinstance(payload, bytes) else None
             await _respond(send, status, [(b"content-type", kind or b"application/json")], data)
@@ -198,12 +251,12 @@ class Router:
             and k.decode("latin-1").lower() != HEADER
         ]
         headers.append((HEADER, scope[REQUEST_ID]))
-        declared = _header(scope, b"content-length")
+        declared = header(scope, b"content-length")
         if declared is not None:
             if not declared.isdigit():
                 raise Refused(400, "invalid_request", "Content-Length is not a number", close=True)
             if int(declared) > self.max_body_bytes:
-                close = await _discard(scope, receive, self.body_timeout, self.max_body_bytes)
+                close = await discard(scope, receive, self.body_timeout, self.max_body_bytes)
                 raise Refused(
                     413,
                     "payload_too_large",
@@ -213,32 +266,86 @@ class Router:
             headers.append(("content-length", declared))
         query = scope.get("query_string", b"").decode("latin-1")
         path = scope["path"] + (f"?{query}" if query else "")
-        body = _BodyStream(receive, self.max_body_bytes, self.body_timeout)
-        response = None
-        upstream = self.upstream
+        # The table is read once: the request keeps its draw (and so its version) through a
+        # retry, and a change made meanwhile applies to the requests that come after.
+        table = self.table
+        if scope["path"] == "/metrics" or scope["path"].startswith("/admin/"):
+            draw = ALWAYS_STABLE  # one scrape target and one admin target: the stable
+        else:
+            draw = table.draw(lambda name: header(scope, name.encode("latin-1")))
+        mirror = self._mirror_for(table, scope)
+        body = BodyStream(receive, self.max_body_bytes, self.body_timeout, keep=mirror is not None)
+        try:
+            role, target, response = await self._send(scope, path, headers, body, draw)
+            try:
+                answer = await self._relay(scope, response, send, role, target, mirror is not None)
+            finally:
+                self.in_flight[target.url] -= 1
+                await response.aclose()
+            if mirror is not None and body.finished:
+                # The client has its whole answer: from here the copy costs it nothing.
+                self.mirroring.send(
+                    Copy(
+                        mirror,
+                        path,
+                        [(k, v) for k, v in headers if k.lower() != "content-length"],
+                        b"".join(body.kept),
+                        response.status_code,
+                        answer,
+                        response.headers.get("content-encoding", "").lower(),
+                    )
+                )
+                mirror = None
+        finally:
+            if mirror is not None:
+                self.mirroring.release()
+
+    async def _send(
+        self,
+        scope: Scope,
+        path: str,
+        headers: list[tuple[str, str]],
+        body: BodyStream,
+        draw: float,
+    ) -> tuple[str, Upstream, httpx.Response]:
+        """The upstream's response (its headers; the body still to stream), counted in flight
+        on that upstream until the caller is done with it."""
         for attempt in (1, 2):
-            upstream = self.upstream
-            self.in_flight[upstream] += 1
+            role, target = self.table.route(draw)
+            self.in_flight[target.url] += 1
             try:
                 request = self._client.build_request(
-                    scope["method"], upstream + path, content=body.stream(), headers=headers
+                    scope["method"], target.url + path, content=body.stream(), headers=headers
                 )
-                response = await self._client.send(request, stream=True)
+                return role, target, await self._client.send(request, stream=True)
             except BaseException as exc:
-                self.in_flight[upstream] -= 1
+                self.in_flight[target.url] -= 1
                 # Nothing reached the upstream, so trying again (on the now-current one) is safe.
                 if isinstance(exc, httpx.ConnectError) and attempt == 1 and not body.started:
                     continue
-                raise self._refusal(upstream, exc) from exc
-            break
-        assert response is not None
-        try:
-            await self._relay(scope, response, send)
-        finally:
-            self.in_flight[upstream] -= 1
-            await response.aclose()
+                raise self._refusal(role, target, exc) from exc
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
-    async def _relay(self, scope: Scope, response: httpx.Response, send: Any) -> None:
+    def _mirror_for(self, table: RoutingTable, scope: Scope) -> Mirror | None:
+        """The mirror this request is copied to (a place reserved for it), or None."""
+        mirror = table.mirror
+        if mirror is None or scope["method"] != "POST" or scope["path"] not in MIRRORED_PATHS:
+            return None
+        if random.random() * 100 >= mirror.percent or not self.mirroring.reserve():
+            return None
+        return mirror
+
+    async def _relay(
+        self,
+        scope: Scope,
+        response: httpx.Response,
+        send: Any,
+        role: str,
+        target: Upstream,
+        keep: bool,
+    ) -> bytes | None:
+        """Stream the upstream's answer to the client; its body too when ``keep`` (for the
+        mirror to compare with), unless it is larger than a request may be."""
         out: Headers = [
             (k.encode("latin-1"), v.encode("latin-1"))
             for k, v in response.headers.items()
@@ -248,7 +355,7 @@ class Router:
         try:
             first = await anext(chunks, b"")
         except httpx.HTTPError as exc:
-            self._failed(self.upstream, "disconnected")
+            self._failed(role, target, "disconnected", 502)
             raise Refused(502, "upstream_disconnected", f"the upstream failed: {exc}") from exc
         extra = b""
         if scope["path"] == "/metrics" and response.status_code == 200:
@@ -257,98 +364,52 @@ class Router:
             out = [(k, v) for k, v in out if k.lower() != b"content-length"]
         await send({"type": "http.response.start", "status": response.status_code, "headers": out})
         self.requests.labels(
-            version=self.version, role="stable", status=str(response.status_code)
+            version=target.version, role=role, status=str(response.status_code)
         ).inc()
+        kept: list[bytes] | None = [first] if keep else None
+        size = len(first)
         try:
             await send({"type": "http.response.body", "body": first, "more_body": True})
             async for chunk in chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                size += len(chunk)
+                if kept is not None and size > self.max_body_bytes:
+                    kept = None
+                elif kept is not None:
+                    kept.append(chunk)
         except httpx.HTTPError:
             # Headers are out: all that is left is to end the answer short, and count it.
             self.upstream_errors.labels(cause="disconnected").inc()
+            kept = None
         await send({"type": "http.response.body", "body": extra, "more_body": False})
+        return b"".join(kept) if kept is not None else None
 
-    def _refusal(self, upstream: str, exc: BaseException) -> BaseException:
+    def _refusal(self, role: str, target: Upstream, exc: BaseException) -> BaseException:
         """What the client is told when the upstream did not answer (the exception itself when
         it is not the upstream's doing: a body refused, a cancellation)."""
-        if isinstance(exc, _BodyRefused):
+        upstream = target.url
+        if isinstance(exc, BodyRefused):
             return exc.refusal
         if isinstance(exc, httpx.ConnectError):
-            self._failed(upstream, "connect")
+            self._failed(role, target, "connect", 503)
             return Refused(503, "upstream_unreachable", f"{upstream} refused the connection")
         if isinstance(exc, httpx.TimeoutException):
-            self._failed(upstream, "timeout")
+            self._failed(role, target, "timeout", 504)
             return Refused(504, "upstream_timeout", f"{upstream} did not answer in time")
         if isinstance(exc, httpx.HTTPError):
             cause = "disconnected" if _disconnected(exc) else "error"
-            self._failed(upstream, cause)
+            self._failed(role, target, cause, 502)
             return Refused(502, f"upstream_{cause}", f"{upstream} failed: {exc.__class__.__name__}")
         return exc
 
-    def _failed(self, upstream: str, cause: str) -> None:
+    def _failed(self, role: str, target: Upstream, cause: str, status: int) -> None:
         self.upstream_errors.labels(cause=cause).inc()
-        self.requests.labels(version=self.version, role="stable", status="502").inc()
-        log.warning("upstream %s: %s", upstream, cause)
+        self.requests.labels(version=target.version, role=role, status=str(status)).inc()
+        log.warning("upstream %s (%s): %s", target.url, role, cause)
 
     async def _read_all(self, scope: Scope, receive: Any, limit: int) -> bytes:
-        chunks = [c async for c in _BodyStream(receive, limit, self.body_timeout).stream()]
+        chunks = [c async for c in BodyStream(receive, limit, self.body_timeout).stream()]
         return b"".join(chunks)
-
-    # ------------------------------------------------------------------ admin
-
-    async def _admin(self, scope: Scope, body: bytes) -> tuple[int, dict[str, Any] | bytes]:
-        path, method = scope["path"], scope["method"]
-        if path == "/-/router/health":
-            return 200, {"status": "ok", "upstream": self.upstream, "version": self.version}
-        if path == "/-/router/metrics":
-            return 200, generate_latest(self.registry)
-        if path != "/-/router/upstream":
-            return 404, _body("not_found", path)
-        if method == "GET":
-            return 200, {
-                "upstream": self.upstream,
-                "version": self.version,
-                "switches": self.switches,
-                "in_flight": dict(self.in_flight),
-            }
-        denied = self._denied(scope)
-        if denied:
-            return denied
-        try:
-            doc = json.loads(body)
-            target = str(doc["upstream"]).rstrip("/")
-            version = str(doc.get("version") or "")
-            drain_timeout = float(doc.get("drain_timeout", 30))
-        except (ValueError, KeyError, TypeError):
-            return 400, _body("invalid_payload", 'send {"upstream": "http://host:port"}')
-        previous, self.upstream, self.version = self.upstream, target, version
-        self.switches += 1
-        self._save()
-        drained = await self._drain(previous, drain_timeout)
-        log.info("upstream %s -> %s (drained: %s)", previous, target, drained)
-        return 200, {"previous": previous, "upstream": target, "drained": drained}
-
-    def _denied(self, scope: Scope) -> tuple[int, dict[str, Any]] | None:
-        if not self.admin_token:
-            return 403, _body("admin_disabled", "the router admin API is disabled (no token)")
-        header = dict(scope["headers"]).get(b"authorization", b"")
-        if not header:
-            return 401, _body("unauthorized", "missing 'Authorization: Bearer <token>'")
-        scheme, _, given = header.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(
-            given.strip(), self.admin_token.encode("utf-8")
-        ):
-            return 403, _body("forbidden", "wrong admin token")
-        return None
-
-    async def _drain(self, upstream: str, timeout: float) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.in_flight[upstream] > 0:
-            if loop.time() > deadline:
-                return False
-            await asyncio.sleep(0.01)
-        return True
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -356,97 +417,17 @@ class Router:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.mirroring.close()
                 await self._client.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
 
-# ---------------------------------------------------------------------- request bodies
-
-
-class _BodyRefused(Exception):
-    def __init__(self, refusal: Refused) -> None:
-        super().__init__(refusal.message)
-        self.refusal = refusal
-
-
-class _BodyStream:
-    """The client's body as it arrives, within a size limit and a deadline for all of it."""
-
-    def __init__(self, receive: Any, limit: int, timeout: float) -> None:
-        self.receive = receive
-        self.limit = limit
-        self.timeout = timeout
-        self.started = False
-
-    async def stream(self) -> AsyncIterator[bytes]:
-        self.started = True
-        size = 0
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        while True:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await self.receive()
-            except TimeoutError:
-                raise _BodyRefused(
-                    Refused(
-                        408,
-                        "request_timeout",
-                        f"the body did not arrive within {self.timeout:g}s",
-                        close=True,
-                    )
-                ) from None
-            if message["type"] == "http.disconnect":
-                raise _BodyRefused(Refused(499, "client_disconnected", "the client went away"))
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                raise _BodyRefused(
-                    Refused(
-                        413,
-                        "payload_too_large",
-                        f"body exceeds the limit of {self.limit} bytes",
-                        close=True,
-                    )
-                )
-            if chunk:
-                yield chunk
-            if not message.get("more_body"):
-                return
-
-
-async def _discard(scope: Scope, receive: Any, timeout: float, limit: int) -> bool:
-    """Read and drop a body the router refuses, so the client can read the refusal; True when
-    the connection must close instead (a 100-continue client, or far too much)."""
-    expect = (_header(scope, b"expect") or "").lower()
-    if "100-continue" in expect:
-        return True
-    cap = max(4 * limit, 32 * 1024 * 1024)
-    read = 0
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return True
-                read += len(message.get("body", b""))
-                if read > cap:
-                    return True
-                if not message.get("more_body"):
-                    return False
-    except TimeoutError:
-        return True
+def _mirror_url(table: RoutingTable) -> str | None:
+    return table.mirror.upstream.url if table.mirror else None
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for k, v in scope["headers"]:
-        if k.lower() == name:
-            return str(v.decode("latin-1"))
-    return None
 
 
 def _disconnected(exc: httpx.HTTPError) -> bool:
@@ -460,10 +441,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.removeprefix("::ffff:")).is_loopback
     except ValueError:
         return host == "localhost"
-
-
-def _body(kind: str, message: str) -> dict[str, Any]:
-    return {"error": {"type": kind, "message": message, "details": {}}}
 
 
 async def _error(
@@ -484,7 +461,7 @@ async def _error(
     if retry:
         headers.append((b"retry-after", str(retry).encode()))
     try:
-        await _respond(send, status, headers, json.dumps(_body(kind, message)).encode())
+        await _respond(send, status, headers, json.dumps(error_body(kind, message)).encode())
     except Exception:  # the response had begun, or the client is gone: nothing left to say
         log.debug("could not answer %s", status)
 
@@ -535,6 +512,9 @@ def main(argv: list[str] | None = None) -> None:
         max_in_flight=int(env.get("MLOPS_ROUTER_MAX_IN_FLIGHT", 1024)),
         remote_admin=args.remote_admin,
         version=args.version,
+        mirror_timeout=float(env.get("MLOPS_ROUTER_MIRROR_TIMEOUT", 10)),
+        mirror_max_in_flight=int(env.get("MLOPS_ROUTER_MIRROR_MAX_IN_FLIGHT", 16)),
+        mirror_window=int(env.get("MLOPS_ROUTER_MIRROR_WINDOW", 1000)),
     )
     uvicorn.run(
         router,
