@@ -1,0 +1,205 @@
+"""A model server's figures over an interval: from two scrapes of its /metrics (the direct
+scrape), or as the PromQL that asks Prometheus for the same figure.
+
+Counters and histogram buckets are differenced between the two scrapes; latency quantiles come
+from the bucket increases exactly as ``histogram_quantile`` computes them (the function the
+monitor's direct scrape uses, ``backends.prometheus.queries.bucket_quantile``). The quality
+gauges are not differenced: the server computes them over its latest labelled rows, so the
+figure is the later scrape's value.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, fields
+
+from backends.canary.checks import METRICS, Metric
+from backends.errors import InvalidInput
+from backends.prometheus.exposition import Exposition, SampleKey, parse_exposition
+from backends.prometheus.queries import (
+    Queries,
+    Scope,
+    bucket_quantile,
+    counter_increase,
+    duration_seconds,
+    matcher,
+)
+from backends.prometheus.sources import QUANTILES
+
+__all__ = ["Figures", "figures_between", "promql", "window"]
+
+REQUESTS = "mlops_requests_total"
+DURATION_BUCKETS = "mlops_request_duration_seconds_bucket"
+QUALITY = "mlops_model_quality"
+QUALITY_ROWS = "mlops_model_quality_rows"
+MODEL_INFO = "mlops_model_info"
+PROCESS_START = "process_start_time_seconds"
+QUALITY_METRICS = ("accuracy", "f1_macro", "mae", "rmse")
+_SERVER_ERROR = re.compile(r"5..")
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One version's figures over ``seconds``. None: no figure (no requests in the interval for
+    ratios and latencies, no labelled rows yet for quality)."""
+
+    seconds: float
+    requests: float  # requests answered in the interval
+    server_errors: float  # of which 5xx
+    restarted: bool  # the server restarted in between: its counters count from zero again
+    request_rate: float | None  # per second (0 when none came: a figure, not a missing one)
+    error_ratio: float | None
+    p50: float | None  # seconds
+    p95: float | None
+    p99: float | None
+    accuracy: float | None
+    f1_macro: float | None
+    mae: float | None
+    rmse: float | None
+    labelled_rows: float | None  # rows in the version's quality window
+    version: str  # the model version whose quality was read ("" if not known)
+
+    def value(self, metric: Metric) -> float | None:
+        """The figure a check on ``metric`` reads."""
+        figure: float | None = getattr(self, metric)
+        return figure
+
+    def values(self) -> dict[str, float | None]:
+        """Every check metric's figure, by name (what ``checks.evaluate`` takes)."""
+        return {m: self.value(m) for m in METRICS}
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON values."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _restarted(before: Exposition, after: Exposition) -> bool:
+    """Whether the process behind ``after`` is not the one behind ``before``."""
+    started = [e.samples.get((PROCESS_START, ())) for e in (before, after)]
+    if None not in started and started[0] != started[1]:
+        return True
+    # A counter that went down: one reset means they all did (one process keeps them all).
+    return any(
+        after.samples[key] < before.samples[key] for key in after.monotonic & before.samples.keys()
+    )
+
+
+def _increases(before: Exposition, after: Exposition, restarted: bool) -> dict[SampleKey, float]:
+    return {
+        key: after.samples[key]
+        if restarted
+        else counter_increase(before.samples.get(key, 0.0), after.samples[key])
+        for key in after.monotonic
+    }
+
+
+def _served_version(after: Exposition) -> str:
+    for labels, _ in after.values(MODEL_INFO):
+        return labels.get("version", "")
+    return ""
+
+
+def _gauge(after: Exposition, name: str, **wanted: str) -> float | None:
+    for labels, value in after.values(name):
+        if all(labels.get(k) == v for k, v in wanted.items()) and not math.isnan(value):
+            return value
+    return None
+
+
+def figures_between(
+    before: Exposition | str,
+    after: Exposition | str,
+    seconds: float,
+    *,
+    version: str | None = None,
+    min_requests: float = 1,
+    min_labelled_rows: float = 0,
+) -> Figures:
+    """A server's figures between two scrapes ``seconds`` apart (texts or parsed).
+
+    Error ratio and latency are None with fewer than ``min_requests`` requests in the interval
+    (a p99 of three requests decides nothing). Quality is that of ``version`` (default: the
+    version the server says it serves, in ``mlops_model_info``), and None while its window
+    holds fewer than ``min_labelled_rows``.
+    A counter lower in the later scrape (or a new process start time) means the server
+    restarted: every counter then counts from zero, so the later value is the increase.
+    """
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidInput(f"the interval between two scrapes must be positive, not {seconds}")
+    first = parse_exposition(before) if isinstance(before, str) else before
+    last = parse_exposition(after) if isinstance(after, str) else after
+    restarted = _restarted(first, last)
+    grown = _increases(first, last, restarted)
+
+    requests = errors = 0.0
+    buckets: dict[float, float] = {}
+    for (name, pairs), increase in grown.items():
+        labels = dict(pairs)
+        if name == REQUESTS:
+            requests += increase
+            if _SERVER_ERROR.fullmatch(labels.get("status", "")):
+                errors += increase
+        elif name == DURATION_BUCKETS:
+            bound = float(labels["le"])
+            buckets[bound] = buckets.get(bound, 0.0) + increase
+    enough_requests = requests > 0 and requests >= min_requests
+    ordered = sorted(buckets.items())
+    latency = {
+        name: bucket_quantile(q, ordered) if enough_requests else None
+        for name, q in QUANTILES.items()
+    }
+
+    served = _served_version(last) if version is None else version
+    rows = _gauge(last, QUALITY_ROWS, model_version=served) if served else None
+    enough = min_labelled_rows <= 0 or (rows is not None and rows >= min_labelled_rows)
+    quality = {
+        m: _gauge(last, QUALITY, model_version=served, metric=m) if served and enough else None
+        for m in QUALITY_METRICS
+    }
+    return Figures(
+        seconds=seconds,
+        requests=requests,
+        server_errors=errors,
+        restarted=restarted,
+        request_rate=requests / seconds,
+        error_ratio=errors / requests if enough_requests else None,
+        p50=latency["p50"],
+        p95=latency["p95"],
+        p99=latency["p99"],
+        accuracy=quality["accuracy"],
+        f1_macro=quality["f1_macro"],
+        mae=quality["mae"],
+        rmse=quality["rmse"],
+        labelled_rows=rows,
+        version=served,
+    )
+
+
+def window(seconds: float) -> str:
+    """A PromQL range for an interval in seconds: ``60s``, ``1500ms``."""
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidInput(f"an interval must be positive, not {seconds}")
+    if float(seconds).is_integer():
+        return f"{int(seconds)}s"
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+def promql(metric: Metric, scope: Scope, interval: str | float) -> str:
+    """The PromQL for ``metric`` over ``interval`` (``1m`` or seconds) for the series in
+    ``scope`` (e.g. the canary's deployment and version), in the monitor's own query style."""
+    span = interval if isinstance(interval, str) else window(interval)
+    duration_seconds(span)  # validates
+    queries = Queries(scope, span, per="version")
+    if metric == "request_rate":
+        return queries.request_rate()
+    if metric == "error_ratio":
+        return queries.error_ratio()
+    if metric in QUANTILES:
+        return queries.latency_quantile(QUANTILES[metric])
+    if metric not in QUALITY_METRICS:
+        raise InvalidInput(f"unknown metric {metric!r} (known: {', '.join(METRICS)})")
+    where = [matcher("metric", metric)]
+    if scope.version:  # the quality of the rows this version answered, not an earlier one's
+        where.append(matcher("model_version", scope.version))
+    return queries.per_model_version(QUALITY, where=where)
