@@ -75,3 +75,54 @@ def training_inputs(run: Any) -> list[Any]:
         for i in run.inputs.dataset_inputs
         if any(t.key == "mlflow.data.context" and t.value == "training" for t in i.tags)
     ]
+
+
+RULE_MODEL = '''
+"""A hand-written iris rule, served as an MLflow model from code: {behaviour}."""
+import time
+
+import mlflow
+import numpy as np
+from mlflow.pyfunc import PythonModel
+
+BEHAVIOUR = {behaviour!r}
+
+
+class Rule(PythonModel):
+    def predict(self, context, model_input, params=None):
+        if BEHAVIOUR == "fails" and (model_input["petal_length"] > 4.0).any():
+            raise RuntimeError("this canary fails on long petals")  # a bug: a 500
+        if BEHAVIOUR == "slow":
+            time.sleep(1.0)
+        length, width = model_input["petal_length"], model_input["petal_width"]
+        labels = np.where(length < 2.5, 0, np.where(width < 1.75, 1, 2))
+        if BEHAVIOUR == "differs":
+            labels = np.where(length < 2.5, 1, labels)  # every setosa is called versicolor
+        return labels
+
+
+mlflow.models.set_model(Rule())
+'''
+
+
+def log_rule_version(experiment_id: str, name: str, behaviour: str, tmp: Path) -> tuple[str, str]:
+    """Register a version of ``name`` that is a fixed iris rule, ``behaviour`` one of ``plain``,
+    ``fails`` (a model error on any row with petal_length > 4), ``slow`` (1 s a call) and
+    ``differs`` (setosa answered as versicolor): a canary whose faults are known. Logged as a
+    model from code, so the serving image needs nothing of the tests to load it."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    frame = iris_frame()[FEATURES]
+    source = tmp / f"rule-{behaviour}.py"
+    source.write_text(RULE_MODEL.format(behaviour=behaviour))
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(source),
+            signature=infer_signature(frame, [0] * len(frame)),
+            input_example=frame.head(3),
+            pip_requirements=pip_requirements(),
+        )
+    version = mlflow.register_model(info.model_uri, name).version
+    return str(version), run.info.run_id

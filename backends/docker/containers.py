@@ -30,6 +30,7 @@ __all__ = [
     "DEPLOYMENT",
     "ROLE",
     "active_model",
+    "canary_containers",
     "deployment_logs",
     "get_deployment",
     "list_deployments",
@@ -139,6 +140,18 @@ def model_containers(client: Any, name: str) -> list[Any]:
         )
 
 
+def canary_containers(client: Any, name: str) -> list[Any]:
+    """The canary container(s) of deployment ``name`` (one while a canary release runs)."""
+    with translate_errors():
+        return list(
+            client.containers.list(
+                all=True,
+                filters={"label": [f"{ROLE}=canary", f"{DEPLOYMENT}={name}"]},
+                ignore_removed=True,
+            )
+        )
+
+
 def router_of(client: Any, name: str) -> Any | None:
     """The router container of deployment ``name``, if there is one."""
     with translate_errors():
@@ -207,7 +220,7 @@ def previous_version(client: Any, name: str) -> int:
 def remove_deployment(client: Any, name: str) -> list[str]:
     """Stop and remove the router and every model container of ``name``."""
     router = router_of(client, name)
-    models = model_containers(client, name)
+    models = model_containers(client, name) + canary_containers(client, name)
     if router is None and not models:
         raise NotFound(f"no deployment named {name!r} (see `mlops deploy ps`)")
     removed = []

@@ -41,6 +41,7 @@ __all__ = [
     "follow_credentials",
     "free_port",
     "port_is_free",
+    "start_canary",
 ]
 
 
@@ -129,6 +130,31 @@ def deploy(
     return get_deployment(client, name), replaced
 
 
+def start_canary(
+    client: Any,
+    image: ServingImage,
+    name: str,
+    *,
+    alias: str = "",
+    env: dict[str, str] | None = None,
+    timeout: float = 120.0,
+) -> tuple[Any, int]:
+    """A canary container of ``image`` beside deployment ``name``'s serving one, ready (its
+    /ready answered) on a loopback port; nothing of the deployment is touched. One that never
+    becomes ready is removed and ContainerFailed says why (its last log lines)."""
+    port = free_port()
+    active = active_model(client, name)
+    container = _start_model(
+        client, image, name, port, _version_of(active), alias, None, None, env, role="canary"
+    )
+    try:
+        _wait_ready(container, f"http://127.0.0.1:{port}", timeout)
+    except BaseException:
+        remove_container(container)
+        raise
+    return container, port
+
+
 def _version_of(container: Any | None) -> int | None:
     if container is None:
         return None
@@ -146,7 +172,11 @@ def _start_model(
     follow_ref: str | None,
     tracking_uri: str | None,
     extra_env: dict[str, str] | None = None,
+    role: str = "model",
 ) -> Any:
+    """A model container for deployment ``name`` on loopback ``port``: the one that serves
+    (``role`` model) or a canary beside it (``role`` canary, which `model_containers` and a
+    switch leave alone)."""
     env = {"MLOPS_LOG_DIR": hardening.LOG_MOUNT, **(extra_env or {})}
     env.update(MLOPS_PORT=str(port), MLOPS_HOST="127.0.0.1", MLOPS_MODEL_ALIAS=alias)
     volumes = {hardening.log_volume(client, name): hardening.LOG_MOUNT}
@@ -171,7 +201,7 @@ def _start_model(
                     secret_files[file_name] = files[file_name]
                     env[variable] = path
     labels = {
-        ROLE: "model",
+        ROLE: role,
         DEPLOYMENT: name,
         f"{LABEL}.model": image.model,
         f"{LABEL}.version": str(image.version or ""),
@@ -186,7 +216,7 @@ def _start_model(
     container = hardening.create(
         client,
         image.ref,
-        f"mlops-{name}-v{image.version}-{suffix}",
+        f"mlops-{name}-v{image.version}-{'canary-' if role == 'canary' else ''}{suffix}",
         command=None,
         environment=env,
         labels=labels,

@@ -41,6 +41,7 @@ __all__ = [
     "default_name",
     "plan_deploy",
     "plan_take_down",
+    "refuse_during_canary",
 ]
 
 LogLine = Callable[[str], None]
@@ -77,6 +78,16 @@ def changing(h: Handles, name: str, image: str, what: str) -> Iterator[None]:
     who = f"{h.registry().user if h.has_registry else current_user()} ({what})"
     with deployment_lock(h.docker(), name, image, who):
         yield
+
+
+def refuse_during_canary(h: Handles, name: str) -> None:
+    """Conflict while deployment ``name`` has a canary beside its stable version: a switch
+    would pull the stable version out from under the release's analysis."""
+    if containers.canary_containers(h.docker(), name):
+        raise Conflict(
+            f"deployment {name!r} has a canary release running: promote or abort it first "
+            f"(mlops deploy canary {name} --promote / --abort)"
+        )
 
 
 def _identity(d: Deployment | None) -> tuple[str, int | None, str] | None:
@@ -120,6 +131,8 @@ def plan_deploy(
             )
         switch.check_can_follow(h.tracking_uri)
     current = _find(h, name)
+    if current is not None:
+        refuse_during_canary(h, name)
     moved = current is not None and (
         (port is not None and current.port is not None and current.port != port)
         or (host is not None and current.host != host)
@@ -199,7 +212,9 @@ def plan_take_down(h: Handles, name: str) -> TakeDownPlan:
     current = containers.get_deployment(h.docker(), name)
     router = containers.router_of(h.docker(), name)
     names = ([router.name] if router is not None else []) + [
-        c.name for c in containers.model_containers(h.docker(), name)
+        c.name
+        for c in containers.model_containers(h.docker(), name)
+        + containers.canary_containers(h.docker(), name)
     ]
     return TakeDownPlan(name, current, tuple(names))
 

@@ -14,7 +14,12 @@ from backends.defaults import CHAMPION, DEFAULT_PORT
 from backends.docker import containers, images, switch
 from backends.errors import GateFailed
 from backends.lifecycle.build import image_for
-from backends.lifecycle.deploy import after_switch, changing, check_unchanged
+from backends.lifecycle.deploy import (
+    after_switch,
+    changing,
+    check_unchanged,
+    refuse_during_canary,
+)
 from backends.lifecycle.handles import Handles
 from backends.records import AliasRollbackPlan, Deployment, RollbackOutcome, RollbackPlan
 
@@ -30,6 +35,7 @@ def _ignore(_: str) -> None:
 def plan_rollback(h: Handles, name: str, *, to: int | None = None) -> RollbackPlan:
     """Where rolling ``name`` back goes (``to``: that version instead of the previous one)."""
     current = containers.get_deployment(h.docker(), name)
+    refuse_during_canary(h, name)
     if current.follow_alias:
         alias = current.alias or CHAMPION
         moves = h.registry().plan_rollback(current.model, alias=alias, to=to)

@@ -56,6 +56,7 @@ PAST = {
     "manual": "moved it to",
     "deploy": "deployed",
     "approve": "approved",
+    "canary": "released as a canary",
 }
 _EVENT_KEY = re.compile(
     r"^mlops\.history\.(?P<alias>[\w\-]+|deploy/[\w\-]+)\.(?P<seq>\d+)\.(?P<token>\w+)$"

@@ -9,7 +9,7 @@ from typing import Literal
 
 from backends.records.policy import PolicyReport
 
-AliasAction = Literal["promote", "rollback", "manual", "deploy", "approve"]
+AliasAction = Literal["promote", "rollback", "manual", "deploy", "approve", "canary"]
 
 
 @dataclass(frozen=True)

@@ -247,3 +247,12 @@ def _with_url(d: Deployment) -> dict[str, object]:
     doc: dict[str, object] = to_jsonable(d)
     doc["url"] = d.url
     return doc
+
+
+def _register_canary() -> None:
+    from console.cli.canary import canary
+
+    app.command("canary")(canary)
+
+
+_register_canary()

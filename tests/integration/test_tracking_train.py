@@ -280,6 +280,9 @@ def test_an_interrupt_stops_the_whole_entry_point_and_marks_the_run_killed(
         [
             sys.executable,
             "-c",
+            # Ctrl-C as a terminal's shell gives it: an xdist worker ignores SIGINT, and an
+            # ignored signal is inherited, so the command would never see the interrupt.
+            "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
             "from console.cli.main import run; run()",
             "train",
             str(project),

@@ -1,0 +1,90 @@
+"""The router's admin API, as the console drives it (``server/router_admin.py`` answers).
+
+Every change carries the router's admin token, read from its volume. The router listens on the
+host's loopback (``network_mode=host``), so its address is ``127.0.0.1:<its port label>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from backends.docker import hardening
+from backends.docker.engine import LABEL
+from backends.errors import BackendError, Conflict
+
+__all__ = ["RouterApi"]
+
+
+class RouterApi:
+    def __init__(self, router: Any, timeout: float = 60.0) -> None:
+        self.base = f"http://127.0.0.1:{router.labels.get(f'{LABEL}.port', '8080')}"
+        self._router = router
+        self._token: str | None = None
+        self.timeout = timeout
+
+    def _headers(self) -> dict[str, str]:
+        if self._token is None:
+            self._token = hardening.read_token(self._router)
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            response = httpx.request(
+                method,
+                f"{self.base}/-/router/{path}",
+                json=body,
+                headers=self._headers(),
+                timeout=self.timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise BackendError(
+                f"the router at {self.base} did not answer {method} {path}: {exc}",
+                title="Router unreachable",
+            ) from exc
+        try:
+            doc: dict[str, Any] = response.json()
+        except ValueError:
+            doc = {}
+        if response.status_code == 409:
+            raise Conflict(_message(doc, response))
+        if response.status_code != 200:
+            raise BackendError(
+                f"the router refused {method} {path} ({response.status_code}): "
+                f"{_message(doc, response)}",
+                title="Router refused",
+            )
+        return doc
+
+    def state(self) -> dict[str, Any]:
+        return self._call("GET", "state")
+
+    def set_canary(
+        self, upstream: str, version: str, weight: float, sticky_header: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"upstream": upstream, "version": version, "weight": weight}
+        if sticky_header:
+            body["sticky_header"] = sticky_header
+        return self._call("PUT", "canary", body)
+
+    def set_weight(self, weight: float) -> dict[str, Any]:
+        return self._call("PATCH", "canary", {"weight": weight})
+
+    def remove_canary(self, drain_timeout: float = 30.0) -> dict[str, Any]:
+        return self._call("DELETE", "canary", {"drain_timeout": drain_timeout})
+
+    def set_mirror(self, upstream: str, version: str, percent: float) -> dict[str, Any]:
+        return self._call(
+            "PUT", "mirror", {"upstream": upstream, "version": version, "percent": percent}
+        )
+
+    def remove_mirror(self) -> dict[str, Any]:
+        return self._call("DELETE", "mirror")
+
+
+def _message(doc: dict[str, Any], response: httpx.Response) -> str:
+    error = doc.get("error") if isinstance(doc, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    return response.text[:300]

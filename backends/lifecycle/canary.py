@@ -1,0 +1,580 @@
+"""A canary release of a deployment: a second version beside the stable one, a share of the
+traffic moved to it step by step while its own figures pass the checks, then promoted — or
+aborted, all traffic back to the stable version, nothing else changed.
+
+The decisions are ``backends.canary``'s (pure); this module carries them out against the engine
+and the router, and keeps the release in a file (``$MLOPS_STATE_DIR/canary/NAME.json``) that a
+worker process (``python -m backends.lifecycle.canary_worker NAME``) drives: the analysis goes
+on when the console or the command that started it is closed, and any of them reattaches by
+reading the file. A person's resume, abort or promote is written into the file as a request
+the worker carries out (or, when no worker is alive, the requesting process itself).
+
+Figures come from the two model containers' own /metrics (the direct scrape), two scrapes an
+interval apart: the canary's series are its own whether or not a Prometheus is configured.
+Every start, step, failed evaluation, pause, abort and promotion is written into the
+deployment's history stream (the registry's ``deploy/NAME``) with the figures that decided it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from backends.canary import analysis
+from backends.canary.analysis import Action, Decision, Plan, State, Status
+from backends.canary.checks import evaluate
+from backends.canary.figures import figures_between
+from backends.docker import containers, switch
+from backends.docker.engine import LABEL
+from backends.docker.router_api import RouterApi
+from backends.errors import BackendError, Conflict, InvalidInput, NotFound
+from backends.lifecycle.build import image_for
+from backends.lifecycle.deploy import changing, check_name
+from backends.lifecycle.handles import Handles
+from backends.mlflow.training import state_dir
+from backends.records import Deployment, ModelVersion, version_number
+
+__all__ = [
+    "Release",
+    "abort_release",
+    "plan_release",
+    "read_release",
+    "releases",
+    "request",
+    "run_worker",
+    "start_release",
+]
+
+LogLine = Callable[[str], None]
+MIN_REQUESTS = 5  # fewer in an interval decide nothing (inconclusive): a p99 of three is noise
+COMMANDS = ("resume", "abort", "promote")
+
+
+def _ignore(_: str) -> None:
+    pass
+
+
+def releases_dir() -> Path:
+    return state_dir() / "canary"
+
+
+def release_path(name: str) -> Path:
+    return releases_dir() / f"{name}.json"
+
+
+@dataclass
+class Release:
+    """One canary release, as kept in its file."""
+
+    deployment: str
+    model: str
+    stable_version: int | None
+    canary_version: int
+    canary_container: str
+    canary_port: int
+    image: str
+    alias: str
+    follow_alias: bool
+    sticky_header: str
+    reason: str
+    state: State
+    started: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+    next_evaluation: float = 0.0  # epoch seconds; 0 while paused or finished
+    worker_pid: int = 0
+    command: str = ""  # a person's request the worker has not carried out yet
+    command_note: str = ""
+    figures: dict[str, Any] = field(default_factory=dict)  # the last evaluation's, per role
+    problem: str = ""  # why the last attempt to act failed (retried), else ""
+
+    def to_json(self) -> str:
+        doc = asdict(self)
+        doc["state"] = self.state.to_dict()
+        return json.dumps(doc, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Release:
+        try:
+            doc = json.loads(text)
+            doc["state"] = State.from_dict(doc["state"])
+            return cls(**doc)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"a canary release file that does not read: {exc!r}") from exc
+
+    @property
+    def worker_alive(self) -> bool:
+        return _alive(self.worker_pid)
+
+
+def read_release(name: str) -> Release | None:
+    """The release of deployment ``name``, if one was ever started here (finished or not)."""
+    try:
+        return Release.from_json(release_path(name).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def releases() -> list[Release]:
+    """Every release kept here, newest first."""
+    found = []
+    for path in releases_dir().glob("*.json"):
+        with contextlib.suppress(OSError, InvalidInput):
+            found.append(Release.from_json(path.read_text()))
+    return sorted(found, key=lambda r: r.started, reverse=True)
+
+
+@contextlib.contextmanager
+def _locked(name: str) -> Iterator[None]:
+    """One writer of a release file at a time (the worker, a person's request)."""
+    releases_dir().mkdir(parents=True, exist_ok=True)
+    with (releases_dir() / f"{name}.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _save(release: Release) -> None:
+    release.updated = time.time()
+    path = release_path(release.deployment)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(release.to_json())
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------- start
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    """What starting a canary would do, checked before anything starts."""
+
+    deployment: Deployment
+    version: ModelVersion
+    plan: Plan
+    sticky_header: str
+    reason: str
+
+
+def plan_release(
+    h: Handles,
+    name: str,
+    reference: str,
+    plan: Plan,
+    *,
+    sticky_header: str = "",
+    reason: str = "",
+) -> ReleasePlan:
+    """Refused before anything starts, naming the problem: no such deployment, a canary of
+    the version already served, a release already running (finished ones are history)."""
+    check_name(name)
+    deployment = containers.get_deployment(h.docker(), name)
+    version = h.registry().resolve(reference)
+    if version.name != deployment.model:
+        raise InvalidInput(
+            f"deployment {name!r} serves {deployment.model}; a canary of {version.name} "
+            "would be another model (deploy it under its own name)"
+        )
+    if version.version == deployment.version:
+        raise InvalidInput(
+            f"deployment {name!r} already serves {version.name} v{version.version}: "
+            "a canary must be another version"
+        )
+    running = read_release(name)
+    if running is not None and not running.state.finished:
+        raise Conflict(
+            f"a canary release of {name!r} (v{running.canary_version}) is {running.state.status}:"
+            f" promote or abort it first (mlops deploy canary {name} --abort)"
+        )
+    if containers.canary_containers(h.docker(), name):
+        raise Conflict(
+            f"deployment {name!r} has a canary container no release here knows of: "
+            f"`mlops deploy canary {name} --abort` removes it"
+        )
+    if sticky_header and not sticky_header.replace("-", "").isalnum():
+        raise InvalidInput(f"--sticky-header takes a header name, not {sticky_header!r}")
+    return ReleasePlan(deployment, version, plan, sticky_header, reason)
+
+
+def start_release(
+    h: Handles, planned: ReleasePlan, *, on_log: LogLine = _ignore, spawn: bool = True
+) -> Release:
+    """Build the canary's image if needed, start its container beside the stable one (a
+    container that never becomes ready is removed: nothing changed), give it the plan's first
+    weight, write the history entry and the release file, and start the worker."""
+    name = planned.deployment.name
+    image, _ = image_for(h, planned.version, on_log)
+    client = h.docker()
+    with changing(h, name, image.ref, "canary"):
+        now = containers.get_deployment(client, name)
+        if now.version != planned.deployment.version:
+            raise Conflict(
+                f"deployment {name!r} moved to v{now.version} since the plan "
+                f"(v{planned.deployment.version}): look again"
+            )
+        on_log(f"starting v{planned.version.version} as a canary, waiting for /ready")
+        container, port = switch.start_canary(client, image, name, alias=now.alias)
+        state = analysis.start(planned.plan)
+        try:
+            router = _router(h, name)
+            router.set_canary(
+                f"http://127.0.0.1:{port}",
+                str(planned.version.version),
+                state.weight,
+                planned.sticky_header or None,
+            )
+        except BaseException:
+            containers.remove_container(container)
+            raise
+    release = Release(
+        deployment=name,
+        model=planned.version.name,
+        stable_version=planned.deployment.version,
+        canary_version=planned.version.version,
+        canary_container=container.name,
+        canary_port=port,
+        image=image.ref,
+        alias=now.alias,
+        follow_alias=now.follow_alias,
+        sticky_header=planned.sticky_header,
+        reason=planned.reason,
+        state=state,
+        next_evaluation=time.time() + planned.plan.interval,
+    )
+    checks = ", ".join(c.expression for c in planned.plan.checks)
+    steps = ",".join(f"{w:g}" for w in planned.plan.steps)
+    _history(
+        h,
+        release,
+        f"canary v{release.canary_version} started at {state.weight:g} %: steps {steps}, "
+        f"every {planned.plan.interval:g} s, checks {checks}, failure limit "
+        f"{planned.plan.failure_limit}" + (f"; {planned.reason}" if planned.reason else ""),
+    )
+    with _locked(name):
+        _save(release)
+    if spawn:
+        spawn_worker(h, name)
+    return release
+
+
+def spawn_worker(h: Handles, name: str) -> int:
+    """Start the release's worker in its own session (a closed terminal must not stop it),
+    on this operation's tracking server and engine; its output goes to ``NAME.log`` beside
+    the release file."""
+    from backends.mlflow.training import absolute_tracking_uri
+
+    env = dict(os.environ, MLFLOW_TRACKING_URI=absolute_tracking_uri(h.tracking_uri))
+    if h.docker_host:
+        env["DOCKER_HOST"] = h.docker_host
+    env["MLOPS_STATE_DIR"] = str(state_dir())
+    log = (releases_dir() / f"{name}.log").open("a", encoding="utf-8")
+    with log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "backends.lifecycle.canary_worker", name],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+    with _locked(name):
+        release = read_release(name)
+        if release is not None and not _alive(release.worker_pid):
+            release.worker_pid = child.pid
+            _save(release)
+    return child.pid
+
+
+# ---------------------------------------------------------------------- the worker
+
+
+def run_worker(
+    h: Handles, name: str, *, sleep: Callable[[float], None] = time.sleep, tick: float = 0.5
+) -> Release:
+    """Drive release ``name`` until it is promoted or aborted: evaluate every interval, act
+    on each decision, carry out a person's requests. Returns the finished release."""
+    with _locked(name):
+        release = _must(name)
+        if _alive(release.worker_pid) and release.worker_pid != os.getpid():
+            raise Conflict(
+                f"the canary release of {name!r} has a worker already (pid {release.worker_pid})"
+            )
+        release.worker_pid = os.getpid()
+        _save(release)
+    before = _scrapes(h, release)
+    since = time.monotonic()
+    while True:
+        with _locked(name):
+            release = _must(name)
+            if release.state.finished:
+                return release
+            if release.command:
+                release = _carry_out(h, release)
+                _save(release)
+                before, since = _scrapes(h, release), time.monotonic()
+                continue
+            due = release.state.status == Status.RUNNING and time.time() >= release.next_evaluation
+            if due:
+                after = _scrapes(h, release)
+                release = _evaluate(h, release, before, after, time.monotonic() - since)
+                _save(release)
+        if due:
+            before, since = _scrapes(h, release), time.monotonic()
+        sleep(tick)
+
+
+def _evaluate(
+    h: Handles,
+    release: Release,
+    before: dict[str, str | None],
+    after: dict[str, str | None],
+    seconds: float,
+) -> Release:
+    figures: dict[str, dict[str, float | None]] = {}
+    for role in ("canary", "stable"):
+        first, last = before.get(role), after.get(role)
+        version = str(release.canary_version if role == "canary" else release.stable_version)
+        if first is None or last is None or seconds <= 0:
+            figures[role] = {}
+            continue
+        try:
+            measured = figures_between(
+                first, last, seconds, version=version, min_requests=MIN_REQUESTS
+            )
+        except InvalidInput:
+            figures[role] = {}
+            continue
+        figures[role] = measured.values()
+    results = evaluate(release.state.plan.checks, figures["canary"], figures["stable"])
+    state, decision = analysis.decide(release.state, results)
+    release = replace(release, figures=figures)
+    return _act(h, release, state, decision)
+
+
+def _act(h: Handles, release: Release, state: State, decision: Decision) -> Release:
+    """Carry out ``decision`` (which left ``state``); on a failure keep the old state, say
+    why, and try again at the next tick (the decision is made again then)."""
+    try:
+        if decision.action == Action.STEP_UP or decision.action == Action.RESUME:
+            _router(h, release.deployment).set_weight(state.weight)
+        elif decision.action == Action.ABORT:
+            _abort(h, release)
+        elif decision.action == Action.PROMOTE:
+            _promote(h, release, decision)
+    except BackendError as exc:
+        return replace(release, problem=f"{decision.action}: {exc.message}", next_evaluation=0.0)
+    paused = state.status != Status.RUNNING
+    release = replace(
+        release,
+        state=state,
+        problem="",
+        next_evaluation=0.0 if paused else time.time() + state.plan.interval,
+    )
+    _history(h, release, decision.line)
+    return release
+
+
+def _carry_out(h: Handles, release: Release) -> Release:
+    """A person's request, on the state as it is now (Conflict leaves it as it was)."""
+    command, note = release.command, release.command_note or f"by {_who(h)}"
+    release = replace(release, command="", command_note="")
+    steps = {"resume": analysis.resume, "abort": analysis.abort, "promote": analysis.promote}
+    try:
+        state, decision = steps[command](release.state, note)
+    except (Conflict, KeyError) as exc:
+        return replace(release, problem=f"{command} refused: {exc}")
+    return _act(h, release, state, decision)
+
+
+def request(h: Handles, name: str, command: str, note: str = "", timeout: float = 300.0) -> Release:
+    """A person's ``resume``, ``abort`` or ``promote``: handed to the worker when one runs
+    (and waited for), carried out here when none does."""
+    if command not in COMMANDS:
+        raise InvalidInput(f"a canary takes {', '.join(COMMANDS)}, not {command!r}")
+    with _locked(name):
+        release = _must(name)
+        if release.state.finished:
+            raise Conflict(
+                f"the canary release of {name!r} is {release.state.status} already; "
+                "nothing to " + command
+            )
+        release.command, release.command_note = command, note or f"by {_who(h)}"
+        worker = release.worker_alive and release.worker_pid != os.getpid()
+        if not worker:
+            release = _carry_out(h, release)
+        _save(release)
+    if not worker:
+        if command == "resume" and not release.state.finished:
+            spawn_worker(h, name)
+        return release
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = _must(name)
+        if not current.command:
+            return current
+        if not current.worker_alive:  # it died before carrying it out: do it here
+            return request(h, name, command, note, timeout)
+        time.sleep(0.2)
+    raise BackendError(
+        f"the canary worker of {name!r} (pid {release.worker_pid}) did not carry out "
+        f"{command} within {timeout:.0f} s; it stays requested",
+        title="Canary busy",
+    )
+
+
+def abort_release(h: Handles, name: str, note: str = "") -> Release | None:
+    """Abort the running release of ``name``; with none on record, remove whatever canary
+    container and router canary the deployment has (a release started elsewhere or lost)."""
+    release = read_release(name)
+    if release is not None and not release.state.finished:
+        return request(h, name, "abort", note)
+    leftovers = containers.canary_containers(h.docker(), name)
+    router = _router(h, name)
+    if router.state().get("canary") is None and not leftovers:
+        raise NotFound(f"deployment {name!r} has no canary to abort")
+    router.remove_canary()
+    for container in leftovers:
+        containers.remove_container(container)
+    return release
+
+
+# ---------------------------------------------------------------------- acting
+
+
+def _abort(h: Handles, release: Release) -> None:
+    """All traffic back to the stable version (the router drains the canary), then the
+    canary container goes. Nothing else of the deployment changes."""
+    _router(h, release.deployment).remove_canary()
+    for container in containers.canary_containers(h.docker(), release.deployment):
+        containers.remove_container(container)
+
+
+def _promote(h: Handles, release: Release, decision: Decision) -> None:
+    """The canary version becomes the stable one. A deployment that follows an alias has the
+    alias moved (through the promotion gate, the analysis in the history's reason) and its
+    server reloads it; a pinned one gets a container of the canary version switched in as
+    any deploy. Then the canary is drained and removed: 0 failed requests throughout."""
+    client = h.docker()
+    name = release.deployment
+    if release.follow_alias and release.alias:
+        h.registry().promote(
+            release.model,
+            release.canary_version,
+            alias=release.alias,
+            reason=f"canary analysis of {name}: {decision.line}",
+        )
+        _wait_serving(h, name, release.canary_version)
+    else:
+        from backends.docker import images
+
+        image = images.find_image(
+            client, h.registry().resolve(f"{release.model}/{release.canary_version}")
+        )
+        if image is None:
+            raise BackendError(f"the canary's image {release.image} is gone", title="No image")
+        router = containers.router_of(client, name)
+        port = int(router.labels.get(f"{LABEL}.port", "0")) if router is not None else 0
+        with changing(h, name, image.ref, "canary promotion"):
+            switch.deploy(client, image, name, port=port, alias=release.alias)
+    _abort(h, release)
+
+
+def _wait_serving(h: Handles, name: str, version: int, timeout: float = 180.0) -> None:
+    """Until the deployment's serving container says it serves ``version`` (a follow-alias
+    server reloads within its follow interval)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        active = containers.active_model(h.docker(), name)
+        port = active.labels.get(f"{LABEL}.port", "") if active is not None else ""
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            info = httpx.get(f"http://127.0.0.1:{port}/version", timeout=2).json()
+            if version_number(str(info.get("version"))) == version:
+                return
+        time.sleep(1.0)
+    raise BackendError(
+        f"deployment {name!r} did not reload v{version} within {timeout:.0f} s after its alias"
+        " moved",
+        title="Promotion incomplete",
+    )
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _scrapes(h: Handles, release: Release) -> dict[str, str | None]:
+    """Both model servers' /metrics now (None for one that does not answer)."""
+    active = containers.active_model(h.docker(), release.deployment)
+    stable_port = active.labels.get(f"{LABEL}.port", "") if active is not None else ""
+    ports = {"canary": str(release.canary_port), "stable": stable_port}
+    texts: dict[str, str | None] = {}
+    for role, port in ports.items():
+        texts[role] = None
+        if port:
+            with contextlib.suppress(httpx.HTTPError):
+                response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+                if response.status_code == 200:
+                    texts[role] = response.text
+    return texts
+
+
+def _router(h: Handles, name: str) -> RouterApi:
+    router = containers.router_of(h.docker(), name)
+    if router is None:
+        raise NotFound(f"deployment {name!r} has no router (see `mlops deploy ps`)")
+    return RouterApi(router)
+
+
+def _history(h: Handles, release: Release, line: str) -> None:
+    """The deployment's history entry; a registry that does not answer is said in the
+    release's problem, never a reason to stop the release."""
+    try:
+        h.registry().record_deployment(
+            release.model,
+            release.deployment,
+            "canary",
+            release.stable_version,
+            release.canary_version,
+            line,
+        )
+    except BackendError as exc:
+        release.problem = f"not in the history: {exc.message}"
+
+
+def _who(h: Handles) -> str:
+    from backends.identity import current_user
+
+    return current_user()
+
+
+def _must(name: str) -> Release:
+    release = read_release(name)
+    if release is None:
+        raise NotFound(f"no canary release of {name!r} here (start one: mlops deploy canary)")
+    return release
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not reaped) is gone
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True

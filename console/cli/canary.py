@@ -1,0 +1,251 @@
+"""`mlops deploy canary`: a metric-driven canary release of a deployment, and the person's
+part in it (watch, resume, abort, promote)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from console.cli.common import (
+    JsonOpt,
+    YesOpt,
+    backend_errors,
+    confirm,
+    fail,
+    print_json,
+    refuse_if_read_only,
+)
+from console.cli.exit_codes import ExitCode
+from console.cli.progress import Steps, build_log
+
+if TYPE_CHECKING:
+    from backends.lifecycle.canary import Release
+    from backends.lifecycle.handles import Handles
+
+
+def canary(
+    name: Annotated[str, typer.Argument(help="Deployment name")],
+    model_ref: Annotated[
+        str | None,
+        typer.Argument(help="The version to release: NAME/VERSION or NAME@ALIAS (omit to watch)"),
+    ] = None,
+    steps: Annotated[
+        str, typer.Option("--steps", help="Canary weights in percent, rising, the last 100.")
+    ] = "10,25,50,100",
+    interval: Annotated[
+        str, typer.Option("--interval", help="Time between evaluations (30s, 1m).")
+    ] = "1m",
+    check: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--check",
+            help="A check on the canary's own figures, e.g. 'error_ratio<0.01', 'p99<0.25', "
+            "'accuracy>=stable-0.02' (repeatable).",
+        ),
+    ] = None,
+    failure_limit: Annotated[
+        int, typer.Option("--failure-limit", help="Failed evaluations that abort.")
+    ] = 2,
+    sticky_header: Annotated[
+        str,
+        typer.Option(
+            "--sticky-header", help="Route by a hash of this header (default: per request)."
+        ),
+    ] = "",
+    reason: Annotated[str, typer.Option("--reason", help="Kept in the history.")] = "",
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Start it and return; the analysis goes on.")
+    ] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Watch the release until it ends.")
+    ] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Resume a paused analysis.")] = False,
+    abort: Annotated[
+        bool, typer.Option("--abort", help="All traffic back to stable; the canary goes.")
+    ] = False,
+    promote: Annotated[
+        bool, typer.Option("--promote", help="Make the canary the stable version now.")
+    ] = False,
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Release MODEL_REF as a canary of deployment NAME: its weight rises step by step while
+    every check passes on its own series; after --failure-limit failed evaluations it is
+    aborted (all traffic back to stable, 0 failed requests), and when a check cannot be
+    evaluated (no traffic, a server not answering) it pauses for a person. The analysis runs
+    in a process of its own: this command, another shell or the console reattach to it.
+
+    Without MODEL_REF: the release's state (--follow: until it ends), or a person's
+    --resume / --abort / --promote. Exit 0 when promoted, 1 when aborted.
+    """
+    from backends.lifecycle import canary as releases
+
+    commands = [c for c, on in (("resume", resume), ("abort", abort), ("promote", promote)) if on]
+    if len(commands) > 1:
+        fail("give one of --resume, --abort, --promote", ExitCode.USAGE)
+    if commands and model_ref is not None:
+        fail(f"--{commands[0]} acts on the running release: give no MODEL_REF", ExitCode.USAGE)
+    with backend_errors():
+        from backends.canary.analysis import Plan
+        from backends.lifecycle.deploy import check_name
+
+        check_name(name)
+        if model_ref is not None:
+            refuse_if_read_only("deploy canary")
+            plan = Plan.parse(steps, interval, failure_limit, check or [])
+            with _handles() as h:
+                planned = releases.plan_release(
+                    h, name, model_ref, plan, sticky_header=sticky_header, reason=reason
+                )
+                confirm(_summary(planned), yes=yes)
+                with Steps(silent=as_json) as progress:
+                    log = build_log(progress, details=False)
+                    release = releases.start_release(h, planned, on_log=log)
+            if not as_json:
+                pid = release.worker_pid or "?"
+                typer.echo(
+                    f"{name}: v{release.canary_version} takes {release.state.weight:g} % of the "
+                    f"traffic; the analysis runs in the background (pid {pid})"
+                )
+            if detach:
+                _show(release, as_json)
+                return
+            _follow(name, as_json)
+            return
+        if commands:
+            command = commands[0]
+            refuse_if_read_only(f"deploy canary --{command}")
+            current = releases.read_release(name)
+            what = f"{command} the canary release of {name}" + (
+                f" (v{current.canary_version}, {current.state.status})" if current else ""
+            )
+            confirm(what, yes=yes, question=f"{command.capitalize()} it?")
+            with _handles() as h:
+                if command == "abort":
+                    aborted = releases.abort_release(h, name, reason)
+                    if aborted is None:
+                        typer.echo(f"{name}: the canary was removed (no release on record here)")
+                        return
+                    _show(aborted, as_json)
+                    return
+                _show(releases.request(h, name, command, reason), as_json)
+            return
+    kept = releases.read_release(name)
+    if kept is None:
+        fail(
+            f"no canary release of {name!r} here (start one: mlops deploy canary {name} MODEL)",
+            ExitCode.NOT_FOUND,
+        )
+    if follow:
+        _follow(name, as_json)
+        return
+    _show(kept, as_json)
+
+
+def _handles() -> Handles:
+    from console.cli.deploy import _handles as handles
+
+    return handles()
+
+
+def _summary(planned: object) -> str:
+    from backends.lifecycle.canary import ReleasePlan
+
+    assert isinstance(planned, ReleasePlan)
+    plan = planned.plan
+    d = planned.deployment
+    lines = [
+        f"deployment {d.name}: {d.model} v{d.version} stays the stable version",
+        f"canary     {planned.version.name} v{planned.version.version}",
+        f"steps      {' → '.join(f'{w:g} %' for w in plan.steps)}, every {plan.interval:g} s",
+        f"checks     {', '.join(c.describe() for c in plan.checks)}",
+        f"aborts     after {plan.failure_limit} failed evaluation(s)",
+    ]
+    if planned.sticky_header:
+        lines.append(f"sticky     by header {planned.sticky_header}")
+    return "\n".join(lines)
+
+
+def _follow(name: str, as_json: bool) -> None:
+    """Print each decision as the worker makes it, until the release ends (Ctrl-C leaves it
+    running). Exit 0 when promoted, 1 when aborted."""
+    from backends.lifecycle.canary import read_release
+
+    seen = 0
+    try:
+        while True:
+            release = read_release(name)
+            if release is None:
+                fail(f"the canary release of {name!r} is gone", ExitCode.NOT_FOUND)
+            history = release.state.history
+            if not as_json:
+                for decision in history[seen:]:
+                    typer.echo(f"{time.strftime('%H:%M:%S')} {decision.line}")
+                if release.problem and len(history) == seen:
+                    typer.echo(f"{time.strftime('%H:%M:%S')} problem: {release.problem}", err=True)
+            seen = len(history)
+            if release.state.finished:
+                break
+            if not release.worker_alive and not release.command:
+                typer.echo(
+                    f"warning: no canary worker is running for {name}; "
+                    f"`mlops deploy canary {name} --resume` starts one",
+                    err=True,
+                )
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        typer.echo(
+            f"\nthe analysis goes on in the background; reattach: mlops deploy canary {name} "
+            "--follow",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    _show(release, as_json)
+    _exit_for(release)
+
+
+def _show(release: Release, as_json: bool) -> None:
+    state = release.state
+    if as_json:
+        doc = {
+            "deployment": release.deployment,
+            "model": release.model,
+            "stable_version": release.stable_version,
+            "canary_version": release.canary_version,
+            "status": str(state.status),
+            "weight": state.weight,
+            "step": state.step,
+            "failures": state.failures,
+            "plan": state.plan.to_dict(),
+            "next_evaluation": release.next_evaluation or None,
+            "figures": release.figures,
+            "history": [d.to_dict() for d in state.history],
+            "worker_pid": release.worker_pid if release.worker_alive else None,
+            "problem": release.problem or None,
+        }
+        print_json(doc)
+        return
+    typer.echo(
+        f"{release.deployment}: canary v{release.canary_version} beside stable "
+        f"v{release.stable_version}: {state.status}, {state.weight:g} %, step "
+        f"{state.step + 1}/{len(state.plan.steps)}, {state.failures} failed evaluation(s)"
+    )
+    if release.next_evaluation and not state.finished:
+        wait = max(0.0, release.next_evaluation - time.time())
+        typer.echo(f"next evaluation in {wait:.0f} s")
+    if state.last is not None:
+        typer.echo(f"last: {state.last.line}")
+    if release.problem:
+        typer.echo(f"problem: {release.problem}")
+    if state.status == "paused":
+        typer.echo(
+            f"waiting for a person: mlops deploy canary {release.deployment} "
+            "--resume | --abort | --promote"
+        )
+
+
+def _exit_for(release: Release) -> None:
+    if str(release.state.status) == "aborted":
+        raise typer.Exit(int(ExitCode.CHECK_FAILED))

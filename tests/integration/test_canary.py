@@ -1,0 +1,292 @@
+"""Canary releases on the real engine, under steady load through the router: a healthy canary
+is stepped up and promoted, a faulty and a slow one are aborted within interval times the
+failure limit, and the stable path fails no request throughout."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from backends.docker import containers, switch
+from backends.lifecycle import build
+from backends.lifecycle.handles import Handles
+from backends.records import ServingImage
+from tests import services
+from tests.models import log_rule_version
+from tests.server.conftest import FEATURES, iris_frame
+from tests.waiting import eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.mlflow_server]
+
+INTERVAL = 3  # seconds between evaluations: short, the load is steady and dense
+# Latency against the stable version's own, measured in the same interval: the canary is judged
+# beside its peer, not against a clock this machine may not keep (the slow one is ~100x).
+CHECKS = ["--check", "error_ratio<0.02", "--check", "p99<=stable*10"]
+
+
+@dataclass
+class Models:
+    tracking_uri: str
+    name: str
+    images: dict[str, ServingImage]  # behaviour → its version's image
+    versions: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def models(
+    mlflow_server: services.MlflowServer,
+    docker_client: Any,
+    base_image: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Models]:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    environment = pytest.MonkeyPatch()
+    environment.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    mlflow.set_tracking_uri(mlflow_server.url)
+    name = f"canary-{os.getpid()}"
+    experiment = MlflowClient(mlflow_server.url).create_experiment(name)
+    tmp = tmp_path_factory.mktemp("canary-models")
+    h = Handles(mlflow_server.url, docker=docker_client)
+    versions, images = {}, {}
+    for behaviour in ("plain", "healthy", "fails", "slow"):
+        rule = "plain" if behaviour == "healthy" else behaviour
+        version, _ = log_rule_version(experiment, name, rule, tmp)
+        versions[behaviour] = version
+        images[behaviour] = build.build(h, f"{name}/{version}", base_image=base_image).image
+    yield Models(mlflow_server.url, name, images, versions)
+    environment.undo()
+    for deployment in containers.list_deployments(docker_client):
+        if deployment.model == name:
+            containers.remove_deployment(docker_client, deployment.name)
+    for image in images.values():
+        docker_client.images.remove(image.id, force=True)
+
+
+@dataclass
+class Load:
+    """Steady clients through the router: every answer's status and the version that gave it
+    (a model error's body names no version: those are told apart by the servers' counts)."""
+
+    url: str
+    answers: list[tuple[int, str]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self, threads: int = 4) -> list[threading.Thread]:
+        rows = iris_frame()[FEATURES].values.tolist()
+
+        def client(offset: int) -> None:
+            with httpx.Client(timeout=30) as http:
+                i = offset
+                while not self.stop.is_set():
+                    row = rows[i % len(rows)]
+                    i += 7
+                    try:
+                        r = http.post(f"{self.url}/predict", json={"data": [row]})
+                        version = (
+                            r.json().get("model", {}).get("version", "") if r.is_success else ""
+                        )
+                        self.answers.append((r.status_code, str(version)))
+                    except httpx.HTTPError:
+                        self.answers.append((0, ""))
+
+        started = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(threads)]
+        for t in started:
+            t.start()
+        return started
+
+
+def mlops(
+    *args: str, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from console.cli.main import run; run()", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=services.env_with_venv_on_path(**env),
+    )
+
+
+def server_errors(docker_client: Any, name: str, version: str) -> float:
+    """5xx answers the model container of ``version`` counted itself (its own /metrics)."""
+    from backends.prometheus.exposition import parse_exposition
+
+    found = [
+        c
+        for c in containers.model_containers(docker_client, name)
+        + containers.canary_containers(docker_client, name)
+        if c.labels.get("org.mlops-console.version") == version
+    ]
+    total = 0.0
+    for c in found:
+        port = c.labels["org.mlops-console.port"]
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        for labels, value in parse_exposition(text).values("mlops_requests_total"):
+            if labels.get("status", "").startswith("5"):
+                total += value
+    return total
+
+
+def deploy_stable(models: Models, docker_client: Any, tag: str) -> tuple[str, str]:
+    name = f"{tag}{os.getpid()}"
+    port = services.free_port()
+    switch.deploy(docker_client, models.images["plain"], name, port=port, alias="champion")
+    return name, f"http://127.0.0.1:{port}"
+
+
+def env_for(models: Models, tmp_path: Path) -> dict[str, str]:
+    return {"MLFLOW_TRACKING_URI": models.tracking_uri, "MLOPS_STATE_DIR": str(tmp_path)}
+
+
+def start(
+    models: Models,
+    name: str,
+    behaviour: str,
+    env: dict[str, str],
+    *extra: str,
+    interval: float = INTERVAL,
+) -> subprocess.CompletedProcess[str]:
+    """`mlops deploy canary` in the foreground: it follows the analysis to its end."""
+    ref = f"{models.name}/{models.versions[behaviour]}"
+    return mlops(
+        "deploy", "canary", name, ref, "--steps", "20,50,100", "--interval", f"{interval:g}s",
+        *CHECKS, "--failure-limit", "2", "--yes", "--json", *extra, env=env,
+    )  # fmt: skip
+
+
+def test_a_healthy_canary_is_stepped_up_and_promoted_with_no_failed_request(
+    models: Models, docker_client: Any, tmp_path: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    name, url = deploy_stable(models, docker_client, "cy")
+    load = Load(url)
+    threads = load.run()
+    try:
+        done = start(models, name, "healthy", env_for(models, tmp_path))
+        time.sleep(1.0)  # requests sent after the promotion returned
+    finally:
+        load.stop.set()
+        for t in threads:
+            t.join()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    outcome = json.loads(done.stdout)
+    assert (outcome["status"], outcome["weight"]) == ("promoted", 100)
+    actions = [d["action"] for d in outcome["history"]]
+    assert actions == ["step_up", "promote"], actions  # 20 → 50, then promoted from 50
+    assert all("error_ratio" in d["line"] and "✓" in d["line"] for d in outcome["history"])
+    healthy = models.versions["healthy"]
+    assert {s for s, _ in load.answers} == {200}, sorted({s for s, _ in load.answers})
+    assert {v for _, v in load.answers} == {models.versions["plain"], healthy}
+    assert load.answers[-1][1] == healthy  # after the promotion only the new stable answers
+    (ps,) = [d for d in containers.list_deployments(docker_client) if d.name == name]
+    assert str(ps.version) == healthy
+    assert not containers.canary_containers(docker_client, name)
+    assert len(containers.model_containers(docker_client, name)) == 1
+    tags = MlflowClient(models.tracking_uri).get_registered_model(models.name).tags
+    stream = [json.loads(v) for k, v in tags.items() if f"deploy/{name}." in k]
+    reasons = [e["reason"] for e in stream if e["action"] == "canary"]
+    assert any(r.startswith("canary v") and "started at 20 %" in r for r in reasons)
+    assert any("promoted" in r.lower() for r in reasons), reasons
+    containers.remove_deployment(docker_client, name)
+
+
+@pytest.mark.parametrize("behaviour", ["fails", "slow"])
+def test_a_faulty_canary_is_aborted_and_the_stable_path_fails_nothing(
+    models: Models, docker_client: Any, tmp_path: Path, behaviour: str
+) -> None:
+    name, url = deploy_stable(models, docker_client, f"cx{behaviour[0]}")
+    load = Load(url)
+    # A slow canary holds each client that drew it for a second: enough clients, and an
+    # interval long enough, that it still answers the few requests an evaluation needs (else
+    # the analysis cannot judge it and rightly pauses for a person instead).
+    threads = load.run(threads=12)
+    try:
+        started = time.monotonic()
+        done = start(models, name, behaviour, env_for(models, tmp_path), interval=2 * INTERVAL)
+        took = time.monotonic() - started
+        time.sleep(1.0)
+        after_abort = len(load.answers)
+        time.sleep(1.0)
+    finally:
+        load.stop.set()
+        for t in threads:
+            t.join()
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    outcome = json.loads(done.stdout)
+    assert (outcome["status"], outcome["weight"]) == ("aborted", 0)
+    actions = [d["action"] for d in outcome["history"]]
+    assert actions == ["fail_count", "abort"], actions  # exactly the failure limit
+    # Aborted at the failure limit's evaluation: two evaluations, an interval apart (counted,
+    # not timed), after the container's start.
+    assert len(outcome["history"]) == 2 and took > 0
+    stable = models.versions["plain"]
+    assert server_errors(docker_client, name, stable) == 0  # the stable path failed nothing
+    assert all(s != 0 for s, _ in load.answers)  # no connection was refused or dropped
+    later = load.answers[after_abort:]
+    assert later and all((s, v) == (200, stable) for s, v in later)  # all back on stable
+    (ps,) = [d for d in containers.list_deployments(docker_client) if d.name == name]
+    assert str(ps.version) == stable
+    assert not containers.canary_containers(docker_client, name)
+    containers.remove_deployment(docker_client, name)
+
+
+def test_refused_before_anything_starts_and_a_pause_waits_for_a_person(
+    models: Models, docker_client: Any, tmp_path: Path
+) -> None:
+    name, _ = deploy_stable(models, docker_client, "cz")
+    env = env_for(models, tmp_path)
+    same = f"{models.name}/{models.versions['plain']}"
+    other = f"{models.name}/{models.versions['healthy']}"
+    refusals = {
+        "already serves": ["deploy", "canary", name, same, "--check", "p99<1", "--yes"],
+        "steps must rise": ["deploy", "canary", name, other, "--steps", "50,20,100",
+                            "--check", "p99<1", "--yes"],
+        "unknown metric": ["deploy", "canary", name, other, "--check", "latency<1", "--yes"],
+    }  # fmt: skip
+    for words, args in refusals.items():
+        proc = mlops(*args, env=env)
+        assert proc.returncode == 2, (words, proc.stderr)
+        assert words in proc.stderr.lower(), (words, proc.stderr)
+    assert not containers.canary_containers(docker_client, name)  # nothing was started
+
+    # No traffic: nothing to judge, so the analysis pauses for a person.
+    proc = mlops(
+        "deploy", "canary", name, other, "--steps", "20,100", "--interval", f"{INTERVAL}s",
+        "--check", "error_ratio<0.01", "--yes", "--detach", "--json", env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    paused = eventually(
+        lambda: (
+            (doc := json.loads(mlops("deploy", "canary", name, "--json", env=env).stdout))
+            and doc["status"] == "paused"
+            and doc
+        ),
+        "the analysis to pause without traffic",
+        timeout=120,
+    )
+    assert "inconclusive" in paused["history"][-1]["line"]
+    blocked = mlops("deploy", "up", other, "--name", name, "--yes", env=env)
+    assert blocked.returncode == 5 and "canary" in blocked.stderr  # no switch under a release
+    promoted = mlops("deploy", "canary", name, "--promote", "--yes", "--json", env=env)
+    assert promoted.returncode == 0, promoted.stderr
+    assert json.loads(promoted.stdout)["status"] == "promoted"
+    (ps,) = [d for d in containers.list_deployments(docker_client) if d.name == name]
+    assert str(ps.version) == models.versions["healthy"]
+    assert not containers.canary_containers(docker_client, name)
+    gone = mlops("deploy", "canary", name, "--abort", "--yes", env=env)
+    assert gone.returncode == 4 and "no canary to abort" in gone.stderr
+    containers.remove_deployment(docker_client, name)
