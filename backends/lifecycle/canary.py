@@ -435,16 +435,21 @@ def request(h: Handles, name: str, command: str, note: str = "", timeout: float 
 
 
 def abort_release(h: Handles, name: str, note: str = "") -> Release | None:
-    """Abort the running release of ``name``; with none on record, remove whatever canary
-    container and router canary the deployment has (a release started elsewhere or lost)."""
+    """Abort the running release of ``name``; with none on record, remove whatever candidate
+    the deployment has: a shadow (the router's mirror), or a canary container and router canary
+    of a release started elsewhere or lost."""
     release = read_release(name)
     if release is not None and not release.state.finished:
         return request(h, name, "abort", note)
     leftovers = containers.canary_containers(h.docker(), name)
     router = _router(h, name)
-    if router.state().get("canary") is None and not leftovers:
-        raise NotFound(f"deployment {name!r} has no canary to abort")
-    router.remove_canary()
+    routed = router.state()
+    if routed.get("canary") is None and routed.get("mirror") is None and not leftovers:
+        raise NotFound(f"deployment {name!r} has no canary or shadow to abort")
+    if routed.get("canary") is not None:
+        router.remove_canary()
+    if routed.get("mirror") is not None:  # a shadow: its copies stop first
+        router.remove_mirror()
     for container in leftovers:
         containers.remove_container(container)
     return release

@@ -54,6 +54,15 @@ def canary(
             "--sticky-header", help="Route by a hash of this header (default: per request)."
         ),
     ] = "",
+    mirror: Annotated[
+        float | None,
+        typer.Option(
+            "--mirror",
+            help="Shadow mode: a copy of PCT % of the prediction requests goes to MODEL_REF, "
+            "its answers compared and discarded (no weights, no checks).",
+            metavar="PCT",
+        ),
+    ] = None,
     reason: Annotated[str, typer.Option("--reason", help="Kept in the history.")] = "",
     detach: Annotated[
         bool, typer.Option("--detach", help="Start it and return; the analysis goes on.")
@@ -92,6 +101,12 @@ def canary(
         from backends.lifecycle.deploy import check_name
 
         check_name(name)
+        if model_ref is not None and mirror is not None:
+            refuse_if_read_only("deploy canary --mirror")
+            if check:
+                fail("--mirror runs a shadow, judged by no check: drop --check", ExitCode.USAGE)
+            _start_shadow(name, model_ref, mirror, reason, yes=yes, as_json=as_json)
+            return
         if model_ref is not None:
             refuse_if_read_only("deploy canary")
             plan = Plan.parse(steps, interval, failure_limit, check or [])
@@ -130,9 +145,24 @@ def canary(
                         return
                     _show(aborted, as_json)
                     return
+                current = releases.read_release(name)
+                if command == "promote" and (current is None or current.state.finished):
+                    from backends.lifecycle.shadow import promote_shadow
+
+                    deployment = promote_shadow(h, name, reason)
+                    typer.echo(f"{name}: the shadow's v{deployment.version} is the stable version")
+                    return
                 _show(releases.request(h, name, command, reason), as_json)
             return
     kept = releases.read_release(name)
+    if kept is None or kept.state.finished:
+        with backend_errors(), _handles() as h:
+            from backends.lifecycle.shadow import shadow_figures
+
+            shadow = shadow_figures(h, name)
+        if shadow is not None:
+            _show_shadow(shadow, as_json)
+            return
     if kept is None:
         fail(
             f"no canary release of {name!r} here (start one: mlops deploy canary {name} MODEL)",
@@ -249,3 +279,48 @@ def _show(release: Release, as_json: bool) -> None:
 def _exit_for(release: Release) -> None:
     if str(release.state.status) == "aborted":
         raise typer.Exit(int(ExitCode.CHECK_FAILED))
+
+
+def _start_shadow(
+    name: str, reference: str, percent: float, reason: str, *, yes: bool, as_json: bool
+) -> None:
+    from backends.lifecycle import shadow
+
+    with _handles() as h:
+        planned = shadow.plan_shadow(h, name, reference, percent, reason=reason)
+        d = planned.deployment
+        confirm(
+            f"deployment {d.name}: {d.model} v{d.version} keeps answering every request\n"
+            f"shadow     {planned.version.name} v{planned.version.version} gets a copy of "
+            f"{percent:g} % of the prediction requests (answers compared, then discarded)",
+            yes=yes,
+        )
+        with Steps(silent=as_json) as progress:
+            shadow.start_shadow(h, planned, on_log=build_log(progress, details=False))
+        figures = shadow.shadow_figures(h, name)
+    if figures is not None:
+        _show_shadow(figures, as_json)
+
+
+def _show_shadow(figures: object, as_json: bool) -> None:
+    from backends.lifecycle.shadow import ShadowFigures
+
+    assert isinstance(figures, ShadowFigures)
+    if as_json:
+        print_json(figures)
+        return
+    ratio = (
+        "no rows compared yet"
+        if figures.disagreement_ratio is None
+        else f"{figures.disagreement_ratio:.2%} of the last {figures.window_rows} rows differ"
+    )
+    p99 = "n/a" if figures.p99 is None else f"{figures.p99 * 1000:.0f} ms"
+    mad = figures.mean_absolute_difference
+    typer.echo(
+        f"{figures.deployment}: shadow v{figures.version} gets {figures.percent:g} % of the "
+        f"prediction requests: {ratio}; mean absolute difference "
+        f"{'n/a' if mad is None else f'{mad:.4g}'}; {figures.copies} answers, "
+        f"{figures.errors} errors, {figures.dropped} dropped; "
+        f"p99 {p99}"
+    )
+    typer.echo(f"promote it: mlops deploy canary {figures.deployment} --promote; stop it: --abort")

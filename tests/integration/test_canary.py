@@ -61,7 +61,7 @@ def models(
     tmp = tmp_path_factory.mktemp("canary-models")
     h = Handles(mlflow_server.url, docker=docker_client)
     versions, images = {}, {}
-    for behaviour in ("plain", "healthy", "fails", "slow"):
+    for behaviour in ("plain", "healthy", "fails", "slow", "differs"):
         rule = "plain" if behaviour == "healthy" else behaviour
         version, _ = log_rule_version(experiment, name, rule, tmp)
         versions[behaviour] = version
@@ -288,5 +288,46 @@ def test_refused_before_anything_starts_and_a_pause_waits_for_a_person(
     assert str(ps.version) == models.versions["healthy"]
     assert not containers.canary_containers(docker_client, name)
     gone = mlops("deploy", "canary", name, "--abort", "--yes", env=env)
-    assert gone.returncode == 4 and "no canary to abort" in gone.stderr
+    assert gone.returncode == 4 and "no canary or shadow to abort" in gone.stderr
+    containers.remove_deployment(docker_client, name)
+
+
+def test_a_shadow_reports_the_disagreement_the_two_models_are_known_to_have(
+    models: Models, docker_client: Any, tmp_path: Path
+) -> None:
+    name, url = deploy_stable(models, docker_client, "cs")
+    env = env_for(models, tmp_path)
+    shadow = f"{models.name}/{models.versions['differs']}"
+    proc = mlops("deploy", "canary", name, shadow, "--mirror", "100", "--yes", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    rows = iris_frame()[FEATURES].values.tolist()  # 150 rows, 50 of them setosa
+    plain = httpx.post(f"{url}/predict", json={"data": rows}, timeout=60).json()
+    for _ in range(3):
+        answer = httpx.post(f"{url}/predict", json={"data": rows}, timeout=60).json()
+        assert answer["predictions"] == plain["predictions"]  # clients get the stable's answers
+        assert answer["model"]["version"] == models.versions["plain"]
+
+    def compared() -> dict[str, Any] | None:
+        shown = mlops("deploy", "canary", name, "--json", env=env)
+        doc: dict[str, Any] = json.loads(shown.stdout) if shown.returncode == 0 else {}
+        return doc if doc.get("window_rows") == 600 else None
+
+    figures = eventually(compared, "the router to compare all 600 mirrored rows", timeout=120)
+    # The shadow answers every setosa row as versicolor: a third of the rows, exactly.
+    assert figures["disagreement_ratio"] == pytest.approx(50 / 150)
+    assert (figures["errors"], figures["dropped"], figures["copies"]) == (0, 0, 4)
+    stopped = mlops("deploy", "canary", name, "--abort", "--yes", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert not containers.canary_containers(docker_client, name)
+    after = httpx.post(f"{url}/predict", json={"data": rows[:3]}, timeout=30)
+    assert after.status_code == 200
+    # Again, and this time it is promoted: switched in as any deploy, the mirror gone.
+    again = mlops("deploy", "canary", name, shadow, "--mirror", "20", "--yes", env=env)
+    assert again.returncode == 0, again.stderr
+    promoted = mlops("deploy", "canary", name, "--promote", "--yes", env=env)
+    assert promoted.returncode == 0, promoted.stderr
+    answer = httpx.post(f"{url}/predict", json={"data": rows}, timeout=60).json()
+    assert answer["model"]["version"] == models.versions["differs"]
+    assert answer["predictions"][:50] == [1] * 50  # the shadow's own rule now answers
+    assert not containers.canary_containers(docker_client, name)
     containers.remove_deployment(docker_client, name)
