@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/rollback.py
 	$(BIN)/python bench/runs.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/image.py
 	@# The console's 0.5 s first paint sits 0-90 ms above a bare Textual app: it holds on a quiet
 	@# box and not on a slow one (bench/README.md), so report and go on.
 	-$(BIN)/python bench/console.py
