@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from backends.errors import BackendError, Conflict, NotFound, Unavailable
+from backends.errors import BackendError, Conflict, InvalidInput, NotFound, Unavailable
 
 LABEL = "org.mlops-console"
 
@@ -24,6 +24,14 @@ def connect(docker_host: str | None = None, timeout: float = 60) -> Any:
     from docker.errors import DockerException
 
     address = engine_address(docker_host)
+    if address.startswith("ssh://"):
+        # docker-py's ssh transport needs paramiko, which we do not ship, and every address of
+        # a deployment (readiness, switches, scrapes) still assumes the engine's host is ours.
+        raise InvalidInput(
+            f"Docker engine at {address}: ssh:// engines are not supported yet; use this host's "
+            "engine (its unix:// socket, or tcp:// on this host)",
+            title="Docker engine not supported",
+        )
     try:
         client = docker.DockerClient(base_url=address, timeout=int(timeout))
         client.ping()

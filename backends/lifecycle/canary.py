@@ -410,8 +410,16 @@ def request(h: Handles, name: str, command: str, note: str = "", timeout: float 
                 f"the canary release of {name!r} is {release.state.status} already; "
                 "nothing to " + command
             )
-        release.command, release.command_note = command, note or f"by {_who(h)}"
         worker = release.worker_alive and release.worker_pid != os.getpid()
+        orphaned = command == "resume" and release.state.status == Status.RUNNING and not worker
+    if orphaned:
+        # Its worker is gone (killed, a reboot) while it ran: a new one carries on.
+        spawn_worker(h, name)
+        return release
+    with _locked(name):
+        release = _must(name)
+        worker = release.worker_alive and release.worker_pid != os.getpid()
+        release.command, release.command_note = command, note or f"by {_who(h)}"
         if not worker:
             release = _carry_out(h, release)
         _save(release)
