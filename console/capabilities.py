@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         AliasRollbackPlan,
         ApprovePlan,
         BuildOutcome,
+        CanaryRelease,
         Deployment,
         DeployOutcome,
         DeployPlan,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 BackendName = Literal["mlflow", "docker", "metrics"]
 BACKENDS: tuple[BackendName, ...] = ("mlflow", "docker", "metrics")
 LogLine = Callable[[str], None]
+CanaryCommand = Literal["resume", "abort", "promote"]
 
 
 class Probes(Protocol):
@@ -164,6 +166,18 @@ class Deployments(Protocol):
 
     def take_down(self, plan: TakeDownPlan) -> TakeDownOutcome:
         """Take a deployment down as planned; Conflict if it changed since."""
+
+
+class Canaries(Protocol):
+    """Canary releases (the deployments and monitor screens): read from the file each
+    release's worker keeps; a person's resume, abort or promote handed to that worker."""
+
+    def canary_releases(self) -> list[CanaryRelease]:
+        """Every release on record here, finished or not, newest first."""
+
+    def decide_canary(self, name: str, command: CanaryCommand) -> CanaryRelease:
+        """A person's ``command`` on deployment ``name``'s release, carried out (by its
+        worker, or here when none runs); Conflict when the release's state refuses it."""
 
 
 class Monitoring(Protocol):

@@ -50,6 +50,27 @@ COMMANDS = (
         "deployments: roll back", "Serve the previous version again", "deploy", "rollback", True
     ),
     PaletteCommand("deployments: take down", "Remove a deployment", "deploy", "take_down", True),
+    PaletteCommand(
+        "deployments: resume canary",
+        "Resume the selected deployment's paused canary analysis",
+        "deploy",
+        "canary_resume",
+        True,
+    ),
+    PaletteCommand(
+        "deployments: abort canary",
+        "All traffic back to stable; the canary goes",
+        "deploy",
+        "canary_abort",
+        True,
+    ),
+    PaletteCommand(
+        "deployments: promote canary",
+        "Make the selected deployment's canary the stable version now",
+        "deploy",
+        "canary_promote",
+        True,
+    ),
     PaletteCommand("monitor: open", "Latency, errors and drift", "monitor"),
     PaletteCommand("monitor: filter", "Narrow the deployments watched", "monitor", "filter"),
     PaletteCommand("alerts: open", "Alert groups and silences", "alerts"),

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         AliasRollbackPlan,
         ApprovePlan,
         BuildOutcome,
+        CanaryRelease,
         Deployment,
         DeployPlan,
         DriftThresholds,
@@ -191,6 +192,25 @@ class DeploymentsLoaded(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, DeploymentsLoaded)
+
+
+@dataclass
+class CanariesLoaded(Message):
+    """The canary releases on record were read (``error``: why they could not be)."""
+
+    releases: list[CanaryRelease]
+    error: str = ""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, CanariesLoaded)
+
+
+@dataclass
+class CanaryDecided(Message):
+    """A person's resume, abort or promote of a canary release was carried out."""
+
+    release: CanaryRelease
+    command: str
 
 
 @dataclass

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from backends.records import (
         AliasRollbackPlan,
         ApprovePlan,
+        CanaryRelease,
         DeployOutcome,
         DeployPlan,
         GateResult,
@@ -180,3 +181,57 @@ def approve_summary(plan: ApprovePlan) -> str:
         "The gate runs again first; you are recorded as the approver. Nothing moves if a "
         "check fails, or if champion or challenger moves before you confirm."
     )
+
+
+CANARY_EFFECTS = {
+    "resume": "The analysis goes on at {weight}: the next evaluation comes one interval from now.",
+    "abort": (
+        "All traffic goes back to stable v{stable} (the router drains the canary), then the "
+        "canary's container is removed. Nothing else of the deployment changes."
+    ),
+    "promote": (
+        "v{canary} becomes the stable version now, without further analysis: {how} Then the "
+        "canary is drained and removed."
+    ),
+}
+
+
+def canary_summary(release: CanaryRelease, command: str) -> str:
+    """What a person's resume, abort or promote of a canary release will do."""
+    r = release
+    how = (
+        f"{r.model}@{r.alias} moves to v{r.canary_version} through the promotion gate and "
+        f"{r.deployment} reloads it."
+        if r.follow_alias and r.alias
+        else f"{r.deployment} switches to it with no failed request."
+    )
+    effect = CANARY_EFFECTS[command].format(
+        weight=f"{r.weight:g} %",
+        stable=r.stable_version if r.stable_version is not None else "?",
+        canary=r.canary_version,
+        how=how,
+    )
+    lines = [
+        f"{command.capitalize()} the canary release of {r.deployment}: {r.model} "
+        f"v{r.canary_version} at {r.weight:g} % beside stable v{r.stable_version}",
+        f"  now {r.status}, step {r.step}/{len(r.steps)}, "
+        f"{r.failures}/{r.failure_limit} failed evaluations",
+        "",
+        effect,
+        "",
+        "Written into the deployment's history as decided by the operator.",
+    ]
+    return "\n".join(lines)
+
+
+def canary_decided(release: CanaryRelease, command: str) -> str:
+    """The outcome of a person's decision, in a line."""
+    r = release
+    done = {"resume": "resumed", "abort": "aborted", "promote": "promoted"}[command]
+    where = {
+        "resume": f"at {r.weight:g} %",
+        "abort": f"all traffic on stable v{r.stable_version}",
+        "promote": f"v{r.canary_version} is the stable version",
+    }[command]
+    note = f" ({r.problem})" if r.problem else ""
+    return f"{r.deployment}: canary v{r.canary_version} {done}, {where}{note}"

@@ -59,6 +59,8 @@ from backends.records.runs import (
 )
 from backends.records.serving import (
     BuildOutcome,
+    CanaryCheck,
+    CanaryRelease,
     Deployment,
     DeployOutcome,
     DeployPlan,
@@ -80,6 +82,8 @@ __all__ = [
     "ApprovePlan",
     "ArtifactEntry",
     "BuildOutcome",
+    "CanaryCheck",
+    "CanaryRelease",
     "CheckKind",
     "DatasetRef",
     "DeployOutcome",

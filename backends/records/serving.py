@@ -154,3 +154,54 @@ class TakeDownOutcome:
     name: str
     removed: tuple[str, ...]
     warning: str = ""
+
+
+@dataclass(frozen=True)
+class CanaryCheck:
+    """One check of a canary release at its last evaluation: ``verdict`` is ``pass``,
+    ``fail`` or ``inconclusive``, empty before the first evaluation; ``figures`` is the line
+    that decided it (``p99 0.081 s < 0.25 s``), empty before the first evaluation."""
+
+    check: str  # as shown: ``p99 < 0.25 s``
+    verdict: str = ""
+    figures: str = ""
+
+    @property
+    def mark(self) -> str:
+        """✓ passed, ✗ failed, ? inconclusive, · not evaluated yet."""
+        return {"pass": "✓", "fail": "✗", "inconclusive": "?"}.get(self.verdict, "·")
+
+
+@dataclass(frozen=True)
+class CanaryRelease:
+    """A canary release of a deployment as its file holds it now (the analysis runs in a
+    worker process of its own; this is a reading of its state)."""
+
+    deployment: str
+    model: str
+    stable_version: int | None
+    canary_version: int
+    status: str  # running, paused (waiting for a person), aborted, promoted
+    weight: float  # percent of the traffic to the canary
+    step: int  # 1-based, of ``len(steps)``
+    steps: tuple[float, ...]
+    failures: int
+    failure_limit: int
+    interval: float  # seconds between evaluations
+    checks: tuple[CanaryCheck, ...]
+    next_evaluation: datetime | None  # None while paused or finished
+    updated: datetime
+    last: str = ""  # the latest decision's line
+    problem: str = ""  # why the last attempt to act failed, else ""
+    worker_running: bool = False
+    pending: str = ""  # a person's request the worker has not carried out yet
+    alias: str = ""  # the alias the deployment was deployed through
+    follow_alias: bool = False  # promotion moves the alias (the deployment follows it)
+    # The last evaluation's figures, ``{"canary": {...}, "stable": {...}}`` (metric → value;
+    # empty before the first evaluation)
+    figures: dict[str, dict[str, float | None]] | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Aborted or promoted: nothing more to decide."""
+        return self.status in ("aborted", "promoted")

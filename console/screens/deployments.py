@@ -1,4 +1,5 @@
-"""Deployments: the live map of serving containers; build, deploy, logs, roll back, take down.
+"""Deployments: the live map of serving containers; build, deploy, logs, roll back, take down;
+a running canary release's state, and resume, abort and promote it (console.screens.deploy_canary).
 
 Build, deploy, roll back and take down run the very operations of `mlops image build` and
 `mlops deploy up/rollback/down` (backends.lifecycle), in workers: each is planned, shown in a
@@ -37,7 +38,9 @@ from console.plans import (
     rolled_back,
     take_down_summary,
 )
-from console.screens.deploy_tasks import LogLine, TaskRunner
+from console.screens.deploy_canary import CanaryReleases
+from console.screens.deploy_tasks import LogLine
+from console.widgets import canary as canary_text
 from console.widgets import tables
 
 if TYPE_CHECKING:
@@ -52,7 +55,7 @@ if TYPE_CHECKING:
 COLUMNS = ("name", "model", "version", "alias", "state", "health", "port", "uptime")
 
 
-class DeploymentsScreen(TaskRunner):
+class DeploymentsScreen(CanaryReleases):
     """Refreshed every few seconds while shown (the next refresh is scheduled after the last)."""
 
     RESOURCE = "deploy"
@@ -63,6 +66,9 @@ class DeploymentsScreen(TaskRunner):
         "deploy": "deploy",
         "rollback": "roll back",
         "take_down": "take down",
+        "canary_resume": "canary resume",
+        "canary_abort": "canary abort",
+        "canary_promote": "canary promote",
     }
     BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
         Binding("b", "build", "Build", id="deploy.build", tooltip="Build a version's image"),
@@ -70,6 +76,28 @@ class DeploymentsScreen(TaskRunner):
         Binding("l", "logs", "Logs", id="deploy.logs", tooltip="Follow the deployment's logs"),
         Binding("R", "rollback", "Roll back", id="deploy.rollback", tooltip="Previous version"),
         Binding("d", "take_down", "Take down", id="deploy.down", tooltip="Remove the deployment"),
+        # Shown while the selected deployment has a canary release running (resume: paused).
+        Binding(
+            "r",
+            "canary_resume",
+            "Resume canary",
+            id="deploy.canary.resume",
+            tooltip="Resume the paused canary analysis",
+        ),
+        Binding(
+            "a",
+            "canary_abort",
+            "Abort canary",
+            id="deploy.canary.abort",
+            tooltip="All traffic back to stable; the canary goes",
+        ),
+        Binding(
+            "p",
+            "canary_promote",
+            "Promote canary",
+            id="deploy.canary.promote",
+            tooltip="The canary becomes the stable version now",
+        ),
         Binding("ctrl+r", "reload", "Reload", id="deploy.reload", tooltip="Refresh now"),
         Binding("slash", "filter", "Filter", id="deploy.filter", tooltip="Narrow the list"),
         Binding("escape", "clear_filter", "Back", id="deploy.escape", show=False),
@@ -86,12 +114,14 @@ class DeploymentsScreen(TaskRunner):
 
     def compose_body(self) -> ComposeResult:
         yield tables.Table(id="deploy-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="deploy-canary", markup=False)
         yield Static("", id="deploy-tasks", markup=False)
 
     def body_mounted(self) -> None:
         tables.fill(self.query_one("#deploy-table", DataTable), COLUMNS, [], [])
         self.set_pane_status("loading deployments…")
         self.load()
+        self.start_countdown()
 
     def load(self) -> None:
         self._load()
@@ -102,13 +132,15 @@ class DeploymentsScreen(TaskRunner):
             deployments = self.deployments_of.list_deployments()
         except Exception as exc:  # any failure is shown, never raised
             self.post_message(BackendFailed("load", exc))
-        else:
-            self.post_message(DeploymentsLoaded(deployments))
+            return
+        self._read_canaries()  # first: the table then shows which deployments have one
+        self.post_message(DeploymentsLoaded(deployments))
 
     def on_deployments_loaded(self, message: DeploymentsLoaded) -> None:
         self.loaded()
         self.deployments = message.deployments
         self._show_deployments()
+        self._show_canary()
         self.schedule_refresh(self.mlops.refresh_interval)
 
     def filter_changed(self) -> None:
@@ -123,7 +155,7 @@ class DeploymentsScreen(TaskRunner):
             (
                 d.name,
                 d.model,
-                f"v{d.version}" if d.version else "-",
+                canary_text.version_cell(d.version, self.releases.get(d.name)),
                 d.alias or "-",
                 d.state,
                 d.health,

@@ -1,5 +1,6 @@
 """Monitor: per deployment request rate, errors and p50/p95/p99 over time, drift against its
-threshold, and alerts; when drift crosses the threshold it offers retraining."""
+threshold, and alerts; when drift crosses the threshold it offers retraining. While a canary
+release runs, its stable and canary versions' figures side by side (its last evaluation's)."""
 
 from __future__ import annotations
 
@@ -14,15 +15,18 @@ from textual.widgets import DataTable, Static
 
 from backends.errors import BackendError
 from backends.mlflow.drift_reference import default_thresholds
-from backends.records import DeploymentHealth, DriftThresholds, MonitorSnapshot
+from backends.records import CanaryRelease, DeploymentHealth, DriftThresholds, MonitorSnapshot
 from console import format as fmt
+from console.capabilities import Canaries
 from console.messages import (
     BackendFailed,
+    CanariesLoaded,
     DriftThresholdsLoaded,
     MonitorHistoryLoaded,
     MonitorSampled,
 )
 from console.screens.monitor_retrain import RetrainOffers, row_key
+from console.widgets.canary import side_by_side
 from console.widgets.drift import DriftTable, DriftWatch, over_threshold, summary
 from console.widgets.plots import MonitorPlots
 from console.widgets.tables import Table
@@ -88,9 +92,16 @@ class MonitorScreen(RetrainOffers):
         self._watch = DriftWatch()
         self._history_busy = False
         self._history_again = False
+        self.releases: list[CanaryRelease] = []  # running or paused, any deployment
+
+    @property
+    def canaries(self) -> Canaries:
+        """Canary releases, for the stable-and-canary section."""
+        return self.mlops.services.canaries
 
     def compose_body(self) -> ComposeResult:
         yield Table(id="health-table", cursor_type="row")
+        yield Static("", id="canary-compare", markup=False)
         yield MonitorPlots(id="plots")
         yield Static("drift", id="drift-title", classes="section", markup=False)
         yield DriftTable(id="drift-table")
@@ -127,6 +138,27 @@ class MonitorScreen(RetrainOffers):
             self.post_message(BackendFailed("load", exc))
         else:
             self.post_message(MonitorSampled(snapshot))
+        try:
+            releases = self.canaries.canary_releases()
+        except Exception as exc:  # the figures stand without it; said in the section
+            self.post_message(CanariesLoaded([], error=str(exc) or type(exc).__name__))
+        else:
+            self.post_message(CanariesLoaded([r for r in releases if not r.finished]))
+
+    def on_canaries_loaded(self, message: CanariesLoaded) -> None:
+        if not message.error:
+            self.releases = message.releases
+        self._show_canaries(message.error)
+
+    def _show_canaries(self, error: str = "") -> None:
+        """Each shown deployment's running canary: stable and canary side by side."""
+        shown = [r for r in self.releases if self.matches(r.deployment, r.model)]
+        parts = [side_by_side(r) for r in shown]
+        if error and self.releases:
+            parts.append(f"canary releases could not be read again: {error}")
+        section = self.query_one("#canary-compare", Static)
+        section.update("\n".join(parts))
+        section.set_class(bool(parts), "shown")
 
     def on_monitor_sampled(self, message: MonitorSampled) -> None:
         self.loaded()
@@ -154,6 +186,7 @@ class MonitorScreen(RetrainOffers):
         if self.snapshot is None:
             return
         before = self.selected
+        self._show_canaries()
         self._fill_health(self.snapshot)
         self._show_status(self.snapshot)
         if self.selected != before:

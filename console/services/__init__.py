@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from console.capabilities import Alerts, Deployments, Monitoring, Probes, Registry, Runs
+    from console.capabilities import (
+        Alerts,
+        Canaries,
+        Deployments,
+        Monitoring,
+        Probes,
+        Registry,
+        Runs,
+    )
     from console.config import Settings
 
 __all__ = ["Services"]
@@ -28,11 +36,13 @@ class Services:
     deployments: Deployments
     monitoring: Monitoring
     alerts: Alerts
+    canaries: Canaries
 
     @classmethod
     def real(cls, settings: Settings) -> Services:
         """The real MLflow, Docker and metrics backends named by ``settings``."""
         from console.services.alerts import AlertingAlerts
+        from console.services.canaries import LocalCanaries
         from console.services.deployments import DockerDeployments
         from console.services.monitoring import MetricsMonitoring
         from console.services.probes import BackendProbes
@@ -48,4 +58,5 @@ class Services:
             deployments=DockerDeployments(session),
             monitoring=MetricsMonitoring(session),
             alerts=AlertingAlerts(session),
+            canaries=LocalCanaries(session),
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +18,8 @@ from backends.records import (
     AliasState,
     ApprovePlan,
     BuildOutcome,
+    CanaryCheck,
+    CanaryRelease,
     Deployment,
     DeploymentHealth,
     DeployOutcome,
@@ -155,6 +157,7 @@ class FakeBackends:
     index_cold: bool = False  # the local run index needs its first (slow) full sync
     sync_delay: float = 0.0
     rollback_image_gone: bool = False  # the older version's image was removed
+    canaries: list[CanaryRelease] = field(default_factory=list)  # canary releases on record
 
     def _maybe_down(self, backend: str, counts: dict[str, int] | None = None) -> None:
         counts = self.down if counts is None else counts
@@ -479,6 +482,43 @@ class FakeBackends:
         self.deployments = [d for d in self.deployments if d.name != plan.name]
         return TakeDownOutcome(plan.name, (f"mlops-{plan.name}",))
 
+    # canary releases
+    def canary_releases(self) -> list[CanaryRelease]:
+        self.calls.append(("canary_releases",))
+        self._maybe_fail("canary_releases")
+        return list(self.canaries)
+
+    def decide_canary(self, name: str, command: str) -> CanaryRelease:
+        """As the analysis' state machine decides: resume only a paused release, abort and
+        promote a running or paused one; the release then shows what the worker did."""
+        self.calls.append(("decide_canary", name, command))
+        self._maybe_fail("decide_canary")
+        found = next((r for r in self.canaries if r.deployment == name), None)
+        if found is None:
+            raise NotFound(f"no canary release of {name!r} here")
+        allowed = ("paused",) if command == "resume" else ("running", "paused")
+        if found.status not in allowed:
+            hint = {
+                "paused": "it is paused: resume, abort or promote it",
+                "running": "it is running, not paused",
+            }.get(found.status, f"it is already {found.status}")
+            raise Conflict(f"cannot {command} the canary: {hint}", title="Canary analysis")
+        status = {"resume": "running", "abort": "aborted", "promote": "promoted"}[command]
+        weight = {"resume": found.weight, "abort": 0.0, "promote": 100.0}[command]
+        done = replace(
+            found,
+            status=status,
+            weight=weight,
+            step=len(found.steps) if command == "promote" else found.step,
+            last=f"{command} by the operator at {found.weight:g} %",
+            next_evaluation=None
+            if status != "running"
+            else datetime.now(UTC) + timedelta(minutes=1),
+            updated=datetime.now(UTC),
+        )
+        self.canaries = [done if r is found else r for r in self.canaries]
+        return done
+
     def monitor(self) -> MonitorSnapshot:
         self.calls.append(("monitor",))
         self._maybe_down("metrics")
@@ -564,6 +604,61 @@ def deployment(name: str = "iris-prod", version: int = 2) -> Deployment:
     )
 
 
+def canary_release(
+    name: str = "iris-prod", status: str = "running", next_in: float = 42.0, **overrides: Any
+) -> CanaryRelease:
+    """v3 at 25 % beside stable v2, step 2 of 4, one failed evaluation of two; its checks
+    last passed, failed and were inconclusive; the next evaluation ``next_in`` s from now."""
+    base: dict[str, Any] = dict(
+        deployment=name,
+        model="iris",
+        stable_version=2,
+        canary_version=3,
+        status=status,
+        weight=25.0,
+        step=2,
+        steps=(10.0, 25.0, 50.0, 100.0),
+        failures=1,
+        failure_limit=2,
+        interval=60.0,
+        checks=(
+            CanaryCheck("error_ratio < 0.01", "pass", "error_ratio 0.002 < 0.01"),
+            CanaryCheck("p99 < 0.25 s", "fail", "p99 0.31 s < 0.25 s"),
+            CanaryCheck(
+                "accuracy ≥ stable - 0.02",
+                "inconclusive",
+                "accuracy n/a ≥ 0.93 (stable 0.95 - 0.02)",
+            ),
+        ),
+        next_evaluation=(
+            datetime.now(UTC) + timedelta(seconds=next_in) if status == "running" else None
+        ),
+        updated=datetime.now(UTC),
+        last="failed evaluation 1/2, staying at 25 %: p99 0.31 s < 0.25 s ✗",
+        worker_running=True,
+        figures={
+            "stable": {
+                "request_rate": 9.5,
+                "error_ratio": 0.001,
+                "p50": 0.004,
+                "p95": 0.012,
+                "p99": 0.03,
+                "accuracy": 0.95,
+            },
+            "canary": {
+                "request_rate": 3.2,
+                "error_ratio": 0.002,
+                "p50": 0.005,
+                "p95": 0.09,
+                "p99": 0.31,
+                "accuracy": None,
+            },
+        },
+    )
+    base.update(overrides)
+    return CanaryRelease(**base)
+
+
 def serving_image(version: int) -> ServingImage:
     return ServingImage(
         id=f"img{version}abc",
@@ -641,6 +736,7 @@ def services(fake: FakeBackends, alerts: FakeAlerts | None = None) -> Services:
         deployments=FakeDeployments(fake),
         monitoring=fake,
         alerts=alerts or FakeAlerts(),
+        canaries=fake,
     )
 
 
