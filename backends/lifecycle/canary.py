@@ -265,7 +265,7 @@ def start_release(
     with _locked(name):
         _save(release)
     if spawn:
-        spawn_worker(h, name)
+        release.worker_pid = spawn_worker(h, name)
     return release
 
 
