@@ -44,8 +44,10 @@ __all__ = [
     "State",
     "Status",
     "abort",
+    "abort_for",
     "decide",
     "parse_steps",
+    "pause_for",
     "promote",
     "resume",
     "start",
@@ -411,3 +413,19 @@ def promote(state: State, note: str = "") -> tuple[State, Decision]:
     line = _noted(f"promoted by the operator at {_pct(state.weight)} → 100 %", note)
     last = len(state.plan.steps) - 1
     return _record(state, Action.PROMOTE, "operator", line, step=last, status=Status.PROMOTED)
+
+
+def pause_for(state: State, reason: str) -> tuple[State, Decision]:
+    """The analysis pauses a running canary for a person, for ``reason`` (e.g. the promotion
+    gate refused the version): it keeps its weight until someone decides."""
+    _refuse_unless(state, Status.RUNNING, doing="pause")
+    line = f"paused at {_pct(state.weight)}: {reason}"
+    return _record(state, Action.PAUSE, "analysis", line, status=Status.PAUSED)
+
+
+def abort_for(state: State, reason: str) -> tuple[State, Decision]:
+    """The analysis aborts a running or paused canary for ``reason`` (e.g. its container
+    exited): all traffic back to stable."""
+    _refuse_unless(state, Status.RUNNING, Status.PAUSED, doing="abort")
+    line = f"aborted at {_pct(state.weight)} → 0 %: {reason}"
+    return _record(state, Action.ABORT, "analysis", line, status=Status.ABORTED)

@@ -38,7 +38,7 @@ from backends.canary.figures import figures_between
 from backends.docker import containers, switch
 from backends.docker.engine import LABEL
 from backends.docker.router_api import RouterApi
-from backends.errors import BackendError, Conflict, InvalidInput, NotFound
+from backends.errors import BackendError, Conflict, GateFailed, InvalidInput, NotFound
 from backends.lifecycle.build import image_for
 from backends.lifecycle.deploy import changing, check_name
 from backends.lifecycle.handles import Handles
@@ -48,6 +48,7 @@ from backends.records import Deployment, ModelVersion, version_number
 __all__ = [
     "Release",
     "abort_release",
+    "outcome_of",
     "plan_release",
     "read_release",
     "releases",
@@ -236,6 +237,10 @@ def start_release(
                 planned.sticky_header or None,
             )
         except BaseException:
+            # The router may have taken the canary before its answer was lost: take it back
+            # before the container goes, or its share of the clients would find nobody.
+            with contextlib.suppress(Exception):
+                _router(h, name).remove_canary()
             containers.remove_container(container)
             raise
     release = Release(
@@ -253,6 +258,8 @@ def start_release(
         state=state,
         next_evaluation=time.time() + planned.plan.interval,
     )
+    with _locked(name):
+        _save(release)  # first: a release on record is one a person can see and abort
     checks = ", ".join(c.expression for c in planned.plan.checks)
     steps = ",".join(f"{w:g}" for w in planned.plan.steps)
     _history(
@@ -262,8 +269,6 @@ def start_release(
         f"every {planned.plan.interval:g} s, checks {checks}, failure limit "
         f"{planned.plan.failure_limit}" + (f"; {planned.reason}" if planned.reason else ""),
     )
-    with _locked(name):
-        _save(release)
     if spawn:
         release.worker_pid = spawn_worker(h, name)
     return release
@@ -304,7 +309,11 @@ def run_worker(
     h: Handles, name: str, *, sleep: Callable[[float], None] = time.sleep, tick: float = 0.5
 ) -> Release:
     """Drive release ``name`` until it is promoted or aborted: evaluate every interval, act
-    on each decision, carry out a person's requests. Returns the finished release."""
+    on each decision, carry out a person's requests. Returns the finished release.
+
+    Nothing but the release's end stops it: a pass that fails (the engine or the registry
+    not answering, anything unexpected) is written into the release's ``problem`` and the next
+    pass tries again, so a release is never left at its weight with nobody driving it."""
     with _locked(name):
         release = _must(name)
         if _alive(release.worker_pid) and release.worker_pid != os.getpid():
@@ -316,23 +325,38 @@ def run_worker(
     before = _scrapes(h, release)
     since = time.monotonic()
     while True:
-        with _locked(name):
-            release = _must(name)
-            if release.state.finished:
-                return release
-            if release.command:
-                release = _carry_out(h, release)
-                _save(release)
-                before, since = _scrapes(h, release), time.monotonic()
-                continue
-            due = release.state.status == Status.RUNNING and time.time() >= release.next_evaluation
+        try:
+            with _locked(name):
+                release = _must(name)
+                if release.state.finished:
+                    return release
+                if release.command:
+                    release = _carry_out(h, release)
+                    _save(release)
+                    before, since = _scrapes(h, release), time.monotonic()
+                    continue
+                # Due by the window measured here, a whole interval since the last scrape:
+                # not by the clock in the file, which a restarted worker finds long past.
+                due = (
+                    release.state.status == Status.RUNNING
+                    and time.monotonic() - since >= release.state.plan.interval
+                )
+                if due:
+                    after = _scrapes(h, release)
+                    release = _evaluate(h, release, before, after, time.monotonic() - since)
+                    _save(release)
             if due:
-                after = _scrapes(h, release)
-                release = _evaluate(h, release, before, after, time.monotonic() - since)
-                _save(release)
-        if due:
-            before, since = _scrapes(h, release), time.monotonic()
+                before, since = _scrapes(h, release), time.monotonic()
+        except Exception as exc:  # the loop is the release's only driver: it goes on
+            _note_problem(name, f"{exc.__class__.__name__}: {exc}")
         sleep(tick)
+
+
+def _note_problem(name: str, problem: str) -> None:
+    with contextlib.suppress(Exception), _locked(name):
+        release = _must(name)
+        release.problem = problem
+        _save(release)
 
 
 def _evaluate(
@@ -342,6 +366,12 @@ def _evaluate(
     after: dict[str, str | None],
     seconds: float,
 ) -> Release:
+    gone = _canary_gone(h, release)
+    if gone:
+        # A canary that crashed or was removed fails every request the router still sends
+        # it, and its own figures can never say so: it is aborted, not paused.
+        state, decision = analysis.abort_for(release.state, f"the canary's container {gone}")
+        return _act(h, release, state, decision)
     figures: dict[str, dict[str, float | None]] = {}
     for role in ("canary", "stable"):
         first, last = before.get(role), after.get(role)
@@ -363,31 +393,56 @@ def _evaluate(
     return _act(h, release, state, decision)
 
 
+def _canary_gone(h: Handles, release: Release) -> str:
+    """How the canary's container is gone ("exited", "is missing"), or "" while it runs."""
+    for container in containers.canary_containers(h.docker(), release.deployment):
+        if container.name == release.canary_container:
+            return "" if container.status == "running" else f"is {container.status}"
+    return "is missing"
+
+
 def _act(h: Handles, release: Release, state: State, decision: Decision) -> Release:
-    """Carry out ``decision`` (which left ``state``); on a failure keep the old state, say
-    why, and try again at the next tick (the decision is made again then)."""
+    """Carry out ``decision`` (which left ``state``). A step that fails keeps the old state,
+    says why, and is decided again an interval later; a promotion the gate or another change
+    refuses pauses the release for a person with the reason in its history; a promotion that
+    switched the version is promoted, whatever its cleanup still has to do."""
+    interval = state.plan.interval
     try:
-        if decision.action == Action.STEP_UP or decision.action == Action.RESUME:
+        if decision.action in (Action.STEP_UP, Action.RESUME):
             _router(h, release.deployment).set_weight(state.weight)
         elif decision.action == Action.ABORT:
             _abort(h, release)
         elif decision.action == Action.PROMOTE:
-            _promote(h, release, decision)
+            cleanup = _promote(h, release, decision)
+            if cleanup:
+                release = replace(release, problem=cleanup)
+    except (GateFailed, Conflict) as exc:
+        if decision.action != Action.PROMOTE or release.state.status != Status.RUNNING:
+            return replace(release, problem=f"{decision.action}: {exc.message}")
+        paused, pause = analysis.pause_for(release.state, f"promotion refused: {exc.message}")
+        release = replace(release, state=paused, next_evaluation=0.0, problem=exc.message)
+        _history(h, release, pause.line)
+        return release
     except BackendError as exc:
-        return replace(release, problem=f"{decision.action}: {exc.message}", next_evaluation=0.0)
-    paused = state.status != Status.RUNNING
+        return replace(
+            release,
+            problem=f"{decision.action}: {exc.message}",
+            next_evaluation=time.time() + interval,
+        )
+    waiting = state.status != Status.RUNNING
     release = replace(
         release,
         state=state,
-        problem="",
-        next_evaluation=0.0 if paused else time.time() + state.plan.interval,
+        problem=release.problem if decision.action == Action.PROMOTE else "",
+        next_evaluation=0.0 if waiting else time.time() + interval,
     )
     _history(h, release, decision.line)
     return release
 
 
 def _carry_out(h: Handles, release: Release) -> Release:
-    """A person's request, on the state as it is now (Conflict leaves it as it was)."""
+    """A person's request, on the state as it is now; a refusal is said in ``problem`` with
+    the word "refused" (``request`` raises it as a Conflict)."""
     command, note = release.command, release.command_note or f"by {_who(h)}"
     release = replace(release, command="", command_note="")
     steps = {"resume": analysis.resume, "abort": analysis.abort, "promote": analysis.promote}
@@ -426,12 +481,12 @@ def request(h: Handles, name: str, command: str, note: str = "", timeout: float 
     if not worker:
         if command == "resume" and not release.state.finished:
             spawn_worker(h, name)
-        return release
+        return outcome_of(release, command)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         current = _must(name)
         if not current.command:
-            return current
+            return outcome_of(current, command)
         if not current.worker_alive:  # it died before carrying it out: do it here
             return request(h, name, command, note, timeout)
         time.sleep(0.2)
@@ -440,6 +495,23 @@ def request(h: Handles, name: str, command: str, note: str = "", timeout: float 
         f"{command} within {timeout:.0f} s; it stays requested",
         title="Canary busy",
     )
+
+
+LEAVES = {"resume": Status.RUNNING, "abort": Status.ABORTED, "promote": Status.PROMOTED}
+
+
+def outcome_of(release: Release, command: str) -> Release:
+    """The release after a person's ``command``; Conflict when it was refused (the state did
+    not allow it), BackendError when carrying it out failed (the reason in both)."""
+    if release.problem.startswith(f"{command} refused"):
+        raise Conflict(release.problem.removeprefix(f"{command} refused: "), title="Canary")
+    if release.state.status != LEAVES[command]:
+        raise BackendError(
+            f"could not {command} the canary of {release.deployment}: "
+            f"{release.problem or 'it is ' + str(release.state.status)}",
+            title="Canary",
+        )
+    return release
 
 
 def abort_release(h: Handles, name: str, note: str = "") -> Release | None:
@@ -460,7 +532,7 @@ def abort_release(h: Handles, name: str, note: str = "") -> Release | None:
         router.remove_mirror()
     for container in leftovers:
         containers.remove_container(container)
-    return release
+    return None
 
 
 # ---------------------------------------------------------------------- acting
@@ -468,19 +540,27 @@ def abort_release(h: Handles, name: str, note: str = "") -> Release | None:
 
 def _abort(h: Handles, release: Release) -> None:
     """All traffic back to the stable version (the router drains the canary), then the
-    canary container goes. Nothing else of the deployment changes."""
-    _router(h, release.deployment).remove_canary()
+    canary container goes. Nothing else of the deployment changes. A deployment taken down
+    meanwhile has no router: nothing to send back, only containers to remove."""
+    router = containers.router_of(h.docker(), release.deployment)
+    if router is not None:
+        RouterApi(router).remove_canary()
     for container in containers.canary_containers(h.docker(), release.deployment):
         containers.remove_container(container)
 
 
-def _promote(h: Handles, release: Release, decision: Decision) -> None:
+def _promote(h: Handles, release: Release, decision: Decision) -> str:
     """The canary version becomes the stable one. A deployment that follows an alias has the
     alias moved (through the promotion gate, the analysis in the history's reason) and its
     server reloads it; a pinned one gets a container of the canary version switched in as
-    any deploy. Then the canary is drained and removed: 0 failed requests throughout."""
+    any deploy (labelled with no alias: the alias still names the old version). Once that is
+    done the release is promoted whatever follows; the cleanup (the canary drained and
+    removed, Prometheus' targets) returns what it could not do, for the release's problem."""
+    from backends.lifecycle.targets import refresh_quietly
+
     client = h.docker()
     name = release.deployment
+    problems = []
     if release.follow_alias and release.alias:
         h.registry().promote(
             release.model,
@@ -488,7 +568,10 @@ def _promote(h: Handles, release: Release, decision: Decision) -> None:
             alias=release.alias,
             reason=f"canary analysis of {name}: {decision.line}",
         )
-        _wait_serving(h, name, release.canary_version)
+        try:
+            _wait_serving(h, name, release.canary_version)
+        except BackendError as exc:
+            problems.append(exc.message)
     else:
         from backends.docker import images
 
@@ -500,8 +583,17 @@ def _promote(h: Handles, release: Release, decision: Decision) -> None:
         router = containers.router_of(client, name)
         port = int(router.labels.get(f"{LABEL}.port", "0")) if router is not None else 0
         with changing(h, name, image.ref, "canary promotion"):
-            switch.deploy(client, image, name, port=port, alias=release.alias)
-    _abort(h, release)
+            switch.deploy(client, image, name, port=port, alias="")
+    try:
+        _abort(h, release)
+    except BackendError as exc:
+        problems.append(
+            f"the canary is not removed yet ({exc.message}): "
+            f"mlops deploy canary {name} --abort removes it"
+        )
+    if targets := refresh_quietly(client):
+        problems.append(targets)
+    return "; ".join(problems)
 
 
 def _wait_serving(h: Handles, name: str, version: int, timeout: float = 180.0) -> None:

@@ -172,6 +172,8 @@ def apply_deploy(
     image, built = image_for(h, plan.version, on_log)
     with changing(h, plan.name, image.ref, "deploy"):
         check_unchanged(plan.name, plan.current, _find(h, plan.name))
+        if plan.current is not None:
+            refuse_during_canary(h, plan.name)  # again: one may have started since the plan
         deployment, replaced = switch.deploy(
             h.docker(),
             image,

@@ -65,6 +65,7 @@ def apply_rollback(
     h: Handles, plan: RollbackPlan, *, reason: str = "", on_log: LogLine = _ignore
 ) -> RollbackOutcome:
     """Roll back as planned, with no failed request; Conflict if anything moved since."""
+    refuse_during_canary(h, plan.name)  # again: one may have started since the plan
     if plan.via_alias:
         check_unchanged(plan.name, plan.current, _current(h, plan.name))
         assert plan.seen is not None
@@ -83,6 +84,7 @@ def apply_rollback(
     image, _ = image_for(h, version, on_log)
     with changing(h, plan.name, image.ref, "rollback"):
         check_unchanged(plan.name, plan.current, _current(h, plan.name))
+        refuse_during_canary(h, plan.name)
         deployment, replaced = switch.deploy(
             h.docker(),
             image,

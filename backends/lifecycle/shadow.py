@@ -171,7 +171,8 @@ def shadow_figures(h: Handles, name: str) -> ShadowFigures | None:
 
 
 def stop_shadow(h: Handles, name: str) -> bool:
-    """The mirror goes, then the candidate's container; False when there was none."""
+    """The router's mirror goes (the copies stop); False when there was none. The candidate's
+    container is the caller's to remove."""
     router = containers.router_of(h.docker(), name)
     if router is None:
         raise NotFound(f"no deployment named {name!r} (see `mlops deploy ps`)")
@@ -199,8 +200,15 @@ def promote_shadow(h: Handles, name: str, reason: str = "") -> Deployment:
     router = containers.router_of(client, name)
     port = int(router.labels.get(f"{LABEL}.port", "0")) if router is not None else 0
     before = containers.get_deployment(client, name)
+    if before.follow_alias:
+        raise Conflict(
+            f"deployment {name!r} follows {before.model}@{before.alias}: promote v{version.version}"
+            f" to that alias (mlops models promote {before.model} {version.version}) and it "
+            f"reloads; then stop the shadow (mlops deploy canary {name} --abort)"
+        )
     with changing(h, name, image.ref, "shadow promotion"):
-        deployment, _ = switch.deploy(client, image, name, port=port, alias=before.alias)
+        # A pinned version, labelled with no alias: the alias still names the old one.
+        deployment, _ = switch.deploy(client, image, name, port=port, alias="")
     stop_shadow(h, name)
     for container in containers.canary_containers(client, name):
         containers.remove_container(container)

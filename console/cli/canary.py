@@ -141,7 +141,10 @@ def canary(
                 if command == "abort":
                     aborted = releases.abort_release(h, name, reason)
                     if aborted is None:
-                        typer.echo(f"{name}: the canary was removed (no release on record here)")
+                        if as_json:
+                            print_json({"deployment": name, "removed": True, "release": None})
+                        else:
+                            typer.echo(f"{name}: the candidate was removed (no release running)")
                         return
                     _show(aborted, as_json)
                     return
@@ -150,7 +153,10 @@ def canary(
                     from backends.lifecycle.shadow import promote_shadow
 
                     deployment = promote_shadow(h, name, reason)
-                    typer.echo(f"{name}: the shadow's v{deployment.version} is the stable version")
+                    if as_json:
+                        print_json({"deployment": name, "promoted": deployment.version})
+                    else:
+                        typer.echo(f"{name}: the shadow's v{deployment.version} is stable now")
                     return
                 _show(releases.request(h, name, command, reason), as_json)
             return

@@ -14,8 +14,6 @@ if TYPE_CHECKING:
     from backends.records import CanaryRelease
 
 NOTE = "from the console"  # what the history says about a decision made here
-# The status each command leaves behind: anything else means it did not take effect.
-LEAVES = {"resume": "running", "abort": "aborted", "promote": "promoted"}
 
 
 class LocalCanaries:
@@ -30,7 +28,9 @@ class LocalCanaries:
         return [release_record(r) for r in canary.releases()]
 
     def decide_canary(self, name: str, command: CanaryCommand) -> CanaryRelease:
-        from backends.errors import BackendError, Conflict, NotFound
+        """Carried out by the release's worker (or here): a refusal raises Conflict and a
+        failure BackendError, both with the reason (``canary.request``)."""
+        from backends.errors import NotFound
         from backends.lifecycle import canary
 
         with self.session.for_change() as h:
@@ -40,16 +40,6 @@ class LocalCanaries:
                 done = canary.request(h, name, command, NOTE)
         if done is None:  # a canary no release here knew of was removed
             raise NotFound(f"deployment {name!r} has no canary release on record here")
-        # A refused or failed request leaves the release as it was, with the reason in its
-        # problem (the worker carries it out and cannot raise to us).
-        refused = f"{command} refused: "
-        if done.problem.startswith(refused):
-            raise Conflict(done.problem.removeprefix(refused), title="Canary analysis")
-        if str(done.state.status) != LEAVES[command]:
-            raise BackendError(
-                done.problem or f"the canary of {name!r} is {done.state.status}",
-                title=f"Canary {command} failed",
-            )
         return release_record(done)
 
 

@@ -91,15 +91,11 @@ class Session:
         yield "handles"
 
 
-def test_a_refusal_the_worker_kept_is_raised_as_a_conflict(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_refusal_the_worker_kept_is_raised_as_a_conflict() -> None:
     refused = release(problem="resume refused: cannot resume the canary: it is running, not paused")
-    monkeypatch.setattr(canary, "request", lambda h, name, command, note: refused)
     with pytest.raises(Conflict) as caught:
-        LocalCanaries(Session()).decide_canary("iris-prod", "resume")  # type: ignore[arg-type]
+        canary.outcome_of(refused, "resume")
     assert caught.value.message == "cannot resume the canary: it is running, not paused"
-    assert caught.value.title == "Canary analysis"
 
 
 def test_a_failure_to_act_is_raised_and_a_success_returned(
@@ -107,9 +103,8 @@ def test_a_failure_to_act_is_raised_and_a_success_returned(
 ) -> None:
     kept = release()
     failed = replace(kept, problem="promote: the canary's image mlops/iris:v3 is gone")
-    monkeypatch.setattr(canary, "request", lambda h, name, command, note: failed)
     with pytest.raises(BackendError, match="image mlops/iris:v3 is gone"):
-        LocalCanaries(Session()).decide_canary("iris-prod", "promote")  # type: ignore[arg-type]
+        canary.outcome_of(failed, "promote")
     aborted_state, _ = analysis.abort(kept.state)
     aborted = replace(kept, state=aborted_state)
     seen: list[tuple[object, ...]] = []
