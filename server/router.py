@@ -21,6 +21,13 @@ so a restarted router comes back on it.
 - Mirror: ``PUT /-/router/mirror`` copies ``percent`` percent of ``POST /predict`` and
   ``/invocations`` to a mirror in the background and compares its predictions with the
   client's (``server.mirror``); clients only ever get the stable's or canary's answer.
+- Labels: a model server judges a label only for the requests it answered, so the router
+  remembers the ``X-Request-Id`` of the latest canary answers (``MLOPS_ROUTER_CANARY_IDS``,
+  200,000; least recent forgotten first) and sends each label of ``POST /feedback`` to the
+  upstream that answered it, an id it does not know to the stable (``server.router_feedback``):
+  a list spanning both is split, and the two reports merged in the client's order. A removed or
+  replaced canary's ids go to the stable (which says not found); a promoted one's to it, the
+  stable now. Without a canary, labels go to the stable like any request.
 - ``GET /-/router/state``: the table, the requests in flight per upstream.
 
 What a client sees, whatever happens behind: a request that never reached the upstream (its
@@ -52,12 +59,14 @@ from prometheus_client import Counter as PromCounter
 from server.mirror import MIRRORED_PATHS, Copy, Mirroring
 from server.request_ids import HEADER, request_id
 from server.router_admin import admin, error_body
+from server.router_feedback import AnsweredBy, Failure, Part, merged, part_answer, split
 from server.router_request import BodyRefused, BodyStream, Refused, discard, header
-from server.routing import ALWAYS_STABLE, Mirror, RoutingTable, Upstream
+from server.routing import ALWAYS_STABLE, CANARY, Mirror, RoutingTable, Upstream
 
 log = logging.getLogger("server.router")
 REQUEST_ID = "mlops.request_id"  # the scope key the request's id travels under
 STATE_FILE = "upstream.json"  # its name from before canaries: an old router's file still loads
+FEEDBACK = "/feedback"
 
 HOP_BY_HOP = frozenset(
     {
@@ -96,6 +105,7 @@ class Router:
         mirror_timeout: float = 10.0,
         mirror_max_in_flight: int = 16,
         mirror_window: int = 1000,
+        canary_ids: int = 200_000,
     ) -> None:
         self.state_dir = state_dir
         self.table = self._restored(RoutingTable(Upstream(upstream.rstrip("/"), version)))
@@ -107,6 +117,8 @@ class Router:
         self.in_flight: Counter[str] = Counter()  # by upstream URL: what a drain waits for
         self.switches = 0  # changes of the stable (a switch, a promotion)
         self.changes = 0  # changes of the table, of any kind
+        # Which upstream answered the latest canary predictions: where their labels go.
+        self.answered = AnsweredBy(canary_ids)
         # Idle upstream connections are dropped well before the model server's keep-alive
         # (75 s) would close them, so a connection is never reused just as it is closed.
         self._client = httpx.AsyncClient(
@@ -269,6 +281,9 @@ class Router:
         # The table is read once: the request keeps its draw (and so its version) through a
         # retry, and a change made meanwhile applies to the requests that come after.
         table = self.table
+        if scope["path"] == FEEDBACK and table.canary is not None and _labels(scope, self):
+            await self._feedback(scope, receive, send, path, headers)
+            return
         if scope["path"] == "/metrics" or scope["path"].startswith("/admin/"):
             draw = ALWAYS_STABLE  # one scrape target and one admin target: the stable
         else:
@@ -277,6 +292,8 @@ class Router:
         body = BodyStream(receive, self.max_body_bytes, self.body_timeout, keep=mirror is not None)
         try:
             role, target, response = await self._send(scope, path, headers, body, draw)
+            if role == CANARY and response.status_code == 200 and scope["path"] in MIRRORED_PATHS:
+                self.answered.remember(scope[REQUEST_ID], target.url)
             try:
                 answer = await self._relay(scope, response, send, role, target, mirror is not None)
             finally:
@@ -305,26 +322,89 @@ class Router:
         scope: Scope,
         path: str,
         headers: list[tuple[str, str]],
-        body: BodyStream,
+        body: BodyStream | bytes,
         draw: float,
+        to: str | None = None,
     ) -> tuple[str, Upstream, httpx.Response]:
         """The upstream's response (its headers; the body still to stream), counted in flight
-        on that upstream until the caller is done with it."""
+        on that upstream until the caller is done with it. The upstream is the one ``draw``
+        falls on, or with ``to`` the one serving at that URL (else the stable)."""
         for attempt in (1, 2):
-            role, target = self.table.route(draw)
+            role, target = self.table.route(draw) if to is None else self.table.at(to)
             self.in_flight[target.url] += 1
             try:
+                content = body if isinstance(body, bytes) else body.stream()
                 request = self._client.build_request(
-                    scope["method"], target.url + path, content=body.stream(), headers=headers
+                    scope["method"], target.url + path, content=content, headers=headers
                 )
                 return role, target, await self._client.send(request, stream=True)
             except BaseException as exc:
                 self.in_flight[target.url] -= 1
-                # Nothing reached the upstream, so trying again (on the now-current one) is safe.
-                if isinstance(exc, httpx.ConnectError) and attempt == 1 and not body.started:
+                # Nothing reached the upstream (or the body is all here to send again), so
+                # trying again (on the now-current one) is safe.
+                resendable = isinstance(body, bytes) or not body.started
+                if isinstance(exc, httpx.ConnectError) and attempt == 1 and resendable:
                     continue
                 raise self._refusal(role, target, exc) from exc
         raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def _feedback(
+        self, scope: Scope, receive: Any, send: Any, path: str, headers: list[tuple[str, str]]
+    ) -> None:
+        """Labels, each to the upstream that answered its prediction (``server.router_feedback``):
+        to one upstream as they came, or split, sent to both, and their reports merged."""
+        try:
+            body = await self._read_all(scope, receive, limit=self.max_body_bytes)
+        except BodyRefused as exc:
+            raise exc.refusal from None
+        items, parts = split(body, self.table, self.answered)
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        if len(parts) == 1:
+            role, target, response = await self._send(
+                scope, path, headers, body, ALWAYS_STABLE, to=parts[0].url
+            )
+            try:
+                await self._relay(scope, response, send, role, target, False)
+            finally:
+                self.in_flight[target.url] -= 1
+                await response.aclose()
+            return
+        answers = await asyncio.gather(*(self._part(scope, path, headers, p) for p in parts))
+        status, doc = merged(items, parts, list(answers))
+        data = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        await _respond(send, status, [(b"content-type", b"application/json")], data.encode())
+
+    async def _part(
+        self, scope: Scope, path: str, headers: list[tuple[str, str]], part: Part
+    ) -> list[dict[str, Any]] | Failure:
+        """One part's per-item results from its upstream, or why it has none."""
+        try:
+            role, target, response = await self._send(
+                scope, path, headers, part.body, ALWAYS_STABLE, to=part.url
+            )
+        except Refused as exc:  # counted by _send; the message names the upstream
+            return Failure(exc.status, exc.kind, exc.message)
+        who = f"the {role} ({target.url})"
+        try:
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > 4 * self.max_body_bytes:  # a report is about its labels' size
+                    self._failed(role, target, "error", 502)
+                    return Failure(502, "upstream_error", f"{who} answered too much")
+                chunks.append(chunk)
+        except httpx.TimeoutException:
+            self._failed(role, target, "timeout", 504)
+            return Failure(504, "upstream_timeout", f"{who} did not answer in time")
+        except httpx.HTTPError as exc:
+            self._failed(role, target, "disconnected", 502)
+            return Failure(502, "upstream_disconnected", f"{who} failed: {exc.__class__.__name__}")
+        finally:
+            self.in_flight[target.url] -= 1
+            await response.aclose()
+        status = response.status_code
+        self.requests.labels(version=target.version, role=role, status=str(status)).inc()
+        return part_answer(status, b"".join(chunks), len(part.positions), who)
 
     def _mirror_for(self, table: RoutingTable, scope: Scope) -> Mirror | None:
         """The mirror this request is copied to (a place reserved for it), or None."""
@@ -434,6 +514,15 @@ def _disconnected(exc: httpx.HTTPError) -> bool:
     return isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError)
 
 
+def _labels(scope: Scope, router: Router) -> bool:
+    """Whether a request to /feedback is labels to route by who answered: POSTed as JSON (all
+    the model server takes) while the router remembers canary answers; else it goes as any."""
+    if scope["method"] != "POST" or not router.answered:
+        return False
+    mime = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
+    return mime == "application/json"
+
+
 def _is_loopback(host: str) -> bool:
     import ipaddress
 
@@ -515,6 +604,7 @@ def main(argv: list[str] | None = None) -> None:
         mirror_timeout=float(env.get("MLOPS_ROUTER_MIRROR_TIMEOUT", 10)),
         mirror_max_in_flight=int(env.get("MLOPS_ROUTER_MIRROR_MAX_IN_FLIGHT", 16)),
         mirror_window=int(env.get("MLOPS_ROUTER_MIRROR_WINDOW", 1000)),
+        canary_ids=int(env.get("MLOPS_ROUTER_CANARY_IDS", 200_000)),
     )
     uvicorn.run(
         router,

@@ -87,6 +87,13 @@ class RoutingTable:
             return CANARY, self.canary.upstream
         return STABLE, self.stable
 
+    def at(self, url: str | None) -> tuple[str, Upstream]:
+        """The role and upstream serving at ``url``: the canary's when it is there, else the
+        stable (the stable's own URL, or one that serves no more: a canary removed since)."""
+        if self.canary is not None and self.canary.upstream.url == url:
+            return CANARY, self.canary.upstream
+        return STABLE, self.stable
+
     def draw(self, header: Any) -> float:
         """Where in [0, 100) a request falls: from its sticky header's value when the canary
         names one and the request carries it (so a user stays on one version, and stays on the
