@@ -84,8 +84,11 @@ class Load:
     answers: list[tuple[int, str]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
-    def run(self, threads: int = 4) -> list[threading.Thread]:
-        rows = iris_frame()[FEATURES].values.tolist()
+    def run(self, threads: int = 4, *, labels: bool = False) -> list[threading.Thread]:
+        """``labels``: each answer's truth is sent back through the router (`POST /feedback`
+        with the answer's request id), as a labelling service would."""
+        frame = iris_frame()
+        rows, truths = frame[FEATURES].values.tolist(), frame["target"].tolist()
 
         def client(offset: int) -> None:
             with httpx.Client(timeout=30) as http:
@@ -95,10 +98,13 @@ class Load:
                     i += 7
                     try:
                         r = http.post(f"{self.url}/predict", json={"data": [row]})
-                        version = (
-                            r.json().get("model", {}).get("version", "") if r.is_success else ""
-                        )
+                        answer = r.json() if r.is_success else {}
+                        version = answer.get("model", {}).get("version", "")
                         self.answers.append((r.status_code, str(version)))
+                        if labels and answer:
+                            truth = truths[(i - 7) % len(rows)]
+                            label = {"request_id": answer["request_id"], "truth": truth}
+                            http.post(f"{self.url}/feedback", json=label)
                     except httpx.HTTPError:
                         self.answers.append((0, ""))
 
@@ -349,3 +355,35 @@ def router_errors(docker_client: Any, name: str) -> float:
     port = router.labels["org.mlops-console.port"]
     text = httpx.get(f"http://127.0.0.1:{port}/-/router/metrics", timeout=10).text
     return sum(v for _, v in parse_exposition(text).values("mlops_router_upstream_errors_total"))
+
+
+def test_a_less_accurate_canary_is_aborted_on_labels_that_come_back_through_the_router(
+    models: Models, docker_client: Any, tmp_path: Path
+) -> None:
+    """`accuracy>=stable-0.02` judged on real labels: each answer's truth goes back through the
+    router, which hands it to the version that answered; the canary that calls every setosa
+    versicolor (about a third of the rows wrong) fails it against the stable's own accuracy."""
+    name, url = deploy_stable(models, docker_client, "ca")
+    load = Load(url)
+    threads = load.run(threads=6, labels=True)
+    try:
+        ref = f"{models.name}/{models.versions['differs']}"
+        done = mlops(
+            "deploy", "canary", name, ref, "--steps", "30,60,100", "--interval",
+            f"{2 * INTERVAL}s", "--check", "accuracy>=stable-0.02", "--failure-limit", "2",
+            "--yes", "--json", env=env_for(models, tmp_path),
+        )  # fmt: skip
+    finally:
+        load.stop.set()
+        for t in threads:
+            t.join()
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    outcome = json.loads(done.stdout)
+    assert [d["action"] for d in outcome["history"]] == ["fail_count", "abort"]
+    for decision in outcome["history"]:
+        (result,) = decision["results"]
+        assert result["verdict"] == "fail", decision
+        # The stable's rule is right on ~96 % of iris, the canary's on ~63 %.
+        assert result["stable"] > 0.9 and result["canary"] < 0.8, result
+    assert {s for s, _ in load.answers} == {200}
+    containers.remove_deployment(docker_client, name)
