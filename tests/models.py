@@ -79,6 +79,7 @@ def training_inputs(run: Any) -> list[Any]:
 
 RULE_MODEL = '''
 """A hand-written iris rule, served as an MLflow model from code: {behaviour}."""
+import os
 import time
 
 import mlflow
@@ -89,6 +90,11 @@ BEHAVIOUR = {behaviour!r}
 
 
 class Rule(PythonModel):
+    def load_context(self, context):
+        # Only where it is served (the image sets MLOPS_MODEL_URI): it logs and registers.
+        if BEHAVIOUR == "broken" and os.environ.get("MLOPS_MODEL_URI"):
+            raise RuntimeError("this version cannot load where it is served")
+
     def predict(self, context, model_input, params=None):
         if BEHAVIOUR == "fails" and (model_input["petal_length"] > 4.0).any():
             raise RuntimeError("this canary fails on long petals")  # a bug: a 500
@@ -107,9 +113,10 @@ mlflow.models.set_model(Rule())
 
 def log_rule_version(experiment_id: str, name: str, behaviour: str, tmp: Path) -> tuple[str, str]:
     """Register a version of ``name`` that is a fixed iris rule, ``behaviour`` one of ``plain``,
-    ``fails`` (a model error on any row with petal_length > 4), ``slow`` (1 s a call) and
-    ``differs`` (setosa answered as versicolor): a canary whose faults are known. Logged as a
-    model from code, so the serving image needs nothing of the tests to load it."""
+        ``fails`` (a model error on any row with petal_length > 4), ``slow`` (1 s a call) and
+        ``differs`` (setosa answered as versicolor) and ``broken`` (fails to load where it is
+    served): a canary whose faults are known. Logged as a
+        model from code, so the serving image needs nothing of the tests to load it."""
     import mlflow
     from mlflow.models import infer_signature
 

@@ -61,7 +61,7 @@ def models(
     tmp = tmp_path_factory.mktemp("canary-models")
     h = Handles(mlflow_server.url, docker=docker_client)
     versions, images = {}, {}
-    for behaviour in ("plain", "healthy", "fails", "slow", "differs"):
+    for behaviour in ("plain", "healthy", "fails", "slow", "differs", "broken"):
         rule = "plain" if behaviour == "healthy" else behaviour
         version, _ = log_rule_version(experiment, name, rule, tmp)
         versions[behaviour] = version
@@ -386,4 +386,65 @@ def test_a_less_accurate_canary_is_aborted_on_labels_that_come_back_through_the_
         # The stable's rule is right on ~96 % of iris, the canary's on ~63 %.
         assert result["stable"] > 0.9 and result["canary"] < 0.8, result
     assert {s for s, _ in load.answers} == {200}
+    containers.remove_deployment(docker_client, name)
+
+
+def test_a_canary_that_never_becomes_ready_changes_nothing(
+    models: Models, docker_client: Any, tmp_path: Path
+) -> None:
+    name, url = deploy_stable(models, docker_client, "cb")
+    ref = f"{models.name}/{models.versions['broken']}"
+    proc = mlops("deploy", "canary", name, ref, "--check", "p99<1", "--yes", env=env_for(
+        models, tmp_path
+    ))  # fmt: skip
+    assert proc.returncode != 0, proc.stdout
+    assert "cannot load where it is served" in proc.stderr  # its last log lines, said
+    assert not containers.canary_containers(docker_client, name)
+    assert httpx.get(f"{url}/-/router/state", timeout=10).json()["canary"] is None
+    assert not (tmp_path / "canary" / f"{name}.json").exists()  # no release was started
+    answer = httpx.post(f"{url}/predict", json={"data": [[5.1, 3.5, 1.4, 0.2]]}, timeout=30)
+    assert answer.json()["model"]["version"] == models.versions["plain"]
+    containers.remove_deployment(docker_client, name)
+
+
+def test_a_canary_of_a_deployment_that_follows_its_alias_moves_the_alias_through_the_gate(
+    models: Models, docker_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(models.tracking_uri)
+    client.set_registered_model_alias(models.name, "champion", models.versions["plain"])
+    monkeypatch.setenv("MLOPS_FOLLOW_INTERVAL", "2")  # the stable reloads soon after the move
+    name, port = f"cf{os.getpid()}", services.free_port()
+    switch.deploy(
+        docker_client,
+        models.images["plain"],
+        name,
+        port=port,
+        alias="champion",
+        follow_alias_ref=f"{models.name}@champion",
+        tracking_uri=models.tracking_uri,
+    )
+    load = Load(f"http://127.0.0.1:{port}")
+    threads = load.run()
+    try:
+        done = start(models, name, "healthy", env_for(models, tmp_path))
+        time.sleep(1.0)
+    finally:
+        load.stop.set()
+        for t in threads:
+            t.join()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert json.loads(done.stdout)["status"] == "promoted"
+    healthy = models.versions["healthy"]
+    moved = client.get_model_version_by_alias(models.name, "champion")
+    assert moved.version == healthy  # the alias moved, through the gate
+    tags = client.get_registered_model(models.name).tags
+    moves = [json.loads(v) for k, v in tags.items() if k.startswith("mlops.history.champion.")]
+    assert any("canary analysis of" in m["reason"] for m in moves), moves
+    assert {s for s, _ in load.answers} == {200}
+    assert load.answers[-1][1] == healthy  # the stable reloaded the new champion
+    (ps,) = [d for d in containers.list_deployments(docker_client) if d.name == name]
+    assert ps.follow_alias and str(ps.version) == healthy
+    assert not containers.canary_containers(docker_client, name)
     containers.remove_deployment(docker_client, name)
