@@ -215,7 +215,14 @@ def test_sigterm_with_a_request_in_flight_drains_it(router: Router) -> None:
 
     worker = threading.Thread(target=big)
     worker.start()
-    time.sleep(0.3)
+    # Once the router has it in flight (not after a fixed pause, which a loaded machine
+    # outlasts before the request even connects: then it is refused, not drained).
+    deadline = time.monotonic() + 60
+    while not sum(
+        httpx.get(f"{router.url}/-/router/state", timeout=10).json()["in_flight"].values()
+    ):
+        assert time.monotonic() < deadline and worker.is_alive(), outcome
+        time.sleep(0.02)
     router.proc.send_signal(signal.SIGTERM)
     worker.join(120)
     assert router.proc.wait(60) in (0, -signal.SIGTERM)
