@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/feedback.py
 	$(BIN)/python bench/gate.py
+	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/rollback.py
 	$(BIN)/python bench/runs.py
 	$(BIN)/python bench/train.py

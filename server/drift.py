@@ -4,11 +4,17 @@ The reference is ``drift_reference.json`` (logged by training beside the model):
 interior quantile bin edges with the training proportions (PSI) and a bounded sample (KS).
 The server keeps a bounded window of recent inputs; ``observe`` runs on the prediction thread
 (one numpy copy per batch) and ``compute`` on a background timer, so requests never wait for it.
+``compute`` keeps the window counted per feature (PSI bins, and cells of the reference sample
+for KS) and moves only the rows that entered and left since the last time, so an update costs
+O(new rows + bins + sample), not a sort of the window, plus scipy's exact KS p-value where the
+statistic is new (server/ks.py). The figures are the same as ``psi`` and
+``scipy.stats.ks_2samp`` on the window (tests/unit/test_drift_stats.py).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -18,8 +24,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from server import ks
+from server.drift_counts import PSI_FLOOR, WindowCounts
+
 REFERENCE_FORMAT = "mlops-drift-reference/1"
-PSI_FLOOR = 1e-4  # an empty bin would make PSI infinite; this is the usual floor
 
 
 @dataclass(frozen=True)
@@ -99,7 +107,15 @@ class DriftMonitor:
         self._computed_at_seen = -1
         self._last_input: float | None = None  # monotonic time of the newest row
         self.stale = False  # set by the runtime when no input came for too long
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the ring buffer: observe (prediction thread) vs compute
+        # compute's own state, one compute at a time: the window as last counted, and its counts
+        self._compute_lock = threading.Lock()
+        self._counted = np.full_like(self._buffer, np.nan)
+        self._counted_seen = 0
+        refs = [reference.features[f] for f in self.features]
+        self._counts = WindowCounts(
+            [r.edges for r in refs], [r.expected for r in refs], [r.sample for r in refs]
+        )
 
     @property
     def rows_in_window(self) -> int:
@@ -136,25 +152,57 @@ class DriftMonitor:
 
     def compute(self, *, force: bool = False) -> list[FeatureDrift] | None:
         """Statistics over the current window; None until ``min_rows`` rows have been seen."""
-        from scipy.stats import ks_2samp
+        with self._compute_lock:
+            with self._lock:
+                if self._filled < self.min_rows or (
+                    self._seen == self._computed_at_seen and not force
+                ):
+                    return None
+                fresh = self._seen - self._counted_seen
+                if 2 * fresh >= self.window:  # counting all of it again is no dearer
+                    positions = None
+                    entering = self._buffer.copy()
+                else:
+                    positions = (self._next - fresh + np.arange(fresh)) % self.window
+                    entering = self._buffer[positions]
+                self._counted_seen = self._computed_at_seen = self._seen
+            self._count(positions, entering)
+            return self._results()
 
-        with self._lock:
-            if self._filled < self.min_rows or (self._seen == self._computed_at_seen and not force):
-                return None
-            window = self._buffer[: self._filled].copy()
-            self._computed_at_seen = self._seen
+    def _count(self, positions: NDArray[np.intp] | None, entering: NDArray[np.float64]) -> None:
+        """Move the counts from the rows counted last time to the window's rows now."""
+        if positions is None:
+            self._counted = entering
+            self._counts.clear()
+            self._counts.move(entering[:0], entering)
+        else:
+            self._counts.move(self._counted[positions], entering)
+            self._counted[positions] = entering
+
+    def _results(self) -> list[FeatureDrift]:
+        counts = self._counts
+        psis, statistics = counts.psi(), counts.ks_statistic()
         results = []
         for j, name in enumerate(self.features):
-            ref = self.reference.features[name]
-            values = window[:, j]
-            values = values[np.isfinite(values)]
-            if len(values) == 0:
-                continue
-            p = psi(ref.expected, ref.edges, values)
-            ks = ks_2samp(values, ref.sample)
-            stat, pvalue = float(ks.statistic), float(ks.pvalue)
+            n = int(counts.n[j])
+            if n == 0:
+                continue  # no finite value of this feature in the window
+            p = float(psis[j])
+            if counts.sample_has_nan[j]:
+                stat, pvalue = math.nan, math.nan
+            else:
+                figures = ks.pvalue(n, int(counts.sample_size[j]), float(statistics[j]))
+                stat, pvalue = figures if figures is not None else self._scipy_ks(j, name)
             drifted = (
                 p > self.reference.psi_threshold or pvalue < self.reference.ks_pvalue_threshold
             )
             results.append(FeatureDrift(name, p, stat, pvalue, drifted))
         return results
+
+    def _scipy_ks(self, j: int, name: str) -> tuple[float, float]:
+        """``ks_2samp`` itself, for a scipy whose exact count ``server.ks`` cannot reach."""
+        from scipy.stats import ks_2samp
+
+        values = self._counted[:, j]
+        result = ks_2samp(values[np.isfinite(values)], self.reference.features[name].sample)
+        return float(result.statistic), float(result.pvalue)
