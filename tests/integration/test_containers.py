@@ -630,13 +630,12 @@ def test_containers_are_hardened_and_the_admin_token_is_nowhere_to_be_read(
             inspected = json.dumps(c.attrs)
             token = hardening.read_token(router)
             assert len(token) >= 24 and token not in inspected
-        # The model is read-only to the server user; the root filesystem too.
-        denied = model.exec_run(["sh", "-c", "touch /model/x || echo denied"], user="10001")
-        assert b"denied" in denied.output
-        root = model.exec_run(["sh", "-c", "touch /opt/x || echo denied"], user="10001")
-        assert b"denied" in root.output
-        writable = model.exec_run(["sh", "-c", "touch /tmp/x && echo ok"], user="10001")
-        assert b"ok" in writable.output
+        # The model is read-only to the server user; the root filesystem too. Judged by
+        # touch's exit status: an exec's output can come back empty from a loaded engine
+        # (ci7: b'' for a `|| echo denied`), its exit code cannot.
+        for path, allowed in (("/model/x", False), ("/opt/x", False), ("/tmp/x", True)):
+            touched = model.exec_run(["touch", path], user="10001")
+            assert (touched.exit_code == 0) is allowed, (path, touched)
         # The admin routes answer loopback only, and a remote-looking client gets a 404.
         assert httpx.get(f"http://127.0.0.1:{port}/-/router/health").status_code == 200
     finally:
