@@ -532,6 +532,19 @@ def abort_release(h: Handles, name: str, note: str = "") -> Release | None:
         router.remove_mirror()
     for container in leftovers:
         containers.remove_container(container)
+    shadow = routed.get("mirror")
+    if shadow is not None:
+        deployment = containers.get_deployment(h.docker(), name)
+        version = version_number(str(shadow.get("version", "")))
+        with contextlib.suppress(BackendError):  # a record, never a reason to fail the stop
+            h.registry().record_deployment(
+                deployment.model,
+                name,
+                "canary",
+                deployment.version,
+                version,
+                f"shadow v{version} stopped" + (f": {note}" if note else ""),
+            )
     return None
 
 
@@ -680,6 +693,9 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     try:  # a zombie (exited, not reaped) is gone
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return False
+        # A pid taken again by another program (after a reboot) is not our worker.
+        return b"canary_worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True

@@ -332,6 +332,8 @@ def test_a_shadow_reports_the_disagreement_the_two_models_are_known_to_have(
     stopped = mlops("deploy", "canary", name, "--abort", "--yes", env=env)
     assert stopped.returncode == 0, stopped.stderr
     assert not containers.canary_containers(docker_client, name)
+    history = mlops("models", "history", models.name, "--json", env=env)
+    assert f"shadow v{models.versions['differs']} stopped" in history.stdout, history.stdout[-800:]
     after = httpx.post(f"{url}/predict", json={"data": rows[:3]}, timeout=30)
     assert after.status_code == 200
     # Again, and this time it is promoted: switched in as any deploy, the mirror gone.
