@@ -48,13 +48,16 @@ from backends.records import Deployment, ModelVersion, version_number
 __all__ = [
     "Release",
     "abort_release",
+    "candidate",
     "outcome_of",
     "plan_release",
     "read_release",
     "releases",
     "request",
+    "router_api",
     "run_worker",
     "start_release",
+    "switch_in",
 ]
 
 LogLine = Callable[[str], None]
@@ -180,19 +183,7 @@ def plan_release(
 ) -> ReleasePlan:
     """Refused before anything starts, naming the problem: no such deployment, a canary of
     the version already served, a release already running (finished ones are history)."""
-    check_name(name)
-    deployment = containers.get_deployment(h.docker(), name)
-    version = h.registry().resolve(reference)
-    if version.name != deployment.model:
-        raise InvalidInput(
-            f"deployment {name!r} serves {deployment.model}; a canary of {version.name} "
-            "would be another model (deploy it under its own name)"
-        )
-    if version.version == deployment.version:
-        raise InvalidInput(
-            f"deployment {name!r} already serves {version.name} v{version.version}: "
-            "a canary must be another version"
-        )
+    deployment, version = candidate(h, name, reference, "canary")
     running = read_release(name)
     if running is not None and not running.state.finished:
         raise Conflict(
@@ -207,6 +198,50 @@ def plan_release(
     if sticky_header and not sticky_header.replace("-", "").isalnum():
         raise InvalidInput(f"--sticky-header takes a header name, not {sticky_header!r}")
     return ReleasePlan(deployment, version, plan, sticky_header, reason)
+
+
+def candidate(h: Handles, name: str, reference: str, kind: str) -> tuple[Deployment, ModelVersion]:
+    """Deployment ``name`` and the version ``reference`` names, as a ``kind`` ("canary",
+    "shadow") beside it: refused when it is another model or the version already served."""
+    check_name(name)
+    deployment = containers.get_deployment(h.docker(), name)
+    version = h.registry().resolve(reference)
+    if version.name != deployment.model:
+        raise InvalidInput(
+            f"deployment {name!r} serves {deployment.model}; a {kind} of {version.name} "
+            "would be another model (deploy it under its own name)"
+        )
+    if version.version == deployment.version:
+        raise InvalidInput(
+            f"deployment {name!r} already serves {version.name} v{version.version}: "
+            f"a {kind} must be another version"
+        )
+    return deployment, version
+
+
+def switch_in(h: Handles, name: str, version: ModelVersion, what: str) -> Deployment:
+    """``version`` switched in as deployment ``name``'s stable one, as any deploy (0 failed
+    requests), from its image that is there; labelled with no alias (a candidate pinned by
+    number: the alias still names the old version)."""
+    from backends.docker import images
+
+    client = h.docker()
+    image = images.find_image(client, version)
+    if image is None:
+        raise BackendError(f"the {what}'s image of v{version.version} is gone", title="No image")
+    router = containers.router_of(client, name)
+    port = int(router.labels.get(f"{LABEL}.port", "0")) if router is not None else 0
+    with changing(h, name, image.ref, f"{what} promotion"):
+        deployment, _ = switch.deploy(client, image, name, port=port, alias="")
+    return deployment
+
+
+def router_api(h: Handles, name: str) -> RouterApi:
+    """The admin API of deployment ``name``'s router (NotFound without one)."""
+    router = containers.router_of(h.docker(), name)
+    if router is None:
+        raise NotFound(f"deployment {name!r} has no router (see `mlops deploy ps`)")
+    return RouterApi(router)
 
 
 def start_release(
@@ -229,7 +264,7 @@ def start_release(
         container, port = switch.start_canary(client, image, name, alias=now.alias)
         state = analysis.start(planned.plan)
         try:
-            router = _router(h, name)
+            router = router_api(h, name)
             router.set_canary(
                 f"http://127.0.0.1:{port}",
                 str(planned.version.version),
@@ -240,7 +275,7 @@ def start_release(
             # The router may have taken the canary before its answer was lost: take it back
             # before the container goes, or its share of the clients would find nobody.
             with contextlib.suppress(Exception):
-                _router(h, name).remove_canary()
+                router_api(h, name).remove_canary()
             containers.remove_container(container)
             raise
     release = Release(
@@ -409,7 +444,7 @@ def _act(h: Handles, release: Release, state: State, decision: Decision) -> Rele
     interval = state.plan.interval
     try:
         if decision.action in (Action.STEP_UP, Action.RESUME):
-            _router(h, release.deployment).set_weight(state.weight)
+            router_api(h, release.deployment).set_weight(state.weight)
         elif decision.action == Action.ABORT:
             _abort(h, release)
         elif decision.action == Action.PROMOTE:
@@ -522,7 +557,7 @@ def abort_release(h: Handles, name: str, note: str = "") -> Release | None:
     if release is not None and not release.state.finished:
         return request(h, name, "abort", note)
     leftovers = containers.canary_containers(h.docker(), name)
-    router = _router(h, name)
+    router = router_api(h, name)
     routed = router.state()
     if routed.get("canary") is None and routed.get("mirror") is None and not leftovers:
         raise NotFound(f"deployment {name!r} has no canary or shadow to abort")
@@ -586,17 +621,8 @@ def _promote(h: Handles, release: Release, decision: Decision) -> str:
         except BackendError as exc:
             problems.append(exc.message)
     else:
-        from backends.docker import images
-
-        image = images.find_image(
-            client, h.registry().resolve(f"{release.model}/{release.canary_version}")
-        )
-        if image is None:
-            raise BackendError(f"the canary's image {release.image} is gone", title="No image")
-        router = containers.router_of(client, name)
-        port = int(router.labels.get(f"{LABEL}.port", "0")) if router is not None else 0
-        with changing(h, name, image.ref, "canary promotion"):
-            switch.deploy(client, image, name, port=port, alias="")
+        version = h.registry().resolve(f"{release.model}/{release.canary_version}")
+        switch_in(h, name, version, "canary")
     try:
         _abort(h, release)
     except BackendError as exc:
@@ -645,13 +671,6 @@ def _scrapes(h: Handles, release: Release) -> dict[str, str | None]:
                 if response.status_code == 200:
                     texts[role] = response.text
     return texts
-
-
-def _router(h: Handles, name: str) -> RouterApi:
-    router = containers.router_of(h.docker(), name)
-    if router is None:
-        raise NotFound(f"deployment {name!r} has no router (see `mlops deploy ps`)")
-    return RouterApi(router)
 
 
 def _history(h: Handles, release: Release, line: str) -> None:

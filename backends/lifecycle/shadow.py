@@ -18,11 +18,12 @@ from dataclasses import dataclass
 
 import httpx
 
-from backends.docker import containers, images, switch
+from backends.docker import containers, switch
 from backends.docker.engine import LABEL
 from backends.docker.router_api import RouterApi
 from backends.errors import BackendError, Conflict, InvalidInput, NotFound
 from backends.lifecycle.build import image_for
+from backends.lifecycle.canary import candidate, router_api, switch_in
 from backends.lifecycle.deploy import changing, check_name
 from backends.lifecycle.handles import Handles
 from backends.prometheus.exposition import parse_exposition
@@ -73,18 +74,7 @@ def plan_shadow(
     check_name(name)
     if isinstance(percent, bool) or not (math.isfinite(percent) and 0 < percent <= 100):
         raise InvalidInput(f"--mirror takes a share of requests in (0, 100], not {percent:g}")
-    deployment = containers.get_deployment(h.docker(), name)
-    version = h.registry().resolve(reference)
-    if version.name != deployment.model:
-        raise InvalidInput(
-            f"deployment {name!r} serves {deployment.model}; a shadow of {version.name} would "
-            "answer another model's requests"
-        )
-    if version.version == deployment.version:
-        raise InvalidInput(
-            f"deployment {name!r} already serves {version.name} v{version.version}: a shadow "
-            "must be another version"
-        )
+    deployment, version = candidate(h, name, reference, "shadow")
     if containers.canary_containers(h.docker(), name):
         raise Conflict(
             f"deployment {name!r} has a candidate beside it already (a canary or a shadow): "
@@ -104,7 +94,7 @@ def start_shadow(h: Handles, planned: ShadowPlan, *, on_log: LogLine | None = No
         log(f"starting v{planned.version.version} as a shadow, waiting for /ready")
         container, port = switch.start_canary(client, image, name)
         try:
-            _router(h, name).set_mirror(
+            router_api(h, name).set_mirror(
                 f"http://127.0.0.1:{port}", str(planned.version.version), planned.percent
             )
         except BaseException:
@@ -194,11 +184,6 @@ def promote_shadow(h: Handles, name: str, reason: str = "") -> Deployment:
     version = h.registry().resolve(
         f"{candidates[0].labels.get(f'{LABEL}.model', '')}/{figures.version}"
     )
-    image = images.find_image(client, version)
-    if image is None:
-        raise BackendError(f"the shadow's image of v{figures.version} is gone", title="No image")
-    router = containers.router_of(client, name)
-    port = int(router.labels.get(f"{LABEL}.port", "0")) if router is not None else 0
     before = containers.get_deployment(client, name)
     if before.follow_alias:
         raise Conflict(
@@ -206,9 +191,7 @@ def promote_shadow(h: Handles, name: str, reason: str = "") -> Deployment:
             f" to that alias (mlops models promote {before.model} {version.version}) and it "
             f"reloads; then stop the shadow (mlops deploy canary {name} --abort)"
         )
-    with changing(h, name, image.ref, "shadow promotion"):
-        # A pinned version, labelled with no alias: the alias still names the old one.
-        deployment, _ = switch.deploy(client, image, name, port=port, alias="")
+    deployment = switch_in(h, name, version, "shadow")
     stop_shadow(h, name)
     for container in containers.canary_containers(client, name):
         containers.remove_container(container)
@@ -221,13 +204,6 @@ def promote_shadow(h: Handles, name: str, reason: str = "") -> Deployment:
         f"(disagreement {ratio}, {figures.errors} errors)" + (f"; {reason}" if reason else ""),
     )
     return deployment
-
-
-def _router(h: Handles, name: str) -> RouterApi:
-    router = containers.router_of(h.docker(), name)
-    if router is None:
-        raise NotFound(f"deployment {name!r} has no router (see `mlops deploy ps`)")
-    return RouterApi(router)
 
 
 def _history(h: Handles, deployment: Deployment, version: int, line: str) -> None:
