@@ -1,5 +1,5 @@
 """A model server's figures over an interval: from two scrapes of its /metrics (the direct
-scrape), or as the PromQL that asks Prometheus for the same figure.
+scrape), or from Prometheus (``figures_from_prometheus``, the PromQL ``promql`` writes).
 
 Counters and histogram buckets are differenced between the two scrapes; latency quantiles come
 from the bucket increases exactly as ``histogram_quantile`` computes them (the function the
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from backends.canary.checks import METRICS, Metric
@@ -24,10 +25,11 @@ from backends.prometheus.queries import (
     counter_increase,
     duration_seconds,
     matcher,
+    selector,
 )
-from backends.prometheus.sources import QUANTILES
+from backends.prometheus.sources import QUANTILES, Vector
 
-__all__ = ["Figures", "figures_between", "promql", "window"]
+__all__ = ["Figures", "figures_between", "figures_from_prometheus", "promql", "window"]
 
 REQUESTS = "mlops_requests_total"
 DURATION_BUCKETS = "mlops_request_duration_seconds_bucket"
@@ -35,7 +37,8 @@ QUALITY = "mlops_model_quality"
 QUALITY_ROWS = "mlops_model_quality_rows"
 MODEL_INFO = "mlops_model_info"
 PROCESS_START = "process_start_time_seconds"
-QUALITY_METRICS = ("accuracy", "f1_macro", "mae", "rmse")
+QUALITY_METRICS: tuple[Metric, ...] = ("accuracy", "f1_macro", "mae", "rmse")
+LATENCY_METRICS: tuple[Metric, ...] = ("p50", "p95", "p99")
 _SERVER_ERROR = re.compile(r"5..")
 
 
@@ -203,3 +206,58 @@ def promql(metric: Metric, scope: Scope, interval: str | float) -> str:
     if scope.version:  # the quality of the rows this version answered, not an earlier one's
         where.append(matcher("model_version", scope.version))
     return queries.per_model_version(QUALITY, where=where)
+
+
+def figures_from_prometheus(
+    query: Callable[[str], Vector],
+    scope: Scope,
+    seconds: float,
+    *,
+    min_requests: float = 1,
+) -> Figures:
+    """The figures of the series in ``scope`` (a deployment and a version) over the last
+    ``seconds``, asked of Prometheus through ``query`` (an instant query returning a vector).
+
+    The same rules as ``figures_between``: error ratio and latency are None with fewer than
+    ``min_requests`` requests in the window, quality is the version's own gauge. Prometheus
+    handles a restarted server's counters itself (``increase`` knows resets). Errors of
+    ``query`` (Prometheus unreachable) are the caller's."""
+    span = window(seconds)
+    where = scope.matchers()
+
+    def one(expression: str) -> float | None:
+        values = [v for _, v in query(expression) if not math.isnan(v)]
+        return max(values) if values else None
+
+    def increase(*extra: str) -> float:
+        picked = selector(REQUESTS, [*where, *extra])
+        return one(f"sum(increase({picked}[{span}]))") or 0.0
+
+    requests = increase()
+    errors = increase(matcher("status", "5..", "=~")) if requests else 0.0
+    enough = requests > 0 and requests >= min_requests
+    latency = {name: one(promql(name, scope, span)) if enough else None for name in LATENCY_METRICS}
+    version = scope.version or ""
+    quality: dict[str, float | None] = {m: one(promql(m, scope, span)) for m in QUALITY_METRICS}
+    rows = (
+        one(f"max({selector(QUALITY_ROWS, [*where, matcher('model_version', version)])})")
+        if version
+        else None
+    )
+    return Figures(
+        seconds=seconds,
+        requests=requests,
+        server_errors=errors,
+        restarted=False,
+        request_rate=requests / seconds,
+        error_ratio=errors / requests if enough else None,
+        p50=latency["p50"],
+        p95=latency["p95"],
+        p99=latency["p99"],
+        accuracy=quality["accuracy"],
+        f1_macro=quality["f1_macro"],
+        mae=quality["mae"],
+        rmse=quality["rmse"],
+        labelled_rows=rows,
+        version=version,
+    )

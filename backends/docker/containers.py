@@ -24,13 +24,14 @@ import httpx
 
 from backends.docker.engine import LABEL, parse_time, translate_errors
 from backends.errors import BackendError, NotFound
-from backends.records import Deployment, version_number
+from backends.records import Deployment, ScrapeTarget, version_number
 
 __all__ = [
     "DEPLOYMENT",
     "ROLE",
     "active_model",
     "canary_containers",
+    "canary_targets",
     "deployment_logs",
     "get_deployment",
     "list_deployments",
@@ -150,6 +151,31 @@ def canary_containers(client: Any, name: str) -> list[Any]:
                 ignore_removed=True,
             )
         )
+
+
+def canary_targets(client: Any) -> list[ScrapeTarget]:
+    """Every running canary container of a canary release as a scrape target on its loopback
+    port, labelled with its deployment, model and version, ``role`` canary and no alias (the
+    alias names the stable version while a canary runs). A shadow is not one: it answers only
+    the router's copies, which are not the deployment's traffic (the router reports them)."""
+    with translate_errors():
+        found = client.containers.list(filters={"label": f"{ROLE}=canary"}, ignore_removed=True)
+    targets = []
+    for c in found:
+        port = c.labels.get(f"{LABEL}.port", "")
+        shadow = c.labels.get(f"{LABEL}.shadow") == "true"
+        if c.status != "running" or not port.isdigit() or shadow:
+            continue
+        targets.append(
+            ScrapeTarget(
+                url=f"http://127.0.0.1:{port}",
+                deployment=c.labels.get(DEPLOYMENT, ""),
+                model=c.labels.get(f"{LABEL}.model", ""),
+                version=version_number(c.labels.get(f"{LABEL}.version")),
+                role="canary",
+            )
+        )
+    return sorted(targets, key=lambda t: (t.deployment, t.url))
 
 
 def router_of(client: Any, name: str) -> Any | None:

@@ -138,14 +138,27 @@ def start_canary(
     alias: str = "",
     env: dict[str, str] | None = None,
     timeout: float = 120.0,
+    shadow: bool = False,
 ) -> tuple[Any, int]:
     """A canary container of ``image`` beside deployment ``name``'s serving one, ready (its
     /ready answered) on a loopback port; nothing of the deployment is touched. One that never
-    becomes ready is removed and ContainerFailed says why (its last log lines)."""
+    becomes ready is removed and ContainerFailed says why (its last log lines). ``shadow``:
+    it only answers the router's copies (labelled so: Prometheus does not count them as the
+    deployment's traffic)."""
     port = free_port()
     active = active_model(client, name)
     container = _start_model(
-        client, image, name, port, _version_of(active), alias, None, None, env, role="canary"
+        client,
+        image,
+        name,
+        port,
+        _version_of(active),
+        alias,
+        None,
+        None,
+        env,
+        role="canary",
+        shadow=shadow,
     )
     try:
         _wait_ready(container, f"http://127.0.0.1:{port}", timeout)
@@ -173,6 +186,7 @@ def _start_model(
     tracking_uri: str | None,
     extra_env: dict[str, str] | None = None,
     role: str = "model",
+    shadow: bool = False,
 ) -> Any:
     """A model container for deployment ``name`` on loopback ``port``: the one that serves
     (``role`` model) or a canary beside it (``role`` canary, which `model_containers` and a
@@ -211,6 +225,7 @@ def _start_model(
         f"{LABEL}.port": str(port),
         f"{LABEL}.previous-version": str(previous_version or ""),
         f"{LABEL}.follow-alias": "true" if follow_ref else "false",
+        **({f"{LABEL}.shadow": "true"} if shadow else {}),
     }
     suffix = secrets.token_hex(2)
     container = hardening.create(

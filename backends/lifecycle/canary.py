@@ -9,8 +9,12 @@ on when the console or the command that started it is closed, and any of them re
 reading the file. A person's resume, abort or promote is written into the file as a request
 the worker carries out (or, when no worker is alive, the requesting process itself).
 
-Figures come from the two model containers' own /metrics (the direct scrape), two scrapes an
-interval apart: the canary's series are its own whether or not a Prometheus is configured.
+Figures come from Prometheus when one is configured (``PROMETHEUS_URL`` when the release
+started: the canary container is one of its file_sd targets, labelled ``role="canary"``, for
+the release's life), else from the two model containers' own /metrics (the direct scrape), two
+scrapes an interval apart. Either way each version's series are its own: the stable one's come
+through the router, the canary's from its container. A Prometheus that does not answer leaves
+the checks inconclusive: the release pauses for a person, as with no traffic.
 Every start, step, failed evaluation, pause, abort and promotion is written into the
 deployment's history stream (the registry's ``deploy/NAME``) with the figures that decided it.
 """
@@ -34,7 +38,7 @@ import httpx
 from backends.canary import analysis
 from backends.canary.analysis import Action, Decision, Plan, State, Status
 from backends.canary.checks import evaluate
-from backends.canary.figures import figures_between
+from backends.canary.figures import figures_between, figures_from_prometheus
 from backends.docker import containers, switch
 from backends.docker.engine import LABEL
 from backends.docker.router_api import RouterApi
@@ -42,7 +46,9 @@ from backends.errors import BackendError, Conflict, GateFailed, InvalidInput, No
 from backends.lifecycle.build import image_for
 from backends.lifecycle.deploy import changing, check_name
 from backends.lifecycle.handles import Handles
+from backends.lifecycle.targets import refresh_quietly
 from backends.mlflow.training import state_dir
+from backends.prometheus.discovery import default_targets_path
 from backends.records import Deployment, ModelVersion, version_number
 
 __all__ = [
@@ -101,6 +107,12 @@ class Release:
     command_note: str = ""
     figures: dict[str, Any] = field(default_factory=dict)  # the last evaluation's, per role
     problem: str = ""  # why the last attempt to act failed (retried), else ""
+    prometheus_url: str = ""  # where the figures come from; "" = the direct scrape
+
+    @property
+    def figures_source(self) -> str:
+        """Where the figures come from, for people."""
+        return f"Prometheus {self.prometheus_url}" if self.prometheus_url else "the direct scrape"
 
     def to_json(self) -> str:
         doc = asdict(self)
@@ -170,6 +182,7 @@ class ReleasePlan:
     plan: Plan
     sticky_header: str
     reason: str
+    prometheus_url: str = ""
 
 
 def plan_release(
@@ -180,9 +193,11 @@ def plan_release(
     *,
     sticky_header: str = "",
     reason: str = "",
+    prometheus_url: str = "",
 ) -> ReleasePlan:
     """Refused before anything starts, naming the problem: no such deployment, a canary of
-    the version already served, a release already running (finished ones are history)."""
+    the version already served, a release already running (finished ones are history), a
+    Prometheus to take the figures from that does not answer."""
     deployment, version = candidate(h, name, reference, "canary")
     running = read_release(name)
     if running is not None and not running.state.finished:
@@ -197,7 +212,9 @@ def plan_release(
         )
     if sticky_header and not sticky_header.replace("-", "").isalnum():
         raise InvalidInput(f"--sticky-header takes a header name, not {sticky_header!r}")
-    return ReleasePlan(deployment, version, plan, sticky_header, reason)
+    if prometheus_url:
+        _prometheus(prometheus_url).vector("vector(1)")  # Unavailable, exit 3, when it is down
+    return ReleasePlan(deployment, version, plan, sticky_header, reason, prometheus_url)
 
 
 def candidate(h: Handles, name: str, reference: str, kind: str) -> tuple[Deployment, ModelVersion]:
@@ -292,9 +309,12 @@ def start_release(
         reason=planned.reason,
         state=state,
         next_evaluation=time.time() + planned.plan.interval,
+        prometheus_url=planned.prometheus_url,
     )
     with _locked(name):
         _save(release)  # first: a release on record is one a person can see and abort
+    if planned.prometheus_url and (problem := refresh_quietly(client)):
+        on_log(problem)
     checks = ", ".join(c.expression for c in planned.plan.checks)
     steps = ",".join(f"{w:g}" for w in planned.plan.steps)
     _history(
@@ -302,7 +322,8 @@ def start_release(
         release,
         f"canary v{release.canary_version} started at {state.weight:g} %: steps {steps}, "
         f"every {planned.plan.interval:g} s, checks {checks}, failure limit "
-        f"{planned.plan.failure_limit}" + (f"; {planned.reason}" if planned.reason else ""),
+        f"{planned.plan.failure_limit}, figures from {release.figures_source}"
+        + (f"; {planned.reason}" if planned.reason else ""),
     )
     if spawn:
         release.worker_pid = spawn_worker(h, name)
@@ -357,6 +378,8 @@ def run_worker(
             )
         release.worker_pid = os.getpid()
         _save(release)
+    if release.prometheus_url:
+        _await_first_scrape(release, sleep)
     before = _scrapes(h, release)
     since = time.monotonic()
     while True:
@@ -408,7 +431,14 @@ def _evaluate(
         state, decision = analysis.abort_for(release.state, f"the canary's container {gone}")
         return _act(h, release, state, decision)
     figures: dict[str, dict[str, float | None]] = {}
-    for role in ("canary", "stable"):
+    if release.prometheus_url:
+        try:
+            figures = _prometheus_figures(release, seconds)
+        except BackendError as exc:
+            # Inconclusive, said as such: no figure could be read, for this reason.
+            state, decision = analysis.pause_for(release.state, f"no figures: {exc.message}")
+            return _act(h, replace(release, figures={}), state, decision)
+    for role in () if release.prometheus_url else ("canary", "stable"):
         first, last = before.get(role), after.get(role)
         version = str(release.canary_version if role == "canary" else release.stable_version)
         if first is None or last is None or seconds <= 0:
@@ -446,7 +476,8 @@ def _act(h: Handles, release: Release, state: State, decision: Decision) -> Rele
         if decision.action in (Action.STEP_UP, Action.RESUME):
             router_api(h, release.deployment).set_weight(state.weight)
         elif decision.action == Action.ABORT:
-            _abort(h, release)
+            if targets := _abort(h, release):
+                release = replace(release, problem=targets)
         elif decision.action == Action.PROMOTE:
             cleanup = _promote(h, release, decision)
             if cleanup:
@@ -468,7 +499,7 @@ def _act(h: Handles, release: Release, state: State, decision: Decision) -> Rele
     release = replace(
         release,
         state=state,
-        problem=release.problem if decision.action == Action.PROMOTE else "",
+        problem=release.problem if decision.action in (Action.PROMOTE, Action.ABORT) else "",
         next_evaluation=0.0 if waiting else time.time() + interval,
     )
     _history(h, release, decision.line)
@@ -586,15 +617,17 @@ def abort_release(h: Handles, name: str, note: str = "") -> Release | None:
 # ---------------------------------------------------------------------- acting
 
 
-def _abort(h: Handles, release: Release) -> None:
+def _abort(h: Handles, release: Release) -> str:
     """All traffic back to the stable version (the router drains the canary), then the
-    canary container goes. Nothing else of the deployment changes. A deployment taken down
-    meanwhile has no router: nothing to send back, only containers to remove."""
+    canary container goes, and Prometheus' targets with it. Nothing else of the deployment
+    changes. A deployment taken down meanwhile has no router: nothing to send back, only
+    containers to remove. Returns what the targets refresh could not do ("" when done)."""
     router = containers.router_of(h.docker(), release.deployment)
     if router is not None:
         RouterApi(router).remove_canary()
     for container in containers.canary_containers(h.docker(), release.deployment):
         containers.remove_container(container)
+    return refresh_quietly(h.docker())
 
 
 def _promote(h: Handles, release: Release, decision: Decision) -> str:
@@ -604,9 +637,6 @@ def _promote(h: Handles, release: Release, decision: Decision) -> str:
     any deploy (labelled with no alias: the alias still names the old version). Once that is
     done the release is promoted whatever follows; the cleanup (the canary drained and
     removed, Prometheus' targets) returns what it could not do, for the release's problem."""
-    from backends.lifecycle.targets import refresh_quietly
-
-    client = h.docker()
     name = release.deployment
     problems = []
     if release.follow_alias and release.alias:
@@ -624,14 +654,13 @@ def _promote(h: Handles, release: Release, decision: Decision) -> str:
         version = h.registry().resolve(f"{release.model}/{release.canary_version}")
         switch_in(h, name, version, "canary")
     try:
-        _abort(h, release)
+        if targets := _abort(h, release):
+            problems.append(targets)
     except BackendError as exc:
         problems.append(
             f"the canary is not removed yet ({exc.message}): "
             f"mlops deploy canary {name} --abort removes it"
         )
-    if targets := refresh_quietly(client):
-        problems.append(targets)
     return "; ".join(problems)
 
 
@@ -657,8 +686,68 @@ def _wait_serving(h: Handles, name: str, version: int, timeout: float = 180.0) -
 # ---------------------------------------------------------------------- helpers
 
 
+def _prometheus(url: str) -> Any:
+    from backends.prometheus.prometheus_source import PrometheusSource
+
+    return PrometheusSource(url, timeout=5.0)
+
+
+def _prometheus_figures(release: Release, seconds: float) -> dict[str, dict[str, float | None]]:
+    """Both versions' figures over the last ``seconds`` from Prometheus (Unavailable when it
+    does not answer)."""
+    from backends.prometheus.queries import Scope
+
+    source = _prometheus(release.prometheus_url)
+    figures: dict[str, dict[str, float | None]] = {}
+    try:
+        for role in ("canary", "stable"):
+            version = release.canary_version if role == "canary" else release.stable_version
+            scope = Scope(deployment=release.deployment, version=str(version or ""))
+            measured = figures_from_prometheus(
+                source.vector, scope, seconds, min_requests=MIN_REQUESTS
+            )
+            figures[role] = measured.values()
+    finally:
+        source.close()
+    return figures
+
+
+def _await_first_scrape(
+    release: Release, sleep: Callable[[float], None], timeout: float = 60.0
+) -> None:
+    """Until Prometheus has scraped the canary (its file_sd target is read within seconds,
+    then scraped at its interval): a first window with no sample of it would find no figure
+    and pause the release. After ``timeout`` the analysis starts anyway; a canary Prometheus
+    still does not see is then inconclusive, and the problem says why. A Prometheus that does
+    not answer is not waited for: the first evaluation pauses, saying so."""
+    from backends.prometheus.queries import Scope
+
+    source = _prometheus(release.prometheus_url)
+    scope = Scope(deployment=release.deployment, version=str(release.canary_version))
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                if source.targets_up(scope):
+                    return
+            except BackendError:
+                return
+            sleep(0.5)
+    finally:
+        source.close()
+    _note_problem(
+        release.deployment,
+        f"Prometheus at {release.prometheus_url} has not scraped the canary "
+        f"(deployment={release.deployment}, version={release.canary_version}) after "
+        f"{timeout:.0f} s: is its file_sd reading {default_targets_path()}?",
+    )
+
+
 def _scrapes(h: Handles, release: Release) -> dict[str, str | None]:
-    """Both model servers' /metrics now (None for one that does not answer)."""
+    """Both model servers' /metrics now (None for one that does not answer); nothing when
+    the figures come from Prometheus."""
+    if release.prometheus_url:
+        return {}
     active = containers.active_model(h.docker(), release.deployment)
     stable_port = active.labels.get(f"{LABEL}.port", "") if active is not None else ""
     ports = {"canary": str(release.canary_port), "stable": stable_port}

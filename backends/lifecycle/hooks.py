@@ -172,7 +172,9 @@ def targets_file_lookup(path: Path) -> Callable[[str], Target | None]:
         for group in groups if isinstance(groups, list) else ():
             labels = group.get("labels") or {} if isinstance(group, dict) else {}
             targets = group.get("targets") or [] if isinstance(group, dict) else []
-            if labels.get("deployment") == deployment and targets:
+            # A canary beside the deployment is not the deployment (its router is).
+            canary = labels.get("role") == "canary"
+            if labels.get("deployment") == deployment and targets and not canary:
                 address = str(targets[0])
                 url = address if "://" in address else f"http://{address}"
                 return Target(deployment, url, str(labels.get("model") or deployment))

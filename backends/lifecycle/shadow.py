@@ -92,7 +92,7 @@ def start_shadow(h: Handles, planned: ShadowPlan, *, on_log: LogLine | None = No
     client = h.docker()
     with changing(h, name, image.ref, "shadow"):
         log(f"starting v{planned.version.version} as a shadow, waiting for /ready")
-        container, port = switch.start_canary(client, image, name)
+        container, port = switch.start_canary(client, image, name, shadow=True)
         try:
             router_api(h, name).set_mirror(
                 f"http://127.0.0.1:{port}", str(planned.version.version), planned.percent

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from backends.docker import engine
-from backends.docker.containers import list_deployments
+from backends.docker.containers import canary_targets, list_deployments
 from backends.errors import BackendError
 from backends.prometheus.discovery import refresh_targets
 from backends.records import Deployment, TargetsFile
 
-__all__ = ["refresh_from_engine", "refresh_quietly", "running_deployments"]
+__all__ = ["refresh_from_engine", "refresh_from_host", "refresh_quietly", "running_deployments"]
 
 
 def running_deployments(docker_host: str | None = None) -> list[Deployment]:
@@ -24,8 +24,18 @@ def running_deployments(docker_host: str | None = None) -> list[Deployment]:
 
 
 def refresh_from_engine(docker: Any, path: Path | None = None) -> TargetsFile:
-    """Make the targets file list exactly the deployments running on the engine now."""
-    return refresh_targets(list_deployments(docker), path)
+    """Make the targets file list exactly the deployments running on the engine now, and the
+    canary containers beside them (a canary release's analysis reads their own series)."""
+    return refresh_targets(list_deployments(docker), path, canary_targets(docker))
+
+
+def refresh_from_host(docker_host: str | None = None, path: Path | None = None) -> TargetsFile:
+    """``refresh_from_engine`` on the engine at ``docker_host`` (Unavailable when it is down)."""
+    client = engine.connect(docker_host)
+    try:
+        return refresh_from_engine(client, path)
+    finally:
+        client.close()
 
 
 def refresh_quietly(docker: Any) -> str:

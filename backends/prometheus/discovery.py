@@ -1,7 +1,8 @@
 """How Prometheus finds the serving containers: a file_sd targets file the console keeps current.
 
 Pure functions turn deployments into scrape targets and file_sd target groups (labels
-``model``, ``version``, ``alias``, ``deployment``); ``refresh_targets`` writes the file
+``model``, ``version``, ``alias``, ``deployment``, and ``role="canary"`` on a canary container
+scraped beside its deployment's router); ``refresh_targets`` writes the file
 atomically, so Prometheus (which re-reads it on change) never sees half of it. `mlops monitor
 targets` and `deploy up/down/rollback` call ``refresh_targets`` (through
 ``backends.lifecycle.targets``, which reads the deployments); nobody edits prometheus.yml.
@@ -77,7 +78,8 @@ def scrape_targets(deployments: Iterable[Deployment]) -> list[ScrapeTarget]:
 
 
 def target_groups(targets: Iterable[ScrapeTarget]) -> list[dict[str, Any]]:
-    """file_sd target groups: one per target, labelled model, version, alias and deployment."""
+    """file_sd target groups: one per target, labelled model, version, alias and deployment
+    (and role, for a canary)."""
     return [
         {
             "targets": [t.address],
@@ -86,6 +88,7 @@ def target_groups(targets: Iterable[ScrapeTarget]) -> list[dict[str, Any]]:
                 "version": str(t.version or ""),
                 "alias": t.alias,
                 "deployment": t.deployment,
+                **({"role": t.role} if t.role else {}),
             },
         }
         for t in targets
@@ -120,9 +123,14 @@ def write_groups(groups: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
-def refresh_targets(deployments: Iterable[Deployment], path: Path | None = None) -> TargetsFile:
-    """Make the targets file list exactly these deployments (the running, reachable ones)."""
+def refresh_targets(
+    deployments: Iterable[Deployment],
+    path: Path | None = None,
+    canaries: Iterable[ScrapeTarget] = (),
+) -> TargetsFile:
+    """Make the targets file list exactly these deployments (the running, reachable ones) and
+    the canary containers beside them."""
     where = path or default_targets_path()
-    targets = scrape_targets(deployments)
+    targets = scrape_targets(deployments) + sorted(canaries, key=lambda t: (t.deployment, t.url))
     changed = write_groups(target_groups(targets), where)
     return TargetsFile(path=str(where), targets=tuple(targets), changed=changed)

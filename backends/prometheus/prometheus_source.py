@@ -186,6 +186,16 @@ class PrometheusSource:
                 series.append(Series(name=kind, labels=labels, points=points))
         return tuple(sorted(series, key=lambda s: sorted(s.labels.items())))
 
+    def vector(self, query: str) -> Vector:
+        """An instant query's result: each series' labels and value (Unavailable when
+        Prometheus does not answer, InvalidInput when it refuses the query)."""
+        return self._vector(query)
+
+    def targets_up(self, scope: Scope) -> bool:
+        """Whether Prometheus has scraped a target in ``scope`` successfully (its ``up`` is 1)."""
+        q = Queries(scope, self.window)
+        return any(value == 1 for _, value in self._vector(q.up(self.job)))
+
     # ----------------------------------------------------------------------- internals
 
     def _vector(self, query: str) -> Vector:

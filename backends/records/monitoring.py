@@ -156,6 +156,7 @@ class ScrapeTarget:
     model: str = ""
     version: int | None = None
     alias: str = ""
+    role: str = ""  # "canary" for a canary container beside the deployment's router, else ""
 
     @property
     def address(self) -> str:

@@ -200,6 +200,7 @@ class CanaryRelease:
     # The last evaluation's figures, ``{"canary": {...}, "stable": {...}}`` (metric → value;
     # empty before the first evaluation)
     figures: dict[str, dict[str, float | None]] | None = None
+    figures_source: str = "the direct scrape"  # or "Prometheus URL"
 
     @property
     def finished(self) -> bool:

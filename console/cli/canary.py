@@ -64,6 +64,14 @@ def canary(
         ),
     ] = None,
     reason: Annotated[str, typer.Option("--reason", help="Kept in the history.")] = "",
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source",
+            help="Where the figures come from: auto (Prometheus when PROMETHEUS_URL is set, "
+            "else the containers' own /metrics), prometheus, scrape.",
+        ),
+    ] = "auto",
     detach: Annotated[
         bool, typer.Option("--detach", help="Start it and return; the analysis goes on.")
     ] = False,
@@ -110,9 +118,16 @@ def canary(
         if model_ref is not None:
             refuse_if_read_only("deploy canary")
             plan = Plan.parse(steps, interval, failure_limit, check or [])
+            prometheus_url = _figures_source(source)
             with _handles() as h:
                 planned = releases.plan_release(
-                    h, name, model_ref, plan, sticky_header=sticky_header, reason=reason
+                    h,
+                    name,
+                    model_ref,
+                    plan,
+                    sticky_header=sticky_header,
+                    reason=reason,
+                    prometheus_url=prometheus_url,
                 )
                 confirm(_summary(planned), yes=yes)
                 with Steps(silent=as_json) as progress:
@@ -186,6 +201,18 @@ def _handles() -> Handles:
     return handles()
 
 
+def _figures_source(source: str) -> str:
+    """The Prometheus URL the figures come from, "" for the direct scrape."""
+    from console.config import Settings
+
+    if source not in ("auto", "prometheus", "scrape"):
+        fail(f"--source takes auto, prometheus or scrape, not {source!r}", ExitCode.USAGE)
+    url = Settings.from_env().prometheus_url
+    if source == "prometheus" and url is None:
+        fail("--source prometheus needs PROMETHEUS_URL (the Prometheus base URL)", ExitCode.USAGE)
+    return "" if source == "scrape" else url or ""
+
+
 def _summary(planned: object) -> str:
     from backends.lifecycle.canary import ReleasePlan
 
@@ -198,6 +225,12 @@ def _summary(planned: object) -> str:
         f"steps      {' → '.join(f'{w:g} %' for w in plan.steps)}, every {plan.interval:g} s",
         f"checks     {', '.join(c.describe() for c in plan.checks)}",
         f"aborts     after {plan.failure_limit} failed evaluation(s)",
+        "figures    from "
+        + (
+            f"Prometheus {planned.prometheus_url}"
+            if planned.prometheus_url
+            else "the containers' own /metrics (direct scrape)"
+        ),
     ]
     if planned.sticky_header:
         lines.append(f"sticky     by header {planned.sticky_header}")
@@ -257,6 +290,7 @@ def _show(release: Release, as_json: bool) -> None:
             "plan": state.plan.to_dict(),
             "next_evaluation": release.next_evaluation or None,
             "figures": release.figures,
+            "figures_source": release.figures_source,
             "history": [d.to_dict() for d in state.history],
             "worker_pid": release.worker_pid if release.worker_alive else None,
             "problem": release.problem or None,
@@ -273,6 +307,7 @@ def _show(release: Release, as_json: bool) -> None:
         typer.echo(f"next evaluation in {wait:.0f} s")
     if state.last is not None:
         typer.echo(f"last: {state.last.line}")
+    typer.echo(f"figures from {release.figures_source}")
     if release.problem:
         typer.echo(f"problem: {release.problem}")
     if state.status == "paused":

@@ -136,14 +136,13 @@ def targets(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write the Prometheus file_sd targets file from the running deployments (Docker)."""
-    from backends.lifecycle.targets import running_deployments
-    from backends.prometheus.discovery import refresh_targets
+    """Write the Prometheus file_sd targets file from the running deployments and their canary
+    containers (Docker)."""
+    from backends.lifecycle.targets import refresh_from_host
     from console.config import Settings
 
     with backend_errors():
-        deployments = running_deployments(Settings.from_env().docker_host)
-        written = refresh_targets(deployments, file)
+        written = refresh_from_host(Settings.from_env().docker_host, file)
     if as_json:
         print_json(written)
         return
@@ -152,7 +151,8 @@ def targets(
     typer.echo(f"{verb} {written.path} ({count} target{'' if count == 1 else 's'})")
     for t in written.targets:
         alias = f"@{t.alias}" if t.alias else ""
-        typer.echo(f"  {t.deployment:<20} {t.address:<22} {t.model}/{t.version}{alias}")
+        role = f" ({t.role})" if t.role else ""
+        typer.echo(f"  {t.deployment:<20} {t.address:<22} {t.model}/{t.version}{alias}{role}")
 
 
 # --------------------------------------------------------------------------- sources

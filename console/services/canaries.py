@@ -81,6 +81,7 @@ def release_record(release: Release) -> CanaryRelease:
         alias=release.alias,
         follow_alias=release.follow_alias,
         figures={role: dict(values) for role, values in release.figures.items()},
+        figures_source=release.figures_source,
     )
 
 

@@ -73,7 +73,7 @@ def panel(release: CanaryRelease, now: datetime | None = None) -> str:
     steps = " → ".join(f"{w:g}%" for w in r.steps)
     lines = [
         f"{headline(r)} · {countdown(r, now)}",
-        f"  steps {steps}, every {fmt.span(r.interval)}",
+        f"  steps {steps}, every {fmt.span(r.interval)}, figures from {r.figures_source}",
     ]
     for check in r.checks:
         figures = check.figures or "not evaluated yet"
@@ -93,7 +93,7 @@ def side_by_side(release: CanaryRelease) -> str:
     title = (
         f"canary of {r.deployment}: v{r.canary_version} at {r.weight:g}% beside stable "
         f"v{fmt.version(r.stable_version)} ({r.status}) · figures of its last evaluation "
-        f"(over {fmt.span(r.interval)})"
+        f"(over {fmt.span(r.interval)}, from {r.figures_source})"
     )
     figures = r.figures or {}
     if not any(figures.get(role) for role in ("canary", "stable")):

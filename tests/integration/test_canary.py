@@ -153,8 +153,27 @@ def deploy_stable(models: Models, docker_client: Any, tag: str) -> tuple[str, st
     return name, f"http://127.0.0.1:{port}"
 
 
-def env_for(models: Models, tmp_path: Path) -> dict[str, str]:
-    return {"MLFLOW_TRACKING_URI": models.tracking_uri, "MLOPS_STATE_DIR": str(tmp_path)}
+def env_for(
+    models: Models, tmp_path: Path, prometheus: services.PrometheusServer | None = None
+) -> dict[str, str]:
+    """The command's environment; with ``prometheus``, its figures come from that server,
+    which reads the targets file the command keeps."""
+    env = {"MLFLOW_TRACKING_URI": models.tracking_uri, "MLOPS_STATE_DIR": str(tmp_path)}
+    if prometheus is not None:
+        env.update(PROMETHEUS_URL=prometheus.url, MLOPS_TARGETS_FILE=str(prometheus.targets_path))
+    return env
+
+
+def prometheus_saw_the_canary(prometheus: services.PrometheusServer, name: str) -> bool:
+    """Whether Prometheus scraped deployment ``name``'s canary container as such."""
+    query = f'count_over_time(up{{deployment="{name}",role="canary"}}[10m])'
+    answer = httpx.get(f"{prometheus.url}/api/v1/query", params={"query": query}, timeout=10)
+    return bool(answer.json()["data"]["result"])
+
+
+def targets_file_roles(prometheus: services.PrometheusServer, name: str) -> list[str]:
+    groups = json.loads(prometheus.targets_path.read_text())
+    return [g["labels"].get("role", "") for g in groups if g["labels"]["deployment"] == name]
 
 
 def start(
@@ -174,15 +193,17 @@ def start(
 
 
 def test_a_healthy_canary_is_stepped_up_and_promoted_with_no_failed_request(
-    models: Models, docker_client: Any, tmp_path: Path
+    models: Models, docker_client: Any, tmp_path: Path, prometheus: services.PrometheusServer
 ) -> None:
+    """Judged on figures from Prometheus (PROMETHEUS_URL set): the canary container is one of
+    its targets, labelled role canary, while the release runs, and not after."""
     from mlflow.tracking import MlflowClient
 
     name, url = deploy_stable(models, docker_client, "cy")
     load = Load(url)
     threads = load.run()
     try:
-        done = start(models, name, "healthy", env_for(models, tmp_path))
+        done = start(models, name, "healthy", env_for(models, tmp_path, prometheus))
         time.sleep(1.0)  # requests sent after the promotion returned
     finally:
         load.stop.set()
@@ -207,14 +228,24 @@ def test_a_healthy_canary_is_stepped_up_and_promoted_with_no_failed_request(
     stream = [json.loads(v) for k, v in tags.items() if f"deploy/{name}." in k]
     reasons = [e["reason"] for e in stream if e["action"] == "canary"]
     assert any(r.startswith("canary v") and "started at 20 %" in r for r in reasons)
+    assert any(f"figures from Prometheus {prometheus.url}" in r for r in reasons), reasons
     assert any("promoted" in r.lower() for r in reasons), reasons
+    assert prometheus_saw_the_canary(prometheus, name)
+    assert targets_file_roles(prometheus, name) == [""]  # the canary's target went with it
     containers.remove_deployment(docker_client, name)
 
 
-@pytest.mark.parametrize("behaviour", ["fails", "slow"])
+@pytest.mark.parametrize(("behaviour", "source"), [("fails", "prometheus"), ("slow", "scrape")])
 def test_a_faulty_canary_is_aborted_and_the_stable_path_fails_nothing(
-    models: Models, docker_client: Any, tmp_path: Path, behaviour: str
+    models: Models,
+    docker_client: Any,
+    tmp_path: Path,
+    prometheus: services.PrometheusServer,
+    behaviour: str,
+    source: str,
 ) -> None:
+    """One judged on Prometheus' figures, one on the direct scrape (no PROMETHEUS_URL)."""
+    env = env_for(models, tmp_path, prometheus if source == "prometheus" else None)
     name, url = deploy_stable(models, docker_client, f"cx{behaviour[0]}")
     load = Load(url)
     # A slow canary holds each client that drew it for a second: enough clients, and an
@@ -222,7 +253,7 @@ def test_a_faulty_canary_is_aborted_and_the_stable_path_fails_nothing(
     # the analysis cannot judge it and rightly pauses for a person instead).
     threads = load.run(threads=12)
     try:
-        done = start(models, name, behaviour, env_for(models, tmp_path), interval=2 * INTERVAL)
+        done = start(models, name, behaviour, env, interval=2 * INTERVAL)
         time.sleep(1.0)
         after_abort = len(load.answers)
         time.sleep(1.0)
@@ -254,6 +285,61 @@ def test_a_faulty_canary_is_aborted_and_the_stable_path_fails_nothing(
     (ps,) = [d for d in containers.list_deployments(docker_client) if d.name == name]
     assert str(ps.version) == stable
     assert not containers.canary_containers(docker_client, name)
+    if source == "prometheus":
+        assert prometheus_saw_the_canary(prometheus, name)
+        assert targets_file_roles(prometheus, name) == [""]
+    containers.remove_deployment(docker_client, name)
+
+
+def test_figures_from_a_prometheus_that_stops_answering_pause_the_release(
+    models: Models, docker_client: Any, tmp_path: Path
+) -> None:
+    """A Prometheus that does not answer refuses the start (exit 3, nothing started); one that
+    stops answering during the release leaves its checks without figures: paused, saying so."""
+    name, url = deploy_stable(models, docker_client, "cp")
+    other = f"{models.name}/{models.versions['healthy']}"
+    nowhere = dict(
+        env_for(models, tmp_path), PROMETHEUS_URL=f"http://127.0.0.1:{services.free_port()}"
+    )
+    refused = mlops("deploy", "canary", name, other, "--check", "p99<1", "--yes", env=nowhere)
+    assert refused.returncode == 3 and "prometheus" in refused.stderr.lower(), refused.stderr
+    assert not containers.canary_containers(docker_client, name)
+
+    (tmp_path / "prometheus").mkdir()
+    private = services.start_prometheus(tmp_path / "prometheus")
+    env = env_for(models, tmp_path, private)
+    load = Load(url)
+    threads = load.run(threads=2)
+    try:
+        started = mlops(
+            "deploy", "canary", name, other, "--steps", "20,100", "--interval", f"{INTERVAL}s",
+            "--check", "error_ratio<0.01", "--yes", "--detach", "--json", env=env,
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        assert json.loads(started.stdout)["figures_source"] == f"Prometheus {private.url}"
+        assert targets_file_roles(private, name) == ["", "canary"]
+        services.stop(private)
+        paused = eventually(
+            lambda: (
+                (doc := json.loads(mlops("deploy", "canary", name, "--json", env=env).stdout))
+                and doc["status"] == "paused"
+                and doc
+            ),
+            "the analysis to pause when Prometheus stops answering",
+            timeout=120,
+        )
+    finally:
+        load.stop.set()
+        for t in threads:
+            t.join()
+    line = paused["history"][-1]["line"]
+    assert "no figures" in line and "Prometheus" in line and private.url in line, line
+    aborted = mlops("deploy", "canary", name, "--abort", "--yes", "--json", env=env)
+    assert aborted.returncode == 0, aborted.stderr
+    assert json.loads(aborted.stdout)["status"] == "aborted"
+    assert not containers.canary_containers(docker_client, name)
+    assert targets_file_roles(private, name) == [""]
+    assert {s for s, _ in load.answers} == {200}
     containers.remove_deployment(docker_client, name)
 
 

@@ -4,17 +4,25 @@ Prometheus for the same figures."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import httpx
 import pytest
 from prometheus_client import generate_latest
 
 from backends.canary.checks import METRICS, Verdict, evaluate, parse_checks
-from backends.canary.figures import Figures, figures_between, promql, window
+from backends.canary.figures import (
+    Figures,
+    figures_between,
+    figures_from_prometheus,
+    promql,
+    window,
+)
 from backends.errors import InvalidInput
 from backends.prometheus.exposition import parse_exposition
 from backends.prometheus.queries import Queries, Scope, bucket_quantile
 from backends.prometheus.scrape_source import ScrapeSource
+from backends.prometheus.sources import Vector
 from backends.records import ScrapeTarget
 from server.metrics import LATENCY_BUCKETS, ServerMetrics
 
@@ -287,3 +295,62 @@ def test_figures_is_a_frozen_record() -> None:
     with pytest.raises(AttributeError):
         figures.p99 = 0.0  # type: ignore[misc]
     assert isinstance(figures, Figures)
+
+
+def prometheus_answering(values: dict[str, float]) -> tuple[list[str], Callable[[str], Vector]]:
+    """A query function (as PrometheusSource.vector) that answers the first of ``values``
+    whose key is in the expression, nothing otherwise; and the list of what was asked."""
+    asked: list[str] = []
+
+    def query(expression: str) -> Vector:
+        asked.append(expression)
+        for part, value in values.items():
+            if part in expression:
+                return [({"deployment": "web"}, value)]
+        return []
+
+    return asked, query
+
+
+def test_figures_from_prometheus_are_the_scopes_own_over_the_window() -> None:
+    asked, query = prometheus_answering(
+        {
+            'increase(mlops_requests_total{deployment="web",version="3",status=~"5.."}': 2.0,
+            "increase(mlops_requests_total": 40.0,
+            "histogram_quantile(0.99,": 0.3,
+            "histogram_quantile(0.5,": 0.1,
+            'metric="accuracy"': 0.9,
+            "mlops_model_quality_rows": 50.0,
+        }
+    )
+    got = figures_from_prometheus(query, Scope(deployment="web", version="3"), 20, min_requests=5)
+    assert (got.requests, got.server_errors, got.request_rate) == (40.0, 2.0, 2.0)
+    assert got.error_ratio == 0.05
+    assert (got.p50, got.p95, got.p99) == (0.1, None, 0.3)  # p95: Prometheus had no answer
+    assert (got.accuracy, got.f1_macro, got.labelled_rows) == (0.9, None, 50.0)
+    assert got.version == "3" and not got.restarted
+    assert all('deployment="web"' in q and 'version="3"' in q for q in asked), asked
+    assert all("[20s]" in q for q in asked if "increase(" in q or "rate(" in q), asked
+    (rows,) = [q for q in asked if "mlops_model_quality_rows" in q]
+    assert 'model_version="3"' in rows  # the rows this version answered, not an earlier one's
+    assert set(got.values()) <= set(METRICS) and set(got.values()) == set(METRICS)
+
+
+def test_figures_from_prometheus_with_too_few_requests_decide_nothing() -> None:
+    _, query = prometheus_answering(
+        {"increase(mlops_requests_total": 3.0, "histogram_quantile": 0.2}
+    )
+    got = figures_from_prometheus(query, Scope(deployment="web", version="3"), 10, min_requests=5)
+    assert got.requests == 3.0 and got.request_rate == 0.3
+    assert (got.error_ratio, got.p50, got.p99) == (None, None, None)
+    _, silent = prometheus_answering({"histogram_quantile": math.nan})
+    nothing = figures_from_prometheus(silent, Scope(deployment="web", version="3"), 10)
+    assert (nothing.requests, nothing.request_rate, nothing.p99) == (0.0, 0.0, None)
+
+
+def test_figures_from_prometheus_leave_its_errors_to_the_caller() -> None:
+    def down(_: str) -> Vector:
+        raise InvalidInput("refused")
+
+    with pytest.raises(InvalidInput):
+        figures_from_prometheus(down, Scope(deployment="web", version="3"), 10)

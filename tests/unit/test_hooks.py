@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import re
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from backends.errors import InvalidInput
+from backends.lifecycle import hooks
 from backends.lifecycle.hooks import Dispatcher, Target, parse_notification
 from backends.lifecycle.hooks_http import MAX_BODY, hooks_app
 from backends.records import RetrainOutcome, RetrainTrigger
@@ -262,3 +264,20 @@ def test_status_needs_the_token(http: TestClient) -> None:
     ok = http.get("/status", headers={"Authorization": f"Bearer {TOKEN}"})
     assert ok.status_code == 200 and ok.json()["cooldown_s"] == 600
     assert http.get("/health").json() == {"status": "ok"}
+
+
+def test_the_targets_file_names_a_deployment_by_its_router_not_its_canary(tmp_path: Path) -> None:
+    path = tmp_path / "targets.json"
+    canary = {"deployment": "web", "model": "iris", "version": "4", "role": "canary"}
+    stable = {"deployment": "web", "model": "iris", "version": "3", "alias": "champion"}
+    path.write_text(
+        json.dumps(
+            [
+                {"targets": ["127.0.0.1:9001"], "labels": canary},
+                {"targets": ["127.0.0.1:8081"], "labels": stable},
+            ]
+        )
+    )
+    lookup = hooks.targets_file_lookup(path)
+    assert lookup("web") == Target("web", "http://127.0.0.1:8081", "iris")
+    assert lookup("api") is None

@@ -265,7 +265,16 @@ def test_targets_writes_the_file_from_the_deployments(
         port=8081,
         started_at=None,
     )
-    monkeypatch.setattr(backends.lifecycle.targets, "running_deployments", lambda host: [web])
+
+    class Engine:
+        def close(self) -> None:
+            pass
+
+    engine = Engine()
+    targets = backends.lifecycle.targets
+    monkeypatch.setattr("backends.docker.engine.connect", lambda host: engine)
+    monkeypatch.setattr(targets, "list_deployments", lambda c: [web] if c is engine else [])
+    monkeypatch.setattr(targets, "canary_targets", lambda c: [])
     path = tmp_path / "targets.json"
     result = runner.invoke(app, ["monitor", "targets", "--file", str(path)])
     assert result.exit_code == 0, result.output
@@ -276,12 +285,11 @@ def test_targets_writes_the_file_from_the_deployments(
 
 
 def test_targets_without_docker_exits_3(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import backends.lifecycle.targets
 
-    def unreachable(host: str | None) -> list[Deployment]:
+    def unreachable(host: str | None) -> object:
         raise Unavailable("Docker engine at unix:///x is not reachable", title="Docker unreachable")
 
-    monkeypatch.setattr(backends.lifecycle.targets, "running_deployments", unreachable)
+    monkeypatch.setattr("backends.docker.engine.connect", unreachable)
     result = runner.invoke(app, ["monitor", "targets", "--file", str(tmp_path / "t.json")])
     assert result.exit_code == ExitCode.UNREACHABLE and "Docker unreachable" in result.output
     assert not (tmp_path / "t.json").exists()  # nothing written: the old list stays

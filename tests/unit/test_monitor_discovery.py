@@ -65,6 +65,25 @@ def test_target_groups_carry_model_version_alias_and_deployment() -> None:
     ]
 
 
+def test_a_canary_is_a_target_of_its_own_labelled_role_canary(tmp_path: Path) -> None:
+    canary = ScrapeTarget(
+        "http://127.0.0.1:9001", deployment="web", model="iris", version=4, role="canary"
+    )
+    path = tmp_path / "targets.json"
+    written = discovery.refresh_targets([deployment("web", alias="")], path, [canary])
+    groups = json.loads(path.read_text())
+    assert [g["targets"] for g in groups] == [["127.0.0.1:8081"], ["127.0.0.1:9001"]]
+    assert groups[1]["labels"] == {
+        "model": "iris",
+        "version": "4",
+        "alias": "",
+        "deployment": "web",
+        "role": "canary",
+    }
+    assert "role" not in groups[0]["labels"]  # the stable version's series keep their labels
+    assert [t.role for t in written.targets] == ["", "canary"]
+
+
 def test_targets_file_is_written_atomically_and_only_when_it_changes(tmp_path: Path) -> None:
     path = tmp_path / "sd" / "mlops.json"
     nasty = ScrapeTarget("http://h:1", deployment="d", model='we"ird\\name\n', version="1")
@@ -114,8 +133,11 @@ def test_deploy_commands_refresh_from_their_docker_client(
     monkeypatch.setattr(
         targets, "list_deployments", lambda c: [deployment("web")] if c is client else []
     )
+    canary = ScrapeTarget("http://127.0.0.1:9", deployment="web", version=4, role="canary")
+    monkeypatch.setattr(targets, "canary_targets", lambda c: [canary] if c is client else [])
     written = targets.refresh_from_engine(client, tmp_path / "t.json")
-    assert [t.deployment for t in written.targets] == ["web"] and written.changed
+    assert [(t.deployment, t.role) for t in written.targets] == [("web", ""), ("web", "canary")]
+    assert written.changed
 
 
 def test_an_unreachable_docker_engine_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
