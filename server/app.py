@@ -166,6 +166,13 @@ def create_app(config: ServerConfig) -> FastAPI:
         )
         metrics.requests.labels(endpoint=endpoint, status=code).inc()
 
+    # Every answer a scoring route gives counted from 0, before the first: Prometheus'
+    # increase() takes a series' first sample as its start, so a first 500 that created its
+    # series would never count (a canary's errors read as none).
+    for endpoint in ("predict", "invocations"):
+        for code in ("200", "500", "503"):
+            metrics.requests.labels(endpoint=endpoint, status=code)
+
     in_flight = 0
     metrics.requests_in_flight.set_function(lambda: in_flight)
 

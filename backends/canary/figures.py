@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from backends.canary.checks import METRICS, Metric
-from backends.errors import InvalidInput
+from backends.errors import InvalidInput, Unavailable
 from backends.prometheus.exposition import Exposition, SampleKey, parse_exposition
 from backends.prometheus.queries import (
     Queries,
@@ -220,10 +220,26 @@ def figures_from_prometheus(
 
     The same rules as ``figures_between``: error ratio and latency are None with fewer than
     ``min_requests`` requests in the window, quality is the version's own gauge. Prometheus
-    handles a restarted server's counters itself (``increase`` knows resets). Errors of
-    ``query`` (Prometheus unreachable) are the caller's."""
+    handles a restarted server's counters itself (``increase`` knows resets).
+
+    A source down is no figure: Unavailable when Prometheus has no scrape of the scope in the
+    window, or one that failed (``up`` 0: the server's /metrics did not answer; what it said
+    before would pass for the whole window). Errors of ``query`` are the caller's."""
     span = window(seconds)
     where = scope.matchers()
+    what = ", ".join(f"{k}={v}" for k, v in scope.wanted().items())
+    scraped = [v for _, v in query(f"min_over_time({selector('up', where)}[{span}])")]
+    if not scraped:
+        raise Unavailable(
+            f"Prometheus has no scrape of {what} in the last {span} (is the interval shorter "
+            "than two of its scrapes, or does it not read the targets file?)",
+            title="No figures",
+        )
+    if min(scraped) < 1:
+        raise Unavailable(
+            f"Prometheus could not scrape {what} throughout the last {span} (up 0)",
+            title="No figures",
+        )
 
     def one(expression: str) -> float | None:
         values = [v for _, v in query(expression) if not math.isnan(v)]

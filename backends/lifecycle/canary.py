@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,8 @@ class Release:
     def to_json(self) -> str:
         doc = asdict(self)
         doc["state"] = self.state.to_dict()
+        if not self.prometheus_url:  # a file an earlier version of this reads as before
+            del doc["prometheus_url"]
         return json.dumps(doc, indent=1, sort_keys=True)
 
     @classmethod
@@ -124,7 +126,9 @@ class Release:
         try:
             doc = json.loads(text)
             doc["state"] = State.from_dict(doc["state"])
-            return cls(**doc)
+            # A field a later version added is not ours to read: the rest still is.
+            known = {f.name for f in fields(cls)}
+            return cls(**{k: v for k, v in doc.items() if k in known})
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"a canary release file that does not read: {exc!r}") from exc
 
@@ -213,7 +217,11 @@ def plan_release(
     if sticky_header and not sticky_header.replace("-", "").isalnum():
         raise InvalidInput(f"--sticky-header takes a header name, not {sticky_header!r}")
     if prometheus_url:
-        _prometheus(prometheus_url).vector("vector(1)")  # Unavailable, exit 3, when it is down
+        probe = _prometheus(prometheus_url)
+        try:
+            probe.vector("vector(1)")  # Unavailable, exit 3, when it is down
+        finally:
+            probe.close()
     return ReleasePlan(deployment, version, plan, sticky_header, reason, prometheus_url)
 
 
@@ -250,6 +258,7 @@ def switch_in(h: Handles, name: str, version: ModelVersion, what: str) -> Deploy
     port = int(router.labels.get(f"{LABEL}.port", "0")) if router is not None else 0
     with changing(h, name, image.ref, f"{what} promotion"):
         deployment, _ = switch.deploy(client, image, name, port=port, alias="")
+    refresh_quietly(client)  # the router's target now says the new version
     return deployment
 
 
@@ -313,7 +322,7 @@ def start_release(
     )
     with _locked(name):
         _save(release)  # first: a release on record is one a person can see and abort
-    if planned.prometheus_url and (problem := refresh_quietly(client)):
+    if problem := refresh_quietly(client):
         on_log(problem)
     checks = ", ".join(c.expression for c in planned.plan.checks)
     steps = ",".join(f"{w:g}" for w in planned.plan.steps)
@@ -598,6 +607,7 @@ def abort_release(h: Handles, name: str, note: str = "") -> Release | None:
         router.remove_mirror()
     for container in leftovers:
         containers.remove_container(container)
+    refresh_quietly(h.docker())
     shadow = routed.get("mirror")
     if shadow is not None:
         deployment = containers.get_deployment(h.docker(), name)
@@ -661,6 +671,9 @@ def _promote(h: Handles, release: Release, decision: Decision) -> str:
             f"the canary is not removed yet ({exc.message}): "
             f"mlops deploy canary {name} --abort removes it"
         )
+        # The switched-in version's labels at least: the canary's target goes with --abort.
+        if targets := refresh_quietly(h.docker()):
+            problems.append(targets)
     return "; ".join(problems)
 
 
@@ -702,7 +715,11 @@ def _prometheus_figures(release: Release, seconds: float) -> dict[str, dict[str,
     try:
         for role in ("canary", "stable"):
             version = release.canary_version if role == "canary" else release.stable_version
-            scope = Scope(deployment=release.deployment, version=str(version or ""))
+            scope = Scope(
+                deployment=release.deployment,
+                version=str(version or ""),
+                role="canary" if role == "canary" else None,  # else: what the router serves
+            )
             measured = figures_from_prometheus(
                 source.vector, scope, seconds, min_requests=MIN_REQUESTS
             )
@@ -723,7 +740,7 @@ def _await_first_scrape(
     from backends.prometheus.queries import Scope
 
     source = _prometheus(release.prometheus_url)
-    scope = Scope(deployment=release.deployment, version=str(release.canary_version))
+    scope = Scope(deployment=release.deployment, version=str(release.canary_version), role="canary")
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:

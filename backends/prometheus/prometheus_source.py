@@ -18,6 +18,7 @@ from backends.prometheus.queries import (
     Scope,
     duration_seconds,
     matcher,
+    selector,
 )
 from backends.prometheus.sources import (
     HISTORY_KINDS,
@@ -192,9 +193,9 @@ class PrometheusSource:
         return self._vector(query)
 
     def targets_up(self, scope: Scope) -> bool:
-        """Whether Prometheus has scraped a target in ``scope`` successfully (its ``up`` is 1)."""
-        q = Queries(scope, self.window)
-        return any(value == 1 for _, value in self._vector(q.up(self.job)))
+        """Whether Prometheus has scraped a target in ``scope`` successfully (its ``up`` is 1),
+        in whatever job reads it."""
+        return any(value == 1 for _, value in self._vector(selector("up", scope.matchers())))
 
     # ----------------------------------------------------------------------- internals
 

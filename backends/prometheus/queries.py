@@ -113,6 +113,10 @@ class Scope:
     version: str | None = None
     alias: str | None = None
     instance: str | None = None  # host:port, for a server watched by address
+    # "canary": a canary release's container (a target of its own beside the deployment's
+    # router). Unset, a question is about what serves: canaries' series are left out, so a
+    # deployment is not two rows while a release runs (the release shows them side by side).
+    role: str | None = None
 
     def wanted(self) -> dict[str, str]:
         """The label values asked for, by label name, in a stable order."""
@@ -122,12 +126,15 @@ class Scope:
             "version": self.version,
             "alias": self.alias,
             "instance": self.instance,
+            "role": self.role,
         }
         return {name: value for name, value in fields.items() if value is not None}
 
     def matchers(self) -> list[str]:
-        """One equality matcher per label asked for."""
-        return [matcher(name, value) for name, value in self.wanted().items()]
+        """One equality matcher per label asked for (and none of a canary's series unless the
+        role is asked for)."""
+        found = [matcher(name, value) for name, value in self.wanted().items()]
+        return found if self.role is not None else [*found, matcher("role", "canary", "!=")]
 
     def admits(self, labels: dict[str, str]) -> bool:
         """Whether a series (or a scrape target) with these labels is in the scope."""

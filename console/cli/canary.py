@@ -4,6 +4,7 @@ part in it (watch, resume, abort, promote)."""
 from __future__ import annotations
 
 import time
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -19,6 +20,13 @@ from console.cli.common import (
 )
 from console.cli.exit_codes import ExitCode
 from console.cli.progress import Steps, build_log
+
+
+class FiguresFrom(StrEnum):
+    auto = "auto"
+    prometheus = "prometheus"
+    scrape = "scrape"
+
 
 if TYPE_CHECKING:
     from backends.lifecycle.canary import Release
@@ -65,13 +73,13 @@ def canary(
     ] = None,
     reason: Annotated[str, typer.Option("--reason", help="Kept in the history.")] = "",
     source: Annotated[
-        str,
+        FiguresFrom,
         typer.Option(
             "--source",
-            help="Where the figures come from: auto (Prometheus when PROMETHEUS_URL is set, "
-            "else the containers' own /metrics), prometheus, scrape.",
+            help="Where a release's figures come from: auto (Prometheus when PROMETHEUS_URL "
+            "is set, else the containers' own /metrics), prometheus, scrape.",
         ),
-    ] = "auto",
+    ] = FiguresFrom.auto,
     detach: Annotated[
         bool, typer.Option("--detach", help="Start it and return; the analysis goes on.")
     ] = False,
@@ -109,6 +117,11 @@ def canary(
         from backends.lifecycle.deploy import check_name
 
         check_name(name)
+        if source is not FiguresFrom.auto and (model_ref is None or mirror is not None):
+            fail(
+                "--source applies to starting a canary release (MODEL_REF, no --mirror)",
+                ExitCode.USAGE,
+            )
         if model_ref is not None and mirror is not None:
             refuse_if_read_only("deploy canary --mirror")
             if check:
@@ -201,16 +214,14 @@ def _handles() -> Handles:
     return handles()
 
 
-def _figures_source(source: str) -> str:
+def _figures_source(source: FiguresFrom) -> str:
     """The Prometheus URL the figures come from, "" for the direct scrape."""
     from console.config import Settings
 
-    if source not in ("auto", "prometheus", "scrape"):
-        fail(f"--source takes auto, prometheus or scrape, not {source!r}", ExitCode.USAGE)
     url = Settings.from_env().prometheus_url
-    if source == "prometheus" and url is None:
+    if source is FiguresFrom.prometheus and url is None:
         fail("--source prometheus needs PROMETHEUS_URL (the Prometheus base URL)", ExitCode.USAGE)
-    return "" if source == "scrape" else url or ""
+    return "" if source is FiguresFrom.scrape else url or ""
 
 
 def _summary(planned: object) -> str:

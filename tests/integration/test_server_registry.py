@@ -202,14 +202,24 @@ def test_sigterm_drains_in_flight_requests(
     def big_request() -> None:
         outcome["response"] = httpx.post(f"{url}/predict", json={"data": rows}, timeout=60)
 
-    worker = threading.Thread(target=big_request)
-    worker.start()
     # SIGTERM once the server holds the request (a fixed pause was sometimes too short on a
-    # loaded machine: the signal came before the request, which was then refused).
-    deadline = time.monotonic() + 60
-    while "mlops_requests_in_flight 1.0" not in httpx.get(f"{url}/metrics").text:
-        assert time.monotonic() < deadline and worker.is_alive(), outcome
-        time.sleep(0.01)
+    # loaded machine: the signal came before the request, which was then refused). The server
+    # may answer /metrics only after the request it computes (ci11, loaded: never seen in
+    # flight): then the request is sent again, until one is seen in flight.
+    deadline = time.monotonic() + 120
+    seen = False
+    while not seen:
+        assert time.monotonic() < deadline, "no request was ever seen in flight"
+        worker = threading.Thread(target=big_request)
+        worker.start()
+        while worker.is_alive():
+            if "mlops_requests_in_flight 1.0" in httpx.get(f"{url}/metrics").text:
+                seen = worker.is_alive()
+                break
+            time.sleep(0.01)
+        if not seen:
+            worker.join()
+            assert outcome["response"].status_code == 200, outcome
     proc.send_signal(signal.SIGTERM)
     worker.join(60)
     # uvicorn re-raises the signal after its graceful shutdown, so -SIGTERM is a clean exit.

@@ -393,6 +393,7 @@ def test_a_non_ascii_bearer_token_is_forbidden_not_an_error(served: Served) -> N
     assert status == 403 and json.loads(answer)["error"]["type"] == "forbidden"
 
 
+@pytest.mark.slow  # waits out real timeouts of real processes: seconds
 def test_a_kept_alive_connection_survives_a_pause(served: Served) -> None:
     """The server keeps idle connections longer than clients' pools do (and the router's)."""
     with httpx.Client(timeout=30) as http:

@@ -148,6 +148,7 @@ def test_a_killed_model_server_gets_json_errors_never_a_bare_500(
     assert "mlops_router_upstream_errors_total" in causes
 
 
+@pytest.mark.slow  # waits out real timeouts of real processes: seconds
 def test_a_restarted_router_comes_back_on_the_upstream_it_was_switched_to(
     router: Router,
     model: tuple[str, subprocess.Popen[bytes]],
@@ -172,6 +173,7 @@ def test_a_restarted_router_comes_back_on_the_upstream_it_was_switched_to(
         services._stop(other)
 
 
+@pytest.mark.slow  # waits out real timeouts of real processes: seconds
 def test_kept_alive_clients_pausing_around_the_servers_idle_timeout_never_fail(
     router: Router,
 ) -> None:

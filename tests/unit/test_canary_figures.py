@@ -18,7 +18,7 @@ from backends.canary.figures import (
     promql,
     window,
 )
-from backends.errors import InvalidInput
+from backends.errors import InvalidInput, Unavailable
 from backends.prometheus.exposition import parse_exposition
 from backends.prometheus.queries import Queries, Scope, bucket_quantile
 from backends.prometheus.scrape_source import ScrapeSource
@@ -251,7 +251,7 @@ def test_the_server_metrics_agree_with_the_monitors_direct_scrape() -> None:
 
 # --------------------------------------------------------------------------------------- PromQL
 
-CANARY = Scope(deployment="web", version="2")
+CANARY = Scope(deployment="web", version="2", role="canary")
 
 
 def test_promql_for_traffic_and_latency_is_the_monitors_own_query() -> None:
@@ -260,7 +260,7 @@ def test_promql_for_traffic_and_latency_is_the_monitors_own_query() -> None:
     assert promql("error_ratio", CANARY, 60) == queries.error_ratio()
     assert promql("p99", CANARY, 60) == (
         "histogram_quantile(0.99, sum by (model, version, le) (rate("
-        'mlops_request_duration_seconds_bucket{deployment="web",version="2"}[60s])))'
+        'mlops_request_duration_seconds_bucket{deployment="web",version="2",role="canary"}[60s])))'
     )
     assert promql("p50", CANARY, "1m") == Queries(CANARY, "1m", per="version").latency_quantile(0.5)
     assert 'status=~"5.."' in promql("error_ratio", CANARY, 30)
@@ -269,7 +269,7 @@ def test_promql_for_traffic_and_latency_is_the_monitors_own_query() -> None:
 def test_promql_for_quality_reads_the_versions_own_rows() -> None:
     assert promql("accuracy", CANARY, 60) == (
         "max by (model, version, model_version) (mlops_model_quality"
-        '{deployment="web",version="2",metric="accuracy",model_version="2"})'
+        '{deployment="web",version="2",role="canary",metric="accuracy",model_version="2"})'
     )
     assert 'model_version="' not in promql("rmse", Scope(deployment="web"), 60)
 
@@ -315,7 +315,8 @@ def prometheus_answering(values: dict[str, float]) -> tuple[list[str], Callable[
 def test_figures_from_prometheus_are_the_scopes_own_over_the_window() -> None:
     asked, query = prometheus_answering(
         {
-            'increase(mlops_requests_total{deployment="web",version="3",status=~"5.."}': 2.0,
+            "min_over_time(up": 1.0,
+            '{deployment="web",version="3",role="canary",status=~"5.."}': 2.0,
             "increase(mlops_requests_total": 40.0,
             "histogram_quantile(0.99,": 0.3,
             "histogram_quantile(0.5,": 0.1,
@@ -323,13 +324,14 @@ def test_figures_from_prometheus_are_the_scopes_own_over_the_window() -> None:
             "mlops_model_quality_rows": 50.0,
         }
     )
-    got = figures_from_prometheus(query, Scope(deployment="web", version="3"), 20, min_requests=5)
+    web3 = Scope(deployment="web", version="3", role="canary")
+    got = figures_from_prometheus(query, web3, 20, min_requests=5)
     assert (got.requests, got.server_errors, got.request_rate) == (40.0, 2.0, 2.0)
     assert got.error_ratio == 0.05
     assert (got.p50, got.p95, got.p99) == (0.1, None, 0.3)  # p95: Prometheus had no answer
     assert (got.accuracy, got.f1_macro, got.labelled_rows) == (0.9, None, 50.0)
     assert got.version == "3" and not got.restarted
-    assert all('deployment="web"' in q and 'version="3"' in q for q in asked), asked
+    assert all('{deployment="web",version="3",role="canary"' in q for q in asked), asked
     assert all("[20s]" in q for q in asked if "increase(" in q or "rate(" in q), asked
     (rows,) = [q for q in asked if "mlops_model_quality_rows" in q]
     assert 'model_version="3"' in rows  # the rows this version answered, not an earlier one's
@@ -338,14 +340,28 @@ def test_figures_from_prometheus_are_the_scopes_own_over_the_window() -> None:
 
 def test_figures_from_prometheus_with_too_few_requests_decide_nothing() -> None:
     _, query = prometheus_answering(
-        {"increase(mlops_requests_total": 3.0, "histogram_quantile": 0.2}
+        {"min_over_time(up": 1.0, "increase(mlops_requests_total": 3.0, "histogram_quantile": 0.2}
     )
     got = figures_from_prometheus(query, Scope(deployment="web", version="3"), 10, min_requests=5)
     assert got.requests == 3.0 and got.request_rate == 0.3
     assert (got.error_ratio, got.p50, got.p99) == (None, None, None)
-    _, silent = prometheus_answering({"histogram_quantile": math.nan})
+    _, silent = prometheus_answering({"min_over_time(up": 1.0, "histogram_quantile": math.nan})
     nothing = figures_from_prometheus(silent, Scope(deployment="web", version="3"), 10)
     assert (nothing.requests, nothing.request_rate, nothing.p99) == (0.0, 0.0, None)
+
+
+def test_a_source_prometheus_did_not_scrape_throughout_gives_no_figure() -> None:
+    scope = Scope(deployment="web", version="3", role="canary")
+    _, never = prometheus_answering({"increase(mlops_requests_total": 50.0})
+    with pytest.raises(Unavailable, match="no scrape of deployment=web, version=3"):
+        figures_from_prometheus(never, scope, 10)
+    # A /metrics that stopped answering mid-window: what it said before is not the window's.
+    asked, failed = prometheus_answering(
+        {"min_over_time(up": 0.0, "increase(mlops_requests_total": 50.0}
+    )
+    with pytest.raises(Unavailable, match=r"could not scrape .* throughout the last 10s"):
+        figures_from_prometheus(failed, scope, 10)
+    assert asked[0] == 'min_over_time(up{deployment="web",version="3",role="canary"}[10s])'
 
 
 def test_figures_from_prometheus_leave_its_errors_to_the_caller() -> None:

@@ -4,6 +4,7 @@ raised as the Conflict the console shows."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -117,3 +118,17 @@ def test_a_failure_to_act_is_raised_and_a_success_returned(
     record = LocalCanaries(Session()).decide_canary("iris-prod", "abort")  # type: ignore[arg-type]
     assert record.status == "aborted" and record.weight == 0 and record.next_evaluation is None
     assert seen == [("handles", "iris-prod", "from the console")]
+
+
+def test_a_release_file_reads_across_versions_of_this_tool() -> None:
+    scraped = release()
+    doc = json.loads(scraped.to_json())
+    assert "prometheus_url" not in doc  # an earlier version reads it as it always did
+    assert Release.from_json(scraped.to_json()) == scraped
+    assert release_record(scraped).figures_source == "the direct scrape"
+    asked = release(prometheus_url="http://prom:9090")
+    assert Release.from_json(asked.to_json()).prometheus_url == "http://prom:9090"
+    assert release_record(asked).figures_source == "Prometheus http://prom:9090"
+    doc = json.loads(asked.to_json())
+    doc["a_field_of_a_later_version"] = {"x": 1}
+    assert Release.from_json(json.dumps(doc)) == asked  # the rest still reads

@@ -99,42 +99,52 @@ def test_scope_turns_every_field_into_an_escaped_equality_matcher() -> None:
         r'model="a\"} or up{x=\""',
         'version="3"',
         'instance="h:1"',
+        'role!="canary"',  # what serves: a canary release's container is asked for by role
     ]
     assert scope.admits(
         {"deployment": "web", "model": 'a"} or up{x="', "version": "3", "instance": "h:1"}
     )
     assert not scope.admits({"deployment": "web"})
-    assert Scope().matchers() == [] and Scope().admits({})
+    assert Scope().matchers() == ['role!="canary"'] and Scope().admits({})
+    assert Scope(deployment="web", role="canary").matchers() == [
+        'deployment="web"',
+        'role="canary"',
+    ]
 
 
 def test_queries_per_deployment() -> None:
     q = Queries(Scope(deployment='we"b'), "1m")
     by = "deployment, model, version, alias, instance"
-    sel = r'{deployment="we\"b"}'
+    sel = r'{deployment="we\"b",role!="canary"}'
     assert q.request_rate() == f"sum by ({by}) (rate(mlops_requests_total{sel}[1m]))"
     assert q.latency_quantile(0.99) == (
         f"histogram_quantile(0.99, sum by ({by}, le) "
         f"(rate(mlops_request_duration_seconds_bucket{sel}[1m])))"
     )
-    five = f'sum by ({by}) (rate(mlops_requests_total{{deployment="we\\"b",status=~"5.."}}[1m]))'
+    five = (
+        f"sum by ({by}) (rate(mlops_requests_total"
+        '{deployment="we\\"b",role!="canary",status=~"5.."}[1m]))'
+    )
     total = f"sum by ({by}) (rate(mlops_requests_total{sel}[1m]))"
     assert q.error_ratio() == f"({five} or {total} * 0) / {total}"
     assert (
         q.feature_gauge("mlops_feature_psi") == f"max by ({by}, feature) (mlops_feature_psi{sel})"
     )
     assert q.feature_gauge("mlops_feature_ks_pvalue", "min").startswith("min by (")
-    assert q.up("mlops") == f'max by ({by}) (up{{deployment="we\\"b",job="mlops"}})'
+    assert q.up("mlops") == (
+        f'max by ({by}) (up{{deployment="we\\"b",role!="canary",job="mlops"}})'
+    )
     assert q.alerts() == f"ALERTS{sel}"
 
 
 def test_queries_per_model_version() -> None:
     q = Queries(Scope(model="iris"), "5m", per="version")
     assert q.request_rate() == (
-        'sum by (model, version) (rate(mlops_requests_total{model="iris"}[5m]))'
+        'sum by (model, version) (rate(mlops_requests_total{model="iris",role!="canary"}[5m]))'
     )
     assert q.batch_size_mean() == (
-        'sum by (model, version) (rate(mlops_batch_size_sum{model="iris"}[5m])) / '
-        'sum by (model, version) (rate(mlops_batch_size_count{model="iris"}[5m]))'
+        'sum by (model, version) (rate(mlops_batch_size_sum{model="iris",role!="canary"}[5m])) / '
+        'sum by (model, version) (rate(mlops_batch_size_count{model="iris",role!="canary"}[5m]))'
     )
 
 
