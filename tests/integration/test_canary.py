@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,6 +219,9 @@ def test_a_healthy_canary_is_stepped_up_and_promoted_with_no_failed_request(
     assert verdicts == ["pass"] * 4  # both checks passed at both evaluations
     healthy = models.versions["healthy"]
     assert {s for s, _ in load.answers} == {200}, sorted({s for s, _ in load.answers})
+    by_version = Counter(v for _, v in load.answers)
+    print(f"healthy canary (figures from Prometheus): {len(load.answers)} answers, all 200,")
+    print(f"  by version {dict(by_version)}, decisions {actions}")
     assert {v for _, v in load.answers} == {models.versions["plain"], healthy}
     assert load.answers[-1][1] == healthy  # after the promotion only the new stable answers
     (ps,) = [d for d in containers.list_deployments(docker_client) if d.name == name]
@@ -281,6 +285,9 @@ def test_a_faulty_canary_is_aborted_and_the_stable_path_fails_nothing(
     assert router_errors(docker_client, name) == 0
 
     later = load.answers[after_abort:]
+    print(f"{behaviour} canary ({source}): {len(load.answers)} answers, statuses")
+    print(f"  {sorted((s, sum(1 for a, _ in load.answers if a == s)) for s in statuses)},")
+    print(f"  decisions {actions}, 0 server errors on stable v{stable}")
     assert later and all((s, v) == (200, stable) for s, v in later)  # all back on stable
     (ps,) = [d for d in containers.list_deployments(docker_client) if d.name == name]
     assert str(ps.version) == stable
@@ -414,6 +421,8 @@ def test_a_shadow_reports_the_disagreement_the_two_models_are_known_to_have(
     figures = eventually(compared, "the router to compare all 600 mirrored rows", timeout=120)
     # The shadow answers every setosa row as versicolor: a third of the rows, exactly.
     assert figures["disagreement_ratio"] == pytest.approx(50 / 150)
+    print(f"shadow: {figures['window_rows']} rows compared, disagreement")
+    print(f"  {figures['disagreement_ratio']:.4f} (known: 50/150)")
     assert (figures["errors"], figures["dropped"], figures["copies"]) == (0, 0, 4)
     stopped = mlops("deploy", "canary", name, "--abort", "--yes", env=env)
     assert stopped.returncode == 0, stopped.stderr
