@@ -148,7 +148,7 @@ def figures_between(
             buckets[bound] = buckets.get(bound, 0.0) + increase
     enough_requests = requests > 0 and requests >= min_requests
     ordered = sorted(buckets.items())
-    latency = {
+    latency: dict[str, float | None] = {
         name: bucket_quantile(q, ordered) if enough_requests else None
         for name, q in QUANTILES.items()
     }
@@ -156,10 +156,27 @@ def figures_between(
     served = _served_version(last) if version is None else version
     rows = _gauge(last, QUALITY_ROWS, model_version=served) if served else None
     enough = min_labelled_rows <= 0 or (rows is not None and rows >= min_labelled_rows)
-    quality = {
+    quality: dict[str, float | None] = {
         m: _gauge(last, QUALITY, model_version=served, metric=m) if served and enough else None
         for m in QUALITY_METRICS
     }
+    return _figures(
+        seconds, requests, errors, enough_requests, latency, quality, rows, served, restarted
+    )
+
+
+def _figures(
+    seconds: float,
+    requests: float,
+    errors: float,
+    enough_requests: bool,
+    latency: dict[str, float | None],
+    quality: dict[str, float | None],
+    rows: float | None,
+    version: str,
+    restarted: bool = False,
+) -> Figures:
+    """The record, from counts and figures however they were measured."""
     return Figures(
         seconds=seconds,
         requests=requests,
@@ -175,7 +192,7 @@ def figures_between(
         mae=quality["mae"],
         rmse=quality["rmse"],
         labelled_rows=rows,
-        version=served,
+        version=version,
     )
 
 
@@ -252,7 +269,9 @@ def figures_from_prometheus(
     requests = increase()
     errors = increase(matcher("status", "5..", "=~")) if requests else 0.0
     enough = requests > 0 and requests >= min_requests
-    latency = {name: one(promql(name, scope, span)) if enough else None for name in LATENCY_METRICS}
+    latency: dict[str, float | None] = {
+        name: one(promql(name, scope, span)) if enough else None for name in LATENCY_METRICS
+    }
     version = scope.version or ""
     quality: dict[str, float | None] = {m: one(promql(m, scope, span)) for m in QUALITY_METRICS}
     rows = (
@@ -260,20 +279,4 @@ def figures_from_prometheus(
         if version
         else None
     )
-    return Figures(
-        seconds=seconds,
-        requests=requests,
-        server_errors=errors,
-        restarted=False,
-        request_rate=requests / seconds,
-        error_ratio=errors / requests if enough else None,
-        p50=latency["p50"],
-        p95=latency["p95"],
-        p99=latency["p99"],
-        accuracy=quality["accuracy"],
-        f1_macro=quality["f1_macro"],
-        mae=quality["mae"],
-        rmse=quality["rmse"],
-        labelled_rows=rows,
-        version=version,
-    )
+    return _figures(seconds, requests, errors, enough, latency, quality, rows, version)
