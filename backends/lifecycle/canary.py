@@ -439,32 +439,41 @@ def _evaluate(
         # it, and its own figures can never say so: it is aborted, not paused.
         state, decision = analysis.abort_for(release.state, f"the canary's container {gone}")
         return _act(h, release, state, decision)
-    figures: dict[str, dict[str, float | None]] = {}
-    if release.prometheus_url:
+    if not release.prometheus_url:
+        figures = _scraped_figures(release, before, after, seconds)
+    else:
         try:
             figures = _prometheus_figures(release, seconds)
         except BackendError as exc:
             # Inconclusive, said as such: no figure could be read, for this reason.
             state, decision = analysis.pause_for(release.state, f"no figures: {exc.message}")
             return _act(h, replace(release, figures={}), state, decision)
-    for role in () if release.prometheus_url else ("canary", "stable"):
-        first, last = before.get(role), after.get(role)
-        version = str(release.canary_version if role == "canary" else release.stable_version)
-        if first is None or last is None or seconds <= 0:
-            figures[role] = {}
-            continue
-        try:
-            measured = figures_between(
-                first, last, seconds, version=version, min_requests=MIN_REQUESTS
-            )
-        except InvalidInput:
-            figures[role] = {}
-            continue
-        figures[role] = measured.values()
     results = evaluate(release.state.plan.checks, figures["canary"], figures["stable"])
     state, decision = analysis.decide(release.state, results)
     release = replace(release, figures=figures)
     return _act(h, release, state, decision)
+
+
+def _scraped_figures(
+    release: Release,
+    before: dict[str, str | None],
+    after: dict[str, str | None],
+    seconds: float,
+) -> dict[str, dict[str, float | None]]:
+    """Both versions' figures between two direct scrapes (none for a server that did not
+    answer either)."""
+    figures: dict[str, dict[str, float | None]] = {}
+    for role in ("canary", "stable"):
+        first, last = before.get(role), after.get(role)
+        version = str(release.canary_version if role == "canary" else release.stable_version)
+        figures[role] = {}
+        if first is None or last is None or seconds <= 0:
+            continue
+        with contextlib.suppress(InvalidInput):
+            figures[role] = figures_between(
+                first, last, seconds, version=version, min_requests=MIN_REQUESTS
+            ).values()
+    return figures
 
 
 def _canary_gone(h: Handles, release: Release) -> str:
