@@ -193,6 +193,17 @@ def start(
     )  # fmt: skip
 
 
+def paused_release(name: str, env: dict[str, str], why: str) -> dict[str, Any]:
+    """The release of ``name`` as `mlops deploy canary NAME --json` shows it, once paused."""
+
+    def shown() -> dict[str, Any] | None:
+        doc: dict[str, Any] = json.loads(mlops("deploy", "canary", name, "--json", env=env).stdout)
+        return doc if doc["status"] == "paused" else None
+
+    found: dict[str, Any] = eventually(shown, f"the analysis to pause {why}", timeout=120)
+    return found
+
+
 def test_a_healthy_canary_is_stepped_up_and_promoted_with_no_failed_request(
     models: Models, docker_client: Any, tmp_path: Path, prometheus: services.PrometheusServer
 ) -> None:
@@ -330,15 +341,7 @@ def test_figures_from_a_prometheus_that_stops_answering_pause_the_release(
         assert json.loads(started.stdout)["figures_source"] == f"Prometheus {private.url}"
         assert targets_file_roles(private, name) == ["", "canary"]
         services.stop(private)
-        paused = eventually(
-            lambda: (
-                (doc := json.loads(mlops("deploy", "canary", name, "--json", env=env).stdout))
-                and doc["status"] == "paused"
-                and doc
-            ),
-            "the analysis to pause when Prometheus stops answering",
-            timeout=120,
-        )
+        paused = paused_release(name, env, "when Prometheus stops answering")
     finally:
         load.stop.set()
         for t in threads:
@@ -383,15 +386,7 @@ def test_refused_before_anything_starts_and_a_pause_waits_for_a_person(
         "--check", "error_ratio<0.01", "--yes", "--detach", "--json", env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    paused = eventually(
-        lambda: (
-            (doc := json.loads(mlops("deploy", "canary", name, "--json", env=env).stdout))
-            and doc["status"] == "paused"
-            and doc
-        ),
-        "the analysis to pause without traffic",
-        timeout=120,
-    )
+    paused = paused_release(name, env, "without traffic")
     assert "inconclusive" in paused["history"][-1]["line"]
     blocked = mlops("deploy", "up", other, "--name", name, "--yes", env=env)
     assert blocked.returncode == 5 and "canary" in blocked.stderr  # no switch under a release
