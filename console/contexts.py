@@ -53,9 +53,8 @@ CONFIG_ENV = "MLOPS_CONFIG"  # another config file (several configs, tests)
 CONTEXT_ENV = "MLOPS_CONTEXT"
 BUILTIN = "local"  # the context with no file: the embedded defaults
 
-# A context's settings and the variable each one sets. Keys are the file's spelling. (An
-# engine and an image registry per context come with Swarm support, #21: nothing would read
-# them yet.)
+# A context's settings and the variable each one sets. Keys are the file's spelling. (An image
+# registry per context comes with `mlops image push`, #21: nothing would read it yet.)
 SETTING_VARIABLES: dict[str, str] = {
     "tracking_uri": "MLFLOW_TRACKING_URI",
     "registry_uri": "MLFLOW_REGISTRY_URI",
@@ -63,6 +62,7 @@ SETTING_VARIABLES: dict[str, str] = {
     "client_cert": "MLFLOW_TRACKING_CLIENT_CERT_PATH",
     "insecure_tls": "MLFLOW_TRACKING_INSECURE_TLS",
     "docker_host": "DOCKER_HOST",
+    "engine": "MLOPS_ENGINE",  # "docker" (one engine's containers) or "swarm" (services)
     "prometheus_url": "PROMETHEUS_URL",
     "alertmanager_url": "ALERTMANAGER_URL",
     "monitor_targets": "MLOPS_MONITOR_TARGETS",
@@ -71,6 +71,7 @@ SETTING_VARIABLES: dict[str, str] = {
 }
 _BOOLEANS = {"insecure_tls", "read_only"}
 _LISTS = {"monitor_targets"}
+_ENGINES = ("docker", "swarm")  # backends.lifecycle.placement.ENGINES, without importing it
 # Environment variable names as people write them: upper case. A token pasted where a name
 # belongs is refused (and never echoed) rather than taken for a strangely named variable.
 _VARIABLE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
@@ -201,6 +202,8 @@ def _context(path: Path, name: str, table: object) -> Context:
         else:
             if not isinstance(value, str) or not value.strip():
                 _bad(path, f"{where}: {key} must be a non-empty string")
+            if key == "engine" and value.strip() not in _ENGINES:
+                _bad(path, f"{where}: engine must be one of {', '.join(_ENGINES)}, not {value!r}")
             settings[key] = value.strip()
     return Context(name, settings, credentials)
 

@@ -62,6 +62,7 @@ from server.router_admin import admin, error_body
 from server.router_feedback import AnsweredBy, Failure, Part, merged, part_answer, split
 from server.router_request import BodyRefused, BodyStream, Refused, discard, header
 from server.routing import ALWAYS_STABLE, CANARY, Mirror, RoutingTable, Upstream
+from server.upstreams import Endpoints, NoEndpoint, is_service
 
 log = logging.getLogger("server.router")
 REQUEST_ID = "mlops.request_id"  # the scope key the request's id travels under
@@ -121,6 +122,10 @@ class Router:
         self.answered = AnsweredBy(canary_ids)
         # Idle upstream connections are dropped well before the model server's keep-alive
         # (75 s) would close them, so a connection is never reused just as it is closed.
+        self.endpoints = Endpoints()  # a service upstream's tasks (server.upstreams)
+        # A task that is gone does not refuse a connection, it never answers: another task is
+        # tried after a second, not five.
+        self._service_timeout = httpx.Timeout(timeout, connect=1.0)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=5.0),
             limits=httpx.Limits(
@@ -199,6 +204,7 @@ class Router:
         drained = True
         for url in sorted(previous.serving() - table.serving()):
             drained = await self._drain(url, drain_timeout) and drained
+        self.endpoints.forget(self.table.serving())
         return previous, drained
 
     async def _drain(self, upstream: str, timeout: float) -> bool:
@@ -289,15 +295,18 @@ class Router:
         else:
             draw = table.draw(lambda name: header(scope, name.encode("latin-1")))
         mirror = self._mirror_for(table, scope)
-        body = BodyStream(receive, self.max_body_bytes, self.body_timeout, keep=mirror is not None)
+        # A service's task may go away under a request (killed, or stopping): its body is kept
+        # so that the request can go to another task if no answer came.
+        keep = mirror is not None or any(is_service(url) for url in table.serving())
+        body = BodyStream(receive, self.max_body_bytes, self.body_timeout, keep=keep)
         try:
-            role, target, response = await self._send(scope, path, headers, body, draw)
+            role, target, base, response = await self._send(scope, path, headers, body, draw)
             if role == CANARY and response.status_code == 200 and scope["path"] in MIRRORED_PATHS:
                 self.answered.remember(scope[REQUEST_ID], target.url)
             try:
                 answer = await self._relay(scope, response, send, role, target, mirror is not None)
             finally:
-                self.in_flight[target.url] -= 1
+                self._done(target.url, base)
                 await response.aclose()
             if mirror is not None and body.finished:
                 # The client has its whole answer: from here the copy costs it nothing.
@@ -325,28 +334,45 @@ class Router:
         body: BodyStream | bytes,
         draw: float,
         to: str | None = None,
-    ) -> tuple[str, Upstream, httpx.Response]:
+    ) -> tuple[str, Upstream, str, httpx.Response]:
         """The upstream's response (its headers; the body still to stream), counted in flight
-        on that upstream until the caller is done with it. The upstream is the one ``draw``
-        falls on, or with ``to`` the one serving at that URL (else the stable)."""
-        for attempt in (1, 2):
+        on that upstream and on the server that answers (``base``, one of a service's tasks
+        or the upstream itself) until the caller calls ``_done``. The upstream is the one
+        ``draw`` falls on, or with ``to`` the one serving at that URL (else the stable)."""
+        tried: set[str] = set()
+        for attempt in range(1, _ATTEMPTS + 1):
             role, target = self.table.route(draw) if to is None else self.table.at(to)
+            try:
+                base = await self.endpoints.pick(target.url, frozenset(tried))
+            except NoEndpoint as exc:
+                self._failed(role, target, "connect", 503)
+                raise Refused(503, "upstream_unreachable", str(exc), retry=1) from None
             self.in_flight[target.url] += 1
+            self.endpoints.in_flight[base] += 1
             try:
                 content = body if isinstance(body, bytes) else body.stream()
                 request = self._client.build_request(
-                    scope["method"], target.url + path, content=content, headers=headers
+                    scope["method"],
+                    base + path,
+                    content=content,
+                    headers=headers,
+                    timeout=self._service_timeout if base != target.url else None,
                 )
-                return role, target, await self._client.send(request, stream=True)
+                return role, target, base, await self._client.send(request, stream=True)
             except BaseException as exc:
-                self.in_flight[target.url] -= 1
-                # Nothing reached the upstream (or the body is all here to send again), so
-                # trying again (on the now-current one) is safe.
-                resendable = isinstance(body, bytes) or not body.started
-                if isinstance(exc, httpx.ConnectError) and attempt == 1 and resendable:
+                self._done(target.url, base)
+                tried.add(base)
+                if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+                    self.endpoints.failed(base)
+                body = _resendable(body, target.url)
+                if attempt < _ATTEMPTS and _worth_again(exc, body, target.url, attempt):
                     continue
                 raise self._refusal(role, target, exc) from exc
-        raise AssertionError("unreachable: the second attempt returns or raises")
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _done(self, upstream: str, base: str) -> None:
+        self.in_flight[upstream] -= 1
+        self.endpoints.in_flight[base] -= 1
 
     async def _feedback(
         self, scope: Scope, receive: Any, send: Any, path: str, headers: list[tuple[str, str]]
@@ -360,13 +386,13 @@ class Router:
         items, parts = split(body, self.table, self.answered)
         headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
         if len(parts) == 1:
-            role, target, response = await self._send(
+            role, target, base, response = await self._send(
                 scope, path, headers, body, ALWAYS_STABLE, to=parts[0].url
             )
             try:
                 await self._relay(scope, response, send, role, target, False)
             finally:
-                self.in_flight[target.url] -= 1
+                self._done(target.url, base)
                 await response.aclose()
             return
         answers = await asyncio.gather(*(self._part(scope, path, headers, p) for p in parts))
@@ -379,7 +405,7 @@ class Router:
     ) -> list[dict[str, Any]] | Failure:
         """One part's per-item results from its upstream, or why it has none."""
         try:
-            role, target, response = await self._send(
+            role, target, base, response = await self._send(
                 scope, path, headers, part.body, ALWAYS_STABLE, to=part.url
             )
         except Refused as exc:  # counted by _send; the message names the upstream
@@ -400,7 +426,7 @@ class Router:
             self._failed(role, target, "disconnected", 502)
             return Failure(502, "upstream_disconnected", f"{who} failed: {exc.__class__.__name__}")
         finally:
-            self.in_flight[target.url] -= 1
+            self._done(target.url, base)
             await response.aclose()
         status = response.status_code
         self.requests.labels(version=target.version, role=role, status=str(status)).inc()
@@ -498,6 +524,7 @@ class Router:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.mirroring.close()
+                await self.endpoints.close()
                 await self._client.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -508,6 +535,32 @@ def _mirror_url(table: RoutingTable) -> str | None:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+# A request is tried on up to three of a service's tasks; on a single server, once more after
+# a refused connection (on the then-current upstream: a switch may have just happened).
+_ATTEMPTS = 3
+
+
+def _resendable(body: BodyStream | bytes, upstream: str) -> BodyStream | bytes:
+    """The body to send again: all of it as bytes once it has all come and was kept."""
+    if isinstance(body, BodyStream) and body.keep and body.finished and is_service(upstream):
+        return b"".join(body.kept)
+    return body
+
+
+def _worth_again(exc: BaseException, body: BodyStream | bytes, upstream: str, attempt: int) -> bool:
+    """Whether a request that failed with ``exc`` before any answer is sent again: when it
+    never reached the server (a refused connection), or, for a service, when its task went
+    away under it (a replica killed: the others answer the same prediction)."""
+    whole = isinstance(body, bytes) or not body.started
+    if not whole:
+        return False
+    if not is_service(upstream):
+        return attempt == 1 and isinstance(exc, httpx.ConnectError)
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return True
+    return isinstance(exc, httpx.HTTPError) and _disconnected(exc)
 
 
 def _disconnected(exc: httpx.HTTPError) -> bool:

@@ -25,6 +25,7 @@ from server.routing import (
     drain_timeout_from,
     mirror_from,
 )
+from server.upstreams import is_service
 
 if TYPE_CHECKING:
     from server.router import Router
@@ -133,6 +134,13 @@ async def _switch(router: Router, doc: Any) -> Answer:
         drain_timeout = float(doc.get("drain_timeout", 30))
     except (ValueError, KeyError, TypeError, AttributeError):
         return 400, error_body("invalid_payload", 'send {"upstream": "http://host:port"}')
+    if is_service(target) and not await router.endpoints.bases(target):
+        # Swarm's DNS lists a task once it runs (healthy): not yet, or the service is gone.
+        return 409, error_body(
+            "upstream_unresolved",
+            f"{target} names no running task yet; nothing changed",
+            {"field": "upstream"},
+        )
     table = replace(router.table, stable=Upstream(target, version))
     previous, drained = await router.apply(table, drain_timeout)
     return 200, {"previous": previous.stable.url, "upstream": target, "drained": drained}

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from backends.docker.engine import LABEL, parse_time, translate_errors
+from backends.docker.engine import LABEL, log_lines, parse_time, translate_errors
 from backends.errors import BackendError, NotFound
 from backends.records import Deployment, ScrapeTarget, version_number
 
@@ -270,12 +270,7 @@ def deployment_logs(
         if not follow:
             yield from active.logs(tail=tail).decode(errors="replace").splitlines()
             return
-        buffer = b""
-        for chunk in active.logs(stream=True, follow=True, tail=tail):
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                yield line.decode(errors="replace")
+        yield from log_lines(active.logs(stream=True, follow=True, tail=tail))
 
 
 def remove_container(container: Any, stop_timeout: int = 30) -> None:

@@ -73,6 +73,18 @@ def translate_errors() -> Iterator[None]:
         ) from exc
 
 
+def log_lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    """Text lines from a log stream's chunks (a chunk may end mid-line)."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            yield line.decode(errors="replace")
+    if buffer:
+        yield buffer.decode(errors="replace")
+
+
 def _first_line(value: object) -> str:
     text = str(value).strip()
     return text.splitlines()[0] if text else value.__class__.__name__

@@ -52,18 +52,28 @@ LOG_MOUNT = "/var/lib/mlops-predictions"  # the prediction log volume, in model 
 STOP_TIMEOUT = 30  # seconds docker waits after SIGTERM; the server drains in 25
 
 
-def _limits() -> dict[str, Any]:
+def memory_limit() -> str:
+    """A container's memory limit, in Docker's spelling (``2g``)."""
+    return os.environ.get("MLOPS_CONTAINER_MEMORY", "2g")
+
+
+def log_config() -> dict[str, Any]:
+    """A container's logging: json-file, rotated."""
     env = os.environ
     return {
-        "mem_limit": env.get("MLOPS_CONTAINER_MEMORY", "2g"),
-        "pids_limit": int(env.get("MLOPS_CONTAINER_PIDS", "512")),
-        "log_config": {
-            "type": "json-file",
-            "config": {
-                "max-size": env.get("MLOPS_CONTAINER_LOG_SIZE", "10m"),
-                "max-file": env.get("MLOPS_CONTAINER_LOG_FILES", "3"),
-            },
+        "type": "json-file",
+        "config": {
+            "max-size": env.get("MLOPS_CONTAINER_LOG_SIZE", "10m"),
+            "max-file": env.get("MLOPS_CONTAINER_LOG_FILES", "3"),
         },
+    }
+
+
+def _limits() -> dict[str, Any]:
+    return {
+        "mem_limit": memory_limit(),
+        "pids_limit": int(os.environ.get("MLOPS_CONTAINER_PIDS", "512")),
+        "log_config": log_config(),
     }
 
 

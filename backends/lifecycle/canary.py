@@ -43,6 +43,7 @@ from backends.docker import containers, switch
 from backends.docker.engine import LABEL
 from backends.docker.router_api import RouterApi
 from backends.errors import BackendError, Conflict, GateFailed, InvalidInput, NotFound
+from backends.lifecycle import placement
 from backends.lifecycle.build import image_for
 from backends.lifecycle.deploy import changing, check_name
 from backends.lifecycle.handles import Handles
@@ -229,6 +230,7 @@ def candidate(h: Handles, name: str, reference: str, kind: str) -> tuple[Deploym
     """Deployment ``name`` and the version ``reference`` names, as a ``kind`` ("canary",
     "shadow") beside it: refused when it is another model or the version already served."""
     check_name(name)
+    placement.refuse_on_swarm(h, f"a {kind} release")
     deployment = containers.get_deployment(h.docker(), name)
     version = h.registry().resolve(reference)
     if version.name != deployment.model:

@@ -17,6 +17,7 @@ from backends.defaults import DEFAULT_HOST, DEFAULT_PORT
 from backends.docker import containers, images, switch
 from backends.docker.lock import deployment_lock
 from backends.errors import BackendError, Conflict, InvalidInput
+from backends.lifecycle import placement
 from backends.lifecycle.build import image_for
 from backends.lifecycle.handles import Handles
 from backends.lifecycle.targets import refresh_quietly
@@ -63,7 +64,7 @@ def default_name(model: str) -> str:
 
 
 def _find(h: Handles, name: str) -> Deployment | None:
-    return next((d for d in containers.list_deployments(h.docker()) if d.name == name), None)
+    return next((d for d in placement.list_deployments(h) if d.name == name), None)
 
 
 def _serves(d: Deployment | None) -> str:
@@ -129,6 +130,7 @@ def plan_deploy(
                 f"only a NAME@ALIAS reference can be followed, not {reference!r}",
                 title="Cannot follow",
             )
+        placement.refuse_on_swarm(h, "following an alias")
         switch.check_can_follow(h.tracking_uri)
     current = _find(h, name)
     if current is not None:
@@ -164,7 +166,12 @@ def plan_deploy(
 
 
 def apply_deploy(
-    h: Handles, plan: DeployPlan, *, reason: str = "", on_log: LogLine = _ignore
+    h: Handles,
+    plan: DeployPlan,
+    *,
+    reason: str = "",
+    on_log: LogLine = _ignore,
+    replicas: int | None = None,
 ) -> DeployOutcome:
     """Run ``plan`` as shown: build the image if missing; then, holding the deployment's lock
     (one change at a time, across processes), Conflict if it changed since the plan, else
@@ -174,15 +181,15 @@ def apply_deploy(
         check_unchanged(plan.name, plan.current, _find(h, plan.name))
         if plan.current is not None:
             refuse_during_canary(h, plan.name)  # again: one may have started since the plan
-        deployment, replaced = switch.deploy(
-            h.docker(),
+        deployment, replaced = placement.run(
+            h,
             image,
             plan.name,
             port=plan.port,
             host=plan.host,
             alias=plan.alias,
             follow_alias_ref=plan.reference if plan.follow_alias else None,
-            tracking_uri=h.tracking_uri,
+            replicas=replicas,
         )
     warning = after_switch(h, deployment, "deploy", replaced, reason)
     return DeployOutcome(deployment, replaced, image, built, warning)
@@ -211,7 +218,9 @@ def after_switch(
 
 def plan_take_down(h: Handles, name: str) -> TakeDownPlan:
     """What taking ``name`` down removes (NotFound when there is no such deployment)."""
-    current = containers.get_deployment(h.docker(), name)
+    current = placement.get_deployment(h, name)
+    if h.engine == "swarm":
+        return TakeDownPlan(name, current, (f"mlops-{name}", f"mlops-{name}-v{current.version}"))
     router = containers.router_of(h.docker(), name)
     names = ([router.name] if router is not None else []) + [
         c.name
@@ -226,5 +235,5 @@ def apply_take_down(h: Handles, plan: TakeDownPlan) -> TakeDownOutcome:
     lock_image = plan.current.image or images.DEFAULT_LOCAL_BASE
     with changing(h, plan.name, lock_image, "take down"):
         check_unchanged(plan.name, plan.current, _find(h, plan.name))
-        removed = containers.remove_deployment(h.docker(), plan.name)
+        removed = placement.remove_deployment(h, plan.name)
     return TakeDownOutcome(plan.name, tuple(removed), refresh_quietly(h.docker()))

@@ -15,6 +15,12 @@ from backends.mlflow.registry import Registry
 __all__ = ["Handles"]
 
 
+def _engine_from_environment() -> str:
+    from backends.lifecycle.placement import engine_of
+
+    return engine_of()
+
+
 class Handles:
     """The systems one operation talks to. Thread-safe: the console's workers share one."""
 
@@ -26,8 +32,11 @@ class Handles:
         docker_timeout: float = 60.0,
         registry: Registry | None = None,
         docker: Any = None,
+        engine: str | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
+        # Where deployments live (backends.lifecycle.placement): the context's engine.
+        self.engine = engine or _engine_from_environment()
         self.docker_host = docker_host
         self.docker_timeout = docker_timeout
         self._registry = registry

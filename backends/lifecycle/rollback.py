@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from backends.defaults import CHAMPION, DEFAULT_PORT
-from backends.docker import containers, images, switch
+from backends.docker import images
 from backends.errors import GateFailed
+from backends.lifecycle import placement
 from backends.lifecycle.build import image_for
 from backends.lifecycle.deploy import (
     after_switch,
@@ -34,7 +35,7 @@ def _ignore(_: str) -> None:
 
 def plan_rollback(h: Handles, name: str, *, to: int | None = None) -> RollbackPlan:
     """Where rolling ``name`` back goes (``to``: that version instead of the previous one)."""
-    current = containers.get_deployment(h.docker(), name)
+    current = placement.get_deployment(h, name)
     refuse_during_canary(h, name)
     if current.follow_alias:
         alias = current.alias or CHAMPION
@@ -48,7 +49,7 @@ def plan_rollback(h: Handles, name: str, *, to: int | None = None) -> RollbackPl
             alias=alias,
             seen=moves.seen,
         )
-    target = to or containers.previous_version(h.docker(), name)
+    target = to or placement.previous_version(h, name)
     if target == current.version:
         raise GateFailed(
             f"deployment {name!r} already serves v{target}: nothing to roll back; nothing changed",
@@ -85,14 +86,13 @@ def apply_rollback(
     with changing(h, plan.name, image.ref, "rollback"):
         check_unchanged(plan.name, plan.current, _current(h, plan.name))
         refuse_during_canary(h, plan.name)
-        deployment, replaced = switch.deploy(
-            h.docker(),
+        deployment, replaced = placement.run(
+            h,
             image,
             plan.name,
             port=plan.current.port or DEFAULT_PORT,
             host=plan.current.host,
             alias="",  # a rollback serves an older version: the alias no longer names it
-            tracking_uri=h.tracking_uri,
         )
     return RollbackOutcome(
         plan.name,
@@ -105,4 +105,4 @@ def apply_rollback(
 
 
 def _current(h: Handles, name: str) -> Deployment | None:
-    return next((d for d in containers.list_deployments(h.docker()) if d.name == name), None)
+    return next((d for d in placement.list_deployments(h) if d.name == name), None)

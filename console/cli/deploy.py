@@ -20,6 +20,7 @@ from console.cli.common import (
 from console.cli.progress import Steps, build_log
 
 if TYPE_CHECKING:
+    from backends.docker.swarm import VersionReplicas
     from backends.lifecycle.handles import Handles
     from backends.records import Deployment, RollbackOutcome
 
@@ -77,6 +78,16 @@ def up(
         typer.Option("--follow-alias", help="Resolve the alias at start and reload when it moves."),
     ] = False,
     reason: Annotated[str, typer.Option("--reason", help="Kept in the history.")] = "",
+    replicas: Annotated[
+        int | None,
+        typer.Option(
+            "--replicas",
+            min=1,
+            max=100,
+            help="Tasks of the version (swarm contexts; default: as many as the version it "
+            "replaces, else 1).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     yes: YesOpt = False,
     as_json: JsonOpt = False,
@@ -102,7 +113,9 @@ def up(
             switching = f"{plan.name}: starting v{plan.version.version}, waiting for /ready{was}"
             with Steps(silent=quiet) as steps:
                 on_log = _switch_log(steps, switching, builds=plan.image is None)
-                outcome = deploy_ops.apply_deploy(h, plan, reason=reason, on_log=on_log)
+                outcome = deploy_ops.apply_deploy(
+                    h, plan, reason=reason, on_log=on_log, replicas=replicas
+                )
     warn(outcome.warning)
     deployment, replaced = outcome.deployment, outcome.replaced
     if as_json:
@@ -179,14 +192,22 @@ def _say_alias_rolled_back(outcome: RollbackOutcome) -> None:
 
 @app.command("ps")
 def ps(as_json: JsonOpt = False) -> None:
-    """Deployments: name, model, version, alias, image, state, health, port, uptime."""
-    from backends.docker import containers
+    """Deployments: name, model, version, alias, image, state, health, port, uptime; on a
+    swarm context, each version's replicas running of desired and their nodes."""
+    from backends.docker import containers, swarm
+    from backends.lifecycle import placement
     from console import format as fmt
 
     with backend_errors(), _handles() as h:
-        found = containers.list_deployments(h.docker())
+        found = placement.list_deployments(h)
+        tasks = swarm.replicas(h.docker()) if h.engine == "swarm" else []
     if as_json:
-        print_json([_with_url(d) for d in found])
+        print_json(
+            [
+                {**_with_url(d), **({"replicas": _replicas_of(d, tasks)} if tasks else {})}
+                for d in found
+            ]
+        )
         return
     if not found:
         typer.echo("no deployments (mlops deploy up NAME@ALIAS)")
@@ -200,6 +221,45 @@ def ps(as_json: JsonOpt = False) -> None:
             f"{d.name:16} {d.model:16} {fmt.version(d.version):>4} {d.alias or '-':10} {d.state:9} "
             f"{d.health:10} {d.url or '-':22} {fmt.duration(containers.uptime(d)):>8}  {d.image}"
         )
+    if tasks:
+        typer.echo(f"\n{'DEPLOYMENT':16} {'VER':>4} {'REPLICAS':9} {'SERVING':8} NODES")
+        for r in tasks:
+            typer.echo(
+                f"{r.deployment:16} {fmt.version(r.version):>4} "
+                f"{f'{r.running}/{r.desired}':9} {'yes' if r.serving else 'no':8} "
+                f"{', '.join(r.nodes) or '-'}"
+            )
+
+
+@app.command("scale")
+def scale(
+    name: Annotated[str, typer.Argument(help="Deployment name")],
+    replicas: Annotated[int, typer.Argument(help="Tasks of the serving version (1-100)")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Run N tasks of the version a swarm deployment serves; returns once N run healthy."""
+    refuse_if_read_only("deploy scale")
+    from backends.docker import swarm
+    from backends.errors import InvalidInput
+
+    with backend_errors(), _handles() as h:
+        if h.engine != "swarm":
+            raise InvalidInput(
+                'scaling needs a swarm context (engine = "swarm" in the context, or '
+                "MLOPS_ENGINE=swarm): on one Docker engine a deployment is one model container"
+            )
+        row = swarm.scale(h.docker(), name, replicas)
+    if as_json:
+        print_json(row)
+    else:
+        typer.echo(
+            f"{name}: v{row.version} {row.running}/{row.desired} replicas running on "
+            f"{', '.join(sorted(set(row.nodes))) or '-'}"
+        )
+
+
+def _replicas_of(d: Deployment, rows: list[VersionReplicas]) -> list[dict[str, object]]:
+    return [to_jsonable(r) for r in rows if r.deployment == d.name]
 
 
 @app.command("logs")
@@ -208,12 +268,13 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
     tail: Annotated[int, typer.Option("--tail", "-n")] = 100,
 ) -> None:
-    """The serving container's log (`--follow` streams it)."""
-    from backends.docker import containers
+    """The serving container's log (`--follow` streams it); on a swarm, its service's."""
+    from backends.docker import containers, swarm
 
     with backend_errors(), _handles() as h:
+        read = swarm.deployment_logs if h.engine == "swarm" else containers.deployment_logs
         try:
-            for line in containers.deployment_logs(h.docker(), name, follow=follow, tail=tail):
+            for line in read(h.docker(), name, follow=follow, tail=tail):
                 typer.echo(line)
         except KeyboardInterrupt:
             pass

@@ -31,14 +31,16 @@ class DockerDeployments:
         self.session = session
 
     def list_deployments(self) -> list[Deployment]:
-        from backends.docker import containers
+        from backends.lifecycle import placement
 
-        return containers.list_deployments(self.session.docker())
+        return placement.list_deployments(self.session.handles())
 
     def deployment_logs(self, name: str, tail: int) -> Iterator[str]:
-        from backends.docker import containers
+        from backends.docker import containers, swarm
 
-        return containers.deployment_logs(self.session.docker(), name, follow=True, tail=tail)
+        h = self.session.handles()
+        read = swarm.deployment_logs if h.engine == "swarm" else containers.deployment_logs
+        return read(h.docker(), name, follow=True, tail=tail)
 
     def build_image(self, reference: str, on_log: LogLine) -> BuildOutcome:
         from backends.lifecycle import build

@@ -85,13 +85,14 @@ def create(name: str, skew: bool, delay: float) -> Starlette:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1")  # another loopback address: one "task"
     p.add_argument("--name", required=True)
     p.add_argument("--skew", action="store_true")
     p.add_argument("--delay", type=float, default=0.0)
     args = p.parse_args()
     app = create(args.name, args.skew, args.delay)
     uvicorn.run(
-        app, host="127.0.0.1", port=args.port, log_level="warning", timeout_graceful_shutdown=1
+        app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=1
     )
 
 

@@ -31,13 +31,16 @@ class Fake:
         return dict(httpx.get(f"{self.url}/stats", timeout=30).json())
 
 
-def start_fake(tmp: Path, name: str, *flags: str) -> Fake:
-    """`python -m tests.server.fake_upstream` on a free port, answering as ``name``."""
-    port = services.free_port()
-    log = tmp / f"fake-{name}-{port}.log"
+def start_fake(
+    tmp: Path, name: str, *flags: str, host: str = "127.0.0.1", port: int | None = None
+) -> Fake:
+    """`python -m tests.server.fake_upstream` on ``host`` and a free port (or ``port``),
+    answering as ``name``."""
+    port = port or services.free_port()
+    log = tmp / f"fake-{name}-{host}-{port}.log"
     cmd = [sys.executable, "-m", "tests.server.fake_upstream", "--port", str(port)]
-    proc = services._spawn([*cmd, "--name", name, *flags], log, ROOT)
-    url = f"http://127.0.0.1:{port}"
+    proc = services._spawn([*cmd, "--host", host, "--name", name, *flags], log, ROOT)
+    url = f"http://{host}:{port}"
     services._wait_http(f"{url}/ready", proc, log, 120, f"fake upstream {name}")
     services.remember_log(f"fake upstream {name} :{port}", log)
     return Fake(url, name, proc)

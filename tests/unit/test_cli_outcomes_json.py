@@ -139,7 +139,12 @@ def deploy_flows(monkeypatch: pytest.MonkeyPatch) -> None:
         )
 
     def apply_deploy(
-        h: object, plan: DeployPlan, *, reason: str, on_log: Callable[[str], None]
+        h: object,
+        plan: DeployPlan,
+        *,
+        reason: str,
+        on_log: Callable[[str], None],
+        replicas: int | None = None,
     ) -> DeployOutcome:
         for line in BUILD_LINES:
             on_log(line)

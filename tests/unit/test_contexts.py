@@ -114,7 +114,8 @@ def test_without_a_file_a_name_is_a_label_over_the_defaults(
     [
         ("current_context = 3\n", "current_context must be a string"),
         ("[contexts.a]\ntracking = 'x'\n", "unknown key 'tracking'"),
-        ("[contexts.a]\nengine = 'swarm'\n", "unknown key 'engine'"),
+        ("[contexts.a]\nengine = 'kubernetes'\n", "engine must be one of docker, swarm"),
+        ("[contexts.a]\nregistry = 'x'\n", "unknown key 'registry'"),
         ("[contexts.a]\nread_only = 'yes'\n", "read_only must be true or false"),
         ("[contexts.a]\nmonitor_targets = 'x'\n", "monitor_targets must be a list"),
         ("[contexts.a]\ntracking_uri = ''\n", "tracking_uri must be a non-empty string"),
@@ -267,3 +268,20 @@ def test_credentials_are_not_sent_to_a_server_the_environment_chose(
     assert "MLFLOW_TRACKING_TOKEN" not in os.environ  # staging's token stays with staging
     assert "credentials are not sent" in active.warning()
     assert "MLFLOW_TRACKING_URI" in active.warning()
+
+
+def test_a_contexts_engine_reaches_the_lifecycle_through_mlops_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backends.lifecycle.handles import Handles
+
+    path = tmp_path / "config.toml"
+    path.write_text("[contexts.cluster]\nengine = 'swarm'\nread_only = false\n")
+    monkeypatch.setenv("MLOPS_CONFIG", str(path))
+    monkeypatch.delenv("MLOPS_ENGINE", raising=False)
+    assert Handles("sqlite:///x.db").engine == "docker"  # no context: one engine
+    contexts.activate("cluster")
+    assert Handles("sqlite:///x.db").engine == "swarm"
+    monkeypatch.setenv("MLOPS_ENGINE", "k8s")
+    with pytest.raises(InvalidInput, match="MLOPS_ENGINE='k8s' is not an engine"):
+        Handles("sqlite:///x.db")

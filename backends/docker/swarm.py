@@ -1,0 +1,616 @@
+"""Deployments as Docker Swarm services (a context with ``engine = "swarm"``).
+
+A deployment NAME on a swarm is:
+  - ``mlops-NAME``: the router service (``python -m server.router``, one task), pinned to the
+    node whose engine we talk to, publishing the deployment's port there in ``host`` mode (not
+    through the routing mesh); its admin token and routing table in the deployment's volume on
+    that node, as on a single engine;
+  - ``mlops-NAME-vVERSION-XXXX``: one service per model version, REPLICAS tasks spread by
+    Swarm over the nodes, with the image's health check, resource limits and our labels, on the
+    deployment's overlay network ``mlops-NAME``, endpoint mode ``dnsrr`` (no virtual IP).
+The router reaches a version as ``http://tasks.SERVICE:8080``: Swarm's DNS names each of its
+running, healthy tasks, and the router spreads requests over them and drains them itself
+(server.upstreams). The routing mesh is not used for model traffic: it is known to send new
+connections to tasks that are stopping during a rolling update.
+
+A switch is the single engine's, one level up: the new version's service is created, every
+replica runs healthy, the router moves to it (returning once the old service has nothing in
+flight), then the old service is removed. A replica that dies is Swarm's to replace; the router
+sends its requests to the others meanwhile. Labels are on the services (the tasks' containers
+carry only Swarm's own), so a single-engine listing never mistakes a task for a deployment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from backends.docker import hardening
+from backends.docker.containers import DEPLOYMENT, ROLE
+from backends.docker.engine import (
+    LABEL,
+    engine_address,
+    log_lines,
+    parse_time,
+    translate_errors,
+)
+from backends.docker.switch import ContainerFailed, port_is_free
+from backends.errors import BackendError, Conflict, InvalidInput, NotFound, Unavailable
+from backends.records import Deployment, ServingImage, version_number
+
+__all__ = [
+    "MODEL_PORT",
+    "VersionReplicas",
+    "check_manager",
+    "deploy",
+    "deployment_logs",
+    "get_deployment",
+    "list_deployments",
+    "previous_version",
+    "remove_deployment",
+    "replicas",
+    "scale",
+]
+
+MODEL_PORT = 8080  # every task listens here, on its own address
+SERVICE = "com.docker.swarm.service.name"  # the label Swarm puts on a task's container
+REPLICAS = f"{LABEL}.replicas"
+_FAILED = ("failed", "rejected", "orphaned")
+
+
+@dataclass(frozen=True)
+class VersionReplicas:
+    """One version's service of a deployment: its tasks running (healthy) of those desired,
+    and the nodes they run on."""
+
+    deployment: str
+    service: str
+    version: int | None
+    running: int
+    desired: int
+    nodes: tuple[str, ...]
+    serving: bool  # the version the router sends traffic to
+
+
+def check_manager(client: Any) -> None:
+    """Unavailable (exit 3) unless the engine is a manager of an active swarm."""
+    with translate_errors():
+        swarm = client.info().get("Swarm") or {}
+    state = swarm.get("LocalNodeState") or "inactive"
+    if state != "active" or not swarm.get("ControlAvailable"):
+        role = "a worker of a swarm" if state == "active" else f"not in a swarm ({state})"
+        raise Unavailable(
+            f"the Docker engine at {engine_address()} is {role}; a swarm context needs a "
+            "manager: run `docker swarm init` there (or `docker swarm join` it as a manager), "
+            'or set engine = "docker" in the context',
+            title="Not a swarm manager",
+        )
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def list_deployments(client: Any) -> list[Deployment]:
+    """Every deployment on the swarm with the version its router serves."""
+    check_manager(client)
+    with translate_errors():
+        routers = client.services.list(filters={"label": f"{ROLE}=router"})
+        models = client.services.list(filters={"label": f"{ROLE}=model"})
+        tasks = _running_tasks(client)
+    by_name: dict[str, list[Any]] = {}
+    for m in models:
+        by_name.setdefault(m.attrs["Spec"]["Labels"].get(DEPLOYMENT, ""), []).append(m)
+    found = [
+        _record(r, by_name.get(_labels(r).get(DEPLOYMENT, ""), []), tasks)
+        for r in routers
+        if _labels(r).get(DEPLOYMENT)
+    ]
+    return sorted(found, key=lambda d: d.name)
+
+
+def get_deployment(client: Any, name: str) -> Deployment:
+    for d in list_deployments(client):
+        if d.name == name:
+            return d
+    raise NotFound(f"no deployment named {name!r} on the swarm (see `mlops deploy ps`)")
+
+
+def replicas(client: Any, name: str | None = None) -> list[VersionReplicas]:
+    """Each version service's replicas (of deployment ``name``, or of all), with their nodes."""
+    check_manager(client)
+    with translate_errors():
+        models = client.services.list(filters={"label": f"{ROLE}=model"})
+        tasks = _running_tasks(client)
+        nodes = {n.id: n.attrs["Description"]["Hostname"] for n in client.nodes.list()}
+    rows = []
+    active = {d.name: d.container_id for d in list_deployments(client)}
+    for m in models:
+        labels = _labels(m)
+        deployment = labels.get(DEPLOYMENT, "")
+        if name is not None and deployment != name:
+            continue
+        mine = [t for t in tasks if t["ServiceID"] == m.id]
+        rows.append(
+            VersionReplicas(
+                deployment=deployment,
+                service=m.name,
+                version=version_number(labels.get(f"{LABEL}.version")),
+                running=len(mine),
+                desired=_desired(m),
+                nodes=tuple(sorted(nodes.get(t.get("NodeID", ""), "?") for t in mine)),
+                serving=active.get(deployment) == m.short_id,
+            )
+        )
+    return sorted(rows, key=lambda r: (r.deployment, -(r.version or 0)))
+
+
+def deployment_logs(
+    client: Any, name: str, *, follow: bool = False, tail: int = 100
+) -> Iterator[str]:
+    """The serving version's service log, every task's lines (``follow`` streams)."""
+    serving = _serving_model(client, name)
+    if serving is None:
+        raise NotFound(f"no deployment named {name!r} on the swarm (see `mlops deploy ps`)")
+    with translate_errors():
+        stream = client.api.service_logs(
+            serving.id, stdout=True, stderr=True, follow=follow, tail=tail, timestamps=False
+        )
+        yield from log_lines(stream)
+
+
+def previous_version(client: Any, name: str) -> int:
+    """The version the serving one replaced (what `deploy rollback` goes back to)."""
+    serving = _serving_model(client, name)
+    if serving is None:
+        raise NotFound(f"no deployment named {name!r} on the swarm (see `mlops deploy ps`)")
+    labels = _labels(serving)
+    previous = version_number(labels.get(f"{LABEL}.previous-version", ""))
+    current = version_number(labels.get(f"{LABEL}.version", ""))
+    if previous is None or previous == current:
+        raise BackendError(
+            f"deployment {name!r} has no earlier version to roll back to"
+            + (f" (it serves v{current} and was never switched)" if current else ""),
+            title="Nothing to roll back to",
+        )
+    return previous
+
+
+# ---------------------------------------------------------------------- changing
+
+
+def deploy(
+    client: Any,
+    image: ServingImage,
+    name: str,
+    *,
+    port: int = 8080,
+    host: str = "127.0.0.1",
+    alias: str = "",
+    follow_alias_ref: str | None = None,
+    tracking_uri: str | None = None,
+    env: dict[str, str] | None = None,
+    replicas: int | None = None,
+    timeout: float = 180.0,
+) -> tuple[Deployment, int | None]:
+    """Run ``image`` as deployment ``name`` on the swarm, ``replicas`` tasks (default: as many
+    as the version it replaces had, else 1); an existing deployment is switched with no failed
+    request. Returns the deployment and the version it replaced (None for a new one)."""
+    del tracking_uri  # a follow-alias service is refused below; the argument is the engine's
+    if follow_alias_ref:
+        raise InvalidInput(
+            "following an alias is not supported on a swarm context yet: deploy the version "
+            "(NAME@ALIAS without --follow-alias pins it)",
+            title="Cannot follow",
+        )
+    if replicas is not None and not 1 <= replicas <= 100:
+        raise InvalidInput(f"replicas must be from 1 to 100, not {replicas}")
+    check_manager(client)
+    router = _router(client, name)
+    previous = _serving_model(client, name) if router is not None else None
+    if router is None and not port_is_free(port):
+        raise Conflict(f"port {port} is already in use on this node; choose another with --port")
+    count = replicas or (_desired(previous) if previous is not None else 1)
+    network = _network(client, name)
+    replaced = version_number(_labels(previous).get(f"{LABEL}.version")) if previous else None
+    new = _create_model(client, image, name, network, count, replaced, alias, env or {})
+    try:
+        _wait_running(client, new, count, timeout)
+    except BaseException:
+        _remove_service(new)
+        raise
+    upstream = f"http://tasks.{new.name}:{MODEL_PORT}"
+    if router is None:
+        try:
+            router = _create_router(client, image, name, network, port, host, upstream)
+            _wait_http(f"http://127.0.0.1:{port}/-/router/health", router, client, timeout)
+        except BaseException:
+            _remove_service(new)
+            if router is not None:
+                _remove_service(router)
+            raise
+    else:
+        _switch(client, router, port, upstream, str(image.version or ""), timeout)
+    for stale in _model_services(client, name):
+        if stale.id != new.id:
+            _remove_service(stale)
+    return get_deployment(client, name), replaced
+
+
+def scale(client: Any, name: str, count: int, timeout: float = 180.0) -> VersionReplicas:
+    """Run ``count`` tasks of the version deployment ``name`` serves; returns once that many
+    run healthy (the router spreads requests over them as Swarm's DNS lists them)."""
+    if not 1 <= count <= 100:
+        raise InvalidInput(f"replicas must be from 1 to 100, not {count}")
+    check_manager(client)
+    serving = _serving_model(client, name)
+    if serving is None:
+        raise NotFound(f"no deployment named {name!r} on the swarm (see `mlops deploy ps`)")
+    with translate_errors():
+        serving.scale(count)
+    _wait_running(client, serving, count, timeout)
+    return next(r for r in replicas(client, name) if r.service == serving.name)
+
+
+def remove_deployment(client: Any, name: str) -> list[str]:
+    """Remove the router service (it drains first) and every version service of ``name``."""
+    check_manager(client)
+    router = _router(client, name)
+    models = _model_services(client, name)
+    if router is None and not models:
+        raise NotFound(f"no deployment named {name!r} on the swarm (see `mlops deploy ps`)")
+    removed = []
+    for service in ([router] if router is not None else []) + models:
+        removed.append(service.name)
+        _remove_service(service)
+    _wait_gone(client, [s.id for s in ([router] if router else []) + models])
+    with contextlib.suppress(Exception):
+        client.networks.get(f"mlops-{name}").remove()
+    with contextlib.suppress(Exception):
+        client.volumes.get(f"mlops-{name}-state").remove(force=True)
+    return removed
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _labels(service: Any) -> dict[str, str]:
+    return dict(service.attrs.get("Spec", {}).get("Labels") or {})
+
+
+def _desired(service: Any) -> int:
+    return int(service.attrs["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas", 1))
+
+
+def _running_tasks(client: Any) -> list[dict[str, Any]]:
+    """Every task that is running now (with a health check: healthy), any service."""
+    tasks = client.api.tasks(filters={"desired-state": "running"})
+    return [t for t in tasks if t.get("Status", {}).get("State") == "running"]
+
+
+def _router(client: Any, name: str) -> Any | None:
+    with translate_errors():
+        found = client.services.list(filters={"label": [f"{ROLE}=router", f"{DEPLOYMENT}={name}"]})
+    return found[0] if found else None
+
+
+def _model_services(client: Any, name: str) -> list[Any]:
+    with translate_errors():
+        return list(
+            client.services.list(filters={"label": [f"{ROLE}=model", f"{DEPLOYMENT}={name}"]})
+        )
+
+
+def _serving_model(client: Any, name: str) -> Any | None:
+    """The version service the router sends traffic to: the newest (a switch removes the
+    others once the router has moved)."""
+    models = _model_services(client, name)
+    return max(models, key=lambda s: s.attrs.get("CreatedAt", "")) if models else None
+
+
+def _record(router: Any, models: list[Any], tasks: list[dict[str, Any]]) -> Deployment:
+    labels = _labels(router)
+    serving = max(models, key=lambda s: s.attrs.get("CreatedAt", "")) if models else None
+    ml = _labels(serving) if serving is not None else {}
+    running = sum(1 for t in tasks if serving is not None and t["ServiceID"] == serving.id)
+    desired = _desired(serving) if serving is not None else 0
+    router_up = any(t["ServiceID"] == router.id for t in tasks)
+    if not router_up:
+        state, health = "starting", "none"
+    elif running == 0:
+        state, health = "running", "unhealthy"
+    else:
+        state, health = "running", "healthy" if running >= desired else "degraded"
+    image = serving.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] if serving else ""
+    port = labels.get(f"{LABEL}.port", "")
+    return Deployment(
+        name=labels.get(DEPLOYMENT, router.name),
+        model=ml.get(f"{LABEL}.model", ""),
+        version=version_number(ml.get(f"{LABEL}.version")),
+        alias=ml.get(f"{LABEL}.alias", ""),
+        run_id=ml.get(f"{LABEL}.run-id", ""),
+        image=image.split("@")[0],
+        container_id=serving.short_id if serving is not None else "",
+        state=state,
+        health=health,
+        host=labels.get(f"{LABEL}.host", "127.0.0.1"),
+        port=int(port) if port.isdigit() else None,
+        started_at=parse_time(router.attrs.get("CreatedAt", "")),
+        follow_alias=False,
+        store=ml.get(f"{LABEL}.store", ""),
+    )
+
+
+def _network(client: Any, name: str) -> str:
+    """The deployment's overlay network (created once; removed with the deployment)."""
+    network = f"mlops-{name}"
+    with translate_errors():
+        if not client.networks.list(names=[network]):
+            client.networks.create(
+                network,
+                driver="overlay",
+                attachable=False,
+                labels={DEPLOYMENT: name},
+            )
+    return network
+
+
+def _create_model(
+    client: Any,
+    image: ServingImage,
+    name: str,
+    network: str,
+    count: int,
+    previous_version: int | None,
+    alias: str,
+    env: dict[str, str],
+) -> Any:
+    from docker.types import EndpointSpec, Resources, RestartPolicy, ServiceMode
+
+    labels = {
+        ROLE: "model",
+        DEPLOYMENT: name,
+        f"{LABEL}.model": image.model,
+        f"{LABEL}.version": str(image.version or ""),
+        f"{LABEL}.alias": alias,
+        f"{LABEL}.run-id": image.run_id,
+        f"{LABEL}.store": image.store,
+        f"{LABEL}.previous-version": str(previous_version or ""),
+    }
+    environment = {
+        **env,
+        # On the overlay network only: nothing of a model service is published.
+        "MLOPS_HOST": "0.0.0.0",
+        "MLOPS_PORT": str(MODEL_PORT),
+        "MLOPS_MODEL_ALIAS": alias,
+    }
+    service_name = f"mlops-{name}-v{image.version}-{secrets.token_hex(2)}"
+    with translate_errors():
+        return client.services.create(
+            image.ref,
+            name=service_name,
+            env=[f"{k}={v}" for k, v in environment.items()],
+            labels=labels,
+            container_labels={f"{LABEL}.swarm-deployment": name},
+            networks=[network],
+            endpoint_spec=EndpointSpec(mode="dnsrr"),
+            mode=ServiceMode("replicated", replicas=count),
+            resources=Resources(mem_limit=_bytes(hardening.memory_limit())),
+            restart_policy=RestartPolicy(condition="any", delay=1_000_000_000),
+            read_only=True,
+            cap_drop=["ALL"],
+            mounts=[_tmp()],
+            **_logging(),
+            stop_grace_period=hardening.STOP_TIMEOUT * 1_000_000_000,
+        )
+
+
+def _create_router(
+    client: Any,
+    image: ServingImage,
+    name: str,
+    network: str,
+    port: int,
+    host: str,
+    upstream: str,
+) -> Any:
+    """The router service, on the node we talk to (its volume, with the admin token and the
+    routing table, is there), publishing ``port`` on that node."""
+    from docker.types import EndpointSpec, Mount, Resources, RestartPolicy
+
+    with translate_errors():
+        node = client.info()["Swarm"]["NodeID"]
+    volume = hardening.state_volume(client, name)
+    _seed_state(client, image.ref, name, volume)
+    command = ["python3", "-m", "server.router", "--listen", f"0.0.0.0:{MODEL_PORT}"]
+    command += ["--upstream", upstream, "--state-dir", hardening.STATE_DIR]
+    # Its admin requests come from the node's own address through the published port, never
+    # from loopback inside the task: the token (in its volume) is what guards them.
+    command += ["--version", str(image.version or ""), "--remote-admin"]
+    labels = {
+        ROLE: "router",
+        DEPLOYMENT: name,
+        f"{LABEL}.port": str(port),
+        f"{LABEL}.host": host,
+    }
+    with translate_errors():
+        return client.services.create(
+            image.ref,
+            command=command,
+            name=f"mlops-{name}",
+            env=[f"MLOPS_ADMIN_TOKEN_FILE={hardening.TOKEN_FILE}", f"MLOPS_PORT={MODEL_PORT}"],
+            labels=labels,
+            container_labels={f"{LABEL}.swarm-deployment": name},
+            networks=[network],
+            endpoint_spec=EndpointSpec(ports={port: (MODEL_PORT, "tcp", "host")}),
+            constraints=[f"node.id == {node}"],
+            resources=Resources(mem_limit=_bytes(hardening.memory_limit())),
+            restart_policy=RestartPolicy(condition="any", delay=1_000_000_000),
+            read_only=True,
+            cap_drop=["ALL"],
+            mounts=[
+                Mount(hardening.STATE_MOUNT, volume, type="volume"),
+                _tmp(),
+            ],
+            **_logging(),
+            stop_grace_period=hardening.STOP_TIMEOUT * 1_000_000_000,
+        )
+
+
+def _seed_state(client: Any, image: str, name: str, volume: str) -> None:
+    """The admin token into the deployment's volume before the router's task mounts it: a
+    container that is created, given the files and removed, never started."""
+    seed = hardening.create(
+        client,
+        image,
+        f"mlops-{name}-seed-{secrets.token_hex(2)}",
+        command=["true"],
+        environment={},
+        labels={},
+        volumes={volume: hardening.STATE_MOUNT},
+    )
+    try:
+        hardening.write_state(seed, hardening.new_token())
+    finally:
+        with contextlib.suppress(Exception):
+            seed.remove(force=True)
+
+
+def _router_task(client: Any, router: Any) -> Any:
+    """The container of the router's task (on our node: it is pinned there)."""
+    with translate_errors():
+        found = client.containers.list(filters={"label": f"{SERVICE}={router.name}"})
+    if not found:
+        raise BackendError(
+            f"the router of {router.name} has no running task on this node",
+            title="Switch failed",
+        )
+    return found[0]
+
+
+def _switch(
+    client: Any, router: Any, port: int, upstream: str, version: str, timeout: float
+) -> None:
+    """Move the router to ``upstream``; it answers once the old service has nothing in
+    flight. Swarm's DNS may list the new tasks a moment after they run: the router says so
+    (409) and it is asked again."""
+    token = hardening.read_token(_router_task(client, router))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = httpx.put(
+                f"http://127.0.0.1:{port}/-/router/upstream",
+                json={"upstream": upstream, "version": version, "drain_timeout": 30},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=60,
+            )
+        except httpx.HTTPError as exc:
+            raise BackendError(
+                f"could not switch the router on port {port}: {exc}", title="Switch failed"
+            ) from exc
+        if response.status_code == 409 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            continue
+        if response.status_code != 200:
+            raise BackendError(
+                f"router refused the switch ({response.status_code}): {response.text}",
+                title="Switch failed",
+            )
+        return
+
+
+def _wait_running(client: Any, service: Any, count: int, timeout: float) -> None:
+    """Until ``count`` tasks of ``service`` run healthy; ContainerFailed with the tasks'
+    errors and the service's last log lines when they keep failing or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with translate_errors():
+            tasks = client.api.tasks(filters={"service": service.id})
+        states = Counter(t.get("Status", {}).get("State", "") for t in tasks)
+        running = sum(
+            1
+            for t in tasks
+            if t.get("DesiredState") == "running" and t["Status"].get("State") == "running"
+        )
+        if running >= count:
+            return
+        failures = [t for t in tasks if t.get("Status", {}).get("State") in _FAILED]
+        if len(failures) >= 2 * count + 1 or time.monotonic() > deadline:
+            what = (
+                f"kept failing ({len(failures)} tasks failed)"
+                if len(failures) >= 2 * count + 1
+                else f"has {running} of {count} replicas running after {timeout:.0f}s"
+            )
+            raise ContainerFailed(_failure_text(client, service, what, failures, states))
+        time.sleep(0.5)
+
+
+def _failure_text(
+    client: Any, service: Any, what: str, failures: list[dict[str, Any]], states: Counter[str]
+) -> str:
+    errors = sorted({t["Status"].get("Err", "") for t in failures if t["Status"].get("Err")})
+    nodes = sorted({t.get("NodeID", "")[:12] for t in failures if t.get("NodeID")})
+    try:
+        raw = client.api.service_logs(service.id, stdout=True, stderr=True, tail=15)
+        logs = b"".join(raw).decode(errors="replace").strip() or "(no logs)"
+    except Exception:
+        logs = "(no logs)"
+    where = f" on node(s) {', '.join(nodes)}" if nodes else ""
+    return (
+        f"service {service.name} {what}{where}; task states: {dict(states)}; "
+        f"errors: {'; '.join(errors) or 'none'}; its last log lines:\n{logs}"
+    )
+
+
+def _wait_http(url: str, service: Any, client: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise ContainerFailed(_failure_text(client, service, f"not answering at {url}", [], Counter()))
+
+
+def _remove_service(service: Any) -> None:
+    """Remove a service: Swarm stops its tasks with SIGTERM (they drain) then removes them."""
+    with contextlib.suppress(Exception):
+        service.remove()
+
+
+def _wait_gone(client: Any, service_ids: list[str], timeout: float = 60) -> None:
+    """Until no task of the removed services is left (the network can go only then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with translate_errors():
+            left = [t for t in client.api.tasks() if t.get("ServiceID") in service_ids]
+        if not left:
+            return
+        time.sleep(0.5)
+
+
+def _tmp() -> Any:
+    from docker.types import Mount
+
+    return Mount("/tmp", None, type="tmpfs", tmpfs_size=256 * 1024**2)
+
+
+def _logging() -> dict[str, Any]:
+    """The tasks' logs rotated as a single engine's containers' are."""
+    config = hardening.log_config()
+    return {"log_driver": config["type"], "log_driver_options": config["config"]}
+
+
+def _bytes(text: str) -> int:
+    """``2g``, ``512m``, ``1073741824`` as bytes (Docker's spelling of a memory limit)."""
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    text = text.strip().lower().removesuffix("b")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)

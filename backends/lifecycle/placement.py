@@ -1,0 +1,118 @@
+"""Where a context's deployments live: containers on one Docker engine (``docker``, the
+default) or services on a Docker Swarm (``swarm``), named by ``MLOPS_ENGINE`` (a context's
+``engine``). Every lifecycle step asks this module, so a plan, a switch, a rollback or a
+take-down reads and changes deployments the same way on either.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from backends.docker import containers, swarm, switch
+from backends.errors import InvalidInput
+from backends.lifecycle.handles import Handles
+from backends.records import Deployment, ServingImage
+
+__all__ = [
+    "ENGINES",
+    "ENGINE_ENV",
+    "engine_of",
+    "get_deployment",
+    "list_deployments",
+    "previous_version",
+    "refuse_on_swarm",
+    "remove_deployment",
+    "run",
+]
+
+ENGINE_ENV = "MLOPS_ENGINE"
+ENGINES = ("docker", "swarm")
+
+
+def engine_of(environ: Mapping[str, str] | None = None) -> str:
+    """The engine kind the environment names (``docker`` when it names none)."""
+    value = (environ if environ is not None else os.environ).get(ENGINE_ENV, "").strip().lower()
+    if not value:
+        return "docker"
+    if value not in ENGINES:
+        raise InvalidInput(
+            f"{ENGINE_ENV}={value!r} is not an engine; use one of: {', '.join(ENGINES)}",
+            title="Unknown engine",
+        )
+    return value
+
+
+def list_deployments(h: Handles) -> list[Deployment]:
+    if h.engine == "swarm":
+        return swarm.list_deployments(h.docker())
+    return containers.list_deployments(h.docker())
+
+
+def get_deployment(h: Handles, name: str) -> Deployment:
+    if h.engine == "swarm":
+        return swarm.get_deployment(h.docker(), name)
+    return containers.get_deployment(h.docker(), name)
+
+
+def previous_version(h: Handles, name: str) -> int:
+    if h.engine == "swarm":
+        return swarm.previous_version(h.docker(), name)
+    return containers.previous_version(h.docker(), name)
+
+
+def run(
+    h: Handles,
+    image: ServingImage,
+    name: str,
+    *,
+    port: int,
+    host: str,
+    alias: str,
+    follow_alias_ref: str | None = None,
+    replicas: int | None = None,
+) -> tuple[Deployment, int | None]:
+    """Serve ``image`` as deployment ``name`` (switching an existing one with no failed
+    request); the deployment and the version it replaced."""
+    if h.engine == "swarm":
+        return swarm.deploy(
+            h.docker(),
+            image,
+            name,
+            port=port,
+            host=host,
+            alias=alias,
+            follow_alias_ref=follow_alias_ref,
+            replicas=replicas,
+        )
+    if replicas not in (None, 1):
+        raise InvalidInput(
+            f'--replicas {replicas} needs a swarm context (engine = "swarm"): on one Docker '
+            "engine a deployment serves from one model container",
+        )
+    return switch.deploy(
+        h.docker(),
+        image,
+        name,
+        port=port,
+        host=host,
+        alias=alias,
+        follow_alias_ref=follow_alias_ref,
+        tracking_uri=h.tracking_uri,
+    )
+
+
+def remove_deployment(h: Handles, name: str) -> list[str]:
+    if h.engine == "swarm":
+        return swarm.remove_deployment(h.docker(), name)
+    return containers.remove_deployment(h.docker(), name)
+
+
+def refuse_on_swarm(h: Handles, what: str) -> None:
+    """InvalidInput for what a swarm context cannot do yet (canary releases, shadows)."""
+    if h.engine == "swarm":
+        raise InvalidInput(
+            f"{what} is not supported on a swarm context yet: use a context with "
+            'engine = "docker", or switch versions with `mlops deploy up`',
+            title="Not on a swarm",
+        )

@@ -1,0 +1,348 @@
+"""Deployments on a real single-node Docker Swarm (`docker swarm init` on the test engine when it
+is not in one), driven through `mlops deploy` with ``MLOPS_ENGINE=swarm``: a 3-replica
+deployment switched three times and rolled back under steady load with no failed request, a
+replica killed under load with no failed request (Swarm replaces it), `deploy scale`, `deploy ps`
+showing replicas per version and their node, and a swarm context on an engine that is not a
+manager refused with exit 3.
+
+What is not here (#21): a second node, images through a registry, remote engines, canaries on a
+swarm."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from backends.docker import swarm
+from backends.lifecycle import build
+from backends.lifecycle.handles import Handles
+from tests import services
+from tests.models import log_rule_version
+from tests.server.conftest import FEATURES, iris_frame
+from tests.waiting import eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.mlflow_server]
+
+
+def _advertise_address() -> str:
+    """This host's address on its default route (what `docker swarm init` would pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.255", 9))  # no packet is sent: this only picks a route
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
+@pytest.fixture(scope="module")
+def swarm_engine(docker_client: Any) -> Iterator[Any]:
+    """The test engine as a swarm manager; a swarm this fixture made is left at the end."""
+    import docker.errors
+
+    made = False
+    if docker_client.info().get("Swarm", {}).get("LocalNodeState") != "active":
+        try:
+            docker_client.swarm.init(advertise_addr=_advertise_address())
+        except docker.errors.APIError as exc:
+            services.service_missing(f"`docker swarm init` failed here: {exc.explanation}")
+        made = True
+    yield docker_client
+    if made:
+        docker_client.swarm.leave(force=True)
+
+
+def _answers(socket_path: Path) -> bool:
+    import docker
+
+    try:
+        client = docker.DockerClient(base_url=f"unix://{socket_path}", timeout=5)
+    except Exception:
+        return False
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+@dataclass
+class Versions:
+    tracking_uri: str
+    name: str
+    numbers: list[str]  # three versions of one model
+    broken: str  # a version that fails to load where it is served
+
+
+@pytest.fixture(scope="module")
+def versions(
+    mlflow_server: services.MlflowServer,
+    swarm_engine: Any,
+    base_image: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Versions]:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    environment = pytest.MonkeyPatch()
+    environment.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    mlflow.set_tracking_uri(mlflow_server.url)
+    name = f"swarm-{os.getpid()}"
+    experiment = MlflowClient(mlflow_server.url).create_experiment(name)
+    tmp = tmp_path_factory.mktemp("swarm-models")
+    h = Handles(mlflow_server.url, docker=swarm_engine)
+    numbers, images = [], []
+    for behaviour in ("plain", "plain", "plain", "broken"):
+        version, _ = log_rule_version(experiment, name, behaviour, tmp)
+        numbers.append(version)
+        images.append(build.build(h, f"{name}/{version}", base_image=base_image).image)
+    yield Versions(mlflow_server.url, name, numbers[:3], numbers[3])
+    environment.undo()
+    for deployment in swarm.list_deployments(swarm_engine):
+        if deployment.model == name:
+            swarm.remove_deployment(swarm_engine, deployment.name)
+    for image in images:
+        swarm_engine.images.remove(image.id, force=True)
+
+
+def mlops(
+    *args: str, env: dict[str, str], timeout: float = 400
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from console.cli.main import run; run()", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=services.env_with_venv_on_path(**env),
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@dataclass
+class Load:
+    """Steady clients through the router: every answer's status and the version that gave it."""
+
+    url: str
+    answers: list[tuple[int, str]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> Load:
+        rows = iris_frame()[FEATURES].values.tolist()
+
+        def client(offset: int) -> None:
+            with httpx.Client(timeout=60) as http:
+                i = offset
+                while not self.stop.is_set():
+                    i += 7
+                    try:
+                        r = http.post(f"{self.url}/predict", json={"data": [rows[i % len(rows)]]})
+                        version = (r.json() if r.is_success else {}).get("model", {}).get("version")
+                        self.answers.append((r.status_code, str(version or "")))
+                    except httpx.HTTPError as exc:
+                        self.answers.append((0, exc.__class__.__name__))
+
+        self.threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(4)]
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=120)
+
+    def failed(self) -> list[tuple[int, str]]:
+        return [a for a in self.answers if a[0] != 200]
+
+    def wait_for(self, version: str) -> None:
+        start = len(self.answers)
+        eventually(
+            lambda: any(v == version for _, v in self.answers[start:]),
+            f"answers from v{version}",
+            timeout=120,
+        )
+
+
+def test_three_switches_and_a_rollback_of_three_replicas_under_load_fail_nothing(
+    versions: Versions, swarm_engine: Any
+) -> None:
+    env = {"MLFLOW_TRACKING_URI": versions.tracking_uri, "MLOPS_ENGINE": "swarm"}
+    name, (v1, v2, v3) = f"{versions.name}-roll", versions.numbers
+    port = services.free_port()
+    ref = versions.name
+    ok(
+        mlops(
+            "deploy",
+            "up",
+            f"{ref}/{v1}",
+            "--name",
+            name,
+            "--port",
+            str(port),
+            "--replicas",
+            "3",
+            "-y",
+            "-q",
+            env=env,
+        )
+    )
+    rows = swarm.replicas(swarm_engine, name)
+    assert [(r.version, r.running, r.desired, r.serving) for r in rows] == [(int(v1), 3, 3, True)]
+    with Load(f"http://127.0.0.1:{port}") as load:
+        load.wait_for(v1)
+        for version in (v2, v3, v1):
+            ok(mlops("deploy", "up", f"{ref}/{version}", "--name", name, "-y", "-q", env=env))
+            load.wait_for(version)
+        out = ok(mlops("deploy", "rollback", name, "-y", env=env))
+        load.wait_for(v3)
+    counts = Counter(v for _, v in load.answers)
+    print(f"{len(load.answers)} predictions through 3 switches and a rollback: {dict(counts)}")
+    assert not load.failed(), Counter(load.failed()).most_common(5)
+    assert f"v{v3}" in out
+    # Each switch kept the replicas: the new version's service runs as many as the old did.
+    rows = swarm.replicas(swarm_engine, name)
+    assert [(r.version, r.running, r.desired) for r in rows] == [(int(v3), 3, 3)]
+    ps = json.loads(ok(mlops("deploy", "ps", "--json", env=env)))
+    mine = next(d for d in ps if d["name"] == name)
+    assert mine["version"] == int(v3) and mine["health"] == "healthy"
+    node = swarm_engine.info()["Name"]
+    assert [(r["running"], r["desired"], r["nodes"]) for r in mine["replicas"]] == [
+        (3, 3, [node, node, node])
+    ]
+    ok(mlops("deploy", "down", name, "-y", env=env))
+    assert not [d for d in swarm.list_deployments(swarm_engine) if d.name == name]
+
+
+def test_a_replica_killed_under_load_fails_no_request_and_is_replaced(
+    versions: Versions, swarm_engine: Any
+) -> None:
+    env = {"MLFLOW_TRACKING_URI": versions.tracking_uri, "MLOPS_ENGINE": "swarm"}
+    name, v1 = f"{versions.name}-kill", versions.numbers[0]
+    port = services.free_port()
+    ok(
+        mlops(
+            "deploy",
+            "up",
+            f"{versions.name}/{v1}",
+            "--name",
+            name,
+            "--port",
+            str(port),
+            "--replicas",
+            "2",
+            "-y",
+            "-q",
+            env=env,
+        )
+    )
+    ok(mlops("deploy", "scale", name, "3", env=env))
+    service = next(r.service for r in swarm.replicas(swarm_engine, name))
+    tasks = swarm_engine.containers.list(filters={"label": f"{swarm.SERVICE}={service}"})
+    assert len(tasks) == 3
+    with Load(f"http://127.0.0.1:{port}") as load:
+        load.wait_for(v1)
+        tasks[0].kill()  # SIGKILL: its connections reset, nothing drained
+        eventually(
+            lambda: (
+                [(r.running, r.desired) for r in swarm.replicas(swarm_engine, name)] == [(3, 3)]
+                and tasks[0].id
+                not in {
+                    c.id
+                    for c in swarm_engine.containers.list(
+                        filters={"label": f"{swarm.SERVICE}={service}"}
+                    )
+                }
+            ),
+            "Swarm to replace the killed replica",
+            timeout=180,
+        )
+        load.wait_for(v1)
+    print(f"{len(load.answers)} predictions while a replica was killed and replaced")
+    assert not load.failed(), Counter(load.failed()).most_common(5)
+    out = ok(mlops("deploy", "scale", name, "1", env=env))
+    assert "1/1 replicas" in out
+    # Its log is the service's: the lines of every task, the killed one's too.
+    logs = ok(mlops("deploy", "logs", name, "--tail", "50", env=env))
+    assert logs.strip(), "no log lines"
+    ok(mlops("deploy", "down", name, "-y", env=env))
+
+
+def test_a_swarm_context_on_an_engine_that_is_no_manager_exits_3(
+    versions: Versions, tmp_path: Path
+) -> None:
+    """A second engine of our own, outside any swarm (its own socket, data and bridge-less
+    network): a swarm context pointed at it is refused before anything is changed."""
+    # A short root: containerd's socket lives under --exec-root, and a unix socket's path
+    # may not be longer than 107 bytes (pytest's tmp_path is too long for it).
+    root = Path(tempfile.mkdtemp(prefix="mlops-dockerd-", dir="/tmp"))
+    socket_path = root / "docker.sock"
+    log = tmp_path / "dockerd.log"
+    cmd = [
+        "dockerd",
+        f"--host=unix://{socket_path}",
+        f"--data-root={root / 'data'}",
+        f"--exec-root={root / 'exec'}",
+        f"--pidfile={root / 'dockerd.pid'}",
+        "--bridge=none",
+        "--iptables=false",
+        "--ip6tables=false",
+    ]
+    proc = services._spawn(cmd, log, tmp_path)
+    try:
+        eventually(lambda: _answers(socket_path), "the second dockerd", timeout=120)
+        env = {
+            "MLFLOW_TRACKING_URI": versions.tracking_uri,
+            "MLOPS_ENGINE": "swarm",
+            "DOCKER_HOST": f"unix://{socket_path}",
+        }
+        result = mlops("deploy", "ps", env=env)
+        assert result.returncode == 3, result.stderr
+        assert "not in a swarm" in result.stderr and "docker swarm init" in result.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_version_whose_tasks_keep_failing_is_removed_and_says_why(
+    versions: Versions, swarm_engine: Any
+) -> None:
+    env = {"MLFLOW_TRACKING_URI": versions.tracking_uri, "MLOPS_ENGINE": "swarm"}
+    name = f"{versions.name}-broken"
+    result = mlops(
+        "deploy",
+        "up",
+        f"{versions.name}/{versions.broken}",
+        "--name",
+        name,
+        "--port",
+        str(services.free_port()),
+        "-y",
+        "-q",
+        env=env,
+    )
+    assert result.returncode not in (0, 2, 3), result.stderr
+    # The tasks' state and the server's own last words, not a bare "failed".
+    assert "kept failing" in result.stderr, result.stderr
+    assert "this version cannot load where it is served" in result.stderr
+    assert not [d for d in swarm.list_deployments(swarm_engine) if d.name == name]
+    assert not [r for r in swarm.replicas(swarm_engine) if r.deployment == name]

@@ -1,0 +1,265 @@
+"""The router in front of a Swarm service's tasks (``http://tasks.NAME:PORT``, server.upstreams):
+requests spread over the tasks, a task killed under load fails no request, a switch to a
+service that has no task yet is refused and changes nothing, and a switch between services
+drains the old one whichever task its requests went to.
+
+The tasks are fake model servers on other loopback addresses (127.0.0.2, 127.0.0.3, ...) on
+one port, as a service's tasks are on one port at several addresses; what Swarm's DNS would
+answer for ``tasks.NAME`` is a table the test holds. The router runs in this process (uvicorn
+in a thread) so that its resolver can be that table; tests/integration/test_swarm.py runs the
+same path on a real swarm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from server.router import Router
+from server.upstreams import Endpoints, NoEndpoint
+from tests import services
+from tests.server.router_helpers import Fake, start_fake, wait_for
+
+TOKEN = "s3rvice-t0ken"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ROW = {"inputs": [[7, 1.0, 1.0, 1.0]]}
+
+
+@dataclass
+class Dns:
+    """What Swarm's DNS answers: a name → the addresses of its running tasks."""
+
+    names: dict[str, list[str]] = field(default_factory=dict)
+    asked: int = 0
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        self.asked += 1
+        if host not in self.names:
+            raise OSError(f"{host}: name not known")
+        return list(self.names[host])
+
+
+@dataclass
+class Served:
+    url: str
+    router: Router
+    dns: Dns
+
+
+@pytest.fixture
+def port() -> int:
+    return services.free_port()
+
+
+@pytest.fixture
+def dns() -> Dns:
+    return Dns()
+
+
+@pytest.fixture
+def served(dns: Dns, port: int) -> Iterator[Served]:
+    """A router on a free port whose upstream is ``http://tasks.v1:PORT``."""
+    router = Router(f"http://tasks.v1:{port}", TOKEN, max_in_flight=4096)
+    router.endpoints = Endpoints(dns.resolve, refresh=0.2)
+    listen = services.free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(router, host="127.0.0.1", port=listen, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listen}"
+    wait_for("the router", lambda: server.started, timeout=60)
+    yield Served(url, router, dns)
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def tasks(tmp: Path, service: str, port: int, addresses: list[str], *flags: str) -> list[Fake]:
+    return [start_fake(tmp, f"{service}@{a}", *flags, host=a, port=port) for a in addresses]
+
+
+def predict(url: str, client: httpx.Client) -> tuple[int, str]:
+    response = client.post(f"{url}/invocations", json=ROW, timeout=60)
+    return response.status_code, response.headers.get("x-upstream", "")
+
+
+def load(url: str, seconds: float, workers: int = 8) -> list[tuple[int, str]]:
+    """Predictions from ``workers`` kept-alive clients for ``seconds``: every answer."""
+    deadline = time.monotonic() + seconds
+
+    def client_loop() -> list[tuple[int, str]]:
+        out = []
+        with httpx.Client() as client:
+            while time.monotonic() < deadline:
+                out.append(predict(url, client))
+        return out
+
+    with ThreadPoolExecutor(workers) as pool:
+        return [a for part in pool.map(lambda _: client_loop(), range(workers)) for a in part]
+
+
+def stop(fakes: list[Fake]) -> None:
+    for fake in fakes:
+        fake.proc.kill()
+        fake.proc.wait(timeout=30)
+
+
+def test_requests_spread_over_the_tasks_swarm_dns_names(
+    served: Served, port: int, tmp_path: Path
+) -> None:
+    fakes = tasks(tmp_path, "v1", port, ["127.0.0.2", "127.0.0.3", "127.0.0.4"])
+    served.dns.names["tasks.v1"] = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    try:
+        answers = load(served.url, 2.0, workers=6)
+        assert answers and {status for status, _ in answers} == {200}
+        by_task = {
+            name: sum(1 for _, who in answers if who == name) for name in {f.name for f in fakes}
+        }
+        print(f"{len(answers)} predictions over three tasks: {by_task}")
+        assert all(n > len(answers) / 10 for n in by_task.values()), by_task
+        assert served.dns.asked >= 2  # looked up again as time went, not once for good
+    finally:
+        stop(fakes)
+
+
+def test_a_task_killed_under_load_fails_no_request(
+    served: Served, port: int, tmp_path: Path
+) -> None:
+    fakes = tasks(tmp_path, "v1", port, ["127.0.0.2", "127.0.0.3"], "--delay", "0.02")
+    served.dns.names["tasks.v1"] = ["127.0.0.2", "127.0.0.3"]
+    try:
+        result: list[list[tuple[int, str]]] = []
+        worker = threading.Thread(target=lambda: result.append(load(served.url, 4.0, 16)))
+        worker.start()
+        wait_for("traffic on both tasks", lambda: all(f.stats()["predictions"] > 20 for f in fakes))
+        # Killed mid-request (SIGKILL: connections reset, nothing drained), and still named by
+        # the DNS for a moment, as Swarm's is until it notices the task is gone.
+        stop(fakes[:1])
+        time.sleep(0.5)
+        served.dns.names["tasks.v1"] = ["127.0.0.3"]
+        worker.join(timeout=120)
+        answers = result[0]
+        failed = [a for a in answers if a[0] != 200]
+        after = sum(1 for _, who in answers if who == fakes[1].name)
+        print(f"{len(answers)} predictions, {len(failed)} failed; the survivor answered {after}")
+        assert not failed, failed[:5]
+        assert after > 0
+        assert served.router.requests.labels(version="", role="stable", status="200")._value.get()
+    finally:
+        stop(fakes[1:])
+
+
+def test_a_switch_to_a_service_with_no_task_changes_nothing(
+    served: Served, port: int, tmp_path: Path
+) -> None:
+    fakes = tasks(tmp_path, "v1", port, ["127.0.0.2"])
+    served.dns.names["tasks.v1"] = ["127.0.0.2"]
+    try:
+        refused = httpx.put(
+            f"{served.url}/-/router/upstream",
+            json={"upstream": f"http://tasks.v2:{port}", "version": "2"},
+            headers=AUTH,
+            timeout=60,
+        )
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["type"] == "upstream_unresolved"
+        assert "tasks.v2" in refused.json()["error"]["message"]
+        assert served.router.upstream == f"http://tasks.v1:{port}"
+        with httpx.Client() as client:
+            assert predict(served.url, client) == (200, fakes[0].name)
+    finally:
+        stop(fakes)
+
+
+def test_a_switch_between_services_drains_the_old_one_on_every_task(
+    served: Served, port: int, tmp_path: Path
+) -> None:
+    old = tasks(tmp_path, "v1", port, ["127.0.0.2", "127.0.0.3"])
+    new = tasks(tmp_path, "v2", port, ["127.0.0.4", "127.0.0.5"])
+    served.dns.names.update(
+        {"tasks.v1": ["127.0.0.2", "127.0.0.3"], "tasks.v2": ["127.0.0.4", "127.0.0.5"]}
+    )
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            slow = [
+                pool.submit(httpx.get, f"{served.url}/slow?seconds=1.5", timeout=60)
+                for _ in range(4)
+            ]
+            wait_for(
+                "slow requests on both old tasks",
+                lambda: all(f.stats()["in_progress"] > 0 for f in old),
+            )
+            switched = httpx.put(
+                f"{served.url}/-/router/upstream",
+                json={"upstream": f"http://tasks.v2:{port}", "version": "2"},
+                headers=AUTH,
+                timeout=60,
+            )
+            # It answers once the old service has nothing in flight, on any of its tasks.
+            assert switched.status_code == 200 and switched.json()["drained"] is True
+            assert sum(f.stats()["in_progress"] for f in old) == 0
+            assert all(r.result().status_code == 200 for r in slow)
+        with httpx.Client() as client:
+            whos = {predict(served.url, client)[1] for _ in range(20)}
+        assert whos <= {f.name for f in new} and whos
+    finally:
+        stop(old + new)
+
+
+# ---------------------------------------------------------------------- the resolver alone
+
+
+def test_the_task_with_fewest_requests_in_flight_gets_the_next_one() -> None:
+    dns = Dns({"tasks.m": ["10.0.0.1", "10.0.0.2"]})
+    endpoints = Endpoints(dns.resolve)
+
+    async def go() -> None:
+        endpoints.in_flight["http://10.0.0.1:8080"] = 3
+        for _ in range(10):
+            assert await endpoints.pick("http://tasks.m:8080") == "http://10.0.0.2:8080"
+        # One that failed to connect is left out, while there is another.
+        endpoints.failed("http://10.0.0.2:8080")
+        assert await endpoints.pick("http://tasks.m:8080") == "http://10.0.0.1:8080"
+        # This request's own failures are avoided too; all gone, the least bad is tried.
+        assert (
+            await endpoints.pick("http://tasks.m:8080", frozenset({"http://10.0.0.1:8080"}))
+            == "http://10.0.0.2:8080"
+        )
+        # A single server is itself.
+        assert await endpoints.pick("http://127.0.0.1:9000") == "http://127.0.0.1:9000"
+
+    asyncio.run(go())
+
+
+def test_a_dns_that_stops_answering_keeps_the_last_answer_a_while_then_none() -> None:
+    now = [0.0]
+    dns = Dns({"tasks.m": ["10.0.0.1"]})
+    endpoints = Endpoints(dns.resolve, refresh=1.0, clock=lambda: now[0])
+
+    async def go() -> None:
+        assert await endpoints.bases("http://tasks.m:8080") == ("http://10.0.0.1:8080",)
+        del dns.names["tasks.m"]
+        now[0] = 5.0
+        await endpoints.bases("http://tasks.m:8080")  # the last answer while it asks again
+        await asyncio.sleep(0)
+        assert await endpoints.bases("http://tasks.m:8080") == ("http://10.0.0.1:8080",)
+        now[0] = 30.0
+        assert await endpoints.bases("http://tasks.m:8080") == ("http://10.0.0.1:8080",)
+        await asyncio.sleep(0.01)
+        now[0] = 31.5
+        assert await endpoints.bases("http://tasks.m:8080") == ()
+        with pytest.raises(NoEndpoint, match=r"tasks\.m names no running task"):
+            now[0] = 40.0
+            await asyncio.sleep(0.01)
+            await endpoints.pick("http://tasks.m:8080")
+
+    asyncio.run(go())

@@ -1,0 +1,84 @@
+"""What a swarm context refuses before any engine is asked (exit 2, naming what to use
+instead), and `deploy scale` on one engine. The swarm itself: tests/integration/test_swarm.py."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from console.cli.main import app
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing answers there
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.delenv("MLOPS_READ_ONLY", raising=False)
+    monkeypatch.delenv("MLOPS_CONTEXT", raising=False)
+    return monkeypatch
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_scaling_on_one_engine_is_a_usage_error(engine: pytest.MonkeyPatch) -> None:
+    engine.delenv("MLOPS_ENGINE", raising=False)
+    code, out = run("deploy", "scale", "iris", "3")
+    assert code == 2 and "scaling needs a swarm context" in out
+
+
+@pytest.mark.parametrize("count", ["0", "101"])
+def test_a_replica_count_out_of_range_is_a_usage_error(
+    engine: pytest.MonkeyPatch, count: str
+) -> None:
+    engine.setenv("MLOPS_ENGINE", "swarm")
+    code, out = run("deploy", "up", "iris/1", "--replicas", count, "-y")
+    assert code == 2 and "--replicas" in out
+
+
+def test_replicas_on_one_engine_are_refused_before_anything_runs(
+    engine: pytest.MonkeyPatch,
+) -> None:
+    from backends.errors import InvalidInput
+    from backends.lifecycle import placement
+    from backends.lifecycle.handles import Handles
+
+    engine.delenv("MLOPS_ENGINE", raising=False)
+    with pytest.raises(InvalidInput, match="--replicas 3 needs a swarm context"):
+        placement.run(
+            Handles("http://127.0.0.1:9"), None, "iris", port=8080, host="", alias="", replicas=3
+        )  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (
+            ("deploy", "canary", "iris", "iris/2", "--check", "error_ratio<0.01", "-y"),
+            "a canary release is not supported on a swarm context yet",
+        ),
+        (
+            ("deploy", "canary", "iris", "iris/2", "--mirror", "10", "-y"),
+            "a shadow release is not supported on a swarm context yet",
+        ),
+        (
+            ("deploy", "up", "iris@champion", "--follow-alias", "-y"),
+            "following an alias is not supported on a swarm context yet",
+        ),
+    ],
+)
+def test_what_a_swarm_cannot_do_yet_is_refused_naming_it(
+    engine: pytest.MonkeyPatch, args: tuple[str, ...], says: str
+) -> None:
+    engine.setenv("MLOPS_ENGINE", "swarm")
+    code, out = run(*args)
+    assert code == 2, out
+    assert says in " ".join(out.split())
+
+
+def test_an_unknown_engine_is_a_usage_error(engine: pytest.MonkeyPatch) -> None:
+    engine.setenv("MLOPS_ENGINE", "kubernetes")
+    code, out = run("deploy", "ps")
+    assert code == 2 and "MLOPS_ENGINE='kubernetes' is not an engine" in " ".join(out.split())
