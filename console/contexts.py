@@ -53,8 +53,7 @@ CONFIG_ENV = "MLOPS_CONFIG"  # another config file (several configs, tests)
 CONTEXT_ENV = "MLOPS_CONTEXT"
 BUILTIN = "local"  # the context with no file: the embedded defaults
 
-# A context's settings and the variable each one sets. Keys are the file's spelling. (An image
-# registry per context comes with `mlops image push`, #21: nothing would read it yet.)
+# A context's settings and the variable each one sets. Keys are the file's spelling.
 SETTING_VARIABLES: dict[str, str] = {
     "tracking_uri": "MLFLOW_TRACKING_URI",
     "registry_uri": "MLFLOW_REGISTRY_URI",
@@ -63,6 +62,7 @@ SETTING_VARIABLES: dict[str, str] = {
     "insecure_tls": "MLFLOW_TRACKING_INSECURE_TLS",
     "docker_host": "DOCKER_HOST",
     "engine": "MLOPS_ENGINE",  # "docker" (one engine's containers) or "swarm" (services)
+    "image_registry": "MLOPS_IMAGE_REGISTRY",  # host:port that `image push` and swarms use
     "prometheus_url": "PROMETHEUS_URL",
     "alertmanager_url": "ALERTMANAGER_URL",
     "monitor_targets": "MLOPS_MONITOR_TARGETS",

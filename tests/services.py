@@ -490,6 +490,41 @@ def start_prometheus(
     )
 
 
+@dataclass
+class ImageRegistry:
+    address: str  # host:port, as Docker names a registry
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def start_image_registry(root: Path, *, read_only: bool = False) -> ImageRegistry:
+    """Debian's `docker-registry` (the Distribution registry) on a free loopback port, its
+    storage under ``root``; ``read_only``: it refuses every push (maintenance mode). The
+    engine talks plain HTTP to a registry on 127.0.0.0/8 without being told."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        service_missing("docker-registry is not installed (apt-get install docker-registry)")
+    port = free_port()
+    config = root / "registry.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n"
+        "storage:\n"
+        f"  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        + ("  maintenance:\n    readonly:\n      enabled: true\n" if read_only else "")
+        + f"http:\n  addr: 127.0.0.1:{port}\n  secret: tests-only\n"
+    )
+    log = root / "registry.log"
+    proc = _spawn([binary, "serve", str(config)], log, root)
+    _wait_http(f"http://127.0.0.1:{port}/v2/", proc, log, 60, "docker-registry")
+    remember_log(f"docker-registry :{port}", log)
+    return ImageRegistry(f"127.0.0.1:{port}", log, proc)
+
+
 RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "rules.yml"
 
 

@@ -197,11 +197,14 @@ def deploy(
     tracking_uri: str | None = None,
     env: dict[str, str] | None = None,
     replicas: int | None = None,
+    pinned: str | None = None,
     timeout: float = 180.0,
 ) -> tuple[Deployment, int | None]:
     """Run ``image`` as deployment ``name`` on the swarm, ``replicas`` tasks (default: as many
     as the version it replaces had, else 1); an existing deployment is switched with no failed
-    request. Returns the deployment and the version it replaced (None for a new one)."""
+    request. ``pinned``: the image by its registry digest (every node pulls it), else the
+    engine's local tag (a single node). Returns the deployment and the version it replaced
+    (None for a new one)."""
     del tracking_uri  # a follow-alias service is refused below; the argument is the engine's
     if follow_alias_ref:
         raise InvalidInput(
@@ -219,7 +222,8 @@ def deploy(
     count = replicas or (_desired(previous) if previous is not None else 1)
     network = _network(client, name)
     replaced = version_number(_labels(previous).get(f"{LABEL}.version")) if previous else None
-    new = _create_model(client, image, name, network, count, replaced, alias, env or {})
+    ref = pinned or image.ref
+    new = _create_model(client, image, ref, name, network, count, replaced, alias, env or {})
     try:
         _wait_running(client, new, count, timeout)
     except BaseException:
@@ -228,7 +232,7 @@ def deploy(
     upstream = f"http://tasks.{new.name}:{MODEL_PORT}"
     if router is None:
         try:
-            router = _create_router(client, image, name, network, port, host, upstream)
+            router = _create_router(client, image, ref, name, network, port, host, upstream)
             _wait_http(f"http://127.0.0.1:{port}/-/router/health", router, client, timeout)
         except BaseException:
             _remove_service(new)
@@ -335,7 +339,7 @@ def _record(router: Any, models: list[Any], tasks: list[dict[str, Any]]) -> Depl
         version=version_number(ml.get(f"{LABEL}.version")),
         alias=ml.get(f"{LABEL}.alias", ""),
         run_id=ml.get(f"{LABEL}.run-id", ""),
-        image=image.split("@")[0],
+        image=ml.get(f"{LABEL}.image") or image.split("@")[0],
         container_id=serving.short_id if serving is not None else "",
         state=state,
         health=health,
@@ -364,6 +368,7 @@ def _network(client: Any, name: str) -> str:
 def _create_model(
     client: Any,
     image: ServingImage,
+    ref: str,
     name: str,
     network: str,
     count: int,
@@ -382,6 +387,9 @@ def _create_model(
         f"{LABEL}.run-id": image.run_id,
         f"{LABEL}.store": image.store,
         f"{LABEL}.previous-version": str(previous_version or ""),
+        # The engine's own tag of the image (the service may run it by a registry digest):
+        # what this host builds, locks and lists it by.
+        f"{LABEL}.image": image.ref,
     }
     environment = {
         **env,
@@ -393,7 +401,7 @@ def _create_model(
     service_name = f"mlops-{name}-v{image.version}-{secrets.token_hex(2)}"
     with translate_errors():
         return client.services.create(
-            image.ref,
+            ref,
             name=service_name,
             env=[f"{k}={v}" for k, v in environment.items()],
             labels=labels,
@@ -414,6 +422,7 @@ def _create_model(
 def _create_router(
     client: Any,
     image: ServingImage,
+    ref: str,
     name: str,
     network: str,
     port: int,
@@ -441,7 +450,7 @@ def _create_router(
     }
     with translate_errors():
         return client.services.create(
-            image.ref,
+            ref,
             command=command,
             name=f"mlops-{name}",
             env=[f"MLOPS_ADMIN_TOKEN_FILE={hardening.TOKEN_FILE}", f"MLOPS_PORT={MODEL_PORT}"],

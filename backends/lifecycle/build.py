@@ -7,11 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from backends.docker import images
+from backends.docker.registry import PushedImage
 from backends.lifecycle.handles import Handles
 from backends.mlflow.models import download_model
 from backends.records import BuildOutcome, ModelVersion, ServingImage
 
-__all__ = ["build", "image_for"]
+__all__ = ["build", "image_for", "push"]
 
 LogLine = Callable[[str], None]
 
@@ -75,3 +76,17 @@ def image_for(
         return found, False
     on_log(f"no image for {version.uri} yet; building it")
     return _build(h, version, on_log=on_log), True
+
+
+def push(
+    h: Handles, reference: str, registry: str, *, on_log: LogLine = _ignore
+) -> tuple[PushedImage, bool]:
+    """Push the serving image of the version ``reference`` names to ``registry`` (built
+    first when there is none); the image there and whether it was built now."""
+    from backends.docker.registry import check_registry
+    from backends.docker.registry import push as push_image
+
+    target = check_registry(registry)  # a usage error before anything is built
+    version = h.registry().resolve(reference)
+    image, built = image_for(h, version, on_log)
+    return push_image(h.docker(), image, target, on_log), built

@@ -190,6 +190,7 @@ def apply_deploy(
             alias=plan.alias,
             follow_alias_ref=plan.reference if plan.follow_alias else None,
             replicas=replicas,
+            on_log=on_log,
         )
     warning = after_switch(h, deployment, "deploy", replaced, reason)
     return DeployOutcome(deployment, replaced, image, built, warning)

@@ -7,9 +7,9 @@ take-down reads and changes deployments the same way on either.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from backends.docker import containers, swarm, switch
+from backends.docker import containers, registry, swarm, switch
 from backends.errors import InvalidInput
 from backends.lifecycle.handles import Handles
 from backends.records import Deployment, ServingImage
@@ -19,6 +19,7 @@ __all__ = [
     "ENGINE_ENV",
     "engine_of",
     "get_deployment",
+    "image_registry",
     "list_deployments",
     "previous_version",
     "refuse_on_swarm",
@@ -27,6 +28,7 @@ __all__ = [
 ]
 
 ENGINE_ENV = "MLOPS_ENGINE"
+REGISTRY_ENV = "MLOPS_IMAGE_REGISTRY"  # a context's image_registry
 ENGINES = ("docker", "swarm")
 
 
@@ -41,6 +43,12 @@ def engine_of(environ: Mapping[str, str] | None = None) -> str:
             title="Unknown engine",
         )
     return value
+
+
+def image_registry(environ: Mapping[str, str] | None = None) -> str:
+    """The image registry the context names (``host:port``), or "" for none."""
+    value = (environ if environ is not None else os.environ).get(REGISTRY_ENV, "").strip()
+    return registry.check_registry(value) if value else ""
 
 
 def list_deployments(h: Handles) -> list[Deployment]:
@@ -71,10 +79,15 @@ def run(
     alias: str,
     follow_alias_ref: str | None = None,
     replicas: int | None = None,
+    on_log: Callable[[str], None] = lambda _: None,
 ) -> tuple[Deployment, int | None]:
     """Serve ``image`` as deployment ``name`` (switching an existing one with no failed
     request); the deployment and the version it replaced."""
     if h.engine == "swarm":
+        # With an image registry, the services run the image by its digest there (every node
+        # pulls the same bytes); without one, the engine's local image (one node).
+        target = image_registry()
+        pinned = registry.push(h.docker(), image, target, on_log).pinned if target else None
         return swarm.deploy(
             h.docker(),
             image,
@@ -84,6 +97,7 @@ def run(
             alias=alias,
             follow_alias_ref=follow_alias_ref,
             replicas=replicas,
+            pinned=pinned,
         )
     if replicas not in (None, 1):
         raise InvalidInput(

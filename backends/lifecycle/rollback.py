@@ -93,6 +93,7 @@ def apply_rollback(
             port=plan.current.port or DEFAULT_PORT,
             host=plan.current.host,
             alias="",  # a rollback serves an older version: the alias no longer names it
+            on_log=on_log,
         )
     return RollbackOutcome(
         plan.name,

@@ -6,11 +6,17 @@ from typing import Annotated
 
 import typer
 
-from console.cli.common import JsonOpt, backend_errors, print_json, refuse_if_read_only
+from console.cli.common import (
+    JsonOpt,
+    backend_errors,
+    print_json,
+    refuse_if_read_only,
+    to_jsonable,
+)
 from console.cli.progress import Steps, build_log
 
 app = typer.Typer(
-    help="Serving images: build one per model version, list them.",
+    help="Serving images: build one per model version, push it to a registry, list them.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -54,6 +60,47 @@ def build(
             f"built {', '.join(image.tags) or image.id} ({image.model} v{image.version}, "
             f"{image.size_bytes / 1e6:.0f} MB{cached})"
         )
+
+
+@app.command("push")
+def push(
+    model_ref: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME/VERSION")],
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry",
+            help="host[:port] (default: the context's image_registry, $MLOPS_IMAGE_REGISTRY).",
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Push a version's serving image to an image registry (built first if missing); prints
+    the image there by tag and by digest (what a swarm service runs)."""
+    refuse_if_read_only("image push")
+    from backends.errors import InvalidInput
+    from backends.lifecycle.build import push as push_image
+    from backends.lifecycle.handles import Handles
+    from backends.lifecycle.placement import image_registry
+    from console.config import Settings
+
+    settings = Settings.from_env()
+    with backend_errors():
+        target = registry or image_registry()
+        if not target:
+            raise InvalidInput(
+                "no image registry: give --registry host:port, or image_registry in the "
+                "context (MLOPS_IMAGE_REGISTRY)"
+            )
+        with (
+            Handles(settings.tracking_uri, settings.docker_host) as h,
+            Steps(silent=quiet) as steps,
+        ):
+            pushed, built = push_image(h, model_ref, target, on_log=build_log(steps))
+    if as_json:
+        print_json({**to_jsonable(pushed), "pinned": pushed.pinned, "built": built})
+    else:
+        typer.echo(f"pushed {pushed.tag} ({pushed.model} v{pushed.version}): {pushed.pinned}")
 
 
 @app.command("list")

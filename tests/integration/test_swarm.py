@@ -232,10 +232,67 @@ def test_three_switches_and_a_rollback_of_three_replicas_under_load_fail_nothing
     assert not [d for d in swarm.list_deployments(swarm_engine) if d.name == name]
 
 
-def test_a_replica_killed_under_load_fails_no_request_and_is_replaced(
-    versions: Versions, swarm_engine: Any
+@pytest.fixture(scope="module")
+def image_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.ImageRegistry]:
+    registry = services.start_image_registry(tmp_path_factory.mktemp("registry"))
+    yield registry
+    registry.stop()
+
+
+def test_a_pushed_image_is_in_the_registry_under_its_digest(
+    versions: Versions, image_registry: services.ImageRegistry
 ) -> None:
-    env = {"MLFLOW_TRACKING_URI": versions.tracking_uri, "MLOPS_ENGINE": "swarm"}
+    env = {"MLFLOW_TRACKING_URI": versions.tracking_uri}
+    ref = f"{versions.name}/{versions.numbers[1]}"
+    doc = json.loads(
+        ok(
+            mlops(
+                "image", "push", ref, "--registry", image_registry.address, "--json", "-q", env=env
+            )
+        )
+    )
+    repository, tag = doc["tag"].removeprefix(image_registry.address + "/").rsplit(":", 1)
+    # What the registry itself says the tag is: the digest we print.
+    manifest = httpx.head(
+        f"http://{image_registry.address}/v2/{repository}/manifests/{tag}",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        timeout=30,
+    )
+    assert manifest.status_code == 200
+    assert manifest.headers["Docker-Content-Digest"] == doc["digest"]
+    assert doc["pinned"] == f"{image_registry.address}/{repository}@{doc['digest']}"
+    assert doc["version"] == int(versions.numbers[1]) and doc["built"] is False
+
+
+def test_a_registry_that_refuses_or_is_not_there_is_named(
+    versions: Versions, tmp_path: Path
+) -> None:
+    env = {"MLFLOW_TRACKING_URI": versions.tracking_uri}
+    ref = f"{versions.name}/{versions.numbers[0]}"
+    refusing = services.start_image_registry(tmp_path, read_only=True)
+    try:
+        result = mlops("image", "push", ref, "--registry", refusing.address, "-q", env=env)
+    finally:
+        refusing.stop()
+    assert result.returncode == 1, result.stderr
+    assert f"registry {refusing.address} refused" in result.stderr
+    nobody = f"127.0.0.1:{services.free_port()}"
+    result = mlops("image", "push", ref, "--registry", nobody, "-q", env=env)
+    assert result.returncode == 3, result.stderr
+    assert f"image registry {nobody} is not reachable" in result.stderr
+    result = mlops("image", "push", ref, "--registry", f"http://{nobody}", env=env)
+    assert result.returncode == 2 and "not a URL" in result.stderr
+
+
+def test_a_replica_killed_under_load_fails_no_request_and_is_replaced(
+    versions: Versions, swarm_engine: Any, image_registry: services.ImageRegistry
+) -> None:
+    """With an image registry, the services run the image by its digest there."""
+    env = {
+        "MLFLOW_TRACKING_URI": versions.tracking_uri,
+        "MLOPS_ENGINE": "swarm",
+        "MLOPS_IMAGE_REGISTRY": image_registry.address,
+    }
     name, v1 = f"{versions.name}-kill", versions.numbers[0]
     port = services.free_port()
     ok(
@@ -256,6 +313,8 @@ def test_a_replica_killed_under_load_fails_no_request_and_is_replaced(
     )
     ok(mlops("deploy", "scale", name, "3", env=env))
     service = next(r.service for r in swarm.replicas(swarm_engine, name))
+    spec = swarm_engine.services.get(service).attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
+    assert spec["Image"].startswith(f"{image_registry.address}/") and "@sha256:" in spec["Image"]
     tasks = swarm_engine.containers.list(filters={"label": f"{swarm.SERVICE}={service}"})
     assert len(tasks) == 3
     with Load(f"http://127.0.0.1:{port}") as load:
