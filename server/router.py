@@ -58,7 +58,7 @@ from prometheus_client import Counter as PromCounter
 
 from server.mirror import MIRRORED_PATHS, Copy, Mirroring
 from server.request_ids import HEADER, request_id
-from server.router_admin import admin, error_body
+from server.router_admin import admin, error_body, token_refusal
 from server.router_feedback import AnsweredBy, Failure, Part, merged, part_answer, split
 from server.router_request import BodyRefused, BodyStream, Refused, discard, header
 from server.routing import ALWAYS_STABLE, CANARY, Mirror, RoutingTable, Upstream
@@ -84,6 +84,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 LOOPBACK_ONLY = ("/-/router/", "/docs", "/redoc", "/admin/")
+HEALTH = "/-/router/health"  # answers anyone: a liveness probe says nothing secret
 Scope = dict[str, Any]
 Headers = list[tuple[bytes, bytes]]
 
@@ -137,6 +138,12 @@ class Router:
             "mlops_router_requests",
             "Requests the router answered, by the version and role that answered.",
             ["version", "role", "status"],
+            registry=self.registry,
+        )
+        self.retries = PromCounter(
+            "mlops_router_retries",
+            "Requests sent again, to another task of a service or after a refused connection.",
+            ["cause"],
             registry=self.registry,
         )
         self.upstream_errors = PromCounter(
@@ -243,10 +250,18 @@ class Router:
 
     async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
         path = scope["path"]
-        if path.startswith(LOOPBACK_ONLY) and not self.remote_admin:
+        if path.startswith(LOOPBACK_ONLY):
             client = (scope.get("client") or ("", 0))[0]
             if not _is_loopback(client):
-                raise Refused(404, "not_found", f"{path} answers loopback clients only")
+                if not self.remote_admin:
+                    raise Refused(404, "not_found", f"{path} answers loopback clients only")
+                # Widened to remote clients (a swarm's router): reads need the token too, but
+                # for the liveness probe, which says nothing secret.
+                refused = token_refusal(self, scope) if path != HEALTH else None
+                if refused is not None:
+                    status, doc = refused
+                    assert isinstance(doc, dict)
+                    raise Refused(status, doc["error"]["type"], doc["error"]["message"])
         if path.startswith("/-/router/"):
             body = await self._read_all(scope, receive, limit=64 * 1024)
             status, payload = await admin(self, scope, body)
@@ -295,10 +310,21 @@ class Router:
         else:
             draw = table.draw(lambda name: header(scope, name.encode("latin-1")))
         mirror = self._mirror_for(table, scope)
-        # A service's task may go away under a request (killed, or stopping): its body is kept
-        # so that the request can go to another task if no answer came.
-        keep = mirror is not None or any(is_service(url) for url in table.serving())
-        body = BodyStream(receive, self.max_body_bytes, self.body_timeout, keep=keep)
+        body: BodyStream | bytes
+        if any(is_service(url) for url in table.serving()):
+            # A service's task may go away under a request (killed, or stopping): the body is
+            # read whole first (within the size limit) so that a prediction whose task went
+            # away before answering can go to another task.
+            try:
+                body = await self._read_all(scope, receive, self.max_body_bytes)
+            except BodyRefused as exc:
+                if mirror is not None:
+                    self.mirroring.release()
+                raise exc.refusal from None
+        else:
+            body = BodyStream(
+                receive, self.max_body_bytes, self.body_timeout, keep=mirror is not None
+            )
         try:
             role, target, base, response = await self._send(scope, path, headers, body, draw)
             if role == CANARY and response.status_code == 200 and scope["path"] in MIRRORED_PATHS:
@@ -308,14 +334,14 @@ class Router:
             finally:
                 self._done(target.url, base)
                 await response.aclose()
-            if mirror is not None and body.finished:
+            if mirror is not None and (isinstance(body, bytes) or body.finished):
                 # The client has its whole answer: from here the copy costs it nothing.
                 self.mirroring.send(
                     Copy(
                         mirror,
                         path,
                         [(k, v) for k, v in headers if k.lower() != "content-length"],
-                        b"".join(body.kept),
+                        body if isinstance(body, bytes) else b"".join(body.kept),
                         response.status_code,
                         answer,
                         response.headers.get("content-encoding", "").lower(),
@@ -342,12 +368,17 @@ class Router:
         tried: set[str] = set()
         for attempt in range(1, _ATTEMPTS + 1):
             role, target = self.table.route(draw) if to is None else self.table.at(to)
+            # Counted on the upstream before the lookup's await: a switch draining it meanwhile
+            # waits for this request too.
+            self.in_flight[target.url] += 1
             try:
                 base = await self.endpoints.pick(target.url, frozenset(tried))
-            except NoEndpoint as exc:
+            except BaseException as exc:
+                self.in_flight[target.url] -= 1
+                if not isinstance(exc, NoEndpoint):
+                    raise
                 self._failed(role, target, "connect", 503)
                 raise Refused(503, "upstream_unreachable", str(exc), retry=1) from None
-            self.in_flight[target.url] += 1
             self.endpoints.in_flight[base] += 1
             try:
                 content = body if isinstance(body, bytes) else body.stream()
@@ -356,7 +387,9 @@ class Router:
                     base + path,
                     content=content,
                     headers=headers,
-                    timeout=self._service_timeout if base != target.url else None,
+                    timeout=(
+                        self._service_timeout if base != target.url else httpx.USE_CLIENT_DEFAULT
+                    ),
                 )
                 return role, target, base, await self._client.send(request, stream=True)
             except BaseException as exc:
@@ -364,8 +397,8 @@ class Router:
                 tried.add(base)
                 if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
                     self.endpoints.failed(base)
-                body = _resendable(body, target.url)
-                if attempt < _ATTEMPTS and _worth_again(exc, body, target.url, attempt):
+                if attempt < _ATTEMPTS and _worth_again(exc, body, target.url, scope, attempt):
+                    self.retries.labels(cause=_cause(exc)).inc()
                     continue
                 raise self._refusal(role, target, exc) from exc
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -542,25 +575,27 @@ def _mirror_url(table: RoutingTable) -> str | None:
 _ATTEMPTS = 3
 
 
-def _resendable(body: BodyStream | bytes, upstream: str) -> BodyStream | bytes:
-    """The body to send again: all of it as bytes once it has all come and was kept."""
-    if isinstance(body, BodyStream) and body.keep and body.finished and is_service(upstream):
-        return b"".join(body.kept)
-    return body
-
-
-def _worth_again(exc: BaseException, body: BodyStream | bytes, upstream: str, attempt: int) -> bool:
+def _worth_again(
+    exc: BaseException, body: BodyStream | bytes, upstream: str, scope: Scope, attempt: int
+) -> bool:
     """Whether a request that failed with ``exc`` before any answer is sent again: when it
-    never reached the server (a refused connection), or, for a service, when its task went
-    away under it (a replica killed: the others answer the same prediction)."""
-    whole = isinstance(body, bytes) or not body.started
-    if not whole:
+    never reached the server (a refused connection), or, for a service, a prediction whose
+    task went away under it (a replica killed: another answers the same rows) — once, so a
+    request that itself kills the server it reaches does not take a second one down."""
+    if not (isinstance(body, bytes) or not body.started):
         return False
     if not is_service(upstream):
         return attempt == 1 and isinstance(exc, httpx.ConnectError)
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         return True
-    return isinstance(exc, httpx.HTTPError) and _disconnected(exc)
+    prediction = scope["method"] == "POST" and scope["path"] in MIRRORED_PATHS
+    return prediction and attempt == 1 and isinstance(exc, httpx.HTTPError) and _disconnected(exc)
+
+
+def _cause(exc: BaseException) -> str:
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return "connect"
+    return "disconnected"
 
 
 def _disconnected(exc: httpx.HTTPError) -> bool:

@@ -87,7 +87,7 @@ def state(router: Router) -> dict[str, Any]:
 async def _guarded(
     router: Router, scope: dict[str, Any], body: bytes, change: Change, *, legacy: bool = False
 ) -> Answer:
-    denied = _denied(router, scope)
+    denied = token_refusal(router, scope)
     if denied:
         return denied
     try:
@@ -102,7 +102,7 @@ async def _guarded(
         return 422, error_body("invalid_field", exc.message, {"field": exc.field})
 
 
-def _denied(router: Router, scope: dict[str, Any]) -> Answer | None:
+def token_refusal(router: Router, scope: dict[str, Any]) -> Answer | None:
     if not router.admin_token:
         return 403, error_body("admin_disabled", "the router admin API is disabled (no token)")
     header = dict(scope["headers"]).get(b"authorization", b"")
@@ -134,7 +134,7 @@ async def _switch(router: Router, doc: Any) -> Answer:
         drain_timeout = float(doc.get("drain_timeout", 30))
     except (ValueError, KeyError, TypeError, AttributeError):
         return 400, error_body("invalid_payload", 'send {"upstream": "http://host:port"}')
-    if is_service(target) and not await router.endpoints.bases(target):
+    if is_service(target) and not await router.endpoints.bases(target, fresh=True):
         # Swarm's DNS lists a task once it runs (healthy): not yet, or the service is gone.
         return 409, error_body(
             "upstream_unresolved",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import socket
 import time
@@ -92,18 +93,20 @@ class Endpoints:
         """``base`` refused a connection or did not accept one in time: leave it out a while."""
         self._benched[base] = self._clock() + self._bench
 
-    async def bases(self, url: str) -> tuple[str, ...]:
-        """The base URLs of ``url``'s tasks, as Swarm's DNS gave them lately."""
+    async def bases(self, url: str, *, fresh: bool = False) -> tuple[str, ...]:
+        """The base URLs of ``url``'s tasks, as Swarm's DNS gave them lately (``fresh``: as
+        it gives them now)."""
         answer = self._answers.get(url)
-        if answer is not None and self._clock() - answer[0] < self._refresh:
+        age = self._clock() - answer[0] if answer is not None else math.inf
+        if answer is not None and not fresh and age < self._refresh:
             return answer[1]
         task = self._pending.get(url)
         if task is None or task.done():
             task = asyncio.create_task(self._lookup(url))
             self._pending[url] = task
             task.add_done_callback(self._looked_up(url))
-        if answer is not None:
-            return answer[1]  # the last answer while the next one comes
+        if answer is not None and answer[1] and not fresh and age < STALE_SECONDS:
+            return answer[1]  # the last answer (recent, not empty) while the next one comes
         return await asyncio.shield(task)
 
     def _looked_up(self, url: str) -> Callable[[asyncio.Task[tuple[str, ...]]], None]:
@@ -118,7 +121,7 @@ class Endpoints:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
             addresses = await self._resolve(parts.hostname or "", port)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a name IDNA refuses (a label over 63)
             # No answer (the name is gone while every task restarts, or DNS is slow): the
             # last answer still holds for a while; a task that is gone is benched on use.
             last = self._answers.get(url)

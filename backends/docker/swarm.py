@@ -23,6 +23,7 @@ carry only Swarm's own), so a single-engine listing never mistakes a task for a 
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import time
 from collections import Counter
@@ -49,6 +50,7 @@ __all__ = [
     "MODEL_PORT",
     "VersionReplicas",
     "check_manager",
+    "check_service_name",
     "deploy",
     "deployment_logs",
     "get_deployment",
@@ -59,10 +61,16 @@ __all__ = [
     "scale",
 ]
 
+log = logging.getLogger(__name__)
 MODEL_PORT = 8080  # every task listens here, on its own address
 SERVICE = "com.docker.swarm.service.name"  # the label Swarm puts on a task's container
 REPLICAS = f"{LABEL}.replicas"
 _FAILED = ("failed", "rejected", "orphaned")
+_ROUTER_PROBE = (
+    "import urllib.request; "
+    f"urllib.request.urlopen('http://127.0.0.1:{MODEL_PORT}/-/router/health', timeout=2)"
+)
+MAX_SERVICE_NAME = 63  # Swarm's limit on a service's name (a DNS label)
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,17 @@ class VersionReplicas:
     desired: int
     nodes: tuple[str, ...]
     serving: bool  # the version the router sends traffic to
+
+
+def check_service_name(name: str, version: int | None) -> None:
+    """InvalidInput when a version's service name would pass Swarm's 63 characters."""
+    longest = f"mlops-{name}-v{version}-xxxx"
+    if len(longest) > MAX_SERVICE_NAME:
+        raise InvalidInput(
+            f"deployment name {name!r} is too long for a swarm: its services are named "
+            f"mlops-NAME-vVERSION-XXXX, at most {MAX_SERVICE_NAME} characters; choose a name of "
+            f"at most {MAX_SERVICE_NAME - len(longest) + len(name)} with --name"
+        )
 
 
 def check_manager(client: Any) -> None:
@@ -215,32 +234,38 @@ def deploy(
     if replicas is not None and not 1 <= replicas <= 100:
         raise InvalidInput(f"replicas must be from 1 to 100, not {replicas}")
     check_manager(client)
+    check_service_name(name, image.version)
     router = _router(client, name)
+    fresh = router is None  # a new deployment: on failure nothing of it stays
     previous = _serving_model(client, name) if router is not None else None
     if router is None and not port_is_free(port):
         raise Conflict(f"port {port} is already in use on this node; choose another with --port")
-    count = replicas or (_desired(previous) if previous is not None else 1)
+    count = replicas or (max(1, _desired(previous)) if previous is not None else 1)
     network = _network(client, name)
     replaced = version_number(_labels(previous).get(f"{LABEL}.version")) if previous else None
+    # The version it goes back to: the one replaced, unless that is this very version again.
+    back_to = replaced
+    if previous is not None and replaced == image.version:
+        back_to = version_number(_labels(previous).get(f"{LABEL}.previous-version"))
     ref = pinned or image.ref
-    new = _create_model(client, image, ref, name, network, count, replaced, alias, env or {})
+    new = _create_model(client, image, ref, name, network, count, back_to, alias, env or {})
     try:
         _wait_running(client, new, count, timeout)
-    except BaseException:
-        _remove_service(new)
-        raise
-    upstream = f"http://tasks.{new.name}:{MODEL_PORT}"
-    if router is None:
-        try:
+        upstream = f"http://tasks.{new.name}:{MODEL_PORT}"
+        if router is None:
             router = _create_router(client, image, ref, name, network, port, host, upstream)
             _wait_http(f"http://127.0.0.1:{port}/-/router/health", router, client, timeout)
-        except BaseException:
-            _remove_service(new)
+        else:
+            _switch(client, router, port, upstream, str(image.version or ""), timeout)
+    except BaseException:
+        if fresh:
             if router is not None:
                 _remove_service(router)
-            raise
-    else:
-        _switch(client, router, port, upstream, str(image.version or ""), timeout)
+            _remove_service(new)
+            _remove_leftovers(client, name, [s.id for s in (router, new) if s is not None])
+        elif not _serves(client, router, port, new.name):
+            _remove_service(new)  # the router still sends traffic to the old one
+        raise
     for stale in _model_services(client, name):
         if stale.id != new.id:
             _remove_service(stale)
@@ -273,12 +298,32 @@ def remove_deployment(client: Any, name: str) -> list[str]:
     for service in ([router] if router is not None else []) + models:
         removed.append(service.name)
         _remove_service(service)
-    _wait_gone(client, [s.id for s in ([router] if router else []) + models])
+    _remove_leftovers(client, name, [s.id for s in ([router] if router else []) + models])
+    return removed
+
+
+def _remove_leftovers(client: Any, name: str, service_ids: list[str]) -> None:
+    """The deployment's network and volume, once the tasks of its services are gone."""
+    _wait_gone(client, service_ids)
     with contextlib.suppress(Exception):
         client.networks.get(f"mlops-{name}").remove()
     with contextlib.suppress(Exception):
         client.volumes.get(f"mlops-{name}-state").remove(force=True)
-    return removed
+
+
+def _serves(client: Any, router: Any, port: int, service: str) -> bool:
+    """Whether the router sends traffic to ``service`` (after a switch that failed midway);
+    when it cannot be asked, True: the service is left rather than pulled from under it."""
+    try:
+        token = hardening.read_token(_router_task(client, router))
+        answer = httpx.get(
+            f"http://127.0.0.1:{port}/-/router/upstream",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        return f"tasks.{service}:" in str(answer.json().get("upstream", ""))
+    except Exception:
+        return True
 
 
 # ---------------------------------------------------------------------- helpers
@@ -355,7 +400,8 @@ def _network(client: Any, name: str) -> str:
     """The deployment's overlay network (created once; removed with the deployment)."""
     network = f"mlops-{name}"
     with translate_errors():
-        if not client.networks.list(names=[network]):
+        # The name filter matches parts of names (mlops-iris-2 for mlops-iris): compare.
+        if not any(n.name == network for n in client.networks.list(names=[network])):
             client.networks.create(
                 network,
                 driver="overlay",
@@ -431,7 +477,7 @@ def _create_router(
 ) -> Any:
     """The router service, on the node we talk to (its volume, with the admin token and the
     routing table, is there), publishing ``port`` on that node."""
-    from docker.types import EndpointSpec, Mount, Resources, RestartPolicy
+    from docker.types import EndpointSpec, Healthcheck, Mount, Resources, RestartPolicy
 
     with translate_errors():
         node = client.info()["Swarm"]["NodeID"]
@@ -459,6 +505,15 @@ def _create_router(
             networks=[network],
             endpoint_spec=EndpointSpec(ports={port: (MODEL_PORT, "tcp", "host")}),
             constraints=[f"node.id == {node}"],
+            # Its own liveness, not the image's /ready (which the router would forward to a
+            # model task: Swarm would restart the router whenever the models are down).
+            healthcheck=Healthcheck(
+                test=["CMD", "python3", "-c", _ROUTER_PROBE],
+                interval=2_000_000_000,
+                timeout=2_000_000_000,
+                retries=3,
+                start_period=30_000_000_000,
+            ),
             resources=Resources(mem_limit=_bytes(hardening.memory_limit())),
             restart_policy=RestartPolicy(condition="any", delay=1_000_000_000),
             read_only=True,
@@ -531,6 +586,10 @@ def _switch(
                 f"router refused the switch ({response.status_code}): {response.text}",
                 title="Switch failed",
             )
+        if response.json().get("drained") is False:
+            # The old service still had requests after the drain timeout: it is removed all
+            # the same (its tasks get SIGTERM and drain those themselves, 25 s).
+            log.warning("%s: the old version had requests in flight after 30 s", router.name)
         return
 
 
@@ -538,6 +597,9 @@ def _wait_running(client: Any, service: Any, count: int, timeout: float) -> None
     """Until ``count`` tasks of ``service`` run healthy; ContainerFailed with the tasks'
     errors and the service's last log lines when they keep failing or time runs out."""
     deadline = time.monotonic() + timeout
+    with translate_errors():
+        # Failures before this wait (a long-lived service's history) are not this change's.
+        earlier = {t["ID"] for t in client.api.tasks(filters={"service": service.id})}
     while True:
         with translate_errors():
             tasks = client.api.tasks(filters={"service": service.id})
@@ -549,7 +611,11 @@ def _wait_running(client: Any, service: Any, count: int, timeout: float) -> None
         )
         if running >= count:
             return
-        failures = [t for t in tasks if t.get("Status", {}).get("State") in _FAILED]
+        failures = [
+            t
+            for t in tasks
+            if t.get("Status", {}).get("State") in _FAILED and t["ID"] not in earlier
+        ]
         if len(failures) >= 2 * count + 1 or time.monotonic() > deadline:
             what = (
                 f"kept failing ({len(failures)} tasks failed)"

@@ -14,8 +14,9 @@ import re
 from collections.abc import Callable, Iterator
 
 from backends.defaults import DEFAULT_HOST, DEFAULT_PORT
-from backends.docker import containers, images, switch
+from backends.docker import containers, images, swarm, switch
 from backends.docker.lock import deployment_lock
+from backends.docker.swarm import VersionReplicas
 from backends.errors import BackendError, Conflict, InvalidInput
 from backends.lifecycle import placement
 from backends.lifecycle.build import image_for
@@ -146,6 +147,8 @@ def plan_deploy(
             f"that address, or take it down first to move it"
         )
     version = h.registry().resolve(reference)
+    if h.engine == "swarm":
+        swarm.check_service_name(name, version.version)
     if current is not None and current.store and current.store != version.store:
         raise Conflict(
             f"deployment {name!r} serves {current.model} v{current.version} from another "
@@ -221,7 +224,8 @@ def plan_take_down(h: Handles, name: str) -> TakeDownPlan:
     """What taking ``name`` down removes (NotFound when there is no such deployment)."""
     current = placement.get_deployment(h, name)
     if h.engine == "swarm":
-        return TakeDownPlan(name, current, (f"mlops-{name}", f"mlops-{name}-v{current.version}"))
+        services = [r.service for r in swarm.replicas(h.docker(), name)]
+        return TakeDownPlan(name, current, (f"mlops-{name}", *services))
     router = containers.router_of(h.docker(), name)
     names = ([router.name] if router is not None else []) + [
         c.name
@@ -238,3 +242,19 @@ def apply_take_down(h: Handles, plan: TakeDownPlan) -> TakeDownOutcome:
         check_unchanged(plan.name, plan.current, _find(h, plan.name))
         removed = placement.remove_deployment(h, plan.name)
     return TakeDownOutcome(plan.name, tuple(removed), refresh_quietly(h.docker()))
+
+
+# ---------------------------------------------------------------------- scale (swarm)
+
+
+def scale(h: Handles, name: str, count: int) -> VersionReplicas:
+    """Run ``count`` tasks of the version swarm deployment ``name`` serves, holding the
+    deployment's lock (a deploy or rollback meanwhile would scale a version on its way out)."""
+    if h.engine != "swarm":
+        raise InvalidInput(
+            'scaling needs a swarm context (engine = "swarm" in the context, or '
+            "MLOPS_ENGINE=swarm): on one Docker engine a deployment is one model container"
+        )
+    current = placement.get_deployment(h, name)
+    with changing(h, name, current.image or images.DEFAULT_LOCAL_BASE, "scale"):
+        return swarm.scale(h.docker(), name, count)

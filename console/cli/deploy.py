@@ -98,6 +98,7 @@ def up(
     the deployment changed in between.
     """
     refuse_if_read_only("deploy up")
+    from backends.errors import InvalidInput
     from backends.lifecycle import deploy as deploy_ops
     from console.plans import deploy_summary
 
@@ -105,6 +106,11 @@ def up(
         if name is not None:
             deploy_ops.check_name(name)  # a usage error, before any engine is asked
         with _handles() as h:
+            if replicas not in (None, 1) and h.engine != "swarm":
+                raise InvalidInput(
+                    f'--replicas {replicas} needs a swarm context (engine = "swarm"): on one '
+                    "Docker engine a deployment serves from one model container"
+                )
             plan = deploy_ops.plan_deploy(
                 h, model_ref, name=name, port=port, host=host, follow_alias=follow_alias
             )
@@ -239,16 +245,10 @@ def scale(
 ) -> None:
     """Run N tasks of the version a swarm deployment serves; returns once N run healthy."""
     refuse_if_read_only("deploy scale")
-    from backends.docker import swarm
-    from backends.errors import InvalidInput
+    from backends.lifecycle import deploy as deploy_ops
 
     with backend_errors(), _handles() as h:
-        if h.engine != "swarm":
-            raise InvalidInput(
-                'scaling needs a swarm context (engine = "swarm" in the context, or '
-                "MLOPS_ENGINE=swarm): on one Docker engine a deployment is one model container"
-            )
-        row = swarm.scale(h.docker(), name, replicas)
+        row = deploy_ops.scale(h, name, replicas)
     if as_json:
         print_json(row)
     else:

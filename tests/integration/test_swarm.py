@@ -5,8 +5,9 @@ replica killed under load with no failed request (Swarm replaces it), `deploy sc
 showing replicas per version and their node, and a swarm context on an engine that is not a
 manager refused with exit 3.
 
-What is not here (#21): a second node, images through a registry, remote engines, canaries on a
-swarm."""
+Images through a registry are pushed to Debian's `docker-registry` on loopback (a read-only one for
+the refusal), and a swarm deploy with one runs its services by digest. What is not here (#21): a
+second node, remote engines, canaries on a swarm."""
 
 from __future__ import annotations
 
@@ -386,22 +387,36 @@ def test_a_version_whose_tasks_keep_failing_is_removed_and_says_why(
     versions: Versions, swarm_engine: Any
 ) -> None:
     env = {"MLFLOW_TRACKING_URI": versions.tracking_uri, "MLOPS_ENGINE": "swarm"}
+    port = str(services.free_port())
+    broken = f"{versions.name}/{versions.broken}"
+    # A new deployment: nothing of it stays (no service, network or volume).
     name = f"{versions.name}-broken"
-    result = mlops(
-        "deploy",
-        "up",
-        f"{versions.name}/{versions.broken}",
-        "--name",
-        name,
-        "--port",
-        str(services.free_port()),
-        "-y",
-        "-q",
-        env=env,
-    )
+    result = mlops("deploy", "up", broken, "--name", name, "--port", port, "-y", "-q", env=env)
     assert result.returncode not in (0, 2, 3), result.stderr
     # The tasks' state and the server's own last words, not a bare "failed".
     assert "kept failing" in result.stderr, result.stderr
     assert "this version cannot load where it is served" in result.stderr
-    assert not [d for d in swarm.list_deployments(swarm_engine) if d.name == name]
     assert not [r for r in swarm.replicas(swarm_engine) if r.deployment == name]
+    assert not swarm_engine.networks.list(names=[f"mlops-{name}"])
+    # Over a deployment that serves: the broken version goes, the old one serves on.
+    name, v1 = f"{versions.name}-stays", versions.numbers[0]
+    ok(
+        mlops(
+            "deploy",
+            "up",
+            f"{versions.name}/{v1}",
+            "--name",
+            name,
+            "--port",
+            port,
+            "-y",
+            "-q",
+            env=env,
+        )
+    )
+    result = mlops("deploy", "up", broken, "--name", name, "-y", "-q", env=env)
+    assert result.returncode not in (0, 2, 3) and "kept failing" in result.stderr
+    assert [(r.version, r.serving) for r in swarm.replicas(swarm_engine, name)] == [(int(v1), True)]
+    answer = httpx.post(f"http://127.0.0.1:{port}/predict", json={"data": [[5.1, 3.5, 1.4, 0.2]]})
+    assert answer.status_code == 200 and str(answer.json()["model"]["version"]) == v1
+    ok(mlops("deploy", "down", name, "-y", env=env))

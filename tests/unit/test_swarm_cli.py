@@ -41,15 +41,10 @@ def test_a_replica_count_out_of_range_is_a_usage_error(
 def test_replicas_on_one_engine_are_refused_before_anything_runs(
     engine: pytest.MonkeyPatch,
 ) -> None:
-    from backends.errors import InvalidInput
-    from backends.lifecycle import placement
-    from backends.lifecycle.handles import Handles
-
     engine.delenv("MLOPS_ENGINE", raising=False)
-    with pytest.raises(InvalidInput, match="--replicas 3 needs a swarm context"):
-        placement.run(
-            Handles("http://127.0.0.1:9"), None, "iris", port=8080, host="", alias="", replicas=3
-        )  # type: ignore[arg-type]
+    # Before the registry is asked (it is down here: that would be exit 3) or anything built.
+    code, out = run("deploy", "up", "iris/1", "--replicas", "3", "-y")
+    assert code == 2 and "--replicas 3 needs a swarm context" in " ".join(out.split())
 
 
 @pytest.mark.parametrize(
@@ -82,3 +77,13 @@ def test_an_unknown_engine_is_a_usage_error(engine: pytest.MonkeyPatch) -> None:
     engine.setenv("MLOPS_ENGINE", "kubernetes")
     code, out = run("deploy", "ps")
     assert code == 2 and "MLOPS_ENGINE='kubernetes' is not an engine" in " ".join(out.split())
+
+
+def test_a_name_too_long_for_a_swarm_service_is_refused_saying_how_long_it_may_be() -> None:
+    from backends.docker import swarm
+    from backends.errors import InvalidInput
+
+    swarm.check_service_name("a" * 48, 12)  # mlops-…-v12-xxxx: 63 characters
+    with pytest.raises(InvalidInput) as caught:
+        swarm.check_service_name("a" * 50, 12)
+    assert "at most 48 with --name" in caught.value.message
