@@ -303,8 +303,9 @@ def remove_deployment(client: Any, name: str) -> list[str]:
 
 
 def _remove_leftovers(client: Any, name: str, service_ids: list[str]) -> None:
-    """The deployment's network and volume, once the tasks of its services are gone."""
-    _wait_gone(client, service_ids)
+    """The deployment's network and volume, once the tasks of its services and their
+    containers are gone (a stopping router's container still holds the volume)."""
+    _wait_gone(client, service_ids, name)
     with contextlib.suppress(Exception):
         client.networks.get(f"mlops-{name}").remove()
     with contextlib.suppress(Exception):
@@ -659,12 +660,16 @@ def _remove_service(service: Any) -> None:
         service.remove()
 
 
-def _wait_gone(client: Any, service_ids: list[str], timeout: float = 60) -> None:
-    """Until no task of the removed services is left (the network can go only then)."""
+def _wait_gone(client: Any, service_ids: list[str], name: str, timeout: float = 90) -> None:
+    """Until no task of the removed services is left, nor a container of the deployment's
+    (Swarm forgets a task before its container has stopped: the drain takes up to 30 s)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with translate_errors():
             left = [t for t in client.api.tasks() if t.get("ServiceID") in service_ids]
+            left += client.containers.list(
+                all=True, filters={"label": f"{LABEL}.swarm-deployment={name}"}
+            )
         if not left:
             return
         time.sleep(0.5)

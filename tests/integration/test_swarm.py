@@ -231,6 +231,9 @@ def test_three_switches_and_a_rollback_of_three_replicas_under_load_fail_nothing
     ]
     ok(mlops("deploy", "down", name, "-y", env=env))
     assert not [d for d in swarm.list_deployments(swarm_engine) if d.name == name]
+    # Nothing of it is left: no network, no volume (its token and routing table).
+    assert not [n for n in swarm_engine.networks.list() if n.name == f"mlops-{name}"]
+    assert not [v for v in swarm_engine.volumes.list() if v.name == f"mlops-{name}-state"]
 
 
 @pytest.fixture(scope="module")
