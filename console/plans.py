@@ -25,6 +25,8 @@ def deploy_summary(plan: DeployPlan) -> str:
     """Exactly what a deploy will change, from its plan."""
     v = plan.version
     where = f"{plan.host}:{plan.port}"
+    if plan.engine == "swarm":
+        return _swarm_deploy_summary(plan)
     if plan.current is None:
         change = "new deployment"
         how = f"A router and v{v.version}'s model container start on {where}."
@@ -51,13 +53,44 @@ def deploy_summary(plan: DeployPlan) -> str:
     return "\n".join([*lines, "", how])
 
 
+def _swarm_deploy_summary(plan: DeployPlan) -> str:
+    v = plan.version
+    where = f"port {plan.port} of this node"
+    if plan.current is None:
+        change = "new deployment on the swarm"
+        how = (
+            f"A router service and v{v.version}'s service (--replicas, else 1 task) start, "
+            f"published on {where}."
+        )
+    else:
+        change = f"replacing v{plan.replaces} on the swarm"
+        how = (
+            f"v{v.version}'s service starts (--replicas, else as many tasks as "
+            f"v{plan.replaces}'s), the router switches once every task is ready (no failed "
+            f"request), then v{plan.replaces}'s service is removed."
+        )
+    lines = [f"Deploy {v.name} v{v.version} as {plan.name} on {where}, {change}", ""]
+    if plan.alias:
+        lines.append(f"  {plan.reference} names v{v.version} now")
+    if plan.image is None:
+        lines.append(f"  no image of v{v.version} yet: it is built first (minutes)")
+    else:
+        lines.append(f"  image {plan.image.ref} (built)")
+    if plan.image_registry:
+        lines.append(f"  pushed to {plan.image_registry} first: the services run it by digest")
+    else:
+        lines.append("  no image_registry: the services run this engine's local image (one node)")
+    return "\n".join([*lines, "", how])
+
+
 def take_down_summary(plan: TakeDownPlan) -> str:
     """Exactly what taking a deployment down removes."""
     d = plan.current
+    kind = "services" if plan.engine == "swarm" else "containers"
     return (
         f"Take down deployment '{d.name}'\n"
         f"  serving {d.model} v{d.version or '?'} on port {d.port or '-'}\n"
-        f"  containers: {', '.join(plan.containers) or '-'}\n\n"
+        f"  {kind}: {', '.join(plan.containers) or '-'}\n\n"
         "They are stopped (drained) and removed; clients of "
         f"{d.url or 'its address'} get no answer afterwards."
     )

@@ -165,6 +165,8 @@ def plan_deploy(
         follow_alias=follow_alias,
         current=current,
         image=images.find_image(h.docker(), version),
+        engine=h.engine,
+        image_registry=placement.image_registry() if h.engine == "swarm" else "",
     )
 
 
@@ -225,7 +227,7 @@ def plan_take_down(h: Handles, name: str) -> TakeDownPlan:
     current = placement.get_deployment(h, name)
     if h.engine == "swarm":
         services = [r.service for r in swarm.replicas(h.docker(), name)]
-        return TakeDownPlan(name, current, (f"mlops-{name}", *services))
+        return TakeDownPlan(name, current, (f"mlops-{name}", *services), engine="swarm")
     router = containers.router_of(h.docker(), name)
     names = ([router.name] if router is not None else []) + [
         c.name

@@ -79,6 +79,8 @@ class DeployPlan:
     follow_alias: bool
     current: Deployment | None  # what serves under this name now; None: a new deployment
     image: ServingImage | None  # None: no image of that version yet, it is built first
+    engine: str = "docker"  # where it runs: "docker" (containers) or "swarm" (services)
+    image_registry: str = ""  # a swarm's: the image is pushed there first, run by digest
 
     @property
     def replaces(self) -> int | None:
@@ -144,7 +146,8 @@ class TakeDownPlan:
 
     name: str
     current: Deployment
-    containers: tuple[str, ...]
+    containers: tuple[str, ...]  # or, on a swarm, its services
+    engine: str = "docker"
 
 
 @dataclass(frozen=True)

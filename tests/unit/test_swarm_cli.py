@@ -87,3 +87,58 @@ def test_a_name_too_long_for_a_swarm_service_is_refused_saying_how_long_it_may_b
     with pytest.raises(InvalidInput) as caught:
         swarm.check_service_name("a" * 50, 12)
     assert "at most 48 with --name" in caught.value.message
+
+
+def test_a_swarm_plan_says_services_replicas_and_where_the_image_comes_from() -> None:
+    from datetime import UTC, datetime
+
+    from backends.records import Deployment, DeployPlan, ModelVersion, TakeDownPlan
+    from console.plans import deploy_summary, take_down_summary
+
+    version = ModelVersion(
+        name="iris",
+        version=2,
+        run_id="r2",
+        metrics={},
+        aliases=(),
+        tags={},
+        created=datetime.now(UTC),
+        status="READY",
+        stage=None,
+        source="s",
+    )
+    current = Deployment(
+        "iris",
+        "iris",
+        1,
+        "",
+        "r1",
+        "mlops/iris:v1",
+        "abc",
+        "running",
+        "healthy",
+        "127.0.0.1",
+        8080,
+        None,
+    )
+    plan = DeployPlan(
+        "iris/2",
+        version,
+        "",
+        "iris",
+        "127.0.0.1",
+        8080,
+        False,
+        current,
+        None,
+        engine="swarm",
+        image_registry="127.0.0.1:5000",
+    )
+    text = deploy_summary(plan)
+    assert "replacing v1 on the swarm" in text and "v1's service is removed" in text
+    assert "as many tasks as v1's" in text
+    assert "pushed to 127.0.0.1:5000 first: the services run it by digest" in text
+    down = take_down_summary(
+        TakeDownPlan("iris", current, ("mlops-iris", "mlops-iris-v1-ab12"), engine="swarm")
+    )
+    assert "services: mlops-iris, mlops-iris-v1-ab12" in down
