@@ -108,6 +108,7 @@ class Router:
         mirror_max_in_flight: int = 16,
         mirror_window: int = 1000,
         canary_ids: int = 200_000,
+        buffer_budget: int = 256 * 1024 * 1024,
     ) -> None:
         self.state_dir = state_dir
         self.table = self._restored(RoutingTable(Upstream(upstream.rstrip("/"), version)))
@@ -124,6 +125,9 @@ class Router:
         # Idle upstream connections are dropped well before the model server's keep-alive
         # (75 s) would close them, so a connection is never reused just as it is closed.
         self.endpoints = Endpoints()  # a service upstream's tasks (server.upstreams)
+        # Bytes of request bodies held whole at once (for a service's retries), and the most.
+        self.buffered = 0
+        self.buffer_budget = buffer_budget
         # A task that is gone does not refuse a connection, it never answers: another task is
         # tried after a second, not five.
         self._service_timeout = httpx.Timeout(timeout, connect=1.0)
@@ -310,22 +314,26 @@ class Router:
         else:
             draw = table.draw(lambda name: header(scope, name.encode("latin-1")))
         mirror = self._mirror_for(table, scope)
-        body: BodyStream | bytes
+        # A service's task may go away under a request (killed, or stopping): the body is read
+        # whole first (within the size limit) so that a prediction whose task went away before
+        # answering can go to another task — within a budget of bytes held at once, past which
+        # a body streams through as to a single server (a crowd of large bodies must not run
+        # the router out of memory).
+        reserve = 0
         if any(is_service(url) for url in table.serving()):
-            # A service's task may go away under a request (killed, or stopping): the body is
-            # read whole first (within the size limit) so that a prediction whose task went
-            # away before answering can go to another task.
-            try:
-                body = await self._read_all(scope, receive, self.max_body_bytes)
-            except BodyRefused as exc:
-                if mirror is not None:
-                    self.mirroring.release()
-                raise exc.refusal from None
-        else:
-            body = BodyStream(
-                receive, self.max_body_bytes, self.body_timeout, keep=mirror is not None
-            )
+            wanted = int(declared) if declared is not None else self.max_body_bytes
+            if self.buffered + wanted <= self.buffer_budget:
+                reserve = wanted
+                self.buffered += reserve
+        body: BodyStream | bytes = BodyStream(
+            receive, self.max_body_bytes, self.body_timeout, keep=mirror is not None
+        )
         try:
+            if reserve:
+                try:
+                    body = await self._read_all(scope, receive, self.max_body_bytes)
+                except BodyRefused as exc:
+                    raise exc.refusal from None
             role, target, base, response = await self._send(scope, path, headers, body, draw)
             if role == CANARY and response.status_code == 200 and scope["path"] in MIRRORED_PATHS:
                 self.answered.remember(scope[REQUEST_ID], target.url)
@@ -349,6 +357,7 @@ class Router:
                 )
                 mirror = None
         finally:
+            self.buffered -= reserve
             if mirror is not None:
                 self.mirroring.release()
 
@@ -693,6 +702,7 @@ def main(argv: list[str] | None = None) -> None:
         mirror_max_in_flight=int(env.get("MLOPS_ROUTER_MIRROR_MAX_IN_FLIGHT", 16)),
         mirror_window=int(env.get("MLOPS_ROUTER_MIRROR_WINDOW", 1000)),
         canary_ids=int(env.get("MLOPS_ROUTER_CANARY_IDS", 200_000)),
+        buffer_budget=int(env.get("MLOPS_ROUTER_BUFFER_BYTES", 256 * 1024 * 1024)),
     )
     uvicorn.run(
         router,

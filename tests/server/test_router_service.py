@@ -230,11 +230,12 @@ def test_a_switch_between_services_drains_the_old_one_on_every_task(
     try:
         with ThreadPoolExecutor(4) as pool:
             slow = [
-                pool.submit(httpx.get, f"{served.url}/slow?seconds=6", timeout=60) for _ in range(4)
+                pool.submit(httpx.get, f"{served.url}/slow?seconds=12", timeout=60) for _ in range(4)
             ]
+            # All four on the old tasks (some on each) before the switch.
             wait_for(
-                "slow requests on both old tasks",
-                lambda: all(f.stats()["in_progress"] > 0 for f in old),
+                "the slow requests on both old tasks",
+                lambda: [f.stats()["in_progress"] for f in old] in ([1, 3], [2, 2], [3, 1]),
             )
             switched = httpx.put(
                 f"{served.url}/-/router/upstream",
@@ -245,7 +246,7 @@ def test_a_switch_between_services_drains_the_old_one_on_every_task(
             # It answers once the old service has nothing in flight, on any of its tasks: the
             # slow requests have all finished by then.
             assert switched.status_code == 200 and switched.json()["drained"] is True
-            assert all(r.done() for r in slow)
+            assert sum(f.stats()["finished"] for f in old) == 4
             assert sum(f.stats()["in_progress"] for f in old) == 0
             assert all(r.result().status_code == 200 for r in slow)
         with httpx.Client() as client:
@@ -360,3 +361,20 @@ def test_a_remote_client_reads_the_admin_routes_only_with_the_token(remote_admin
     else:
         assert bare.status_code == 401 and bare.json()["error"]["type"] == "unauthorized"
         assert with_token.status_code == 200 and "stable" in with_token.json()
+
+
+def test_past_the_buffer_budget_a_body_streams_through_and_nothing_stays_held(
+    served: Served, port: int, tmp_path: Path
+) -> None:
+    fakes = tasks(tmp_path, "v1", port, ["127.0.0.2"])
+    served.dns.names["tasks.v1"] = ["127.0.0.2"]
+    try:
+        with httpx.Client() as client:
+            assert predict(served.url, client)[0] == 200  # held whole: within the budget
+            served.router.buffer_budget = 10  # a body of ~40 bytes no longer fits
+            assert predict(served.url, client) == (200, fakes[0].name)
+            too_big = client.post(f"{served.url}/invocations", content=b"x" * (6 * 1024 * 1024))
+            assert too_big.status_code == 413
+        assert served.router.buffered == 0
+    finally:
+        stop(fakes)
