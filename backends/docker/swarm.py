@@ -550,7 +550,9 @@ def _seed_state(client: Any, image: str, name: str, volume: str) -> None:
 def _router_task(client: Any, router: Any) -> Any:
     """The container of the router's task (on our node: it is pinned there)."""
     with translate_errors():
-        found = client.containers.list(filters={"label": f"{SERVICE}={router.name}"})
+        found = client.containers.list(
+            filters={"label": f"{SERVICE}={router.name}"}, ignore_removed=True
+        )
     if not found:
         raise BackendError(
             f"the router of {router.name} has no running task on this node",
@@ -668,7 +670,9 @@ def _wait_gone(client: Any, service_ids: list[str], name: str, timeout: float = 
         with translate_errors():
             left = [t for t in client.api.tasks() if t.get("ServiceID") in service_ids]
             left += client.containers.list(
-                all=True, filters={"label": f"{LABEL}.swarm-deployment={name}"}
+                all=True,
+                filters={"label": f"{LABEL}.swarm-deployment={name}"},
+                ignore_removed=True,  # one removed between the listing and its inspection
             )
         if not left:
             return

@@ -230,7 +230,8 @@ def test_a_switch_between_services_drains_the_old_one_on_every_task(
     try:
         with ThreadPoolExecutor(4) as pool:
             slow = [
-                pool.submit(httpx.get, f"{served.url}/slow?seconds=12", timeout=60) for _ in range(4)
+                pool.submit(httpx.get, f"{served.url}/slow?seconds=12", timeout=60)
+                for _ in range(4)
             ]
             # All four on the old tasks (some on each) before the switch.
             wait_for(
