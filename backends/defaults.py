@@ -11,6 +11,7 @@ __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_PSI",
     "DEFAULT_TRACKING_URI",
+    "ENGINES",
 ]
 
 CHAMPION = "champion"  # the alias that serves production
@@ -20,6 +21,9 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # the embedded store, in the worki
 # The experiment the runs screen opens when MLFLOW_EXPERIMENT_NAME names none: the example
 # project's, else MLflow's own default.
 DEFAULT_EXPERIMENTS = ("iris", "Default")
+
+# Where a context's deployments live: one engine's containers, or a swarm's services.
+ENGINES = ("docker", "swarm")
 
 DEFAULT_HOST = "127.0.0.1"  # a deployment's router address, unless asked to widen it
 DEFAULT_PORT = 8080

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backends.defaults import ENGINES
 from backends.errors import InvalidInput
 
 __all__ = [
@@ -71,7 +72,6 @@ SETTING_VARIABLES: dict[str, str] = {
 }
 _BOOLEANS = {"insecure_tls", "read_only"}
 _LISTS = {"monitor_targets"}
-_ENGINES = ("docker", "swarm")  # backends.lifecycle.placement.ENGINES, without importing it
 # Environment variable names as people write them: upper case. A token pasted where a name
 # belongs is refused (and never echoed) rather than taken for a strangely named variable.
 _VARIABLE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
@@ -202,8 +202,8 @@ def _context(path: Path, name: str, table: object) -> Context:
         else:
             if not isinstance(value, str) or not value.strip():
                 _bad(path, f"{where}: {key} must be a non-empty string")
-            if key == "engine" and value.strip() not in _ENGINES:
-                _bad(path, f"{where}: engine must be one of {', '.join(_ENGINES)}, not {value!r}")
+            if key == "engine" and value.strip() not in ENGINES:
+                _bad(path, f"{where}: engine must be one of {', '.join(ENGINES)}, not {value!r}")
             settings[key] = value.strip()
     return Context(name, settings, credentials)
 

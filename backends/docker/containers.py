@@ -36,6 +36,7 @@ __all__ = [
     "get_deployment",
     "list_deployments",
     "model_containers",
+    "previous_in",
     "previous_version",
     "remove_container",
     "remove_deployment",
@@ -232,8 +233,14 @@ def previous_version(client: Any, name: str) -> int:
     active = active_model(client, name)
     if active is None:
         raise NotFound(f"no deployment named {name!r} (see `mlops deploy ps`)")
-    previous = version_number(active.labels.get(f"{LABEL}.previous-version", ""))
-    current = version_number(active.labels.get(f"{LABEL}.version", ""))
+    return previous_in(name, active.labels)
+
+
+def previous_in(name: str, labels: dict[str, str]) -> int:
+    """The version a serving container's (or a swarm service's) labels say it replaced;
+    BackendError when it replaced none (never switched, or redeployed over itself)."""
+    previous = version_number(labels.get(f"{LABEL}.previous-version", ""))
+    current = version_number(labels.get(f"{LABEL}.version", ""))
     if previous is None or previous == current:
         raise BackendError(
             f"deployment {name!r} has no earlier version to roll back to"

@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 
 from backends.docker import hardening
-from backends.docker.containers import DEPLOYMENT, ROLE
+from backends.docker.containers import DEPLOYMENT, ROLE, previous_in
 from backends.docker.engine import (
     LABEL,
     engine_address,
@@ -123,9 +123,7 @@ def list_deployments(client: Any) -> list[Deployment]:
         routers = client.services.list(filters={"label": f"{ROLE}=router"})
         models = client.services.list(filters={"label": f"{ROLE}=model"})
         tasks = _running_tasks(client)
-    by_name: dict[str, list[Any]] = {}
-    for m in models:
-        by_name.setdefault(m.attrs["Spec"]["Labels"].get(DEPLOYMENT, ""), []).append(m)
+    by_name = _by_deployment(models)
     found = [
         _record(r, by_name.get(_labels(r).get(DEPLOYMENT, ""), []), tasks)
         for r in routers
@@ -138,18 +136,21 @@ def get_deployment(client: Any, name: str) -> Deployment:
     for d in list_deployments(client):
         if d.name == name:
             return d
-    raise NotFound(f"no deployment named {name!r} on the swarm (see `mlops deploy ps`)")
+    raise _not_found(name)
 
 
 def replicas(client: Any, name: str | None = None) -> list[VersionReplicas]:
     """Each version service's replicas (of deployment ``name``, or of all), with their nodes."""
     check_manager(client)
     with translate_errors():
+        routers = client.services.list(filters={"label": f"{ROLE}=router"})
         models = client.services.list(filters={"label": f"{ROLE}=model"})
         tasks = _running_tasks(client)
         nodes = {n.id: n.attrs["Description"]["Hostname"] for n in client.nodes.list()}
+    # What each deployment's router serves: its newest version service (as list_deployments).
+    by_name = _by_deployment(models)
+    serving = {_newest(by_name.get(_labels(r).get(DEPLOYMENT, ""), [])) for r in routers}
     rows = []
-    active = {d.name: d.container_id for d in list_deployments(client)}
     for m in models:
         labels = _labels(m)
         deployment = labels.get(DEPLOYMENT, "")
@@ -164,7 +165,7 @@ def replicas(client: Any, name: str | None = None) -> list[VersionReplicas]:
                 running=len(mine),
                 desired=_desired(m),
                 nodes=tuple(sorted(nodes.get(t.get("NodeID", ""), "?") for t in mine)),
-                serving=active.get(deployment) == m.short_id,
+                serving=m in serving,
             )
         )
     return sorted(rows, key=lambda r: (r.deployment, -(r.version or 0)))
@@ -176,7 +177,7 @@ def deployment_logs(
     """The serving version's service log, every task's lines (``follow`` streams)."""
     serving = _serving_model(client, name)
     if serving is None:
-        raise NotFound(f"no deployment named {name!r} on the swarm (see `mlops deploy ps`)")
+        raise _not_found(name)
     with translate_errors():
         stream = client.api.service_logs(
             serving.id, stdout=True, stderr=True, follow=follow, tail=tail, timestamps=False
@@ -188,17 +189,8 @@ def previous_version(client: Any, name: str) -> int:
     """The version the serving one replaced (what `deploy rollback` goes back to)."""
     serving = _serving_model(client, name)
     if serving is None:
-        raise NotFound(f"no deployment named {name!r} on the swarm (see `mlops deploy ps`)")
-    labels = _labels(serving)
-    previous = version_number(labels.get(f"{LABEL}.previous-version", ""))
-    current = version_number(labels.get(f"{LABEL}.version", ""))
-    if previous is None or previous == current:
-        raise BackendError(
-            f"deployment {name!r} has no earlier version to roll back to"
-            + (f" (it serves v{current} and was never switched)" if current else ""),
-            title="Nothing to roll back to",
-        )
-    return previous
+        raise _not_found(name)
+    return previous_in(name, _labels(serving))
 
 
 # ---------------------------------------------------------------------- changing
@@ -280,7 +272,7 @@ def scale(client: Any, name: str, count: int, timeout: float = 180.0) -> Version
     check_manager(client)
     serving = _serving_model(client, name)
     if serving is None:
-        raise NotFound(f"no deployment named {name!r} on the swarm (see `mlops deploy ps`)")
+        raise _not_found(name)
     with translate_errors():
         serving.scale(count)
     _wait_running(client, serving, count, timeout)
@@ -293,7 +285,7 @@ def remove_deployment(client: Any, name: str) -> list[str]:
     router = _router(client, name)
     models = _model_services(client, name)
     if router is None and not models:
-        raise NotFound(f"no deployment named {name!r} on the swarm (see `mlops deploy ps`)")
+        raise _not_found(name)
     removed = []
     for service in ([router] if router is not None else []) + models:
         removed.append(service.name)
@@ -330,6 +322,10 @@ def _serves(client: Any, router: Any, port: int, service: str) -> bool:
 # ---------------------------------------------------------------------- helpers
 
 
+def _not_found(name: str) -> NotFound:
+    return NotFound(f"no deployment named {name!r} on the swarm (see `mlops deploy ps`)")
+
+
 def _labels(service: Any) -> dict[str, str]:
     return dict(service.attrs.get("Spec", {}).get("Labels") or {})
 
@@ -360,13 +356,23 @@ def _model_services(client: Any, name: str) -> list[Any]:
 def _serving_model(client: Any, name: str) -> Any | None:
     """The version service the router sends traffic to: the newest (a switch removes the
     others once the router has moved)."""
-    models = _model_services(client, name)
-    return max(models, key=lambda s: s.attrs.get("CreatedAt", "")) if models else None
+    return _newest(_model_services(client, name))
+
+
+def _by_deployment(services: list[Any]) -> dict[str, list[Any]]:
+    by_name: dict[str, list[Any]] = {}
+    for service in services:
+        by_name.setdefault(_labels(service).get(DEPLOYMENT, ""), []).append(service)
+    return by_name
+
+
+def _newest(services: list[Any]) -> Any | None:
+    return max(services, key=lambda s: s.attrs.get("CreatedAt", "")) if services else None
 
 
 def _record(router: Any, models: list[Any], tasks: list[dict[str, Any]]) -> Deployment:
     labels = _labels(router)
-    serving = max(models, key=lambda s: s.attrs.get("CreatedAt", "")) if models else None
+    serving = _newest(models)
     ml = _labels(serving) if serving is not None else {}
     running = sum(1 for t in tasks if serving is not None and t["ServiceID"] == serving.id)
     desired = _desired(serving) if serving is not None else 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
+from backends.defaults import ENGINES
 from backends.docker import containers, registry, swarm, switch
 from backends.errors import InvalidInput
 from backends.lifecycle.handles import Handles
@@ -17,6 +18,7 @@ from backends.records import Deployment, ServingImage
 __all__ = [
     "ENGINES",
     "ENGINE_ENV",
+    "check_replicas",
     "engine_of",
     "get_deployment",
     "image_registry",
@@ -29,7 +31,6 @@ __all__ = [
 
 ENGINE_ENV = "MLOPS_ENGINE"
 REGISTRY_ENV = "MLOPS_IMAGE_REGISTRY"  # a context's image_registry
-ENGINES = ("docker", "swarm")
 
 
 def engine_of(environ: Mapping[str, str] | None = None) -> str:
@@ -99,11 +100,7 @@ def run(
             replicas=replicas,
             pinned=pinned,
         )
-    if replicas not in (None, 1):
-        raise InvalidInput(
-            f'--replicas {replicas} needs a swarm context (engine = "swarm"): on one Docker '
-            "engine a deployment serves from one model container",
-        )
+    check_replicas(h, replicas)
     return switch.deploy(
         h.docker(),
         image,
@@ -114,6 +111,15 @@ def run(
         follow_alias_ref=follow_alias_ref,
         tracking_uri=h.tracking_uri,
     )
+
+
+def check_replicas(h: Handles, replicas: int | None) -> None:
+    """InvalidInput for more than one replica where deployments have one model container."""
+    if replicas not in (None, 1) and h.engine != "swarm":
+        raise InvalidInput(
+            f'--replicas {replicas} needs a swarm context (engine = "swarm"): on one Docker '
+            "engine a deployment serves from one model container",
+        )
 
 
 def remove_deployment(h: Handles, name: str) -> list[str]:

@@ -98,19 +98,15 @@ def up(
     the deployment changed in between.
     """
     refuse_if_read_only("deploy up")
-    from backends.errors import InvalidInput
     from backends.lifecycle import deploy as deploy_ops
+    from backends.lifecycle import placement
     from console.plans import deploy_summary
 
     with backend_errors():
         if name is not None:
             deploy_ops.check_name(name)  # a usage error, before any engine is asked
         with _handles() as h:
-            if replicas not in (None, 1) and h.engine != "swarm":
-                raise InvalidInput(
-                    f'--replicas {replicas} needs a swarm context (engine = "swarm"): on one '
-                    "Docker engine a deployment serves from one model container"
-                )
+            placement.check_replicas(h, replicas)  # before the plan asks anything or builds
             plan = deploy_ops.plan_deploy(
                 h, model_ref, name=name, port=port, host=host, follow_alias=follow_alias
             )

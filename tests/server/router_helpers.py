@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -57,8 +57,13 @@ def state(router: Router) -> dict[str, Any]:
     return dict(httpx.get(f"{router.url}/-/router/state", timeout=30).json())
 
 
-def metric(router: Router, name: str, **labels: str) -> float:
-    """The sum of the router's samples called ``name`` that carry ``labels`` (0 when none)."""
+class Reachable(Protocol):
+    url: str
+
+
+def metric(router: Reachable, name: str, **labels: str) -> float:
+    """The sum of the router's samples called ``name`` that carry ``labels`` (0 when none):
+    any router this test reaches at ``router.url``."""
     text = httpx.get(f"{router.url}/-/router/metrics", timeout=30).text
     return sum(
         sample.value

@@ -27,7 +27,7 @@ import uvicorn
 from server.router import Router
 from server.upstreams import Endpoints, NoEndpoint
 from tests import services
-from tests.server.router_helpers import Fake, start_fake, wait_for
+from tests.server.router_helpers import Fake, metric, start_fake, wait_for
 
 TOKEN = "s3rvice-t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -46,19 +46,6 @@ class Dns:
         if host not in self.names:
             raise OSError(f"{host}: name not known")
         return list(self.names[host])
-
-
-def metric_of(router: Router, name: str) -> float:
-    from prometheus_client import generate_latest
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = generate_latest(router.registry).decode()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name
-    )
 
 
 @dataclass
@@ -187,7 +174,7 @@ def test_a_task_killed_under_load_fails_no_request(
         worker.join(timeout=120)
         answers = result[0]
         failed = [a for a in answers if a[0] != 200]
-        retried = metric_of(served.router, "mlops_router_retries_total")
+        retried = metric(served, "mlops_router_retries_total")
         print(f"{len(answers)} predictions, {len(failed)} failed, {retried:.0f} sent again")
         assert not failed, failed[:5]
         # The killed task's requests in flight went to the survivor instead of failing.
