@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
@@ -15,12 +16,24 @@ def fill(
     rows: Sequence[Sequence[str]],
     keys: Sequence[str],
 ) -> None:
-    """Replace the table's columns and rows (columns as wide as their widest cell: pass a
-    ``Table``, whose first frame does not cut them to their headings)."""
+    """Replace the table's columns and rows, each column as wide as its widest cell.
+
+    The widths are set here rather than left to DataTable, which measures new rows when it is
+    next idle: a version's "champion" stayed cut to its heading ("champio") after a promote
+    under load (seen once in the e2e tmux test), filled again before it had measured."""
+    widths = [_width(h) for h in headings]
+    for cells in rows:
+        widths = [max(w, _width(c)) for w, c in zip(widths, cells, strict=True)]
     table.clear(columns=True)
-    table.add_columns(*headings)
+    for heading, width in zip(headings, widths, strict=True):
+        table.add_column(heading, width=width)
     for cells, key in zip(rows, keys, strict=True):
         table.add_row(*cells, key=key)
+
+
+def _width(cell: str) -> int:
+    """A cell's width on screen: DataTable reads a string cell as markup."""
+    return Text.from_markup(cell).cell_len
 
 
 class Table(DataTable[Any]):

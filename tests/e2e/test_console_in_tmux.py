@@ -225,8 +225,8 @@ def test_train_twice_compare_promote_and_roll_back_against_a_real_server(
         session.send("h")  # the alias history: two promotions, then the rollback
         screen = session.wait_for("rollback", timeout=30)
         assert screen.count("promote") >= 2
-        session.press("Escape", "q", pause=0.3)  # apart: ESC then q in one read is alt+q
-        session.wait_exit()
+        session.press("Escape", pause=0.3)
+        session.quit()
         assert "Traceback" not in session.screen()
     finally:
         session.close()
@@ -279,8 +279,10 @@ def test_a_promote_confirmed_after_a_move_from_another_shell_is_refused(
         screen = session.wait_for("Conflict")
         assert "bob" in screen  # the dialog names who moved it
         assert Registry(tracking_uri).alias_state(model, "champion").version == 3
-        session.press("Enter", "Escape", "q", pause=0.3)
-        session.wait_exit()
+        session.press("Enter")
+        session.wait_gone("Conflict")
+        session.press("Escape", pause=0.3)
+        session.quit()
         assert "Traceback" not in session.screen()
     finally:
         session.close()

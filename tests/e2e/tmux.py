@@ -345,6 +345,21 @@ class TmuxSession:
         )
         return out.stdout.strip() == "1"
 
+    def quit(self, timeout: float = 60) -> None:
+        """``q`` until the program ends. An Escape pressed just before reaches a loaded app in
+        the same read as the ``q`` however far apart they were sent, and ESC+q is alt+q, which
+        nothing binds: the ``q`` is pressed again if the program is still there after a while
+        (a second ``q`` to a program already quitting does nothing)."""
+        deadline = time.monotonic() + max(timeout, HANG_GUARD)
+        while time.monotonic() < deadline:
+            self.send("q")
+            again = time.monotonic() + 10
+            while time.monotonic() < min(again, deadline):
+                if self.pane_dead():
+                    return
+                time.sleep(0.2)
+        raise AssertionError(f"program still running after {timeout}s:\n{self.screen()}")
+
     def wait_exit(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + max(timeout, HANG_GUARD)
         while time.monotonic() < deadline:

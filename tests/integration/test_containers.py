@@ -638,6 +638,14 @@ def test_containers_are_hardened_and_the_admin_token_is_nowhere_to_be_read(
             assert (touched.exit_code == 0) is allowed, (path, touched)
         # The admin routes answer loopback only, and a remote-looking client gets a 404.
         assert httpx.get(f"http://127.0.0.1:{port}/-/router/health").status_code == 200
+        # The image's health check (bash's /dev/tcp, not a Python start every 2 s) passes on a
+        # ready server and fails where nothing answers.
+        eventually(lambda: _health(model) == "healthy", "docker's health check to pass")
+        probe = model.attrs["Config"]["Healthcheck"]["Test"]
+        assert probe[:2] == ["CMD", "bash"]
+        assert model.exec_run(probe[1:], user="10001").exit_code == 0
+        closed = model.exec_run(probe[1:], user="10001", environment={"MLOPS_PORT": "9"})
+        assert closed.exit_code != 0
     finally:
         containers.remove_deployment(docker_client, name)
     assert not docker_client.volumes.list(filters={"name": f"mlops-{name}-state"})
@@ -904,3 +912,8 @@ def test_labels_through_the_router_reach_prometheus_and_mlops_monitor_per_versio
         containers.remove_deployment(docker_client, name)
         with contextlib.suppress(Exception):
             docker_client.volumes.get(f"mlops-{name}-predictions").remove(force=True)
+
+
+def _health(container: Any) -> str:
+    container.reload()
+    return str(container.attrs["State"].get("Health", {}).get("Status", "none"))
