@@ -57,6 +57,11 @@ def memory_limit() -> str:
     return os.environ.get("MLOPS_CONTAINER_MEMORY", "2g")
 
 
+def pids_limit() -> int:
+    """How many processes a container may run (a fork bomb in a model's code stops there)."""
+    return int(os.environ.get("MLOPS_CONTAINER_PIDS", "512"))
+
+
 def log_config() -> dict[str, Any]:
     """A container's logging: json-file, rotated."""
     env = os.environ
@@ -72,7 +77,7 @@ def log_config() -> dict[str, Any]:
 def _limits() -> dict[str, Any]:
     return {
         "mem_limit": memory_limit(),
-        "pids_limit": int(os.environ.get("MLOPS_CONTAINER_PIDS", "512")),
+        "pids_limit": pids_limit(),
         "log_config": log_config(),
     }
 

@@ -177,15 +177,44 @@ def replicas(client: Any, name: str | None = None) -> list[VersionReplicas]:
 def deployment_logs(
     client: Any, name: str, *, follow: bool = False, tail: int = 100
 ) -> Iterator[str]:
-    """The serving version's service log, every task's lines (``follow`` streams)."""
+    """The serving version's service log, every task's lines (``follow`` streams), each
+    prefixed as ``docker service logs`` does: ``SERVICE.SLOT@NODE | line``."""
     serving = _serving_model(client, name)
     if serving is None:
         raise _not_found(name)
     with translate_errors():
+        tasks: dict[str, str] = {}
         stream = client.api.service_logs(
-            serving.id, stdout=True, stderr=True, follow=follow, tail=tail, timestamps=False
+            serving.id,
+            stdout=True,
+            stderr=True,
+            follow=follow,
+            tail=tail,
+            timestamps=False,
+            details=True,  # each line says its task and node: ``k=v,k=v message``
         )
-        yield from log_lines(stream)
+        for line in log_lines(stream):
+            details, _, message = line.partition(" ")
+            attrs = dict(kv.split("=", 1) for kv in details.split(",") if "=" in kv)
+            task = attrs.get("com.docker.swarm.task.id")
+            if task is None:
+                yield line
+                continue
+            if task not in tasks:  # a task started since: the table again, once per task
+                tasks = {**tasks, **_task_names(client, serving)}
+                tasks.setdefault(task, f"{serving.name}.{task[:12]}")
+            yield f"{tasks[task]} | {message}"
+
+
+def _task_names(client: Any, service: Any) -> dict[str, str]:
+    """``SERVICE.SLOT@NODE`` of each of ``service``'s tasks, by task id."""
+    nodes = {
+        n.id: n.attrs.get("Description", {}).get("Hostname", n.id[:12]) for n in client.nodes.list()
+    }
+    return {
+        t["ID"]: f"{service.name}.{t.get('Slot', '?')}@{nodes.get(t.get('NodeID', ''), '?')}"
+        for t in client.api.tasks(filters={"service": service.id})
+    }
 
 
 def previous_version(client: Any, name: str) -> int:
@@ -432,7 +461,7 @@ def _create_model(
     alias: str,
     env: dict[str, str],
 ) -> Any:
-    from docker.types import EndpointSpec, Resources, RestartPolicy, ServiceMode
+    from docker.types import EndpointSpec, RestartPolicy, ServiceMode
 
     labels = {
         ROLE: "model",
@@ -465,7 +494,7 @@ def _create_model(
             networks=[network],
             endpoint_spec=EndpointSpec(mode="dnsrr"),
             mode=ServiceMode("replicated", replicas=count),
-            resources=Resources(mem_limit=_bytes(hardening.memory_limit())),
+            resources=_resources(),
             restart_policy=RestartPolicy(condition="any", delay=1_000_000_000),
             read_only=True,
             cap_drop=["ALL"],
@@ -487,7 +516,7 @@ def _create_router(
 ) -> Any:
     """The router service, on the node we talk to (its volume, with the admin token and the
     routing table, is there), publishing ``port`` on that node."""
-    from docker.types import EndpointSpec, Healthcheck, Mount, Resources, RestartPolicy
+    from docker.types import EndpointSpec, Healthcheck, Mount, RestartPolicy
 
     with translate_errors():
         node = client.info()["Swarm"]["NodeID"]
@@ -524,7 +553,7 @@ def _create_router(
                 retries=3,
                 start_period=30_000_000_000,
             ),
-            resources=Resources(mem_limit=_bytes(hardening.memory_limit())),
+            resources=_resources(),
             restart_policy=RestartPolicy(condition="any", delay=1_000_000_000),
             read_only=True,
             cap_drop=["ALL"],
@@ -686,6 +715,16 @@ def _wait_gone(client: Any, service_ids: list[str], name: str, timeout: float = 
         if not left:
             return
         time.sleep(0.5)
+
+
+def _resources() -> Any:
+    """A single engine's limits: memory, and processes (``Limits.Pids``, Engine API 1.41,
+    which docker-py's ``Resources`` does not spell)."""
+    from docker.types import Resources
+
+    resources = Resources(mem_limit=_bytes(hardening.memory_limit()))
+    resources["Limits"]["Pids"] = hardening.pids_limit()
+    return resources
 
 
 def _tmp() -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -212,6 +213,19 @@ def test_three_switches_and_a_rollback_of_three_replicas_under_load_fail_nothing
     )
     rows = swarm.replicas(swarm_engine, name)
     assert [(r.version, r.running, r.desired, r.serving) for r in rows] == [(int(v1), 3, 3, True)]
+    # Its services are limited as a single engine's containers are (read-only root, no
+    # capability, memory and processes), and their health checks start no Python.
+    made = swarm_engine.services.list(filters={"name": f"mlops-{name}"})
+    assert len(made) == 2  # the router and v1's
+    for service in made:
+        task = service.attrs["Spec"]["TaskTemplate"]
+        container = task["ContainerSpec"]
+        assert container["ReadOnly"] is True and container["CapabilityDrop"] == ["ALL"]
+        assert task["Resources"]["Limits"]["MemoryBytes"] > 0
+        assert task["Resources"]["Limits"]["Pids"] == 512
+        assert container.get("Healthcheck", {}).get("Test", ["CMD", "bash"])[1] == "bash"
+    running = swarm_engine.containers.list(filters={"name": f"mlops-{name}-v"})
+    assert running and all(c.attrs["HostConfig"]["PidsLimit"] == 512 for c in running)
     with Load(f"http://127.0.0.1:{port}") as load:
         load.wait_for(v1)
         for version in (v2, v3, v1):
@@ -347,9 +361,13 @@ def test_a_replica_killed_under_load_fails_no_request_and_is_replaced(
     assert not load.failed(), Counter(load.failed()).most_common(5)
     out = ok(mlops("deploy", "scale", name, "1", env=env))
     assert "1/1 replicas" in out
-    # Its log is the service's: the lines of every task, the killed one's too.
-    logs = ok(mlops("deploy", "logs", name, "--tail", "50", env=env))
-    assert logs.strip(), "no log lines"
+    # Its log is the service's: the lines of every task, the killed one's too, each
+    # prefixed as `docker service logs` does (SERVICE.SLOT@NODE |).
+    logs = ok(mlops("deploy", "logs", name, "--tail", "50", env=env)).splitlines()
+    assert logs, "no log lines"
+    node = swarm_engine.info()["Name"]
+    prefixes = {line.split(" | ", 1)[0] for line in logs}
+    assert prefixes and all(re.fullmatch(rf"{service}\.[1-3]@{node}", p) for p in prefixes), logs
     ok(mlops("deploy", "down", name, "-y", env=env))
 
 
