@@ -2,20 +2,59 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from backends.errors import BackendError, Conflict, InvalidInput, NotFound, Unavailable
 
 LABEL = "org.mlops-console"
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+
+
+@dataclass(frozen=True)
+class EngineAddress:
+    """Where the engine is, and how the Docker CLI would have chosen it: ``DOCKER_HOST`` (or a
+    context's ``docker_host``) first, then the Docker context named by ``DOCKER_CONTEXT`` or by
+    ``docker context use`` (``currentContext`` in the CLI's config.json), then the socket."""
+
+    url: str
+    tls: Any = None
+    context: str = ""  # the Docker context it came from, if one did
+
+    def __str__(self) -> str:
+        return f"{self.url} (Docker context {self.context!r})" if self.context else self.url
+
+
+def resolve(docker_host: str | None = None) -> EngineAddress:
+    explicit = docker_host or os.environ.get("DOCKER_HOST")
+    if explicit:
+        return EngineAddress(explicit)
+    from docker.context import ContextAPI
+    from docker.context.config import get_current_context_name
+
+    name = os.environ.get("DOCKER_CONTEXT") or get_current_context_name()
+    if not name or name == "default":
+        return EngineAddress(DEFAULT_SOCKET)
+    context = ContextAPI.get_context(name)
+    if context is None:
+        raise InvalidInput(
+            f"Docker context {name!r} does not exist (`docker context ls` lists them; it is "
+            "chosen by DOCKER_CONTEXT or `docker context use`)",
+            title="Docker context not found",
+        )
+    return EngineAddress(context.Host or DEFAULT_SOCKET, context.TLSConfig, name)
 
 
 def engine_address(docker_host: str | None = None) -> str:
-    return docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    return str(resolve(docker_host))
 
 
 def connect(docker_host: str | None = None, timeout: float = 60) -> Any:
@@ -23,17 +62,10 @@ def connect(docker_host: str | None = None, timeout: float = 60) -> Any:
     import docker
     from docker.errors import DockerException
 
-    address = engine_address(docker_host)
-    if address.startswith("ssh://"):
-        # docker-py's ssh transport needs paramiko, which we do not ship, and every address of
-        # a deployment (readiness, switches, scrapes) still assumes the engine's host is ours.
-        raise InvalidInput(
-            f"Docker engine at {address}: ssh:// engines are not supported yet; use this host's "
-            "engine (its unix:// socket, or tcp:// on this host)",
-            title="Docker engine not supported",
-        )
+    address = resolve(docker_host)
+    _check_local(address)
     try:
-        client = docker.DockerClient(base_url=address, timeout=int(timeout))
+        client = docker.DockerClient(base_url=address.url, tls=address.tls, timeout=int(timeout))
         client.ping()
     except DockerException as exc:
         raise Unavailable(
@@ -47,6 +79,44 @@ def connect(docker_host: str | None = None, timeout: float = 60) -> Any:
             title="Docker unreachable",
         ) from exc
     return client
+
+
+def _check_local(address: EngineAddress) -> None:
+    """Every address of a deployment (readiness, switches, scrapes) is on the engine's host,
+    reached from ours as 127.0.0.1: an engine on another host is refused before anything runs
+    there, rather than half-working (remote engines: issue 21)."""
+    parsed = urlsplit(address.url)
+    if parsed.scheme in ("unix", "npipe", "http+unix", ""):
+        return
+    ssh = parsed.scheme == "ssh"
+    if ssh or not _is_this_host(parsed.hostname or ""):
+        raise InvalidInput(
+            f"Docker engine at {address}: "
+            f"{'ssh:// engines' if ssh else 'engines on another host'} are not supported yet; "
+            "use this host's engine (its unix:// socket, or tcp:// on this host)",
+            title="Docker engine not supported",
+        )
+
+
+def _is_this_host(host: str) -> bool:
+    """Whether ``host`` names this machine: a loopback address, or one we can bind to."""
+    try:
+        found = {
+            str(info[4][0]) for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        }
+    except (OSError, UnicodeError):
+        return False
+    for ip in found:
+        if ipaddress.ip_address(ip.split("%", 1)[0]).is_loopback:
+            return True
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        with socket.socket(family) as probe:
+            try:
+                probe.bind((ip, 0))
+            except OSError:
+                continue
+            return True
+    return False
 
 
 @contextmanager

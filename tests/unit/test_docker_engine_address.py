@@ -1,13 +1,18 @@
-"""Which engines we connect to: an ssh:// engine is refused plainly, before docker-py's own
+"""Which engine we connect to, chosen as the Docker CLI chooses it (DOCKER_HOST, then the Docker
+context), and which we refuse: an ssh:// engine plainly, before docker-py's own
 "install paramiko" (and before any address of a deployment assumes the engine is local)."""
 
 from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from backends.docker import engine
-from backends.errors import InvalidInput
+from backends.errors import InvalidInput, Unavailable
 
 
 def test_an_ssh_engine_is_refused_saying_what_works() -> None:
@@ -22,3 +27,72 @@ def test_the_cli_says_so_with_exit_2() -> None:
     result = CliRunner().invoke(app, ["deploy", "ps"], env={"DOCKER_HOST": "ssh://ops@serve-1"})
     assert result.exit_code == 2, result.output
     assert "not supported" in result.output
+
+
+def test_a_tcp_engine_on_another_host_is_refused_and_one_on_this_host_is_tried() -> None:
+    with pytest.raises(InvalidInput, match="engines on another host are not supported"):
+        engine.connect("tcp://192.0.2.10:2375")  # TEST-NET-1: never this machine
+    with pytest.raises(Unavailable, match=r"tcp://127\.0\.0\.1:9"):
+        engine.connect("tcp://127.0.0.1:9", timeout=5)  # ours: tried, and nothing answers
+
+
+def docker_context(config: Path, name: str, host: str) -> None:
+    """A context as `docker context create NAME --docker host=HOST` writes it."""
+    meta = config / "contexts" / "meta" / hashlib.sha256(name.encode()).hexdigest()
+    meta.mkdir(parents=True)
+    endpoint = {"Host": host, "SkipTLSVerify": False}
+    document = {"Name": name, "Metadata": {}, "Endpoints": {"docker": endpoint}}
+    (meta / "meta.json").write_text(json.dumps(document))
+
+
+@pytest.fixture
+def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    (config / "config.json").write_text("{}")
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    docker_context(config, "elsewhere", "unix:///nonexistent/mlops-test.sock")
+    docker_context(config, "far", "ssh://ops@serve-1")
+    return config
+
+
+def test_the_docker_context_is_chosen_as_the_docker_cli_chooses_it(
+    docker_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `docker context use elsewhere` (the CLI's config.json): that context's socket is tried.
+    (docker_config / "config.json").write_text(json.dumps({"currentContext": "elsewhere"}))
+    with pytest.raises(Unavailable, match=r"mlops-test\.sock \(Docker context 'elsewhere'\)"):
+        engine.connect(timeout=5)
+    # DOCKER_CONTEXT outranks it, and an ssh:// context is refused naming the context.
+    monkeypatch.setenv("DOCKER_CONTEXT", "far")
+    with pytest.raises(InvalidInput, match=r"ssh://ops@serve-1 \(Docker context 'far'\)"):
+        engine.connect(timeout=5)
+    # DOCKER_HOST outranks both, as with the CLI.
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/host.sock")
+    with pytest.raises(Unavailable, match=r"host\.sock is not reachable"):
+        engine.connect(timeout=5)
+
+
+def test_an_unknown_docker_context_is_refused_with_exit_2(
+    docker_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from console.cli.main import app
+
+    monkeypatch.setenv("DOCKER_CONTEXT", "nowhere")
+    result = CliRunner().invoke(app, ["deploy", "ps"])
+    assert result.exit_code == 2, result.output
+    assert "Docker context 'nowhere' does not exist" in result.output
+
+
+@pytest.mark.integration
+def test_a_docker_context_on_this_hosts_engine_is_used(
+    docker_config: Path, docker_client: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    socket_url = engine.DEFAULT_SOCKET
+    docker_context(docker_config, "here", socket_url)
+    monkeypatch.setenv("DOCKER_CONTEXT", "here")
+    client = engine.connect(timeout=30)
+    assert client.ping() is True
+    assert engine.engine_address() == f"{socket_url} (Docker context 'here')"
