@@ -10,7 +10,8 @@ Ours: from launching `mlops` in a fresh tmux pane until its first frame (the con
 the terminal; the screen's table is mounted a frame later, its rows come with the listing.
 Peer: the wall time of `mlflow --version`, which does little more than import mlflow — the
 import the console keeps off its UI thread. Both run REPEAT times in this run; the
-script prints the medians and their ratio. Target: first paint under 0.5 s.
+script prints the medians and their ratio. Targets: first paint under 0.5 s, and no more than
+50 ms above the bare Textual app measured in the same run (issue 23.3).
 """
 
 from __future__ import annotations
@@ -179,7 +180,11 @@ def main() -> int:
     print(f"bare Textual app    median {bare * 1000:7.1f} ms  (floor: header + text + footer)")
     print(f"mlflow --version    median {peer * 1000:7.1f} ms  (peer)")
     print(f"ratio peer/ours: {peer / ours:.1f}x")
-    return 0 if ours < 0.5 else 1
+    above = (ours - bare) * 1000
+    # Issue 23.3: within 50 ms of the bare app measured in the same run, whatever the box.
+    verdict = "met" if above <= 50 else "NOT met"
+    print(f"above the bare app: {above:+.0f} ms (target <= +50 ms): {verdict}")
+    return 0 if ours < 0.5 and above <= 50 else 1
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ so a restarted router comes back on it.
   drawn per request, or by a hash of the header ``sticky_header`` names so a user stays on
   one version (a request without it is drawn on its own); ``PATCH`` changes the weight,
   ``POST /-/router/canary/promote`` makes it the stable, ``DELETE`` removes it. ``/metrics``
-  and ``/admin/*`` always go to the stable: one scrape target, one admin target.
+  and ``/admin/*`` always go to the stable: one scrape target, one admin target (a service's
+  ``/metrics`` is every task's, labelled by task: ``server.metrics_merge``).
 - Mirror: ``PUT /-/router/mirror`` copies ``percent`` percent of ``POST /predict`` and
   ``/invocations`` to a mirror in the background and compares its predictions with the
   client's (``server.mirror``); clients only ever get the stable's or canary's answer.
@@ -51,17 +52,19 @@ import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client import Counter as PromCounter
 
+from server.metrics_merge import merge
 from server.mirror import MIRRORED_PATHS, Copy, Mirroring
 from server.request_ids import HEADER, request_id
 from server.router_admin import admin, error_body, token_refusal
 from server.router_feedback import AnsweredBy, Failure, Part, merged, part_answer, split
 from server.router_request import BodyRefused, BodyStream, Refused, discard, header
-from server.routing import ALWAYS_STABLE, CANARY, Mirror, RoutingTable, Upstream
+from server.routing import ALWAYS_STABLE, CANARY, STABLE, Mirror, RoutingTable, Upstream
 from server.upstreams import Endpoints, NoEndpoint, is_service
 
 log = logging.getLogger("server.router")
@@ -122,6 +125,8 @@ class Router:
         self.changes = 0  # changes of the table, of any kind
         # Which upstream answered the latest canary predictions: where their labels go.
         self.answered = AnsweredBy(canary_ids)
+        # Which task of a service answered each of the latest predictions: its labels go there.
+        self.task_of = AnsweredBy(canary_ids)
         # Idle upstream connections are dropped well before the model server's keep-alive
         # (75 s) would close them, so a connection is never reused just as it is closed.
         self.endpoints = Endpoints()  # a service upstream's tasks (server.upstreams)
@@ -306,7 +311,11 @@ class Router:
         # The table is read once: the request keeps its draw (and so its version) through a
         # retry, and a change made meanwhile applies to the requests that come after.
         table = self.table
-        if scope["path"] == FEEDBACK and table.canary is not None and _labels(scope, self):
+        if scope["path"] == "/metrics" and is_service(table.stable.url):
+            await self._tasks_metrics(send, table.stable.url)
+            return
+        routed = table.canary is not None or is_service(table.stable.url)
+        if scope["path"] == FEEDBACK and routed and _labels(scope, self):
             await self._feedback(scope, receive, send, path, headers)
             return
         if scope["path"] == "/metrics" or scope["path"].startswith("/admin/"):
@@ -335,8 +344,11 @@ class Router:
                 except BodyRefused as exc:
                     raise exc.refusal from None
             role, target, base, response = await self._send(scope, path, headers, body, draw)
-            if role == CANARY and response.status_code == 200 and scope["path"] in MIRRORED_PATHS:
-                self.answered.remember(scope[REQUEST_ID], target.url)
+            if response.status_code == 200 and scope["path"] in MIRRORED_PATHS:
+                if role == CANARY:
+                    self.answered.remember(scope[REQUEST_ID], target.url)
+                if base != target.url:  # one of a service's tasks
+                    self.task_of.remember(scope[REQUEST_ID], base)
             try:
                 answer = await self._relay(scope, response, send, role, target, mirror is not None)
             finally:
@@ -369,11 +381,13 @@ class Router:
         body: BodyStream | bytes,
         draw: float,
         to: str | None = None,
+        task: str | None = None,
     ) -> tuple[str, Upstream, str, httpx.Response]:
         """The upstream's response (its headers; the body still to stream), counted in flight
         on that upstream and on the server that answers (``base``, one of a service's tasks
         or the upstream itself) until the caller calls ``_done``. The upstream is the one
-        ``draw`` falls on, or with ``to`` the one serving at that URL (else the stable)."""
+        ``draw`` falls on, or with ``to`` the one serving at that URL (else the stable); with
+        ``task``, that task of a service's first (labels for the predictions it made)."""
         tried: set[str] = set()
         for attempt in range(1, _ATTEMPTS + 1):
             role, target = self.table.route(draw) if to is None else self.table.at(to)
@@ -381,7 +395,10 @@ class Router:
             # waits for this request too.
             self.in_flight[target.url] += 1
             try:
-                base = await self.endpoints.pick(target.url, frozenset(tried))
+                if task is not None and not tried and is_service(target.url):
+                    base = task  # gone since? its connection fails, and another is tried
+                else:
+                    base = await self.endpoints.pick(target.url, frozenset(tried))
             except BaseException as exc:
                 self.in_flight[target.url] -= 1
                 if not isinstance(exc, NoEndpoint):
@@ -412,6 +429,28 @@ class Router:
                 raise self._refusal(role, target, exc) from exc
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    async def _tasks_metrics(self, send: Any, url: str) -> None:
+        """/metrics of a service: every task's, together (``server.metrics_merge``), then
+        ours. One task that does not answer costs its own samples only; none answering is
+        a 503, as a scrape of a single server that is down would fail."""
+        bases = await self.endpoints.bases(url)
+
+        async def scrape(base: str) -> str | None:
+            try:
+                response = await self._client.get(f"{base}/metrics", timeout=self._service_timeout)
+            except httpx.HTTPError:
+                return None
+            return response.text if response.status_code == 200 else None
+
+        answers = await asyncio.gather(*(scrape(b) for b in bases))
+        found = {urlsplit(b).netloc: text for b, text in zip(bases, answers, strict=True) if text}
+        if not found:
+            host = urlsplit(url).hostname
+            raise Refused(503, "upstream_unreachable", f"no task of {host} answered /metrics")
+        body = merge(found) + generate_latest(self.registry)
+        self.requests.labels(version=self.table.stable.version, role=STABLE, status="200").inc()
+        await _respond(send, 200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], body)
+
     def _done(self, upstream: str, base: str) -> None:
         self.in_flight[upstream] -= 1
         self.endpoints.in_flight[base] -= 1
@@ -425,11 +464,11 @@ class Router:
             body = await self._read_all(scope, receive, limit=self.max_body_bytes)
         except BodyRefused as exc:
             raise exc.refusal from None
-        items, parts = split(body, self.table, self.answered)
+        items, parts = split(body, self.table, self.answered, self.task_of)
         headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
         if len(parts) == 1:
             role, target, base, response = await self._send(
-                scope, path, headers, body, ALWAYS_STABLE, to=parts[0].url
+                scope, path, headers, body, ALWAYS_STABLE, to=parts[0].url, task=parts[0].task
             )
             try:
                 await self._relay(scope, response, send, role, target, False)
@@ -448,7 +487,7 @@ class Router:
         """One part's per-item results from its upstream, or why it has none."""
         try:
             role, target, base, response = await self._send(
-                scope, path, headers, part.body, ALWAYS_STABLE, to=part.url
+                scope, path, headers, part.body, ALWAYS_STABLE, to=part.url, task=part.task
             )
         except Refused as exc:  # counted by _send; the message names the upstream
             return Failure(exc.status, exc.kind, exc.message)
@@ -613,8 +652,9 @@ def _disconnected(exc: httpx.HTTPError) -> bool:
 
 def _labels(scope: Scope, router: Router) -> bool:
     """Whether a request to /feedback is labels to route by who answered: POSTed as JSON (all
-    the model server takes) while the router remembers canary answers; else it goes as any."""
-    if scope["method"] != "POST" or not router.answered:
+    the model server takes) while the router remembers canary or task answers; else it goes as
+    any."""
+    if scope["method"] != "POST" or not (router.answered or router.task_of):
         return False
     mime = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
     return mime == "application/json"

@@ -69,6 +69,7 @@ class Part:
     url: str
     positions: list[int]
     body: bytes
+    task: str | None = None  # the service task (base URL) that answered them, when known
 
 
 @dataclass(frozen=True)
@@ -80,34 +81,45 @@ class Failure:
     message: str
 
 
-def split(body: bytes, table: RoutingTable, answered: AnsweredBy) -> tuple[list[Any], list[Part]]:
+def split(
+    body: bytes, table: RoutingTable, answered: AnsweredBy, tasks: AnsweredBy | None = None
+) -> tuple[list[Any], list[Part]]:
     """The client's labels and the parts they go in, the stable's first. A body that is not
     labels to route (not JSON, not a list of them: the stable's 4xx to give), or whose labels
-    all go to one upstream, is one part, as it came; ``positions`` are then not used."""
+    all go to one place, is one part, as it came; ``positions`` are then not used. ``tasks``:
+    which of a service's tasks answered each remembered request (a task judges a label only
+    for the predictions it made); a label whose task is not known goes to any of them."""
     stable = table.stable.url
     try:
         doc = decode_json(body)
     except ClientError:
         return [], [Part(stable, [], body)]
     if isinstance(doc, dict):
-        return [doc], [Part(_target(doc, table, answered), [0], body)]
+        url, task = _target(doc, table, answered, tasks)
+        return [doc], [Part(url, [0], body, task)]
     if not isinstance(doc, list) or not doc:
         return [], [Part(stable, [], body)]
-    places: dict[str, list[int]] = {stable: []}
+    places: dict[tuple[str, str | None], list[int]] = {(stable, None): []}
     for i, item in enumerate(doc):
-        places.setdefault(_target(item, table, answered), []).append(i)
-    parts = [(url, positions) for url, positions in places.items() if positions]
+        places.setdefault(_target(item, table, answered, tasks), []).append(i)
+    parts = [(where, positions) for where, positions in places.items() if positions]
     if len(parts) == 1:
-        return doc, [Part(parts[0][0], parts[0][1], body)]
+        (url, task), positions = parts[0]
+        return doc, [Part(url, positions, body, task)]
     return doc, [
-        Part(url, positions, _encode([doc[i] for i in positions])) for url, positions in parts
+        Part(url, positions, _encode([doc[i] for i in positions]), task)
+        for (url, task), positions in parts
     ]
 
 
-def _target(item: Any, table: RoutingTable, answered: AnsweredBy) -> str:
+def _target(
+    item: Any, table: RoutingTable, answered: AnsweredBy, tasks: AnsweredBy | None
+) -> tuple[str, str | None]:
     rid = item.get("request_id") if isinstance(item, dict) else None
     url = answered.get(rid) if isinstance(rid, str) else None
-    return table.at(url)[1].url
+    upstream = table.at(url)[1].url
+    task = tasks.get(rid) if tasks is not None and isinstance(rid, str) else None
+    return upstream, task
 
 
 def part_answer(status: int, data: bytes, items: int, who: str) -> list[dict[str, Any]] | Failure:

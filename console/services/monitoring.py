@@ -75,13 +75,14 @@ class MetricsMonitoring:
         a local `mlops serve`, the quickstart's process). With targets of its own, the pane
         does not need Docker: an engine that is down or absent costs only its deployments
         (the status bar says so)."""
-        from backends.docker import containers
         from backends.errors import BackendError
+        from backends.lifecycle import placement
         from backends.prometheus.discovery import scrape_targets
 
         named = tuple(settings_targets(self.session.settings.monitor_targets))
         try:
-            found = tuple(scrape_targets(containers.list_deployments(self.session.docker())))
+            # A swarm's deployments too: each router's /metrics is every task's.
+            found = tuple(scrape_targets(placement.list_deployments(self.session.handles())))
         except BackendError:
             if not named:
                 raise

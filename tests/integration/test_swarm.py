@@ -189,7 +189,7 @@ class Load:
 
 
 def test_three_switches_and_a_rollback_of_three_replicas_under_load_fail_nothing(
-    versions: Versions, swarm_engine: Any
+    versions: Versions, swarm_engine: Any, tmp_path: Path
 ) -> None:
     env = {"MLFLOW_TRACKING_URI": versions.tracking_uri, "MLOPS_ENGINE": "swarm"}
     name, (v1, v2, v3) = f"{versions.name}-roll", versions.numbers
@@ -228,6 +228,7 @@ def test_three_switches_and_a_rollback_of_three_replicas_under_load_fail_nothing
     assert running and all(c.attrs["HostConfig"]["PidsLimit"] == 512 for c in running)
     with Load(f"http://127.0.0.1:{port}") as load:
         load.wait_for(v1)
+        monitored(name, port, versions, env, tmp_path)
         for version in (v2, v3, v1):
             ok(mlops("deploy", "up", f"{ref}/{version}", "--name", name, "-y", "-q", env=env))
             load.wait_for(version)
@@ -252,6 +253,55 @@ def test_three_switches_and_a_rollback_of_three_replicas_under_load_fail_nothing
     # Nothing of it is left: no network, no volume (its token and routing table).
     assert not [n for n in swarm_engine.networks.list() if n.name == f"mlops-{name}"]
     assert not [v for v in swarm_engine.volumes.list() if v.name == f"mlops-{name}-state"]
+
+
+def monitored(name: str, port: int, versions: Versions, env: dict[str, str], tmp: Path) -> None:
+    """A swarm deployment is one scrape target, as on one engine: its router's /metrics holds
+    every task's samples, each labelled with its task; Prometheus' targets file names it, and
+    the Monitor's direct scrape counts the requests of all its tasks."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def by_task() -> dict[str, float]:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+        counts: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "mlops_requests_total":
+                    task = sample.labels["task"]
+                    counts[task] = counts.get(task, 0.0) + sample.value
+        return counts
+
+    # Every replica answers some of the steady clients' requests (least in flight first).
+    def on_every_task() -> dict[str, float] | None:
+        counts = by_task()
+        return counts if len(counts) == 3 and all(counts.values()) else None
+
+    counts = eventually(on_every_task, "requests counted on each of the three tasks", timeout=120)
+    assert sum(counts.values()) >= 3
+    targets = tmp / "targets.json"
+    ok(mlops("monitor", "targets", "--file", str(targets), env=env))
+    (group,) = [g for g in json.loads(targets.read_text()) if g["labels"]["deployment"] == name]
+    assert group["targets"] == [f"127.0.0.1:{port}"]
+    assert group["labels"]["version"] == versions.numbers[0]
+    shown = json.loads(ok(mlops("monitor", name, "--json", env=env)).splitlines()[-1])
+    (row,) = [r for r in shown["rows"] if r["deployment"] == name]
+    assert row["up"] and row["requests_total"] >= sum(counts.values())
+    # Labels back through the router: each reaches the task that made its prediction (the
+    # others do not know its request id), whichever of the three that was.
+    frame = iris_frame()
+    rows, truth = frame[FEATURES].values.tolist()[:30], frame["target"].tolist()[:30]
+    with httpx.Client(timeout=60) as http:
+        answers = [
+            http.post(f"http://127.0.0.1:{port}/predict", json={"data": [row]}).json()
+            for row in rows
+        ]
+        labels = [
+            {"request_id": a["request_id"], "index": 0, "truth": t}
+            for a, t in zip(answers, truth, strict=True)
+        ]
+        report = http.post(f"http://127.0.0.1:{port}/feedback", json=labels)
+    assert report.status_code == 200, report.text
+    assert report.json()["accepted"] == len(labels), report.text
 
 
 @pytest.fixture(scope="module")

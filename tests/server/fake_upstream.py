@@ -31,6 +31,7 @@ def predict_row(row: Any, skew: bool) -> Any:
 
 def create(name: str, skew: bool, delay: float) -> Starlette:
     counts = {"requests": 0, "predictions": 0, "in_progress": 0, "finished": 0}
+    made: set[str] = set()  # the request ids of the predictions this one answered
 
     def answered(payload: dict[str, Any]) -> Response:
         return JSONResponse(payload, headers={"x-upstream": name})
@@ -45,7 +46,24 @@ def create(name: str, skew: bool, delay: float) -> Starlette:
             rows = doc["data"]
         await asyncio.sleep(delay)
         predictions = [predict_row(row, skew) for row in rows]
+        made.add(request.headers.get("x-request-id", ""))
         return answered({"predictions": predictions, "model": {"name": "fake", "version": name}})
+
+    async def feedback(request: Request) -> Response:
+        """A model server's contract in small: a label is judged only by the server that made
+        its prediction (the others have no such request id)."""
+        doc = json.loads(await request.body())
+        items = doc if isinstance(doc, list) else [doc]
+        results = [
+            {
+                "request_id": item.get("request_id"),
+                "index": item.get("index", 0),
+                "outcome": "accepted" if item.get("request_id") in made else "not_found",
+                "judged_by": name,
+            }
+            for item in items
+        ]
+        return answered({"results": results})
 
     async def slow(request: Request) -> Response:
         counts["requests"] += 1
@@ -76,6 +94,7 @@ def create(name: str, skew: bool, delay: float) -> Starlette:
             Route("/slow", slow, methods=["GET", "POST"]),
             Route("/stats", stats),
             Route("/metrics", metrics),
+            Route("/feedback", feedback, methods=["POST"]),
             Route("/ready", who),
             Route("/who", who, methods=["GET", "POST"]),
         ]

@@ -73,6 +73,24 @@ def test_a_list_spanning_both_is_split_in_order_and_anything_else_goes_whole() -
     assert [p.url for p in parts] == [STABLE]
 
 
+def test_a_services_labels_are_split_by_the_task_that_answered() -> None:
+    service = RoutingTable(Upstream("http://tasks.v1:8080", "1"))
+    tasks = AnsweredBy(100)
+    tasks.remember("a1", "http://10.0.0.2:8080")
+    tasks.remember("b1", "http://10.0.0.3:8080")
+    tasks.remember("a2", "http://10.0.0.2:8080")
+    doc = [label("a1"), label("b1"), label("x"), label("a2")]
+    _, parts = split(json.dumps(doc).encode(), service, AnsweredBy(100), tasks)
+    assert [(p.task, p.positions) for p in parts] == [
+        (None, [2]),  # not remembered: any task (it will say not found)
+        ("http://10.0.0.2:8080", [0, 3]),
+        ("http://10.0.0.3:8080", [1]),
+    ]
+    assert {p.url for p in parts} == {"http://tasks.v1:8080"}
+    _, (part,) = split(json.dumps(label("b1")).encode(), service, AnsweredBy(100), tasks)
+    assert part.task == "http://10.0.0.3:8080"
+
+
 def test_the_answered_ids_are_bounded_newest_kept() -> None:
     lru = AnsweredBy(3)
     for rid in ("a", "b", "c", "a", "d"):  # "a" answered again: now the newest

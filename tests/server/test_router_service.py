@@ -15,14 +15,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 
 from server.router import Router
 from server.upstreams import Endpoints, NoEndpoint
@@ -145,6 +148,89 @@ def test_requests_spread_over_the_tasks_swarm_dns_names(
         print(f"{len(answers)} predictions over three tasks: {by_task}")
         assert all(n > len(answers) / 10 for n in by_task.values()), by_task
         assert served.dns.asked >= 2  # looked up again as time went, not once for good
+    finally:
+        stop(fakes)
+
+
+def test_metrics_are_every_tasks_labelled_by_task_then_the_routers_own(
+    served: Served, port: int, tmp_path: Path
+) -> None:
+    """One scrape target for the deployment, as on one engine: the router's /metrics holds
+    each task's samples (a task counts only what it answered) with a ``task`` label, each
+    family once, then the router's own."""
+    addresses = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    fakes = tasks(tmp_path, "v1", port, addresses)
+    served.dns.names["tasks.v1"] = addresses
+
+    def scraped() -> dict[str, Any]:
+        response = httpx.get(f"{served.url}/metrics", timeout=30)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("text/plain; version=")
+        typed = Counter(x for x in response.text.splitlines() if x.startswith("# TYPE "))
+        assert set(typed.values()) == {1}, typed  # the format allows a family once
+        return {f.name: f for f in text_string_to_metric_families(response.text)}
+
+    try:
+        load_for(served.url, 30)
+        families = scraped()
+        info = families["fake_upstream_info"].samples
+        assert sorted(s.labels["task"] for s in info) == [f"{a}:{port}" for a in addresses]
+        assert {s.labels["name"] for s in info} == {f.name for f in fakes}
+        assert sum(s.value for s in families["mlops_router_requests"].samples) >= 30
+        # A task that stops answering costs its own samples only ...
+        stop(fakes[:1])
+        info = scraped()["fake_upstream_info"].samples
+        assert sorted(s.labels["task"] for s in info) == [f"{a}:{port}" for a in addresses[1:]]
+        # ... and with none answering the scrape fails, as a single server's that is down.
+        stop(fakes[1:])
+        response = httpx.get(f"{served.url}/metrics", timeout=30)
+        assert response.status_code == 503
+        assert "tasks.v1" in response.json()["error"]["message"]
+    finally:
+        stop(fakes)
+
+
+def test_labels_go_to_the_task_that_made_their_predictions(
+    served: Served, port: int, tmp_path: Path
+) -> None:
+    """A task judges a label only for a prediction it made (its own window): the router
+    remembers which task answered each prediction and sends each label there — a list spanning
+    tasks is split and its reports merged in the client's order."""
+    addresses = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    fakes = tasks(tmp_path, "v1", port, addresses)
+    served.dns.names["tasks.v1"] = addresses
+
+    def labels(ids: list[str]) -> list[dict[str, Any]]:
+        return [{"request_id": rid, "index": 0, "truth": 1} for rid in ids]
+
+    try:
+        made: dict[str, str] = {}  # request id -> the task that answered it
+        with httpx.Client() as client:
+            for i in range(90):
+                rid = f"rid-{i}"
+                response = client.post(
+                    f"{served.url}/invocations", json=ROW, headers={"X-Request-Id": rid}
+                )
+                made[rid] = response.headers["x-upstream"]
+        assert len(set(made.values())) == 3, made
+        response = httpx.post(f"{served.url}/feedback", json=labels([*made, "never-made"]))
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        assert [r["request_id"] for r in results] == [*made, "never-made"]
+        for result in results[:-1]:
+            assert result["outcome"] == "accepted", result
+            assert result["judged_by"] == made[result["request_id"]]
+        assert results[-1]["outcome"] == "not_found"
+        rid, task = next(iter(made.items()))  # a single label, as it came
+        one = httpx.post(f"{served.url}/feedback", json=labels([rid])[0]).json()
+        assert one["results"][0]["judged_by"] == task
+        # A task gone since: its labels find no prediction (not an error): another says so.
+        stop(fakes[:1])
+        served.dns.names["tasks.v1"] = addresses[1:]
+        theirs = [rid for rid, who in made.items() if who == fakes[0].name]
+        response = httpx.post(f"{served.url}/feedback", json=labels(theirs))
+        assert response.status_code == 200, response.text
+        assert {r["outcome"] for r in response.json()["results"]} == {"not_found"}
     finally:
         stop(fakes)
 

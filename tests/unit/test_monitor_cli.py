@@ -273,8 +273,11 @@ def test_targets_writes_the_file_from_the_deployments(
     engine = Engine()
     targets = backends.lifecycle.targets
     monkeypatch.setattr("backends.docker.engine.connect", lambda host: engine)
-    monkeypatch.setattr(targets, "list_deployments", lambda c: [web] if c is engine else [])
-    monkeypatch.setattr(targets, "canary_targets", lambda c: [])
+    monkeypatch.delenv("MLOPS_ENGINE", raising=False)
+    monkeypatch.setattr(
+        targets.containers, "list_deployments", lambda c: [web] if c is engine else []
+    )
+    monkeypatch.setattr(targets.containers, "canary_targets", lambda c: [])
     path = tmp_path / "targets.json"
     result = runner.invoke(app, ["monitor", "targets", "--file", str(path)])
     assert result.exit_code == 0, result.output

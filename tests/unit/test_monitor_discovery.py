@@ -130,14 +130,26 @@ def test_deploy_commands_refresh_from_their_docker_client(
 ) -> None:
 
     client = object()
+    monkeypatch.delenv("MLOPS_ENGINE", raising=False)
     monkeypatch.setattr(
-        targets, "list_deployments", lambda c: [deployment("web")] if c is client else []
+        targets.containers,
+        "list_deployments",
+        lambda c: [deployment("web")] if c is client else [],
     )
     canary = ScrapeTarget("http://127.0.0.1:9", deployment="web", version=4, role="canary")
-    monkeypatch.setattr(targets, "canary_targets", lambda c: [canary] if c is client else [])
+    monkeypatch.setattr(
+        targets.containers, "canary_targets", lambda c: [canary] if c is client else []
+    )
     written = targets.refresh_from_engine(client, tmp_path / "t.json")
     assert [(t.deployment, t.role) for t in written.targets] == [("web", ""), ("web", "canary")]
     assert written.changed
+    # On a swarm: its deployments' routers (each router's /metrics is every task's).
+    monkeypatch.setenv("MLOPS_ENGINE", "swarm")
+    monkeypatch.setattr(
+        targets.swarm, "list_deployments", lambda c: [deployment("svc")] if c is client else []
+    )
+    written = targets.refresh_from_engine(client, tmp_path / "t.json")
+    assert [(t.deployment, t.role) for t in written.targets] == [("svc", "")]
 
 
 def test_an_unreachable_docker_engine_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:

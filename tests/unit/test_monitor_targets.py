@@ -42,6 +42,11 @@ class NoDocker:
     def docker(self) -> Any:
         raise Unavailable("Docker engine at unix:///nonexistent.sock is not reachable")
 
+    def handles(self) -> Any:
+        from backends.lifecycle.handles import Handles
+
+        return Handles(self.settings.tracking_uri, self.settings.docker_host, docker_timeout=5)
+
 
 def test_named_servers_need_no_docker_and_without_them_docker_is_said_down() -> None:
     monitoring = MetricsMonitoring(NoDocker(("quickstart=http://127.0.0.1:8080",)))  # type: ignore[arg-type]
