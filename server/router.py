@@ -311,8 +311,12 @@ class Router:
         # The table is read once: the request keeps its draw (and so its version) through a
         # retry, and a change made meanwhile applies to the requests that come after.
         table = self.table
-        if scope["path"] == "/metrics" and is_service(table.stable.url):
-            await self._tasks_metrics(send, table.stable.url)
+        if (
+            scope["path"] == "/metrics"
+            and scope["method"] in ("GET", "HEAD")
+            and is_service(table.stable.url)
+        ):
+            await self._tasks_metrics(scope, send, table.stable.url)
             return
         routed = table.canary is not None or is_service(table.stable.url)
         if scope["path"] == FEEDBACK and routed and _labels(scope, self):
@@ -395,10 +399,17 @@ class Router:
             # waits for this request too.
             self.in_flight[target.url] += 1
             try:
-                if task is not None and not tried and is_service(target.url):
-                    base = task  # gone since? its connection fails, and another is tried
-                else:
-                    base = await self.endpoints.pick(target.url, frozenset(tried))
+                base = await self.endpoints.pick(target.url, frozenset(tried))
+                # The task that made the predictions, while the service still lists it and it
+                # is not benched; else the one picked (which says not found).
+                if (
+                    task is not None
+                    and task != base
+                    and not tried
+                    and is_service(target.url)
+                    and await self.endpoints.usable(target.url, task)
+                ):
+                    base = task
             except BaseException as exc:
                 self.in_flight[target.url] -= 1
                 if not isinstance(exc, NoEndpoint):
@@ -429,15 +440,18 @@ class Router:
                 raise self._refusal(role, target, exc) from exc
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def _tasks_metrics(self, send: Any, url: str) -> None:
+    async def _tasks_metrics(self, scope: Scope, send: Any, url: str) -> None:
         """/metrics of a service: every task's, together (``server.metrics_merge``), then
-        ours. One task that does not answer costs its own samples only; none answering is
-        a 503, as a scrape of a single server that is down would fail."""
+        ours. A task that does not answer within the scrape's time (Prometheus says how long
+        it waits; else 3 s) costs its own samples only; none answering is a 503, as a scrape
+        of a single server that is down would fail."""
         bases = await self.endpoints.bases(url)
+        wait = _scrape_seconds(header(scope, b"x-prometheus-scrape-timeout-seconds"))
+        timeout = httpx.Timeout(wait, connect=min(1.0, wait))
 
         async def scrape(base: str) -> str | None:
             try:
-                response = await self._client.get(f"{base}/metrics", timeout=self._service_timeout)
+                response = await self._client.get(f"{base}/metrics", timeout=timeout)
             except httpx.HTTPError:
                 return None
             return response.text if response.status_code == 200 else None
@@ -447,9 +461,15 @@ class Router:
         if not found:
             host = urlsplit(url).hostname
             raise Refused(503, "upstream_unreachable", f"no task of {host} answered /metrics")
-        body = merge(found) + generate_latest(self.registry)
+        # Parsing every task's text is CPU work: off the loop, which predictions share.
+        body = await asyncio.to_thread(merge, found) + generate_latest(self.registry)
         self.requests.labels(version=self.table.stable.version, role=STABLE, status="200").inc()
-        await _respond(send, 200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], body)
+        headers = [(b"content-type", CONTENT_TYPE_LATEST.encode())]
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await _respond(send, 200, headers, body)
 
     def _done(self, upstream: str, base: str) -> None:
         self.in_flight[upstream] -= 1
@@ -648,6 +668,16 @@ def _cause(exc: BaseException) -> str:
 
 def _disconnected(exc: httpx.HTTPError) -> bool:
     return isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError)
+
+
+def _scrape_seconds(given: str | None) -> float:
+    """How long a task's /metrics may take: most of the scrape's own timeout as Prometheus
+    sends it (so that the answer reaches it in time), else 3 s."""
+    try:
+        seconds = float(given) * 0.8 if given else 3.0
+    except ValueError:
+        seconds = 3.0
+    return min(max(seconds, 0.2), 30.0) if seconds == seconds else 3.0
 
 
 def _labels(scope: Scope, router: Router) -> bool:

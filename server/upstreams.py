@@ -89,6 +89,10 @@ class Endpoints:
         fewest = min(self.in_flight[b] for b in usable)
         return random.choice([b for b in usable if self.in_flight[b] == fewest])
 
+    async def usable(self, url: str, base: str) -> bool:
+        """Whether ``base`` is one of ``url``'s tasks now and not left out for failing."""
+        return base in await self.bases(url) and self._benched.get(base, 0.0) <= self._clock()
+
     def failed(self, base: str) -> None:
         """``base`` refused a connection or did not accept one in time: leave it out a while."""
         self._benched[base] = self._clock() + self._bench

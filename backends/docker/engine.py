@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 import os
 import re
 import socket
@@ -10,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,21 +39,70 @@ class EngineAddress:
 def resolve(docker_host: str | None = None) -> EngineAddress:
     explicit = docker_host or os.environ.get("DOCKER_HOST")
     if explicit:
-        return EngineAddress(explicit)
-    from docker.context import ContextAPI
-    from docker.context.config import get_current_context_name
+        # DOCKER_TLS_VERIFY and DOCKER_CERT_PATH apply to it, as with the CLI.
+        from docker.utils import kwargs_from_env
 
-    name = os.environ.get("DOCKER_CONTEXT") or get_current_context_name()
+        return EngineAddress(_with_scheme(explicit), kwargs_from_env().get("tls"))
+    config = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    name = os.environ.get("DOCKER_CONTEXT") or _current_context(config)
     if not name or name == "default":
         return EngineAddress(DEFAULT_SOCKET)
-    context = ContextAPI.get_context(name)
-    if context is None:
+    return _context(config, name)
+
+
+def _current_context(config: Path) -> str:
+    """``docker context use``'s choice: ``currentContext`` in the CLI's config.json."""
+    try:
+        found = json.loads((config / "config.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    name = found.get("currentContext") if isinstance(found, dict) else None
+    return name if isinstance(name, str) else ""
+
+
+def _context(config: Path, name: str) -> EngineAddress:
+    """Context ``name`` as the CLI stores it: ``contexts/meta/<sha256 of the name>/meta.json``
+    under the CLI's config directory, its TLS files under ``contexts/tls/<same>/docker``."""
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    meta = config / "contexts" / "meta" / digest / "meta.json"
+    try:
+        document = json.loads(meta.read_text())
+    except FileNotFoundError:
         raise InvalidInput(
             f"Docker context {name!r} does not exist (`docker context ls` lists them; it is "
             "chosen by DOCKER_CONTEXT or `docker context use`)",
             title="Docker context not found",
-        )
-    return EngineAddress(context.Host or DEFAULT_SOCKET, context.TLSConfig, name)
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"Docker context {name!r}: {meta} does not read: {exc}") from exc
+    endpoints = document.get("Endpoints") if isinstance(document, dict) else None
+    endpoint = endpoints.get("docker") if isinstance(endpoints, dict) else None
+    host = endpoint.get("Host") if isinstance(endpoint, dict) else None
+    if not isinstance(endpoint, dict) or not isinstance(host, str) or not host:
+        raise InvalidInput(f"Docker context {name!r} names no Docker endpoint ({meta})")
+    return EngineAddress(
+        _with_scheme(host),
+        _context_tls(config / "contexts" / "tls" / digest / "docker", endpoint),
+        name,
+    )
+
+
+def _context_tls(directory: Path, endpoint: dict[str, Any]) -> Any:
+    """The TLS settings of a context's endpoint (None: plain), as the CLI reads them."""
+    files = {name: directory / f"{name}.pem" for name in ("ca", "cert", "key")}
+    present = {name: str(path) for name, path in files.items() if path.is_file()}
+    skip = bool(endpoint.get("SkipTLSVerify"))
+    if not present and not skip:
+        return None
+    from docker.tls import TLSConfig
+
+    cert = (present["cert"], present["key"]) if "cert" in present and "key" in present else None
+    return TLSConfig(client_cert=cert, ca_cert=present.get("ca"), verify=not skip)
+
+
+def _with_scheme(url: str) -> str:
+    """``host:port`` as docker-py takes it (tcp), and the CLI's other spellings as they are."""
+    return url if "://" in url else f"tcp://{url}"
 
 
 def engine_address(docker_host: str | None = None) -> str:

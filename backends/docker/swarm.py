@@ -108,8 +108,12 @@ def check_manager(client: Any) -> None:
     state = swarm.get("LocalNodeState") or "inactive"
     if state != "active" or not swarm.get("ControlAvailable"):
         role = "a worker of a swarm" if state == "active" else f"not in a swarm ({state})"
+        try:
+            where = engine_address()
+        except BackendError:  # the client is connected: whatever it was told, it answered
+            where = str(client.api.base_url)
         raise Unavailable(
-            f"the Docker engine at {engine_address()} is {role}; a swarm context needs a "
+            f"the Docker engine at {where} is {role}; a swarm context needs a "
             "manager: run `docker swarm init` there (or `docker swarm join` it as a manager), "
             'or set engine = "docker" in the context',
             title="Not a swarm manager",
@@ -723,7 +727,7 @@ def _resources() -> Any:
     from docker.types import Resources
 
     resources = Resources(mem_limit=_bytes(hardening.memory_limit()))
-    resources["Limits"]["Pids"] = hardening.pids_limit()
+    resources["Limits"]["Pids"] = max(hardening.pids_limit(), 0)  # a container's -1: Swarm's 0
     return resources
 
 

@@ -283,7 +283,7 @@ def monitored(name: str, port: int, versions: Versions, env: dict[str, str], tmp
     (group,) = [g for g in json.loads(targets.read_text()) if g["labels"]["deployment"] == name]
     assert group["targets"] == [f"127.0.0.1:{port}"]
     assert group["labels"]["version"] == versions.numbers[0]
-    shown = json.loads(ok(mlops("monitor", name, "--json", env=env)).splitlines()[-1])
+    shown = json.loads(ok(mlops("monitor", name, "--json", env=env)))
     (row,) = [r for r in shown["rows"] if r["deployment"] == name]
     assert row["up"] and row["requests_total"] >= sum(counts.values())
     # Labels back through the router: each reaches the task that made its prediction (the

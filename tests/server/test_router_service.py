@@ -13,6 +13,7 @@ same path on a real swarm.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections import Counter
@@ -177,6 +178,29 @@ def test_metrics_are_every_tasks_labelled_by_task_then_the_routers_own(
         assert sorted(s.labels["task"] for s in info) == [f"{a}:{port}" for a in addresses]
         assert {s.labels["name"] for s in info} == {f.name for f in fakes}
         assert sum(s.value for s in families["mlops_router_requests"].samples) >= 30
+        head = httpx.head(f"{served.url}/metrics", timeout=30)
+        assert head.status_code == 200 and head.content == b""
+        # Only reads are merged: anything else goes to one task, as any request (405 there).
+        assert httpx.post(f"{served.url}/metrics", timeout=30).status_code == 405
+        # A task that takes a connection and never answers costs its own samples only, within
+        # the time Prometheus says it waits for the scrape.
+        with socket.create_server(("127.0.0.5", port)) as hung:
+            served.dns.names["tasks.v1"] = [*addresses, "127.0.0.5"]
+            time.sleep(0.5)  # the router looks the name up again
+            response = httpx.get(  # within the client's 30 s: not the router's 60 s default
+                f"{served.url}/metrics",
+                headers={"X-Prometheus-Scrape-Timeout-Seconds": "2"},
+                timeout=30,
+            )
+            assert response.status_code == 200
+            info = {
+                s.labels["task"]
+                for f in text_string_to_metric_families(response.text)
+                for s in f.samples
+                if s.name == "fake_upstream_info"
+            }
+            assert info == {f"{a}:{port}" for a in addresses}, hung
+        served.dns.names["tasks.v1"] = addresses
         # A task that stops answering costs its own samples only ...
         stop(fakes[:1])
         info = scraped()["fake_upstream_info"].samples

@@ -96,3 +96,35 @@ def test_a_docker_context_on_this_hosts_engine_is_used(
     client = engine.connect(timeout=30)
     assert client.ping() is True
     assert engine.engine_address() == f"{socket_url} (Docker context 'here')"
+
+
+def test_contexts_are_read_where_the_docker_cli_keeps_them(
+    docker_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No config.json under DOCKER_CONFIG (docker-py would then look elsewhere): still found.
+    (docker_config / "config.json").unlink()
+    monkeypatch.setenv("DOCKER_CONTEXT", "elsewhere")
+    assert engine.resolve().url == "unix:///nonexistent/mlops-test.sock"
+    # A context whose TLS files the CLI stored beside it: used, verification as it says.
+    docker_context(docker_config, "secure", "tcp://127.0.0.1:2376")
+    digest = hashlib.sha256(b"secure").hexdigest()
+    tls = docker_config / "contexts" / "tls" / digest / "docker"
+    tls.mkdir(parents=True)
+    (tls / "ca.pem").write_text("not read until a connection is made")
+    monkeypatch.setenv("DOCKER_CONTEXT", "secure")
+    found = engine.resolve()
+    assert found.tls is not None and found.tls.ca_cert == str(tls / "ca.pem")
+    # A context file that does not read is named, not a traceback (exit 2).
+    meta = docker_config / "contexts" / "meta" / digest / "meta.json"
+    meta.write_text("{not json")
+    with pytest.raises(InvalidInput, match=r"'secure': .*meta\.json does not read"):
+        engine.resolve()
+
+
+def test_a_host_without_a_scheme_is_tcp_as_docker_takes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "127.0.0.1:9")
+    assert engine.resolve().url == "tcp://127.0.0.1:9"
+    with pytest.raises(Unavailable):  # this host's: tried, not refused as another host's
+        engine.connect(timeout=5)
