@@ -4,6 +4,7 @@ it against every protocol."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -155,7 +156,9 @@ class FakeBackends:
     page_size: int = 200
     list_delay: float = 0.0  # seconds each list_runs takes (a slow tracking server)
     index_cold: bool = False  # the local run index needs its first (slow) full sync
-    sync_delay: float = 0.0
+    # When set, a sync waits for it: a test holds an index build open for as long as it needs,
+    # whatever the machine's speed (a fixed delay raced the console on a loaded machine).
+    sync_gate: threading.Event | None = None
     rollback_image_gone: bool = False  # the older version's image was removed
     canaries: list[CanaryRelease] = field(default_factory=list)  # canary releases on record
 
@@ -216,8 +219,8 @@ class FakeBackends:
     def sync_runs(self, experiment: str) -> None:
         self.calls.append(("sync_runs", experiment))
         self._maybe_down("mlflow")
-        if self.sync_delay:
-            time.sleep(self.sync_delay)
+        if self.sync_gate is not None:
+            self.sync_gate.wait(timeout=120)
         self.index_cold = False
 
     def project_parameters(self, project: str) -> list[ProjectParameter]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -226,12 +227,13 @@ async def test_a_late_page_of_an_old_listing_is_dropped(make_app: Any, fake: Fak
 async def test_a_cold_index_answers_from_the_server_then_builds_in_the_background(
     make_app: Any, fake: FakeBackends
 ) -> None:
-    fake.index_cold, fake.sync_delay = True, 0.5
+    fake.index_cold, fake.sync_gate = True, threading.Event()  # the build held open
     app = make_app()
     async with app.run_test(size=(120, 30)) as pilot:
         text = await wait_for_text(pilot, "run-1")  # first rows before the index exists
         assert "server" in text and "indexing all runs" in text
         await wait_until(pilot, lambda: ("sync_runs", "iris") in fake.calls, "background sync")
+        fake.sync_gate.set()
         await wait_until(pilot, lambda: " index " in screen_status(app), "listed from the index")
         assert "indexing" not in screen_status(app)
         assert [c for c in fake.calls if c[0] == "sync_runs"] == [("sync_runs", "iris")]
@@ -256,14 +258,16 @@ async def test_a_failed_page_is_shown_and_paging_goes_on(make_app: Any, fake: Fa
 async def test_switching_experiment_while_an_index_builds(
     make_app: Any, fake: FakeBackends
 ) -> None:
-    fake.index_cold, fake.sync_delay = True, 1.5  # long enough to switch during iris's sync
+    # iris's index build is held open until Default has asked for its own (a fixed delay
+    # raced the switch on a loaded machine: ci24).
+    fake.index_cold, fake.sync_gate = True, threading.Event()
     app = make_app()
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_for_text(pilot, "indexing all runs")
-        fake.index_cold = True  # Default's index is cold too
         await wait_for_text(pilot, "Default")  # the experiments are listed: down reaches it
         await pilot.press("e", "down", "enter")  # Default, while iris's index still builds
         await wait_until(pilot, lambda: ("sync_runs", "Default") in fake.calls, "its own sync")
+        fake.sync_gate.set()
         await wait_until(pilot, lambda: " index " in screen_status(app), "listed from the index")
         assert "experiment Default" in screen_status(app)
 
