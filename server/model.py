@@ -1,6 +1,7 @@
 """Load an MLflow model by reference or directory, and predict on rows.
 
-This is the only server module that imports mlflow. References: ``name@alias``,
+This is the only server module that imports mlflow, and only for what server.sklearn_dir does
+not load without it. References: ``name@alias``,
 ``name/version``, ``models:/...``, ``runs:/...``, or a directory with an ``MLmodel`` file (the
 image bakes one in, with ``mlops-model.json`` saying which version it is).
 """
@@ -18,6 +19,7 @@ from typing import Any
 from server.drift import DriftMonitor, DriftReference
 from server.fastpath import ForestPredictor, NotFast, forest_predictor
 from server.schema import PANDAS_DTYPES, ColumnSpec, InputSchema
+from server.sklearn_dir import load_plain
 
 log = logging.getLogger("server.model")
 
@@ -182,17 +184,29 @@ def _resolve_directory(path: Path) -> ResolvedReference:
 
 
 def load(resolved: ResolvedReference, drift_window: int = 1000) -> LoadedModel:
-    """Load the model and, when the run logged one, its drift reference."""
-    import mlflow.pyfunc
+    """Load the model and, when the run logged one, its drift reference. A plain scikit-learn
+    model directory (what our images bake) is read without importing MLflow
+    (server.sklearn_dir); anything else through ``mlflow.pyfunc.load_model``."""
+    plain = load_plain(resolved.directory) if resolved.directory is not None else None
+    pyfunc: Any
+    if plain is not None:
+        pyfunc, schema, run_id = plain, plain.schema, plain.run_id
+        output_type = plain.output_type
+    else:
+        import mlflow.pyfunc
 
-    pyfunc = mlflow.pyfunc.load_model(resolved.load_uri)
-    schema = _input_schema(pyfunc)
+        pyfunc = mlflow.pyfunc.load_model(resolved.load_uri)
+        schema, run_id = _input_schema(pyfunc), pyfunc.metadata.run_id
+        output_type = _output_type(pyfunc)
+    log.info(
+        "loaded %s %s", resolved.load_uri, "without MLflow" if plain is not None else "by MLflow"
+    )
     identity = resolved.identity
-    if not identity.run_id and pyfunc.metadata.run_id:
+    if not identity.run_id and run_id:
         identity = ModelIdentity(
             identity.name,
             identity.version,
-            pyfunc.metadata.run_id,
+            run_id,
             identity.alias,
             identity.source,
         )
@@ -205,7 +219,9 @@ def load(resolved: ResolvedReference, drift_window: int = 1000) -> LoadedModel:
     elif reference is not None:
         status = "unavailable: the model has no input signature"
     fast = forest_predictor(pyfunc, schema.names if schema else None)
-    task, classes = target_of(pyfunc)
+    if fast is None:
+        import pandas  # noqa: F401  # the general path's frames: imported now, not on a request
+    task, classes = target_of(pyfunc, output_type)
     return LoadedModel(
         identity,
         schema,
@@ -219,10 +235,10 @@ def load(resolved: ResolvedReference, drift_window: int = 1000) -> LoadedModel:
     )
 
 
-def target_of(pyfunc: Any) -> tuple[str | None, list[Any] | None]:
+def target_of(pyfunc: Any, output_type: str | None) -> tuple[str | None, list[Any] | None]:
     """What the model predicts — a classifier (with its classes when it lists them) or a
-    regressor — from the estimator itself, else from the output signature's type; (None, None)
-    when neither says (labels for it cannot be judged)."""
+    regressor — from the estimator itself, else from the output signature's one column type;
+    (None, None) when neither says (labels for it cannot be judged)."""
     try:
         raw = pyfunc.get_raw_model()
     except Exception:
@@ -241,17 +257,23 @@ def target_of(pyfunc: Any) -> tuple[str | None, list[Any] | None]:
                 return "regressor", None
         except Exception:
             pass
+    if output_type in ("long", "integer", "string", "boolean"):
+        return "classifier", None
+    if output_type in ("double", "float"):
+        return "regressor", None
+    return None, None
+
+
+def _output_type(pyfunc: Any) -> str | None:
+    """The type of an MLflow model's one output column (a tensor's dtype), else None."""
     try:
         outputs = pyfunc.metadata.get_output_schema()
     except Exception:
-        outputs = None
-    if outputs is not None and len(outputs.inputs) == 1:
-        kind = getattr(outputs.inputs[0].type, "name", str(outputs.inputs[0].type))
-        if kind in ("long", "integer", "string", "boolean"):
-            return "classifier", None
-        if kind in ("double", "float"):
-            return "regressor", None
-    return None, None
+        return None
+    if outputs is None or len(outputs.inputs) != 1:
+        return None
+    kind = outputs.inputs[0].type
+    return str(getattr(kind, "name", kind))
 
 
 def _input_schema(pyfunc: Any) -> InputSchema | None:
