@@ -24,15 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.schema import ColumnSpec, InputSchema
+from server.schema import PANDAS_DTYPES, ColumnSpec, InputSchema
 
 __all__ = ["PlainSklearn", "load_plain"]
 
 # MLflow's _SklearnModelWrapper exposes these besides predict (pyfunc_predict_fn=...).
 PREDICT_FNS = ("predict", "predict_proba", "predict_log_proba", "predict_joint_log_proba", "score")
 FORMATS = ("pickle", "cloudpickle", "skops")
-# The column types of a signature we check ourselves (server.schema); others go through MLflow.
-SCALAR_TYPES = ("double", "float", "long", "integer", "boolean", "string", "binary", "datetime")
+# The column types the server checks and converts itself (server.schema's PANDAS_DTYPES); a
+# signature with others (binary, datetime, arrays, objects) is MLflow's to enforce.
+SCALAR_TYPES = tuple(PANDAS_DTYPES)
 
 
 @dataclass(frozen=True)
