@@ -26,6 +26,7 @@ from typing import Any
 
 from backends import shipped
 from backends.docker.engine import LABEL, parse_time, translate_errors
+from backends.docker.lock import waiting_lock
 from backends.errors import BackendError
 from backends.records import ModelVersion, Provenance, ServingImage, version_number
 
@@ -278,6 +279,30 @@ def _dependencies_image(
         return str(client.images.get(tag).id)
     except ImageNotFound:
         pass
+    try:
+        client.images.get(base)
+    except ImageNotFound:
+        return _build_dependencies(client, context, tag, base, on_log)  # FROM names what is missing
+    # One build per tag, whoever asks at once (builds in parallel, a fresh machine): two would
+    # make two venvs whose files differ (bytecode timestamps), the tag would keep the later,
+    # and every image built on the other would miss the cache at its next rebuild.
+    with waiting_lock(
+        client,
+        f"serving-deps-{digest.hexdigest()[:16]}",
+        base,
+        "an image build",
+        wait=900.0,
+        busy=f"the serving dependencies {tag} are being built by",
+    ):
+        try:
+            return str(client.images.get(tag).id)  # built while this one waited
+        except ImageNotFound:
+            return _build_dependencies(client, context, tag, base, on_log)
+
+
+def _build_dependencies(
+    client: Any, context: Path, tag: str, base: str, on_log: Callable[[str], None]
+) -> str:
     on_log(f"building the serving dependencies {tag} (once per wheelhouse and base image)")
     return _docker_build(
         client, context, tag, base, {f"{LABEL}.serving-deps": "true"}, on_log, None, target="deps"

@@ -20,7 +20,7 @@ from typing import Any
 from backends.docker.engine import LABEL, translate_errors
 from backends.errors import Conflict
 
-__all__ = ["LOCK_TTL", "deployment_lock"]
+__all__ = ["LOCK_TTL", "deployment_lock", "waiting_lock"]
 
 LOCK_TTL = 1800.0  # seconds: no switch takes this long; an older lock's holder is gone
 ROLE = f"{LABEL}.role"
@@ -69,9 +69,45 @@ def _describe(labels: dict[str, str]) -> str:
 def deployment_lock(client: Any, deployment: str, image: str, who: str) -> Iterator[None]:
     """Hold deployment ``deployment``'s lock for the block; Conflict (exit 5) naming the holder
     when another change holds it. ``image`` is any image the engine has (the lock never runs)."""
+    busy = f"deployment {deployment!r} is being changed by"
+    lock = _acquire(
+        client, f"mlops-{deployment}-lock", {f"{LABEL}.deployment": deployment}, image, who, busy
+    )
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            client.api.remove_container(lock, force=True)
+
+
+@contextlib.contextmanager
+def waiting_lock(
+    client: Any, name: str, image: str, who: str, wait: float, busy: str
+) -> Iterator[None]:
+    """Hold the engine-kept lock ``mlops-NAME-lock`` for the block, waiting up to ``wait``
+    seconds for another holder to let it go (then Conflict: "BUSY <holder>; ...")."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            lock = _acquire(client, f"mlops-{name}-lock", {}, image, who, busy)
+            break
+        except Conflict:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            client.api.remove_container(lock, force=True)
+
+
+def _acquire(
+    client: Any, name: str, labels: dict[str, str], image: str, who: str, busy: str
+) -> str:
+    """Create the lock container ``name``: its id, or Conflict naming who holds it."""
     from docker.errors import APIError, NotFound
 
-    name = f"mlops-{deployment}-lock"
     lock = None
     holder = "another change"
     # A lock just released can keep its name reserved for a moment (409, yet not found): ask
@@ -82,7 +118,7 @@ def deployment_lock(client: Any, deployment: str, image: str, who: str) -> Itera
                 image,
                 name=name,
                 command=["true"],
-                labels={**_holder(who), f"{LABEL}.deployment": deployment},
+                labels={**_holder(who), **labels},
             )
             lock = created["Id"]
             break
@@ -98,18 +134,10 @@ def deployment_lock(client: Any, deployment: str, image: str, who: str) -> Itera
             holder = _describe(held.labels)
             if not _abandoned(held.labels):
                 raise Conflict(
-                    f"deployment {deployment!r} is being changed by {_describe(held.labels)}; "
-                    "nothing changed, try again when it is done"
+                    f"{busy} {_describe(held.labels)}; nothing changed, try again when it is done"
                 ) from None
             with contextlib.suppress(APIError):
                 held.remove(force=True)
     if lock is None:
-        raise Conflict(
-            f"deployment {deployment!r} is being changed by {holder}; nothing changed, "
-            "try again when it is done"
-        )
-    try:
-        yield
-    finally:
-        with contextlib.suppress(Exception):
-            client.api.remove_container(lock, force=True)
+        raise Conflict(f"{busy} {holder}; nothing changed, try again when it is done")
+    return str(lock)
