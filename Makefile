@@ -48,7 +48,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 # Each benchmark prints a ratio against a named peer measured in the same run.
-BENCHES := startup serve feedback gate drift rollback runs train image console "console --runs"
+BENCHES := startup serve "serve --model pipeline" "serve --model boosting" feedback gate drift rollback runs train image console "console --runs"
 bench: $(STAMP)
 	$(BIN)/python -m compileall -q console backends server  # as installed: sources edited since
 	@# Every one runs, whatever an earlier one found: each prints its targets as met or not, and

@@ -431,7 +431,12 @@ def test_a_swarm_context_on_an_engine_that_is_no_manager_exits_3(
     root = Path(tempfile.mkdtemp(prefix="mlops-dockerd-", dir="/tmp"))
     socket_path = root / "docker.sock"
     log = tmp_path / "dockerd.log"
+    # In a network namespace of its own: a dockerd with --bridge=none deletes the host's
+    # docker0 when it shares the host's network (the engine under test then had no default
+    # bridge: `docker run` failed "could not find bridge docker0" until it was restarted).
     cmd = [
+        "unshare",
+        "--net",
         "dockerd",
         f"--host=unix://{socket_path}",
         f"--data-root={root / 'data'}",
@@ -441,6 +446,7 @@ def test_a_swarm_context_on_an_engine_that_is_no_manager_exits_3(
         "--iptables=false",
         "--ip6tables=false",
     ]
+    had_docker0 = _has_link("docker0")
     proc = services._spawn(cmd, log, tmp_path)
     try:
         eventually(lambda: _answers(socket_path), "the second dockerd", timeout=120)
@@ -452,10 +458,15 @@ def test_a_swarm_context_on_an_engine_that_is_no_manager_exits_3(
         result = mlops("deploy", "ps", env=env)
         assert result.returncode == 3, result.stderr
         assert "not in a swarm" in result.stderr and "docker swarm init" in result.stderr
+        assert _has_link("docker0") == had_docker0, "the second engine changed the host's network"
     finally:
         proc.terminate()
         proc.wait(timeout=60)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _has_link(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
 
 
 def test_a_version_whose_tasks_keep_failing_is_removed_and_says_why(
