@@ -31,6 +31,9 @@ __all__ = ["PlainSklearn", "load_plain"]
 # MLflow's _SklearnModelWrapper exposes these besides predict (pyfunc_predict_fn=...).
 PREDICT_FNS = ("predict", "predict_proba", "predict_log_proba", "predict_joint_log_proba", "score")
 FORMATS = ("pickle", "cloudpickle", "skops")
+# What the python_function flavor of a plain scikit-learn model says; a truthy other key (code,
+# data, model_config, streamable, ...) changes how MLflow loads it.
+PYFUNC_KEYS = ("loader_module", "model_path", "predict_fn", "env", "python_version")
 # The column types the server checks and converts itself (server.schema's PANDAS_DTYPES); a
 # signature with others (binary, datetime, arrays, objects) is MLflow's to enforce.
 SCALAR_TYPES = tuple(PANDAS_DTYPES)
@@ -68,13 +71,12 @@ class PlainSklearn:
 
 def load_plain(directory: Path) -> PlainSklearn | None:
     """The model in ``directory`` when it is the plain case above, else None (use MLflow)."""
-    if os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true").strip().lower() not in (
-        "true",
-        "1",
-    ):
-        return None  # MLflow refuses, with its own message
+    # MLflow's own reading of the variable (true/1, any case; unset is true in 3.17, which
+    # tests/server/test_sklearn_dir.py holds it to); anything else is MLflow's to refuse.
+    if os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true").lower() not in ("true", "1"):
+        return None
     meta = _read_mlmodel(directory / "MLmodel")
-    if meta is None:
+    if meta is None or _is_external(meta):
         return None
     flavors = meta.get("flavors")
     if not isinstance(flavors, dict):
@@ -83,11 +85,13 @@ def load_plain(directory: Path) -> PlainSklearn | None:
     sklearn = flavors.get("sklearn")
     if not isinstance(pyfunc, dict) or not isinstance(sklearn, dict):
         return None
-    if pyfunc.get("loader_module") != "mlflow.sklearn" or pyfunc.get("code") or sklearn.get("code"):
+    if pyfunc.get("loader_module") != "mlflow.sklearn" or sklearn.get("code"):
         return None
+    if any(value for key, value in pyfunc.items() if key not in PYFUNC_KEYS):
+        return None  # code paths, a data file, a model config, streaming: MLflow's to read
     predict_fn = pyfunc.get("predict_fn") or "predict"
     file_format = sklearn.get("serialization_format") or "pickle"
-    model_path = pyfunc.get("model_path") or sklearn.get("pickled_model")
+    model_path = pyfunc.get("model_path")
     if predict_fn not in PREDICT_FNS or file_format not in FORMATS or not model_path:
         return None
     if meta.get("is_signature_from_type_hint") or meta.get("type_hint_from_example"):
@@ -95,6 +99,8 @@ def load_plain(directory: Path) -> PlainSklearn | None:
     signature = meta.get("signature") or {}
     if not isinstance(signature, dict) or signature.get("params"):
         return None
+    if any(key not in ("inputs", "outputs", "params") for key in signature):
+        return None  # a signature MLflow may read otherwise (or refuse)
     try:
         inputs = _columns(signature.get("inputs"))
     except _NotPlain:
@@ -117,6 +123,12 @@ def load_plain(directory: Path) -> PlainSklearn | None:
         output_type=_output_type(signature.get("outputs")),
         loaded_from=path,
     )
+
+
+def _is_external(meta: dict[str, Any]) -> bool:
+    """A model MLflow registered from outside (``mlflow.model.isExternal``): it refuses to load."""
+    extra = meta.get("metadata")
+    return isinstance(extra, dict) and bool(extra.get("mlflow.model.isExternal"))
 
 
 def _read_mlmodel(path: Path) -> dict[str, Any] | None:

@@ -27,7 +27,7 @@ from typing import Any
 from backends import shipped
 from backends.docker.engine import LABEL, parse_time, translate_errors
 from backends.docker.lock import waiting_lock
-from backends.errors import BackendError
+from backends.errors import BackendError, Conflict
 from backends.records import ModelVersion, Provenance, ServingImage, version_number
 
 __all__ = [
@@ -252,6 +252,9 @@ def _link_tree(src: Path, dst: Path) -> None:
 DEPS_REPOSITORY = "mlops/serving-deps"
 
 
+DEPS_LOCK_WAIT = 600.0  # seconds: a fresh machine's dependency build under load takes minutes
+
+
 def _dependencies_image(
     client: Any, context: Path, base: str, on_log: Callable[[str], None]
 ) -> str:
@@ -285,19 +288,27 @@ def _dependencies_image(
         return _build_dependencies(client, context, tag, base, on_log)  # FROM names what is missing
     # One build per tag, whoever asks at once (builds in parallel, a fresh machine): two would
     # make two venvs whose files differ (bytecode timestamps), the tag would keep the later,
-    # and every image built on the other would miss the cache at its next rebuild.
-    with waiting_lock(
-        client,
-        f"serving-deps-{digest.hexdigest()[:16]}",
-        base,
-        "an image build",
-        wait=900.0,
-        busy=f"the serving dependencies {tag} are being built by",
-    ):
-        try:
-            return str(client.images.get(tag).id)  # built while this one waited
-        except ImageNotFound:
-            return _build_dependencies(client, context, tag, base, on_log)
+    # and every image built on the other would miss the cache at its next rebuild. The lock
+    # only saves that: a holder that does not let go in DEPS_LOCK_WAIT (a build on another
+    # host that was killed leaves its lock for LOCK_TTL) costs a build of our own, not a
+    # failed one. "." keeps the lock's name out of deployment names (check_name).
+    try:
+        with waiting_lock(
+            client,
+            f"build.serving-deps-{digest.hexdigest()[:16]}",
+            base,
+            "an image build",
+            wait=DEPS_LOCK_WAIT,
+            busy=f"the serving dependencies {tag} are being built by",
+            on_wait=on_log,
+        ):
+            try:
+                return str(client.images.get(tag).id)  # built while this one waited
+            except ImageNotFound:
+                return _build_dependencies(client, context, tag, base, on_log)
+    except Conflict as exc:
+        on_log(f"{exc}; building them here after waiting {DEPS_LOCK_WAIT:.0f} s")
+        return _build_dependencies(client, context, tag, base, on_log)
 
 
 def _build_dependencies(

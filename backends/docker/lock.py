@@ -13,7 +13,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,18 +82,29 @@ def deployment_lock(client: Any, deployment: str, image: str, who: str) -> Itera
 
 @contextlib.contextmanager
 def waiting_lock(
-    client: Any, name: str, image: str, who: str, wait: float, busy: str
+    client: Any,
+    name: str,
+    image: str,
+    who: str,
+    wait: float,
+    busy: str,
+    on_wait: Callable[[str], None] = lambda _: None,
 ) -> Iterator[None]:
     """Hold the engine-kept lock ``mlops-NAME-lock`` for the block, waiting up to ``wait``
-    seconds for another holder to let it go (then Conflict: "BUSY <holder>; ...")."""
+    seconds for another holder to let it go (then Conflict: "BUSY <holder>; ..."). ``on_wait``
+    hears once who is waited for."""
     deadline = time.monotonic() + wait
+    told = False
     while True:
         try:
             lock = _acquire(client, f"mlops-{name}-lock", {}, image, who, busy)
             break
-        except Conflict:
+        except Conflict as exc:
             if time.monotonic() > deadline:
                 raise
+            if not told:
+                on_wait(f"waiting: {exc}".split(";", 1)[0])
+                told = True
             time.sleep(0.5)
     try:
         yield

@@ -82,3 +82,46 @@ def test_builds_of_the_dependencies_at_once_build_them_once(
     finally:
         for image_id in set(found) - {""}:
             docker_client.images.remove(image_id, force=True)
+
+
+def test_a_lock_left_by_a_build_elsewhere_costs_a_wait_not_a_failed_build(
+    docker_client: Any, base_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build on another host that was killed leaves its lock until the TTL: ours waits a
+    while, says for whom, then builds the dependencies itself."""
+    from backends.docker import lock
+
+    context = tmp_path / "context"
+    (context / "wheelhouse").mkdir(parents=True)
+    (context / "wheelhouse" / "requirements.txt").write_text(f"# {uuid.uuid4().hex}\n")
+    (context / "Dockerfile").write_text(
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE} AS deps\nRUN date +%s%N > /built-at\n"
+        "FROM ${BASE_IMAGE}\n"
+    )
+    tag_digest: list[str] = []
+    real_waiting_lock = images.waiting_lock
+
+    def recording(client: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        tag_digest.append(name)
+        # Another host's build holds it (its process cannot be asked after: trusted).
+        labels = {**lock._holder("a build elsewhere"), f"{lock.LABEL}.lock.host": "elsewhere"}
+        client.api.create_container(base_image, name=f"mlops-{name}-lock", labels=labels)
+        return real_waiting_lock(client, name, *args, **kwargs)
+
+    monkeypatch.setattr(images, "waiting_lock", recording)
+    monkeypatch.setattr(images, "DEPS_LOCK_WAIT", 1.0)
+    log: list[str] = []
+    found = images._dependencies_image(docker_client, context, base_image, log.append)
+    try:
+        assert found
+        (name,) = tag_digest
+        assert name.startswith("build.serving-deps-")  # "." keeps it out of deployment names
+        text = "\n".join(log)
+        assert "waiting: the serving dependencies" in text and "elsewhere" in text, text
+        assert "building them here after waiting 1 s" in text, text
+        assert "building the serving dependencies" in text, text
+    finally:
+        docker_client.images.remove(found, force=True)
+        for name in tag_digest:  # the stale lock this test left, if the build did not go
+            for left in docker_client.containers.list(all=True, filters={"name": name}):
+                left.remove(force=True)

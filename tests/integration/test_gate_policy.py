@@ -36,7 +36,7 @@ HELD_OUT = "evaluation/held_out.csv"
 
 @pytest.fixture(scope="module")
 def mlflow_server(request: pytest.FixtureRequest) -> services.MlflowServer:
-    return server_for(request.param)
+    return server_for(getattr(request, "param", "sqlite"))  # a test with neither mark: sqlite
 
 
 # Module-scoped, so that the tests of one store share its server and its trained version.

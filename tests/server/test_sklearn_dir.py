@@ -207,6 +207,21 @@ def test_what_it_does_not_read_is_left_to_mlflow(
             "loader",
             lambda m: m["flavors"]["python_function"].update(loader_module="mlflow.xgboost"),
         ),
+        "a data file of its own": variant(
+            "data", lambda m: m["flavors"]["python_function"].update(data="model.pkl")
+        ),
+        "a model config": variant(
+            "config", lambda m: m["flavors"]["python_function"].update(model_config={"a": 1})
+        ),
+        "no model_path": variant(
+            "nopath", lambda m: m["flavors"]["python_function"].pop("model_path")
+        ),
+        "a model registered from outside": variant(
+            "external", lambda m: m.update(metadata={"mlflow.model.isExternal": True})
+        ),
+        "a signature key MLflow may read otherwise": variant(
+            "optional", lambda m: m["signature"].update(optional="x")
+        ),
         "a file outside the directory": variant(
             "outside",
             lambda m: m["flavors"]["python_function"].update(model_path="../base/model.pkl"),
@@ -235,6 +250,18 @@ def test_what_it_does_not_read_is_left_to_mlflow(
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "MLmodel").write_text("flavors: [unclosed\n")
     assert load_plain(tmp_path / "broken") is None
-    # Deserialization refused by the operator: MLflow refuses, with its own message.
-    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
-    assert load_plain(base) is None
+    # Deserialization refused by the operator, or a value MLflow does not read: MLflow's to
+    # refuse, with its own message.
+    for value in ("false", "0", " true"):
+        monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", value)
+        assert load_plain(base) is None, value
+    monkeypatch.delenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION")
+    assert load_plain(base) is not None
+
+
+def test_mlflow_still_allows_deserialization_when_the_variable_is_unset() -> None:
+    """load_plain reads an unset MLFLOW_ALLOW_PICKLE_DESERIALIZATION as MLflow 3.17 does (true):
+    a lock bump that changes MLflow's default must change ours too."""
+    from mlflow.environment_variables import MLFLOW_ALLOW_PICKLE_DESERIALIZATION
+
+    assert MLFLOW_ALLOW_PICKLE_DESERIALIZATION.default is True
