@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,6 @@ class PlainSklearn:
     flavors: dict[str, Any]
     schema: InputSchema | None
     output_type: str | None  # the output signature's one column type, when it has one
-    loaded_from: Path = field(default_factory=Path)
 
     @property
     def metadata(self) -> PlainMetadata:
@@ -121,7 +120,6 @@ def load_plain(directory: Path) -> PlainSklearn | None:
         flavors=flavors,
         schema=inputs,
         output_type=_output_type(signature.get("outputs")),
-        loaded_from=path,
     )
 
 

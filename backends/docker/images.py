@@ -270,8 +270,10 @@ def _dependencies_image(
     digest = hashlib.sha256()
     try:
         digest.update(str(client.images.get(base).id).encode())
+        have_base = True
     except ImageNotFound:
         digest.update(base.encode())  # the build's FROM says what is missing, in its words
+        have_base = False
     digest.update((context / "Dockerfile").read_bytes())
     for item in sorted((context / "wheelhouse").iterdir()):
         digest.update(item.name.encode())
@@ -282,10 +284,8 @@ def _dependencies_image(
         return str(client.images.get(tag).id)
     except ImageNotFound:
         pass
-    try:
-        client.images.get(base)
-    except ImageNotFound:
-        return _build_dependencies(client, context, tag, base, on_log)  # FROM names what is missing
+    if not have_base:  # no image to keep a lock with; the build's FROM names what is missing
+        return _build_dependencies(client, context, tag, base, on_log)
     # One build per tag, whoever asks at once (builds in parallel, a fresh machine): two would
     # make two venvs whose files differ (bytecode timestamps), the tag would keep the later,
     # and every image built on the other would miss the cache at its next rebuild. The lock

@@ -69,15 +69,16 @@ def _describe(labels: dict[str, str]) -> str:
 def deployment_lock(client: Any, deployment: str, image: str, who: str) -> Iterator[None]:
     """Hold deployment ``deployment``'s lock for the block; Conflict (exit 5) naming the holder
     when another change holds it. ``image`` is any image the engine has (the lock never runs)."""
-    busy = f"deployment {deployment!r} is being changed by"
-    lock = _acquire(
-        client, f"mlops-{deployment}-lock", {f"{LABEL}.deployment": deployment}, image, who, busy
-    )
-    try:
+    with waiting_lock(
+        client,
+        deployment,
+        image,
+        who,
+        wait=0.0,
+        busy=f"deployment {deployment!r} is being changed by",
+        labels={f"{LABEL}.deployment": deployment},
+    ):
         yield
-    finally:
-        with contextlib.suppress(Exception):
-            client.api.remove_container(lock, force=True)
 
 
 @contextlib.contextmanager
@@ -89,18 +90,19 @@ def waiting_lock(
     wait: float,
     busy: str,
     on_wait: Callable[[str], None] = lambda _: None,
+    labels: dict[str, str] | None = None,
 ) -> Iterator[None]:
     """Hold the engine-kept lock ``mlops-NAME-lock`` for the block, waiting up to ``wait``
-    seconds for another holder to let it go (then Conflict: "BUSY <holder>; ..."). ``on_wait``
-    hears once who is waited for."""
+    seconds (0: not at all) for another holder to let it go (then Conflict: "BUSY <holder>;
+    ..."). ``on_wait`` hears once who is waited for; ``labels`` go on the lock beside ours."""
     deadline = time.monotonic() + wait
     told = False
     while True:
         try:
-            lock = _acquire(client, f"mlops-{name}-lock", {}, image, who, busy)
+            lock = _acquire(client, f"mlops-{name}-lock", labels or {}, image, who, busy)
             break
         except Conflict as exc:
-            if time.monotonic() > deadline:
+            if time.monotonic() >= deadline:
                 raise
             if not told:
                 on_wait(f"waiting: {exc}".split(";", 1)[0])
