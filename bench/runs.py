@@ -24,7 +24,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,9 +49,10 @@ def default_store(runs: int) -> Path:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    # Outside the ephemeral range: wrk's and the peers' own connections take ports there.
+    from backends import ports
+
+    return ports.free_port()
 
 
 def start_server(store: Path) -> tuple[subprocess.Popen[bytes], str]:

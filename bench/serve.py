@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,8 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 ROW = [5.9, 3.0, 5.1, 1.8]
 SPLIT_BODY = json.dumps({"dataframe_split": {"columns": FEATURES, "data": [ROW]}})
@@ -45,9 +46,10 @@ RECORDS_BODY = json.dumps({"data": [dict(zip(FEATURES, ROW, strict=True))]})
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    # Outside the ephemeral range: wrk's and the peers' own connections take ports there.
+    from backends import ports
+
+    return ports.free_port()
 
 
 MODELS = ("forest", "pipeline", "boosting")

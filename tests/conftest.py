@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from backends import ports
 from tests import services
 
 # Child processes (mlflow run, the example's `python train.py`) must find this venv's python.
@@ -192,6 +193,16 @@ def alertmanager() -> services.AlertmanagerServer:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_CostliestUnitsFirst(), "mlops-costliest-units-first")
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        # Each worker draws its ports (its own and the product's, in the CLI commands it
+        # runs too) from a slice of its own: two workers never pick the same port at once.
+        low, high = ports.port_range()
+        count = int(workerinput.get("workercount", 1))
+        index = int(str(workerinput.get("workerid", "gw0")).removeprefix("gw"))
+        size = (high - low + 1) // max(count, 1)
+        start = low + index * size
+        os.environ[ports.PORT_RANGE_ENV] = f"{start}-{start + size - 1}"
     if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
         # Before the workers start: they inherit it, and so find the services the first
         # of them started.

@@ -34,6 +34,8 @@ from typing import Any, NoReturn
 import httpx
 import pytest
 
+from backends import ports
+
 REQUIRE_SERVICES = os.environ.get("MLOPS_REQUIRE_SERVICES") == "1"
 BASE_IMAGE = os.environ.get("MLOPS_BASE_IMAGE", "mlops-base:bookworm")
 VENV_BIN = str(Path(sys.executable).parent)
@@ -51,9 +53,8 @@ def service_missing(reason: str) -> NoReturn:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port outside the ephemeral range, in this worker's slice (conftest)."""
+    return ports.free_port()
 
 
 def env_with_venv_on_path(**extra: str) -> dict[str, str]:

@@ -32,6 +32,7 @@ from backends.docker.containers import (
 )
 from backends.docker.engine import LABEL, translate_errors
 from backends.errors import BackendError, Conflict, InvalidInput
+from backends.ports import free_port
 from backends.records import Deployment, ServingImage
 
 __all__ = [
@@ -49,12 +50,6 @@ class ContainerFailed(BackendError):
     """A container exited or never became ready; the message carries its last log lines."""
 
     title = "Container failed"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

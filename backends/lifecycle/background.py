@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from backends import ports
 from backends.errors import BackendError
 
 __all__ = ["Background", "free_port", "spawn", "state_dir", "stop_all"]
@@ -35,15 +36,13 @@ def state_dir(store: str) -> Path:
 
 
 def free_port(preferred: int) -> int:
-    """``preferred`` if it is free on loopback, else any free port."""
-    for port in (preferred, 0):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    raise BackendError("no free port on 127.0.0.1")
+    """``preferred`` if it is free on loopback, else another (``backends.ports``)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+        except OSError:
+            return ports.free_port()
+    return preferred
 
 
 @dataclass(frozen=True)

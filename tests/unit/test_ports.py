@@ -1,0 +1,77 @@
+"""Ports are drawn below the kernel's ephemeral range, checked by binding, never twice lately."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from backends import ports
+from backends.errors import BackendError, InvalidInput
+
+
+def _ephemeral() -> tuple[int, int]:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low, high = f.read().split()
+    return int(low), int(high)
+
+
+def test_the_default_range_lies_below_the_ephemeral_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ports.PORT_RANGE_ENV, raising=False)
+    low, high = ports.port_range()
+    assert 1024 <= low < high < _ephemeral()[0]
+
+
+def test_a_port_the_kernel_would_give_an_outgoing_connection_is_never_drawn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(ports.PORT_RANGE_ENV, raising=False)
+    eph_low, eph_high = _ephemeral()
+    drawn = [ports.free_port() for _ in range(300)]
+    assert not [p for p in drawn if eph_low <= p <= eph_high]
+    lately = drawn[-64:]  # the picker remembers its last 64
+    assert len(set(lately)) == len(lately)  # none handed out twice lately
+
+
+def test_the_range_variable_is_honoured_and_a_bad_one_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(ports.PORT_RANGE_ENV, "23000-23049")
+    assert all(23000 <= ports.free_port() <= 23049 for _ in range(20))
+    for bad in ("23000", "x-y", "23049-23000", "80-90", "23000-70000"):
+        monkeypatch.setenv(ports.PORT_RANGE_ENV, bad)
+        with pytest.raises(InvalidInput, match=ports.PORT_RANGE_ENV):
+            ports.free_port()
+
+
+def test_a_port_in_use_is_skipped_and_a_full_range_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base = 24000 + (os.getpid() % 500) * 8
+    held = []
+    try:
+        for port in range(base, base + 3):  # three of the four held by a listener
+            s = socket.socket()
+            s.bind(("127.0.0.1", port))
+            s.listen()
+            held.append(s)
+        monkeypatch.setattr(ports, "_recent", type(ports._recent)(maxlen=64))
+        monkeypatch.setenv(ports.PORT_RANGE_ENV, f"{base}-{base + 3}")
+        assert ports.free_port() == base + 3
+        # The one free port was just handed out: asked again, there is none left to give.
+        with pytest.raises(BackendError, match=f"{base}-{base + 3}"):
+            ports.free_port()
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_each_test_worker_draws_from_a_slice_of_its_own() -> None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        pytest.skip("not under xdist: no slices to check")
+    low, high = ports.port_range()
+    default_low, default_high = ports.DEFAULT_RANGE
+    assert default_low <= low <= high <= default_high
+    assert high - low + 1 <= (default_high - default_low + 1) // 2
