@@ -7,7 +7,7 @@ import copy
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -435,7 +435,39 @@ def create_app(config: ServerConfig) -> FastAPI:
             status_code=422,
         )
 
+    _front_scoring_routes(app, {"/invocations": invocations, "/predict": predict})
     return app
+
+
+def _front_scoring_routes(
+    app: FastAPI, routes: dict[str, Callable[[Request], Awaitable[Response]]]
+) -> None:
+    """Put ``POST /invocations`` and ``/predict`` in front of FastAPI's middleware and routing.
+
+    Those layers (error and exception middlewares, the exit stack, route matching, dependency
+    solving) took ~40 % of the event loop's time per prediction, and the scoring endpoints use
+    none of them: ``score`` reads the raw request itself and turns every error into its own
+    answer. Every other path and method (``/invocations/``, ``GET /predict``, the docs) goes the
+    ordinary way, and the routes stay declared there for the OpenAPI document. Measured with
+    bench/serve.py's load: +25-45 % requests/s, a lower p99.
+    """
+    build = app.build_middleware_stack
+
+    def build_with_front() -> Callable[..., Awaitable[None]]:
+        stack = build()
+
+        async def front(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope["method"] == "POST":
+                endpoint = routes.get(scope["path"])
+                if endpoint is not None:
+                    response = await endpoint(Request(scope, receive))
+                    await response(scope, receive, send)
+                    return
+            await stack(scope, receive, send)
+
+        return front
+
+    app.build_middleware_stack = build_with_front  # type: ignore[method-assign]
 
 
 _JSON_TYPES = {

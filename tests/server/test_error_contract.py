@@ -168,6 +168,21 @@ def test_wrong_method_is_405_json(client: TestClient) -> None:
     assert response.json()["error"]["type"] == "method_not_allowed"
 
 
+def test_the_scoring_front_takes_exactly_the_scoring_routes(client: TestClient) -> None:
+    # POST /invocations and /predict skip FastAPI's routing (server.app._front_scoring_routes);
+    # every other method and path must still be FastAPI's, with our error shapes.
+    split = {"dataframe_split": {"columns": COLS, "data": [ROW]}}
+    assert client.post("/invocations?x=1", json=split).status_code == 200  # the query is no path
+    assert client.post("/predict", json={"data": [ROW]}).json()["request_id"]
+    for method in ("GET", "PUT", "DELETE"):
+        answered = client.request(method, "/invocations")
+        assert answered.status_code == 405, method
+        assert answered.json()["error"]["type"] == "method_not_allowed"
+    trailing = client.post("/invocations/", json=split, follow_redirects=False)
+    assert trailing.status_code in (307, 404)  # FastAPI's own answer, not a prediction
+    assert client.post("/invocationsx", json=split).json()["error"]["type"] == "not_found"
+
+
 @pytest.mark.parametrize(
     ("given", "kept"),
     [
