@@ -17,7 +17,8 @@ import os
 import random
 import socket
 import threading
-from collections import deque
+import time
+from collections.abc import Iterable
 
 from backends.errors import BackendError, InvalidInput
 
@@ -27,25 +28,29 @@ PORT_RANGE_ENV = "MLOPS_PORT_RANGE"
 DEFAULT_RANGE = (20000, 32767)  # below Linux's default ephemeral range, above most services'
 _EPHEMERAL_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
 _TRIES = 200
+_RECENT_SECONDS = 60.0
 
 # The ports handed out lately by this process: one caller may ask for two ports before binding
 # either (a model container's and its router's), and a bind check alone would give the same
-# port twice.
-_recent: deque[tuple[str, int]] = deque(maxlen=64)
+# port twice. Remembered for a minute (long enough for a container to bind its port), so a
+# narrow range is not used up by a long-lived process.
+_recent: dict[tuple[str, int], float] = {}
 _lock = threading.Lock()
 _draw = random.SystemRandom()  # not the seeded global: forked workers would draw alike
 
 
-def _ephemeral_low() -> int:
+def _ephemeral() -> tuple[int, int]:
     try:
         with open(_EPHEMERAL_FILE) as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
+            low, high = f.read().split()[:2]
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def port_range() -> tuple[int, int]:
-    """The ports drawn from: ``MLOPS_PORT_RANGE``, else 20000 up to the ephemeral range."""
+    """The ports drawn from: ``MLOPS_PORT_RANGE``, else 20000 up to the ephemeral range (or,
+    where a host widened that range down to 20000, the largest span outside it)."""
     raw = os.environ.get(PORT_RANGE_ENV, "").strip()
     if raw:
         low_s, sep, high_s = raw.partition("-")
@@ -59,11 +64,18 @@ def port_range() -> tuple[int, int]:
                 "1024 <= LOW <= HIGH <= 65535 (e.g. 20000-29999)"
             )
         return low, high
+    eph_low, eph_high = _ephemeral()
     low, high = DEFAULT_RANGE
-    high = min(high, _ephemeral_low() - 1)
-    if high - low < 100:  # an ephemeral range moved low: nothing sensible is left below it
-        return 1024, 65535
-    return low, high
+    if min(high, eph_low - 1) - low >= 1000:
+        return low, min(high, eph_low - 1)
+    # Above the ephemeral range first: few services listen up there.
+    above, below = (eph_high + 1, 65535), (1024, eph_low - 1)
+    if above[1] - above[0] >= 1000:
+        return above
+    best = max(below, above, key=lambda span: span[1] - span[0])
+    if best[1] - best[0] >= 100:
+        return best
+    return 1024, 65535  # the ephemeral range takes nearly everything: nothing is outside it
 
 
 def _bindable(host: str, port: int) -> bool:
@@ -79,18 +91,34 @@ def _bindable(host: str, port: int) -> bool:
     return True
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free on ``host`` now, outside the kernel's ephemeral range, not handed out lately
-    by this process. Free now, not reserved: the caller binds it soon."""
+def free_port(host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> int:
+    """A port free on ``host`` now, outside the kernel's ephemeral range, not in ``exclude``
+    (ports the caller means to bind itself) and not handed out by this process in the last
+    minute. Free now, not reserved: the caller binds it soon."""
     low, high = port_range()
+    skip = set(exclude)
     with _lock:
-        for _ in range(_TRIES):
-            port = _draw.randint(low, high)
-            if (host, port) in _recent or not _bindable(host, port):
+        now = time.monotonic()
+        for key in [k for k, at in _recent.items() if now - at > _RECENT_SECONDS]:
+            del _recent[key]
+        taken = skip | {port for (h, port) in _recent if h == host}
+        # Random draws first (two processes rarely draw alike), then the whole range in order,
+        # so a narrow range with one port left still finds it.
+        draws = [int(_draw.randint(low, high)) for _ in range(_TRIES)]
+        candidates: list[int] = [*draws, *range(low, high + 1)]
+        for port in candidates:
+            if port in taken or not _bindable(host, port):
                 continue
-            _recent.append((host, port))
+            _recent[(host, port)] = now
             return port
+        # Every free port was handed out lately: the one handed out longest ago is likeliest
+        # to be bound (and then not bindable) or abandoned.
+        oldest_first: list[tuple[str, int]] = sorted(_recent, key=_recent.__getitem__)
+        for h, port in oldest_first:
+            if h == host and port not in skip and low <= port <= high and _bindable(host, port):
+                _recent[(host, port)] = now
+                return port
     raise BackendError(
-        f"no free port on {host} in {low}-{high} after {_TRIES} tries"
+        f"no free port on {host} in {low}-{high}"
         + (f" ({PORT_RANGE_ENV})" if os.environ.get(PORT_RANGE_ENV) else "")
     )

@@ -10,7 +10,7 @@ import sys
 
 import uvicorn
 
-from server.app import create_app, serving_entry
+from server.app import create_app
 from server.config import ServerConfig, load_credentials
 from server.http_guard import guarded as http_protocol
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(config)
     server = uvicorn.Server(
         uvicorn.Config(
-            serving_entry(app),
+            app,
             host=args.host,
             port=args.port,
             log_level=args.log_level.lower(),

@@ -197,12 +197,16 @@ def pytest_configure(config: pytest.Config) -> None:
     if workerinput is not None:
         # Each worker draws its ports (its own and the product's, in the CLI commands it
         # runs too) from a slice of its own: two workers never pick the same port at once.
+        # A worker that replaces a crashed one gets a new id past the count: modulo, it takes
+        # a slice in the range again (shared with the one it replaced, which is gone).
         low, high = ports.port_range()
-        count = int(workerinput.get("workercount", 1))
-        index = int(str(workerinput.get("workerid", "gw0")).removeprefix("gw"))
-        size = (high - low + 1) // max(count, 1)
-        start = low + index * size
-        os.environ[ports.PORT_RANGE_ENV] = f"{start}-{start + size - 1}"
+        count = max(int(workerinput.get("workercount", 1)), 1)
+        worker = str(workerinput.get("workerid", "gw0")).removeprefix("gw")
+        index = (int(worker) if worker.isdigit() else 0) % count
+        size = (high - low + 1) // count
+        if size >= 16:  # else too many workers for the range: all of them draw from all of it
+            start = low + index * size
+            os.environ[ports.PORT_RANGE_ENV] = f"{start}-{start + size - 1}"
     if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
         # Before the workers start: they inherit it, and so find the services the first
         # of them started.

@@ -97,7 +97,7 @@ def deploy(
     if router is None and not port_is_free(port, host if host != "0.0.0.0" else "127.0.0.1"):
         raise Conflict(f"port {port} on {host} is already in use; choose another with --port")
 
-    model_port = free_port()
+    model_port = free_port(exclude={port})  # not the router's own, if it is not bound yet
     replaced = _version_of(previous)
     new = _start_model(
         client, image, name, model_port, replaced, alias, follow_alias_ref, tracking_uri, env

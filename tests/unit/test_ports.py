@@ -45,7 +45,7 @@ def test_the_range_variable_is_honoured_and_a_bad_one_named(
             ports.free_port()
 
 
-def test_a_port_in_use_is_skipped_and_a_full_range_is_an_error(
+def test_a_port_in_use_is_skipped_a_narrow_range_is_not_used_up_and_a_full_one_is_an_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     base = 24000 + (os.getpid() % 500) * 8
@@ -56,15 +56,46 @@ def test_a_port_in_use_is_skipped_and_a_full_range_is_an_error(
             s.bind(("127.0.0.1", port))
             s.listen()
             held.append(s)
-        monkeypatch.setattr(ports, "_recent", type(ports._recent)(maxlen=64))
+        monkeypatch.setattr(ports, "_recent", {})
         monkeypatch.setenv(ports.PORT_RANGE_ENV, f"{base}-{base + 3}")
         assert ports.free_port() == base + 3
-        # The one free port was just handed out: asked again, there is none left to give.
+        # Handed out, never bound (a container that did not start): asked again, the range's
+        # one free port is given again rather than none.
+        assert ports.free_port() == base + 3
         with pytest.raises(BackendError, match=f"{base}-{base + 3}"):
-            ports.free_port()
+            ports.free_port(exclude={base + 3})  # the caller's own: none is left
     finally:
         for s in held:
             s.close()
+
+
+def test_a_full_range_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        monkeypatch.setenv(ports.PORT_RANGE_ENV, f"{port}-{port}")
+        with pytest.raises(BackendError, match=f"{port}-{port}"):
+            ports.free_port()
+
+
+def test_the_callers_own_port_is_never_handed_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = 25000 + (os.getpid() % 500) * 8
+    monkeypatch.setattr(ports, "_recent", {})
+    monkeypatch.setenv(ports.PORT_RANGE_ENV, f"{base}-{base + 1}")
+    assert {ports.free_port(exclude={base}) for _ in range(10)} == {base + 1}
+
+
+def test_a_host_whose_ephemeral_range_starts_low_gets_ports_outside_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(ports.PORT_RANGE_ENV, raising=False)
+    monkeypatch.setattr(ports, "_ephemeral", lambda: (10000, 60999))
+    assert ports.port_range() == (61000, 65535)
+    monkeypatch.setattr(ports, "_ephemeral", lambda: (15000, 65000))
+    assert ports.port_range() == (1024, 14999)
+    monkeypatch.setattr(ports, "_ephemeral", lambda: (1024, 65535))
+    assert ports.port_range() == (1024, 65535)  # nothing outside it: the whole range
 
 
 def test_each_test_worker_draws_from_a_slice_of_its_own() -> None:
