@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from backends.errors import BackendError, InvalidInput
 
-__all__ = ["DEFAULT_RANGE", "PORT_RANGE_ENV", "free_port", "port_range"]
+__all__ = ["DEFAULT_RANGE", "PORT_RANGE_ENV", "free_port", "port_is_free", "port_range"]
 
 PORT_RANGE_ENV = "MLOPS_PORT_RANGE"
 DEFAULT_RANGE = (20000, 32767)  # below Linux's default ephemeral range, above most services'
@@ -78,7 +78,8 @@ def port_range() -> tuple[int, int]:
     return 1024, 65535  # the ephemeral range takes nearly everything: nothing is outside it
 
 
-def _bindable(host: str, port: int) -> bool:
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a listener could bind ``port`` on ``host`` now."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
         # As a server binds (uvicorn and Go's net set SO_REUSEADDR): a port whose last
@@ -107,7 +108,7 @@ def free_port(host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> int:
         draws = [int(_draw.randint(low, high)) for _ in range(_TRIES)]
         candidates: list[int] = [*draws, *range(low, high + 1)]
         for port in candidates:
-            if port in taken or not _bindable(host, port):
+            if port in taken or not port_is_free(port, host):
                 continue
             _recent[(host, port)] = now
             return port
@@ -115,7 +116,7 @@ def free_port(host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> int:
         # to be bound (and then not bindable) or abandoned.
         oldest_first: list[tuple[str, int]] = sorted(_recent, key=_recent.__getitem__)
         for h, port in oldest_first:
-            if h == host and port not in skip and low <= port <= high and _bindable(host, port):
+            if h == host and port not in skip and low <= port <= high and port_is_free(port, host):
                 _recent[(host, port)] = now
                 return port
     raise BackendError(

@@ -455,7 +455,6 @@ def _front_scoring_routes(
     bench/serve.py's load: +25-45 % requests/s, a lower p99. The front sits inside FastAPI's
     own entry, whose OpenTelemetry tracing (when configured) still covers these routes.
     """
-    app.state.scoring_routes = routes
     build = app.build_middleware_stack
 
     def build_with_front() -> ASGI:

@@ -42,8 +42,9 @@ from backends.docker.engine import (
     parse_time,
     translate_errors,
 )
-from backends.docker.switch import ContainerFailed, port_is_free
+from backends.docker.switch import ContainerFailed
 from backends.errors import BackendError, Conflict, InvalidInput, NotFound, Unavailable
+from backends.ports import port_is_free
 from backends.records import Deployment, ServingImage, version_number
 
 __all__ = [

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,7 +31,7 @@ from backends.docker.containers import (
 )
 from backends.docker.engine import LABEL, translate_errors
 from backends.errors import BackendError, Conflict, InvalidInput
-from backends.ports import free_port
+from backends.ports import free_port, port_is_free
 from backends.records import Deployment, ServingImage
 
 __all__ = [
@@ -41,7 +40,6 @@ __all__ = [
     "deploy",
     "follow_credentials",
     "free_port",
-    "port_is_free",
     "start_canary",
 ]
 
@@ -50,16 +48,6 @@ class ContainerFailed(BackendError):
     """A container exited or never became ready; the message carries its last log lines."""
 
     title = "Container failed"
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def check_can_follow(tracking_uri: str | None) -> None:
