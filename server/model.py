@@ -59,6 +59,14 @@ class LoadedModel:
     classes: list[Any] | None = None  # a classifier's classes, when it lists them
     validation: dict[str, float] = field(default_factory=dict)  # the run's held-out metrics
 
+    def __post_init__(self) -> None:
+        # float64 or float32 when every column of the schema is of that one type (see frame)
+        kinds = {c.type for c in self.schema.columns} if self.schema is not None else set()
+        self._float_type = {"double": "float64", "float": "float32"}.get(
+            kinds.pop() if len(kinds) == 1 else ""
+        )
+        self._names = self.schema.names if self.schema is not None else None
+
     def predict(self, columns: list[str] | None, rows: list[list[Any]]) -> list[Any]:
         """Predict a batch of rows; one JSON-able prediction per row."""
         return self.predict_scored(columns, rows)[0]
@@ -77,20 +85,38 @@ class LoadedModel:
                 if self.drift is not None:
                     self.drift.observe(rows)
                 return list(out), proba
-        import pandas as pd
-
-        frame = pd.DataFrame(rows, columns=columns)
-        if self.schema is not None:
-            dtypes = {
-                c.name: PANDAS_DTYPES[c.type]
-                for c in self.schema.columns
-                if c.type in PANDAS_DTYPES and c.type != "string"
-            }
-            frame = frame.astype(dtypes)
-        result = self.pyfunc.predict(frame)
+        result = self.pyfunc.predict(self.frame(columns, rows))
         if self.drift is not None:
             self.drift.observe(rows)
         return to_rows(result), None
+
+    def frame(self, columns: list[str] | None, rows: list[list[Any]]) -> Any:
+        """The rows as the pandas frame the model is given, each column of its schema's type.
+        When every column is a float type (most tabular models), one float64 array is the
+        frame: the same frame as building it from the rows and casting each column (the schema
+        check let through only numbers and, in optional columns, None, which is NaN either
+        way), at a tenth of the cost (~60 µs instead of ~700 µs for a few rows), which was
+        half of a small model's time on the general path."""
+        import pandas as pd
+
+        if self.schema is None:
+            return pd.DataFrame(rows, columns=columns)
+        names = self._names
+        if self._float_type is not None and names is not None and columns == names:
+            import numpy as np
+
+            values = np.array(rows, dtype=np.float64)
+            if values.ndim == 2 and values.shape[1] == len(names):
+                if self._float_type != "float64":  # by float64, as the cast from a frame goes
+                    values = values.astype(self._float_type)
+                return pd.DataFrame(values, columns=columns, copy=False)
+        frame = pd.DataFrame(rows, columns=columns)
+        dtypes = {
+            c.name: PANDAS_DTYPES[c.type]
+            for c in self.schema.columns
+            if c.type in PANDAS_DTYPES and c.type != "string"
+        }
+        return frame.astype(dtypes)
 
     def current_drift_status(self) -> str:
         """ "enabled", "unavailable: why", or "stale: ..." when inputs stopped coming."""

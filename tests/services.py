@@ -42,6 +42,12 @@ VENV_BIN = str(Path(sys.executable).parent)
 SHARED_ENV = "MLOPS_TEST_SHARED"  # the run's shared directory (set by the controller)
 LOG_TAIL = 40
 
+# The steady load of the switch, canary and swarm tests: each client pauses this long between
+# an answer and its next request, so four of them keep ~200 requests a second in flight through
+# every switch and step, as a service's steady traffic does. Unpaced they sent ~600 a second and
+# took 1.6 of the box's 2 cores (clients, router and models) away from the run's other tests.
+LOAD_PACE = 0.02
+
 
 def service_missing(reason: str) -> NoReturn:
     """Skip locally; fail in CI, where every service must be present."""

@@ -108,6 +108,7 @@ class Load:
                             http.post(f"{self.url}/feedback", json=label)
                     except httpx.HTTPError:
                         self.answers.append((0, ""))
+                    self.stop.wait(services.LOAD_PACE)
 
         started = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(threads)]
         for t in started:

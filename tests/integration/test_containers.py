@@ -184,6 +184,7 @@ def test_deployment_predicts_like_in_process_and_switches_without_failures(
                     )
                 except httpx.HTTPError:
                     statuses.append((sent, 0, ""))
+                stop.wait(services.LOAD_PACE)
 
     threads = [threading.Thread(target=steady) for _ in range(3)]
     for t in threads:

@@ -165,6 +165,7 @@ class Load:
                         self.answers.append((r.status_code, str(version or "")))
                     except httpx.HTTPError as exc:
                         self.answers.append((0, exc.__class__.__name__))
+                    self.stop.wait(services.LOAD_PACE)
 
         self.threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(4)]
         for t in self.threads:
