@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import reprlib
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,7 +133,7 @@ def _check_value(value: Any, spec: ColumnSpec, row: int) -> None:
         return
     if kind in FLOAT_TYPES:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if ok and not _finite_float(value):
+        if ok and not _finite_float(value, kind):
             raise _mismatch(
                 f"row {row}, column '{spec.name}': {_short(value)} is not a finite number "
                 f"a {kind} column can hold",
@@ -167,10 +168,14 @@ def _check_value(value: Any, spec: ColumnSpec, row: int) -> None:
         )
 
 
-def _finite_float(value: int | float) -> bool:
+def _finite_float(value: int | float, kind: str = "double") -> bool:
+    """Whether ``value`` is a finite number of the column's type: a float (32-bit) column
+    holds up to ~3.4e38, and a larger value would reach the model as infinity."""
     try:
+        if kind == "float":
+            struct.pack("<f", float(value))  # rounds as the cast to float32 does, or overflows
         return math.isfinite(float(value))
-    except OverflowError:  # an integer beyond any float
+    except OverflowError:  # an integer beyond any float, or a number beyond float32's range
         return False
 
 

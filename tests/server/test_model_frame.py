@@ -86,3 +86,20 @@ def test_without_a_schema_the_rows_are_the_frame() -> None:
     model = LoadedModel(IDENTITY, None, pyfunc=None, drift=None, drift_status="")
     got = model.frame(["a"], [[1], [2]])
     assert got["a"].tolist() == [1, 2]
+
+
+def test_a_float_column_refuses_what_float32_cannot_hold_and_keeps_what_it_can() -> None:
+    """A value beyond float32's range would reach the model as infinity: refused (422) like
+    any other non-finite number; the largest values that round to float32's maximum pass."""
+    from server.errors import ClientError
+
+    model = loaded(ColumnSpec("x", "float"), ColumnSpec("y", "double"))
+    for beyond in (3.40282357e38, -1e39, 10**39):
+        with pytest.raises(ClientError) as refused:
+            conform(Table(None, [[beyond, 1.0]]), model.schema)
+        assert refused.value.status == 422 and "not a finite number" in refused.value.message
+    columns, rows = conform(Table(None, [[3.4028235e38, 1e300], [-3.4028234e38, 0]]), model.schema)
+    assert columns is not None
+    got = model.frame(columns, rows)
+    assert np.isfinite(got.to_numpy(dtype=np.float64)).all()
+    assert got["x"].dtype == np.float32 and got["y"].tolist() == [1e300, 0.0]
