@@ -12,27 +12,35 @@ lattice), which a sliding window revisits. So two figures: the steady state (aft
 ``--warmup`` updates of the same stream, as a server is after its first minutes) and every
 p-value counted afresh (the memo cleared before each update, as on a server's first update).
 
-Peers, same run, same window: Evidently's ``DataDriftPreset`` when it imports here (0.7 does
-not import with pandas 3); otherwise, and always, scipy's ``ks_2samp`` plus numpy's PSI over
-the window from scratch — what ``compute`` did before (the honest peer that runs). The bench
-checks that both give the same figures (to 1e-12) and prints each target as met or not.
+Peers, same run, same window: Evidently's ``DataDriftPreset`` (0.7 does not import with
+pandas 3, which this venv holds, so it runs in an interpreter of its own: ``--evidently-python``,
+else a venv the bench makes under ~/.cache/mlops-console/bench-evidently on first use, with
+pandas 2; ``bench/evidently_peer.py`` times its ``Report.run`` on the same arrays); and scipy's
+``ks_2samp`` plus numpy's PSI over the window from scratch — what ``compute`` did before. The
+bench checks that ours gives scipy's figures (to 1e-12) and prints each target as met or not.
 
     python bench/drift.py [--window 10000] [--batch 100] [--updates 100] [--warmup 200]
+                          [--evidently-python PATH | --no-evidently-venv]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from server import ks  # noqa: E402
@@ -40,6 +48,8 @@ from server.drift import DriftMonitor, DriftReference, psi  # noqa: E402
 
 TARGET_MS = {4: 2.0, 50: 10.0}
 TARGET_VS_EVIDENTLY = 300.0
+PEER_SCRIPT = HERE / "evidently_peer.py"
+PEER = ("evidently==0.7.*", "pandas<3")  # 0.7 does not import with pandas 3
 
 
 def reference(features: int, sample: int, rng: np.random.Generator) -> DriftReference:
@@ -86,23 +96,93 @@ def from_scratch(
 
 
 def evidently_seconds(
-    ref: DriftReference, names: list[str], window: np.ndarray, rng: np.random.Generator
+    ref: DriftReference,
+    names: list[str],
+    window: np.ndarray,
+    rng: np.random.Generator,
+    python: str | None,
 ) -> tuple[float | None, str]:
-    """Evidently's DataDriftPreset over the window against 10,000 reference rows, or why not."""
+    """Evidently's DataDriftPreset over the window against 10,000 reference rows (the median
+    of 3 runs after one untimed), in this process when it imports here, else in ``python``
+    (an interpreter of its own, see ``evidently_python``); or why not."""
+    reference_rows = np.asarray(rows(len(names), len(window), rng))
     try:
         import pandas as pd
         from evidently import Report
         from evidently.presets import DataDriftPreset
     except Exception as exc:
-        return None, f"{type(exc).__name__}: {exc}".splitlines()[0][:160]
+        here = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+        if python is None:
+            return None, here
+        return _evidently_apart(python, window, reference_rows)
     current = pd.DataFrame(window, columns=names)
-    reference_rows = pd.DataFrame(rows(len(names), len(window), rng), columns=names)
+    reference_frame = pd.DataFrame(reference_rows, columns=names)
     try:
-        started = time.perf_counter()
-        Report([DataDriftPreset()]).run(current_data=current, reference_data=reference_rows)
-        return time.perf_counter() - started, "DataDriftPreset"
+        Report([DataDriftPreset()]).run(current_data=current, reference_data=reference_frame)
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            Report([DataDriftPreset()]).run(current_data=current, reference_data=reference_frame)
+            times.append(time.perf_counter() - started)
+        return statistics.median(times), "DataDriftPreset"
     except Exception as exc:
         return None, f"{type(exc).__name__}: {exc}".splitlines()[0][:160]
+
+
+def _evidently_apart(
+    python: str, window: np.ndarray, reference_rows: np.ndarray
+) -> tuple[float | None, str]:
+    """The same Report in ``python`` (bench/evidently_peer.py), on the same arrays."""
+    with tempfile.TemporaryDirectory(prefix="mlops-bench-evidently-") as tmp:
+        current_path, reference_path = Path(tmp, "current.npy"), Path(tmp, "reference.npy")
+        np.save(current_path, window)
+        np.save(reference_path, reference_rows)
+        try:
+            done = subprocess.run(
+                [python, str(PEER_SCRIPT), str(current_path), str(reference_path), "3"],
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            return None, f"in {python}: {type(exc).__name__}: {exc}"[:200]
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1][:160]
+        return None, f"in {python}: {tail}"
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    note = f"DataDriftPreset (Evidently {answer['version']}, pandas 2, in {python})"
+    return statistics.median(answer["seconds"]), note
+
+
+def evidently_python(args: argparse.Namespace) -> str | None:
+    """An interpreter where Evidently 0.7 imports: --evidently-python, else a venv of its own
+    under the cache directory (made on first use: `pip install 'evidently==0.7.*' 'pandas<3'`,
+    about a minute with PyPI reachable), unless --no-evidently-venv."""
+    if args.evidently_python:
+        return str(args.evidently_python)
+    if args.no_evidently_venv:
+        return None
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    venv = cache / "mlops-console" / "bench-evidently"
+    python = venv / "bin" / "python"
+    if python.exists():
+        return str(python)
+    print(f"  making a venv for Evidently 0.7 with pandas 2 (its peer): {venv}", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *PEER],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+    except (subprocess.SubprocessError, OSError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        print(f"  could not install Evidently: {str(detail).strip().splitlines()[-1:]}")
+        shutil.rmtree(venv, ignore_errors=True)
+        return None
+    return str(python)
 
 
 def bench(features: int, args: argparse.Namespace, rng: np.random.Generator) -> dict[str, Any]:
@@ -146,7 +226,7 @@ def bench(features: int, args: argparse.Namespace, rng: np.random.Generator) -> 
         max(abs(a - b) for a, b in zip((r.psi, r.ks, r.ks_pvalue), want, strict=True))
         for r, want in zip(ours, peer, strict=True)
     )
-    evidently, evidently_note = evidently_seconds(ref, names, window, rng)
+    evidently, evidently_note = evidently_seconds(ref, names, window, rng, args.evidently_python)
     return {
         "first": first,
         "steady": statistics.median(steady),
@@ -169,6 +249,14 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=200, help="updates before the steady state")
     p.add_argument("--peer-repeats", type=int, default=3)
     p.add_argument("--features", type=int, nargs="+", default=[4, 50])
+    p.add_argument(
+        "--evidently-python", type=Path, help="an interpreter where Evidently 0.7 imports"
+    )
+    p.add_argument(
+        "--no-evidently-venv",
+        action="store_true",
+        help="do not make a venv for Evidently when it does not import here",
+    )
     args = p.parse_args()
     rng = np.random.default_rng(2026)
     print(
@@ -176,6 +264,7 @@ def main() -> None:
         f"10 bins, {args.reference_sample}-value KS sample; load average "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
+    args.evidently_python = evidently_python(args)
     if not ks.available():
         print("  note: this scipy lacks the exact count server.ks reaches; ks_2samp answers")
     all_met = True
