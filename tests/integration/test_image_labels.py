@@ -1,0 +1,68 @@
+"""An image's labels are written as one LABEL instruction at the end of its Dockerfile (one
+build step instead of one per label): whatever a model's name, its store or its provenance
+holds comes back from the engine as it went in."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from typing import Any
+
+import pytest
+
+from backends.docker.images import label_instruction
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+
+AWKWARD = [
+    "plain",
+    "with space",
+    'a "quoted" name',
+    "it's",
+    "back\\slash",
+    "trailing backslash\\",
+    "$HOME and ${PATH} and $(id)",
+    "\\$escaped",
+    "`tick`",
+    "k=v",
+    "#not a comment",
+    "tab\there",
+    "üñíçødé",
+    "",
+]
+
+
+def built_labels(docker_client: Any, base_image: str, labels: dict[str, str]) -> dict[str, str]:
+    line, rest = label_instruction(labels)
+    dockerfile = f"FROM {base_image}\n{line}\n".encode()
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+    archive.seek(0)
+    image, _ = docker_client.images.build(
+        fileobj=archive, custom_context=True, labels=rest, rm=True, pull=False
+    )
+    try:
+        return dict(image.labels or {})
+    finally:
+        docker_client.images.remove(image.id, force=True)
+
+
+def test_awkward_values_come_back_as_they_went_in(docker_client: Any, base_image: str) -> None:
+    labels = {f"org.mlops-console.test.k{i}": value for i, value in enumerate(AWKWARD)}
+    labels['org.mlops-console.test."odd key"'] = "x"
+    line, rest = label_instruction(labels)
+    assert line.startswith("LABEL ") and not rest  # all in one instruction
+    got = built_labels(docker_client, base_image, labels)
+    assert {k: got.get(k) for k in labels} == labels
+
+
+def test_a_line_break_is_left_to_the_builds_own_labels(docker_client: Any, base_image: str) -> None:
+    labels = {"org.mlops-console.test.one": "fine", "org.mlops-console.test.two": "two\nlines"}
+    line, rest = label_instruction(labels)
+    assert "test.one" in line and "test.two" not in line
+    assert rest == {"org.mlops-console.test.two": "two\nlines"}
+    got = built_labels(docker_client, base_image, labels)
+    assert {k: got.get(k) for k in labels} == labels
