@@ -150,6 +150,8 @@ def _evidently_apart(
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1][:160]
         return None, f"in {python}: {tail}"
     answer = json.loads(done.stdout.strip().splitlines()[-1])
+    if answer.get("columns") != window.shape[1]:  # it must have judged every feature
+        return None, f"in {python}: Evidently judged {answer.get('columns')} columns"
     note = f"DataDriftPreset (Evidently {answer['version']}, pandas 2, in {python})"
     return statistics.median(answer["seconds"]), note
 
@@ -166,7 +168,10 @@ def evidently_python(args: argparse.Namespace) -> str | None:
     venv = cache / "mlops-console" / "bench-evidently"
     python = venv / "bin" / "python"
     if python.exists():
-        return str(python)
+        works = subprocess.run([str(python), "-c", "import evidently.presets"], capture_output=True)
+        if works.returncode == 0:
+            return str(python)
+        shutil.rmtree(venv, ignore_errors=True)  # an install that was cut short: again
     print(f"  making a venv for Evidently 0.7 with pandas 2 (its peer): {venv}", flush=True)
     try:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
@@ -264,7 +269,12 @@ def main() -> None:
         f"10 bins, {args.reference_sample}-value KS sample; load average "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
-    args.evidently_python = evidently_python(args)
+    try:  # Evidently where it imports here; else an interpreter of its own
+        import evidently.presets  # noqa: F401
+
+        args.evidently_python = None
+    except Exception:
+        args.evidently_python = evidently_python(args)
     if not ks.available():
         print("  note: this scipy lacks the exact count server.ks reaches; ks_2samp answers")
     all_met = True

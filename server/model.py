@@ -60,11 +60,9 @@ class LoadedModel:
     validation: dict[str, float] = field(default_factory=dict)  # the run's held-out metrics
 
     def __post_init__(self) -> None:
-        # float64 or float32 when every column of the schema is of that one type (see frame)
+        # Every column of the schema a double: the frame is one float64 array (see frame).
         kinds = {c.type for c in self.schema.columns} if self.schema is not None else set()
-        self._float_type = {"double": "float64", "float": "float32"}.get(
-            kinds.pop() if len(kinds) == 1 else ""
-        )
+        self._all_double = kinds == {"double"}
         self._names = self.schema.names if self.schema is not None else None
 
     def predict(self, columns: list[str] | None, rows: list[list[Any]]) -> list[Any]:
@@ -92,23 +90,25 @@ class LoadedModel:
 
     def frame(self, columns: list[str] | None, rows: list[list[Any]]) -> Any:
         """The rows as the pandas frame the model is given, each column of its schema's type.
-        When every column is a float type (most tabular models), one float64 array is the
-        frame: the same frame as building it from the rows and casting each column (the schema
-        check let through only numbers and, in optional columns, None, which is NaN either
-        way), at a tenth of the cost (~60 µs instead of ~700 µs for a few rows), which was
-        half of a small model's time on the general path."""
+        When every column is a double (most tabular models' signatures), one float64 array,
+        laid out by column as pandas lays out the frame it builds from rows, is the frame:
+        the same values (the schema check lets only numbers into such columns, and None in
+        optional ones, NaN either way) and the same layout — a model's arithmetic (a dot
+        product by BLAS) can round differently on another layout — at a tenth of the cost
+        (~40 to 90 µs instead of ~700 µs for a few rows), which was half of a small model's
+        time on the general path. Other schemas (a 32-bit float column included, whose
+        integers pandas casts in one rounding and float64 would in two) take the cast per
+        column."""
         import pandas as pd
 
         if self.schema is None:
             return pd.DataFrame(rows, columns=columns)
         names = self._names
-        if self._float_type is not None and names is not None and columns == names:
+        if self._all_double and names is not None and columns == names:
             import numpy as np
 
-            values = np.array(rows, dtype=np.float64)
+            values = np.array(rows, dtype=np.float64, order="F")
             if values.ndim == 2 and values.shape[1] == len(names):
-                if self._float_type != "float64":  # by float64, as the cast from a frame goes
-                    values = values.astype(self._float_type)
                 return pd.DataFrame(values, columns=columns, copy=False)
         frame = pd.DataFrame(rows, columns=columns)
         dtypes = {

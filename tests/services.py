@@ -43,9 +43,10 @@ SHARED_ENV = "MLOPS_TEST_SHARED"  # the run's shared directory (set by the contr
 LOG_TAIL = 40
 
 # The steady load of the switch, canary and swarm tests: each client pauses this long between
-# an answer and its next request, so four of them keep ~200 requests a second in flight through
-# every switch and step, as a service's steady traffic does. Unpaced they sent ~600 a second and
-# took 1.6 of the box's 2 cores (clients, router and models) away from the run's other tests.
+# an answer and its next request, so three or four of them keep ~150-200 requests a second in
+# flight through every switch and step, as a service's steady traffic does. Unpaced, four sent
+# ~600 a second and took 1.6 of the box's 2 cores (clients, router and models) away from the
+# run's other tests.
 LOAD_PACE = 0.02
 
 

@@ -218,7 +218,7 @@ def build_image(
         on_log(f"building {tag} for {version.uri} from {base}")
         sources = [deps, *_cache_sources(client, version)]
         line, rest = label_instruction(image_labels(version, provenance))
-        with (context / "Dockerfile").open("a") as dockerfile:
+        with (context / "Dockerfile").open("a", encoding="utf-8") as dockerfile:
             dockerfile.write(f"\n{line}\n")  # after the deps stage's digest was taken
         image_id = _docker_build(client, context, tag, base, rest, on_log, sources)
     with translate_errors():
@@ -227,20 +227,26 @@ def build_image(
 
 def label_instruction(labels: dict[str, str]) -> tuple[str, dict[str, str]]:
     """One ``LABEL`` instruction holding ``labels``, for the end of the Dockerfile, and those it
-    cannot hold (a line break in a key or value), left to the build's own labels. The classic
-    builder makes each label it is given a step of its own — a container created and
-    committed, ~50 ms on a quiet box and several times that under load, twelve times a build —
-    where one instruction is one step. Quoted as the Dockerfile reads it back: a backslash,
-    a double quote and a ``$`` (which would name a variable) escaped."""
+    cannot hold (a line break, a key with "=", past the parser's 64 KiB line), left to the
+    build's own labels. The classic builder makes each label it is given a step of its own — a
+    container created and committed, ~50 ms on a quiet box and several times that under load,
+    twelve times a build — where one instruction is one step. Quoted as the Dockerfile reads it
+    back: a backslash, a double quote and a ``$`` (which would name a variable) escaped."""
 
     def quoted(text: str) -> str:
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
 
-    inline = {k: v for k, v in labels.items() if not re.search(r"[\r\n]", k + v)}
+    inline: dict[str, str] = {}
+    size = len("LABEL")
+    for key, value in labels.items():
+        word = f"{quoted(key)}={quoted(value)}"
+        # The parser splits a word at its first "=" and reads a line of at most 64 KiB.
+        if re.search(r"[\r\n]", key + value) or "=" in key or size + len(word.encode()) > 60_000:
+            continue
+        inline[key] = word
+        size += 1 + len(word.encode())
     rest = {k: v for k, v in labels.items() if k not in inline}
-    if not inline:
-        return "", rest
-    return "LABEL " + " ".join(f"{quoted(k)}={quoted(v)}" for k, v in inline.items()), rest
+    return ("LABEL " + " ".join(inline.values()) if inline else ""), rest
 
 
 def _assemble_context(context: Path, wheels: Path, model_dir: Path) -> None:

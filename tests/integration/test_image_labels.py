@@ -59,10 +59,23 @@ def test_awkward_values_come_back_as_they_went_in(docker_client: Any, base_image
     assert {k: got.get(k) for k in labels} == labels
 
 
-def test_a_line_break_is_left_to_the_builds_own_labels(docker_client: Any, base_image: str) -> None:
-    labels = {"org.mlops-console.test.one": "fine", "org.mlops-console.test.two": "two\nlines"}
+def test_what_one_line_cannot_hold_is_left_to_the_builds_own_labels(
+    docker_client: Any, base_image: str
+) -> None:
+    """A line break, and a value that would take the line past the parser's 64 KiB."""
+    long = "x" * 70_000
+    labels = {
+        "org.mlops-console.test.one": "fine",
+        "org.mlops-console.test.two": "two\nlines",
+        "org.mlops-console.test.long": long,
+    }
     line, rest = label_instruction(labels)
-    assert "test.one" in line and "test.two" not in line
-    assert rest == {"org.mlops-console.test.two": "two\nlines"}
+    assert "test.one" in line and "test.two" not in line and long not in line
+    assert rest == {"org.mlops-console.test.two": "two\nlines", "org.mlops-console.test.long": long}
     got = built_labels(docker_client, base_image, labels)
     assert {k: got.get(k) for k in labels} == labels
+
+
+def test_a_key_the_parser_would_split_is_not_written_into_the_line() -> None:
+    line, rest = label_instruction({"org.example.a=b": "v", "org.example.c": "w"})
+    assert rest == {"org.example.a=b": "v"} and line == 'LABEL "org.example.c"="w"'
