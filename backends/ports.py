@@ -13,6 +13,7 @@ slice of their own.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import socket
@@ -105,9 +106,9 @@ def free_port(host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> int:
         taken = skip | {port for (h, port) in _recent if h == host}
         # Random draws first (two processes rarely draw alike), then the whole range in order,
         # so a narrow range with one port left still finds it.
-        draws = [int(_draw.randint(low, high)) for _ in range(_TRIES)]
-        candidates: list[int] = [*draws, *range(low, high + 1)]
-        for port in candidates:
+        # Lazily: the first draw is free almost always, and a draw costs a read of urandom.
+        draws = (int(_draw.randint(low, high)) for _ in range(_TRIES))
+        for port in itertools.chain(draws, range(low, high + 1)):
             if port in taken or not port_is_free(port, host):
                 continue
             _recent[(host, port)] = now
