@@ -96,37 +96,13 @@ def from_scratch(
 
 
 def evidently_seconds(
-    ref: DriftReference,
-    names: list[str],
-    window: np.ndarray,
-    rng: np.random.Generator,
-    python: str | None,
+    names: list[str], window: np.ndarray, rng: np.random.Generator, python: str | None, why: str
 ) -> tuple[float | None, str]:
     """Evidently's DataDriftPreset over the window against 10,000 reference rows (the median
-    of 3 runs after one untimed), in this process when it imports here, else in ``python``
-    (an interpreter of its own, see ``evidently_python``); or why not."""
-    reference_rows = np.asarray(rows(len(names), len(window), rng))
-    try:
-        import pandas as pd
-        from evidently import Report
-        from evidently.presets import DataDriftPreset
-    except Exception as exc:
-        here = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
-        if python is None:
-            return None, here
-        return _evidently_apart(python, window, reference_rows)
-    current = pd.DataFrame(window, columns=names)
-    reference_frame = pd.DataFrame(reference_rows, columns=names)
-    try:
-        Report([DataDriftPreset()]).run(current_data=current, reference_data=reference_frame)
-        times = []
-        for _ in range(3):
-            started = time.perf_counter()
-            Report([DataDriftPreset()]).run(current_data=current, reference_data=reference_frame)
-            times.append(time.perf_counter() - started)
-        return statistics.median(times), "DataDriftPreset"
-    except Exception as exc:
-        return None, f"{type(exc).__name__}: {exc}".splitlines()[0][:160]
+    of 3 runs after one untimed) in ``python`` (see ``evidently_python``), or why not."""
+    if python is None:
+        return None, why
+    return _evidently_apart(python, window, np.asarray(rows(len(names), len(window), rng)))
 
 
 def _evidently_apart(
@@ -152,25 +128,34 @@ def _evidently_apart(
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     if answer.get("columns") != window.shape[1]:  # it must have judged every feature
         return None, f"in {python}: Evidently judged {answer.get('columns')} columns"
-    note = f"DataDriftPreset (Evidently {answer['version']}, pandas 2, in {python})"
+    note = (
+        f"DataDriftPreset (Evidently {answer['version']}, pandas {answer['pandas']}, in {python})"
+    )
     return statistics.median(answer["seconds"]), note
 
 
-def evidently_python(args: argparse.Namespace) -> str | None:
-    """An interpreter where Evidently 0.7 imports: --evidently-python, else a venv of its own
-    under the cache directory (made on first use: `pip install 'evidently==0.7.*' 'pandas<3'`,
-    about a minute with PyPI reachable), unless --no-evidently-venv."""
+def evidently_python(args: argparse.Namespace) -> tuple[str | None, str]:
+    """An interpreter where Evidently 0.7 imports, or None and why: --evidently-python, else
+    this one where it imports here, else a venv of its own under the cache directory (made on
+    first use: `pip install 'evidently==0.7.*' 'pandas<3'`, about a minute with PyPI
+    reachable), unless --no-evidently-venv."""
     if args.evidently_python:
-        return str(args.evidently_python)
+        return str(args.evidently_python), ""
+    try:
+        import evidently.presets  # noqa: F401
+
+        return sys.executable, ""
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
     if args.no_evidently_venv:
-        return None
+        return None, why
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     venv = cache / "mlops-console" / "bench-evidently"
     python = venv / "bin" / "python"
     if python.exists():
         works = subprocess.run([str(python), "-c", "import evidently.presets"], capture_output=True)
         if works.returncode == 0:
-            return str(python)
+            return str(python), ""
         shutil.rmtree(venv, ignore_errors=True)  # an install that was cut short: again
     print(f"  making a venv for Evidently 0.7 with pandas 2 (its peer): {venv}", flush=True)
     try:
@@ -186,8 +171,8 @@ def evidently_python(args: argparse.Namespace) -> str | None:
         detail = getattr(exc, "stderr", "") or str(exc)
         print(f"  could not install Evidently: {str(detail).strip().splitlines()[-1:]}")
         shutil.rmtree(venv, ignore_errors=True)
-        return None
-    return str(python)
+        return None, why
+    return str(python), ""
 
 
 def bench(features: int, args: argparse.Namespace, rng: np.random.Generator) -> dict[str, Any]:
@@ -231,7 +216,7 @@ def bench(features: int, args: argparse.Namespace, rng: np.random.Generator) -> 
         max(abs(a - b) for a, b in zip((r.psi, r.ks, r.ks_pvalue), want, strict=True))
         for r, want in zip(ours, peer, strict=True)
     )
-    evidently, evidently_note = evidently_seconds(ref, names, window, rng, args.evidently_python)
+    evidently, evidently_note = evidently_seconds(names, window, rng, *args.evidently)
     return {
         "first": first,
         "steady": statistics.median(steady),
@@ -269,12 +254,7 @@ def main() -> None:
         f"10 bins, {args.reference_sample}-value KS sample; load average "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
-    try:  # Evidently where it imports here; else an interpreter of its own
-        import evidently.presets  # noqa: F401
-
-        args.evidently_python = None
-    except Exception:
-        args.evidently_python = evidently_python(args)
+    args.evidently = evidently_python(args)
     if not ks.available():
         print("  note: this scipy lacks the exact count server.ks reaches; ks_2samp answers")
     all_met = True

@@ -1,10 +1,11 @@
 """Evidently's DataDriftPreset timed on arrays bench/drift.py saved, in an interpreter where
-Evidently imports (0.7 does not with pandas 3, which this project's own venv holds).
+Evidently imports (0.7 does not with pandas 3, which this project's own venv holds; where it
+does, bench/drift.py runs this with its own interpreter: one way of timing it either way).
 
     PYTHON bench/evidently_peer.py CURRENT.npy REFERENCE.npy REPEATS
 
-Prints one JSON line: {"seconds": [...], "version": "0.7.x", "columns": N} (how many columns
-the preset judged). Only
+Prints one JSON line: {"seconds": [...], "version": "0.7.x", "pandas": "2.x", "columns": N}
+(how many columns the preset judged). Only
 ``Report.run`` is timed, after one run that is not (imports and first-use work are Evidently's
 start, not its update), so it compares with our update as a server repeats it.
 """
@@ -35,7 +36,8 @@ def main() -> None:
         snapshot = Report([DataDriftPreset()]).run(current_data=current, reference_data=reference)
         seconds.append(time.perf_counter() - started)
     judged = sum(1 for m in snapshot.dict().get("metrics", []) if "ValueDrift" in str(m))
-    print(json.dumps({"seconds": seconds, "version": version, "columns": judged}))
+    answer = {"seconds": seconds, "version": version, "pandas": pd.__version__, "columns": judged}
+    print(json.dumps(answer))
 
 
 if __name__ == "__main__":
