@@ -64,6 +64,12 @@ class LoadedModel:
         kinds = {c.type for c in self.schema.columns} if self.schema is not None else set()
         self._all_double = kinds == {"double"}
         self._names = self.schema.names if self.schema is not None else None
+        # Otherwise each column is cast to its type: the casts, worked out once.
+        self._dtypes = {
+            c.name: PANDAS_DTYPES[c.type]
+            for c in (self.schema.columns if self.schema is not None else ())
+            if c.type in PANDAS_DTYPES and c.type != "string"
+        }
 
     def predict(self, columns: list[str] | None, rows: list[list[Any]]) -> list[Any]:
         """Predict a batch of rows; one JSON-able prediction per row."""
@@ -110,13 +116,7 @@ class LoadedModel:
             values = np.array(rows, dtype=np.float64, order="F")
             if values.ndim == 2 and values.shape[1] == len(names):
                 return pd.DataFrame(values, columns=columns, copy=False)
-        frame = pd.DataFrame(rows, columns=columns)
-        dtypes = {
-            c.name: PANDAS_DTYPES[c.type]
-            for c in self.schema.columns
-            if c.type in PANDAS_DTYPES and c.type != "string"
-        }
-        return frame.astype(dtypes)
+        return pd.DataFrame(rows, columns=columns).astype(self._dtypes)
 
     def current_drift_status(self) -> str:
         """ "enabled", "unavailable: why", or "stale: ..." when inputs stopped coming."""
