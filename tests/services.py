@@ -79,7 +79,9 @@ _DOCKER_USED = False
 
 
 def remember_log(name: str, path: Path) -> None:
-    """Print the tail of ``path`` when a test fails (every service and server registers here)."""
+    """Print the tail of ``path`` when a test fails (every service and server registers here).
+    A directory: each of its ``*.log`` and ``*.json`` files written since the test started
+    (a state directory's workers, e.g. a canary release's file and its worker's log)."""
     _LOGS.setdefault(path, name)
 
 
@@ -93,10 +95,27 @@ def _tail(path: Path, lines: int = LOG_TAIL) -> str:
 def failure_logs(since: datetime) -> list[tuple[str, str]]:
     """(title, text) of each service log, and of every container of ours created since
     ``since`` (a test's start): what a failing test leaves to understand it."""
-    sections = [(f"log of {name} ({path})", _tail(path)) for path, name in _LOGS.items()]
+    sections = []
+    for path, name in _LOGS.items():
+        if path.is_dir():
+            written = _written_since(path, since)
+            sections += [(f"{name}: {found}", _tail(found)) for found in written]
+        else:
+            sections.append((f"log of {name} ({path})", _tail(path)))
     if _DOCKER_USED:
         sections += _container_logs(since)
     return sections
+
+
+def _written_since(directory: Path, since: datetime) -> list[Path]:
+    after = since.timestamp()
+    found = []
+    for pattern in ("*.log", "*.json"):
+        for path in sorted(directory.rglob(pattern)):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime >= after:
+                    found.append(path)
+    return found
 
 
 def _container_logs(since: datetime) -> list[tuple[str, str]]:

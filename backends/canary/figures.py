@@ -240,12 +240,16 @@ def figures_from_prometheus(
     handles a restarted server's counters itself (``increase`` knows resets).
 
     A source down is no figure: Unavailable when Prometheus has no scrape of the scope in the
-    window, or one that failed (``up`` 0: the server's /metrics did not answer; what it said
-    before would pass for the whole window). Errors of ``query`` are the caller's."""
+    window, when its last scrape in the window failed (``up`` 0: the server's /metrics stopped
+    answering, and what it said before would pass for the whole window), or when fewer than
+    two scrapes answered. One scrape missed mid-window is not a source down: on a busy host a
+    /metrics answer can miss a short scrape timeout, and ``increase`` spans the answered
+    scrapes around it. Errors of ``query`` are the caller's."""
     span = window(seconds)
     where = scope.matchers()
     what = ", ".join(f"{k}={v}" for k, v in scope.wanted().items())
-    scraped = [v for _, v in query(f"min_over_time({selector('up', where)}[{span}])")]
+    up = selector("up", where)
+    scraped = [v for _, v in query(f"min_over_time({up}[{span}])")]
     if not scraped:
         raise Unavailable(
             f"Prometheus has no scrape of {what} in the last {span} (is the interval shorter "
@@ -253,10 +257,20 @@ def figures_from_prometheus(
             title="No figures",
         )
     if min(scraped) < 1:
-        raise Unavailable(
-            f"Prometheus could not scrape {what} throughout the last {span} (up 0)",
-            title="No figures",
-        )
+        last = [v for _, v in query(f"last_over_time({up}[{span}])")]
+        if not last or min(last) < 1:
+            raise Unavailable(
+                f"Prometheus could not scrape {what} at the end of the last {span} (up 0): "
+                "its /metrics stopped answering",
+                title="No figures",
+            )
+        answered = [v for _, v in query(f"sum_over_time({up}[{span}])")]
+        if not answered or min(answered) < 2:
+            raise Unavailable(
+                f"Prometheus scraped {what} fewer than twice in the last {span} (up 0 in the "
+                "others)",
+                title="No figures",
+            )
 
     def one(expression: str) -> float | None:
         values = [v for _, v in query(expression) if not math.isnan(v)]

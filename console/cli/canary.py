@@ -248,12 +248,19 @@ def _summary(planned: object) -> str:
     return "\n".join(lines)
 
 
+ORPHANED_READS = 3  # a second apart: a release whose worker is gone is not followed further
+
+
 def _follow(name: str, as_json: bool) -> None:
-    """Print each decision as the worker makes it, until the release ends (Ctrl-C leaves it
-    running). Exit 0 when promoted, 1 when aborted."""
+    """Print each decision as the worker makes it, until the release ends or pauses for a
+    person, or is left without a worker (Ctrl-C leaves it running). Exit 0 when promoted, 1
+    otherwise.
+
+    A pause ends the following: the release waits for a person's resume, abort or promote,
+    and a scripted release (CI, ``--yes``) must not wait with it for ever."""
     from backends.lifecycle.canary import read_release
 
-    seen = 0
+    seen, problem, orphaned = 0, "", 0
     try:
         while True:
             release = read_release(name)
@@ -263,17 +270,23 @@ def _follow(name: str, as_json: bool) -> None:
             if not as_json:
                 for decision in history[seen:]:
                     typer.echo(f"{time.strftime('%H:%M:%S')} {decision.line}")
-                if release.problem and len(history) == seen:
+                if release.problem and release.problem != problem:
                     typer.echo(f"{time.strftime('%H:%M:%S')} problem: {release.problem}", err=True)
-            seen = len(history)
-            if release.state.finished:
+            seen, problem = len(history), release.problem
+            if release.state.finished or _waits_for_a_person(release):
                 break
-            if not release.worker_alive and not release.command:
+            # Nobody drives a release whose worker is gone: nothing will change to follow.
+            # Three reads in a row, each afresh: a worker that has just finished the release
+            # and exited is read as finished on the next one.
+            orphaned = 0 if release.worker_alive else orphaned + 1
+            if orphaned >= ORPHANED_READS:
                 typer.echo(
-                    f"warning: no canary worker is running for {name}; "
-                    f"`mlops deploy canary {name} --resume` starts one",
+                    f"no canary worker is running for {name}: the release stays at "
+                    f"{release.state.weight:g} %; `mlops deploy canary {name} --resume` "
+                    "starts one",
                     err=True,
                 )
+                break
             time.sleep(1.0)
     except KeyboardInterrupt:
         typer.echo(
@@ -328,8 +341,14 @@ def _show(release: Release, as_json: bool) -> None:
         )
 
 
+def _waits_for_a_person(release: Release) -> bool:
+    """Paused with no person's command on its way to the worker."""
+    return str(release.state.status) == "paused" and not release.command
+
+
 def _exit_for(release: Release) -> None:
-    if str(release.state.status) == "aborted":
+    """0 promoted; 1 aborted, paused for a person, or left without a worker."""
+    if str(release.state.status) != "promoted":
         raise typer.Exit(int(ExitCode.CHECK_FAILED))
 
 

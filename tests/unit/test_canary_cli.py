@@ -74,3 +74,97 @@ def test_source_prometheus_without_a_url_and_source_where_it_means_nothing_are_r
     bogus = runner.invoke(app, [*START, "--source", "grafana"])
     assert bogus.exit_code == ExitCode.USAGE
     assert planned == {}  # nothing was planned
+
+
+# ------------------------------------------------------------------ following a release
+
+
+def _keep(name: str, state: Any, command: str = "") -> None:
+    """A release of deployment ``name`` in ``state``, written as the worker writes it."""
+    from backends.lifecycle import canary as releases
+
+    release = releases.Release(
+        deployment=name, model="iris", stable_version=1, canary_version=2,
+        canary_container="c", canary_port=1, image="i", alias="", follow_alias=False,
+        sticky_header="", reason="", state=state, command=command,
+    )  # fmt: skip
+    releases.releases_dir().mkdir(parents=True, exist_ok=True)
+    releases._save(release)
+
+
+@pytest.fixture
+def kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Releases kept under a state directory of the test's own, each with a worker alive."""
+    from backends.lifecycle import canary as releases
+
+    monkeypatch.setenv("MLOPS_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(releases.Release, "worker_alive", property(lambda self: True))
+
+
+def _running() -> Any:
+    from backends.canary import analysis
+
+    return analysis.start(analysis.Plan.parse("20,100", "1s", 2, ["error_ratio<0.01"]))
+
+
+@pytest.mark.usefixtures("kept")
+def test_following_ends_when_the_release_pauses_for_a_person() -> None:
+    """A scripted release that pauses must not wait with it for ever: exit 1, the release
+    paused as it is, and the way on named."""
+    import threading
+
+    from backends.canary import analysis
+
+    running = _running()
+    _keep("web", running)
+    paused, _ = analysis.pause_for(running, "inconclusive: 3 requests")
+    later = threading.Timer(1.5, _keep, args=("web", paused))
+    later.start()
+    try:
+        result = runner.invoke(app, ["deploy", "canary", "web", "--follow"])
+    finally:
+        later.cancel()
+    assert result.exit_code == ExitCode.CHECK_FAILED, result.output
+    assert "paused at 20 %: inconclusive: 3 requests" in result.output
+    assert "waiting for a person: mlops deploy canary web --resume" in result.output
+    as_json = runner.invoke(app, ["deploy", "canary", "web", "--follow", "--json"])
+    assert as_json.exit_code == ExitCode.CHECK_FAILED
+    assert '"status": "paused"' in as_json.stdout
+
+
+@pytest.mark.usefixtures("kept")
+def test_following_goes_on_while_a_persons_command_is_on_its_way() -> None:
+    """Paused with a resume the worker has not carried out yet is not a pause to stop at."""
+    import threading
+
+    from backends.canary import analysis
+
+    paused, _ = analysis.pause_for(_running(), "inconclusive")
+    _keep("web", paused, command="promote")
+    promoted, _ = analysis.promote(paused)
+    later = threading.Timer(1.5, _keep, args=("web", promoted))
+    later.start()
+    try:
+        result = runner.invoke(app, ["deploy", "canary", "web", "--follow", "--json"])
+    finally:
+        later.cancel()
+    assert result.exit_code == ExitCode.OK, result.output
+    assert '"status": "promoted"' in result.stdout
+
+
+def test_following_ends_when_no_worker_drives_the_release(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """A worker gone (killed, the host rebooted): nothing will change, so the follower says
+    so and ends (exit 1) instead of waiting for ever; the release stays where it was."""
+    from backends.lifecycle import canary as releases
+
+    monkeypatch.setenv("MLOPS_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(releases.Release, "worker_alive", property(lambda self: False))
+    _keep("web", _running())
+    result = runner.invoke(app, ["deploy", "canary", "web", "--follow", "--json"])
+    assert result.exit_code == ExitCode.CHECK_FAILED, result.output
+    assert "no canary worker is running for web" in result.stderr
+    assert "--resume` starts one" in result.stderr
+    assert '"status": "running"' in result.stdout
+    assert releases.read_release("web").state.status == "running"  # type: ignore[union-attr]

@@ -357,11 +357,43 @@ def test_a_source_prometheus_did_not_scrape_throughout_gives_no_figure() -> None
         figures_from_prometheus(never, scope, 10)
     # A /metrics that stopped answering mid-window: what it said before is not the window's.
     asked, failed = prometheus_answering(
-        {"min_over_time(up": 0.0, "increase(mlops_requests_total": 50.0}
+        {
+            "min_over_time(up": 0.0,
+            "last_over_time(up": 0.0,
+            "sum_over_time(up": 6.0,
+            "increase(mlops_requests_total": 50.0,
+        }
     )
-    with pytest.raises(Unavailable, match=r"could not scrape .* throughout the last 10s"):
+    with pytest.raises(Unavailable, match=r"could not scrape .* at the end of the last 10s"):
         figures_from_prometheus(failed, scope, 10)
-    assert asked[0] == 'min_over_time(up{deployment="web",version="3",role="canary"}[10s])'
+    assert asked[:2] == [
+        'min_over_time(up{deployment="web",version="3",role="canary"}[10s])',
+        'last_over_time(up{deployment="web",version="3",role="canary"}[10s])',
+    ]
+    # Answered at the end, but only once in the window: no increase to read.
+    _, once = prometheus_answering(
+        {"min_over_time(up": 0.0, "last_over_time(up": 1.0, "sum_over_time(up": 1.0}
+    )
+    with pytest.raises(Unavailable, match=r"fewer than twice in the last 10s"):
+        figures_from_prometheus(once, scope, 10)
+
+
+def test_one_scrape_missed_mid_window_still_gives_the_figures() -> None:
+    """On a busy host a /metrics answer can miss a short scrape timeout once: the scrapes
+    around the miss answered, the last one too, and the window is judged on them."""
+    _, missed = prometheus_answering(
+        {
+            "min_over_time(up": 0.0,
+            "last_over_time(up": 1.0,
+            "sum_over_time(up": 5.0,
+            '{deployment="web",version="3",role="canary",status=~"5.."}': 30.0,
+            "increase(mlops_requests_total": 50.0,
+            "histogram_quantile": 0.2,
+        }
+    )
+    scope = Scope(deployment="web", version="3", role="canary")
+    got = figures_from_prometheus(missed, scope, 10, min_requests=5)
+    assert (got.requests, got.error_ratio, got.p99) == (50.0, 0.6, 0.2)
 
 
 def test_figures_from_prometheus_leave_its_errors_to_the_caller() -> None:
