@@ -528,10 +528,13 @@ class ImageRegistry:
         self.process.wait(timeout=30)
 
 
-def start_image_registry(root: Path, *, read_only: bool = False) -> ImageRegistry:
+def start_image_registry(
+    root: Path, *, read_only: bool = False, listen: str = "127.0.0.1"
+) -> ImageRegistry:
     """Debian's `docker-registry` (the Distribution registry) on a free loopback port, its
     storage under ``root``; ``read_only``: it refuses every push (maintenance mode). The
-    engine talks plain HTTP to a registry on 127.0.0.0/8 without being told."""
+    engine talks plain HTTP to a registry on 127.0.0.0/8 without being told. ``listen``
+    ``0.0.0.0``: reachable from a second node's network too (still named by loopback here)."""
     binary = shutil.which("docker-registry")
     if binary is None:
         service_missing("docker-registry is not installed (apt-get install docker-registry)")
@@ -543,7 +546,7 @@ def start_image_registry(root: Path, *, read_only: bool = False) -> ImageRegistr
         "storage:\n"
         f"  filesystem:\n    rootdirectory: {root / 'data'}\n"
         + ("  maintenance:\n    readonly:\n      enabled: true\n" if read_only else "")
-        + f"http:\n  addr: 127.0.0.1:{port}\n  secret: tests-only\n"
+        + f"http:\n  addr: {listen}:{port}\n  secret: tests-only\n"
     )
     log = root / "registry.log"
     proc = _spawn([binary, "serve", str(config)], log, root)

@@ -676,17 +676,43 @@ def _failure_text(
     client: Any, service: Any, what: str, failures: list[dict[str, Any]], states: Counter[str]
 ) -> str:
     errors = sorted({t["Status"].get("Err", "") for t in failures if t["Status"].get("Err")})
-    nodes = sorted({t.get("NodeID", "")[:12] for t in failures if t.get("NodeID")})
+    nodes = _nodes(client)
+    failed_on = sorted({_node_name(nodes, t["NodeID"]) for t in failures if t.get("NodeID")})
     try:
         raw = client.api.service_logs(service.id, stdout=True, stderr=True, tail=15)
         logs = b"".join(raw).decode(errors="replace").strip() or "(no logs)"
     except Exception:
         logs = "(no logs)"
-    where = f" on node(s) {', '.join(nodes)}" if nodes else ""
+    where = f" on node(s) {', '.join(failed_on)}" if failed_on else ""
+    # A node that went away takes its tasks with it: said by name, whatever the tasks say.
+    lost = sorted(
+        f"{node['Description'].get('Hostname', node_id[:12])} ({node['Status'].get('State')})"
+        for node_id, node in nodes.items()
+        if node.get("Status", {}).get("State") not in ("ready", None)
+    )
+    gone = f"; node(s) not ready: {', '.join(lost)}" if lost else ""
     return (
-        f"service {service.name} {what}{where}; task states: {dict(states)}; "
+        f"service {service.name} {what}{where}{gone}; task states: {dict(states)}; "
         f"errors: {'; '.join(errors) or 'none'}; its last log lines:\n{logs}"
     )
+
+
+def _nodes(client: Any) -> dict[str, dict[str, Any]]:
+    """The swarm's nodes by ID (nothing when the engine does not answer: the text is a
+    failure's explanation, never a second failure)."""
+    try:
+        return {n["ID"]: n for n in client.api.nodes()}
+    except Exception:
+        return {}
+
+
+def _node_name(nodes: dict[str, dict[str, Any]], node_id: str) -> str:
+    node = nodes.get(node_id)
+    if node is None:
+        return node_id[:12]
+    name = str(node.get("Description", {}).get("Hostname") or node_id[:12])
+    state = node.get("Status", {}).get("State")
+    return name if state == "ready" else f"{name} ({state})"
 
 
 def _wait_http(url: str, service: Any, client: Any, timeout: float) -> None:

@@ -110,7 +110,7 @@ def test_one_scrape_missed_mid_window_is_judged_on_the_scrapes_around_it(
         assert scraped(f"min_over_time({up}[{window(seconds)}])") == 0.0
         assert scraped(f"last_over_time({up}[{window(seconds)}])") == 1.0
         figures = figures_from_prometheus(source.vector, scope, seconds, min_requests=5)
-        assert figures.requests is not None and figures.requests >= 20
+        assert figures.requests is not None and figures.requests >= 10  # two answers or more
         assert figures.error_ratio == pytest.approx(1 / 3)
 
         # Stopped answering: every scrape too late. What it said before is not the window's.

@@ -6,8 +6,10 @@ showing replicas per version and their node, and a swarm context on an engine th
 manager refused with exit 3.
 
 Images through a registry are pushed to Debian's `docker-registry` on loopback (a read-only one for
-the refusal), and a swarm deploy with one runs its services by digest. What is not here (#21): a
-second node, remote engines, canaries on a swarm."""
+the refusal), and a swarm deploy with one runs its services by digest. A second node
+(tests/second_node.py: a dockerd in a network namespace, joined as a worker) runs replicas beside
+the manager's through a switch under load, and is then lost during the next switch. What is not
+here (#21): remote engines, canaries on a swarm."""
 
 from __future__ import annotations
 
@@ -45,7 +47,11 @@ def _advertise_address() -> str:
     """This host's address on its default route (what `docker swarm init` would pick)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
-            s.connect(("192.0.2.255", 9))  # no packet is sent: this only picks a route
+            # No packet is sent: this only picks a route. An address off any local subnet
+            # (TEST-NET-3), so the default route's: a subnet's broadcast address (what this
+            # asked before) is refused without SO_BROADCAST, and the swarm advertised loopback,
+            # which no second node can reach.
+            s.connect(("203.0.113.1", 9))
             return str(s.getsockname()[0])
         except OSError:
             return "127.0.0.1"
@@ -507,3 +513,139 @@ def test_a_version_whose_tasks_keep_failing_is_removed_and_says_why(
     answer = httpx.post(f"http://127.0.0.1:{port}/predict", json={"data": [[5.1, 3.5, 1.4, 0.2]]})
     assert answer.status_code == 200 and str(answer.json()["model"]["version"]) == v1
     ok(mlops("deploy", "down", name, "-y", env=env))
+
+
+def test_replicas_on_a_second_node_serve_and_switch_under_load(
+    versions: Versions, swarm_engine: Any, tmp_path: Path
+) -> None:
+    """A second engine joined to the swarm as a worker (a dockerd in a network namespace and
+    with a host name of its own, reached over a link): a 4-replica deployment runs tasks on
+    both nodes, each pulled from the registry by digest; the router on the manager reaches
+    those on the other node through the overlay, and a switch under steady load fails nothing
+    and lands on both nodes again."""
+    from tests.second_node import start_second_node
+
+    manager = swarm_engine.info()["Swarm"]["NodeAddr"]
+    if manager.startswith("127."):
+        services.service_missing(f"the swarm advertises {manager}: no second node reaches it")
+    (tmp_path / "registry").mkdir()
+    registry = services.start_image_registry(tmp_path / "registry", listen="0.0.0.0")
+    node = start_second_node(tmp_path, manager)
+    worker = node.client()
+    joined = ""
+    try:
+        node.forward_registry(int(registry.address.rsplit(":", 1)[1]))
+        swarm_engine.swarm.reload()
+        token = swarm_engine.swarm.attrs["JoinTokens"]["Worker"]
+        worker.swarm.join(
+            remote_addrs=[f"{manager}:2377"],
+            join_token=token,
+            advertise_addr=node.address,
+            listen_addr=f"{node.address}:2377",
+        )
+        joined = worker.info()["Swarm"]["NodeID"]
+        eventually(
+            lambda: swarm_engine.nodes.get(joined).attrs["Status"]["State"] == "ready",
+            "the second node to be ready",
+            timeout=120,
+        )
+        env = {
+            "MLFLOW_TRACKING_URI": versions.tracking_uri,
+            "MLOPS_ENGINE": "swarm",
+            "MLOPS_IMAGE_REGISTRY": registry.address,
+        }
+        name, (v1, v2, v3) = f"{versions.name}-two", versions.numbers
+        port = services.free_port()
+        up = ["--name", name, "--port", str(port), "--replicas", "4", "-y", "-q"]
+        ok(mlops("deploy", "up", f"{versions.name}/{v1}", *up, env=env))
+        both = {swarm_engine.info()["Name"], node.hostname}
+        assert _nodes_of(env, name) == both
+        with Load(f"http://127.0.0.1:{port}") as load:
+            load.wait_for(v1)
+            eventually(
+                lambda: _answered_on(swarm_engine, port, name) == both,
+                "requests answered by tasks on both nodes",
+                timeout=120,
+            )
+            ok(mlops("deploy", "up", f"{versions.name}/{v2}", "--name", name, "-y", "-q", env=env))
+            load.wait_for(v2)
+        print(f"{len(load.answers)} predictions on two nodes through a switch")
+        assert not load.failed(), Counter(load.failed()).most_common(5)
+        assert _nodes_of(env, name) == both
+
+        # The second node lost (its link cut) while v3's tasks start on it: Swarm finds it
+        # down and starts them on the node that is left, and the switch completes there.
+        here = swarm_engine.info()["Name"]
+        switching = subprocess.Popen(
+            [sys.executable, "-c", "from console.cli.main import run; run()", "deploy", "up",
+             f"{versions.name}/{v3}", "--name", name, "-y", "-q"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=services.env_with_venv_on_path(**env),
+        )  # fmt: skip
+        try:
+            eventually(
+                lambda: _tasks_on(swarm_engine, name, v3, joined),
+                f"a task of v{v3} on the second node",
+                timeout=180,
+            )
+            node.cut_link()
+            out, err = switching.communicate(timeout=400)
+        finally:
+            if switching.poll() is None:
+                switching.kill()
+        assert switching.returncode == 0, f"{out}\n{err}"
+        assert swarm_engine.nodes.get(joined).attrs["Status"]["State"] != "ready"
+        assert _nodes_of(env, name) == {here}
+        with httpx.Client(timeout=30) as http:
+            answer = http.post(f"http://127.0.0.1:{port}/predict", json={"data": [[1, 2, 3, 4]]})
+        assert answer.status_code == 200, answer.text
+        assert str(answer.json()["model"]["version"]) == v3, answer.text
+        ok(mlops("deploy", "down", name, "-y", env=env))
+    finally:
+        if joined:
+            with contextlib.suppress(Exception):
+                worker.swarm.leave(force=True)
+            with contextlib.suppress(Exception):
+                swarm_engine.nodes.get(joined).remove(force=True)
+        worker.close()
+        node.stop()
+        registry.stop()
+
+
+def _tasks_on(client: Any, name: str, version: str, node_id: str) -> bool:
+    """Whether a task of ``version``'s service of deployment ``name`` is assigned to the node."""
+    for service in client.services.list(filters={"name": f"mlops-{name}-v{version}-"}):
+        if any(t.get("NodeID") == node_id for t in service.tasks()):
+            return True
+    return False
+
+
+def _nodes_of(env: dict[str, str], name: str) -> set[str]:
+    """The nodes `deploy ps` says the serving version's replicas run on (all running)."""
+    ps = json.loads(ok(mlops("deploy", "ps", "--json", env=env)))
+    (row,) = next(d for d in ps if d["name"] == name)["replicas"]
+    assert (row["running"], row["desired"]) == (4, 4), row
+    return set(row["nodes"])
+
+
+def _answered_on(client: Any, port: int, name: str) -> set[str]:
+    """The nodes whose tasks answered requests through the router: its /metrics labels each
+    task's samples with the task's address, and Swarm says which node has that address."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+    answered = {
+        sample.labels["task"].rsplit(":", 1)[0]
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "mlops_requests_total" and sample.value > 0
+    }
+    names = {n.id: n.attrs["Description"]["Hostname"] for n in client.nodes.list()}
+    found = set()
+    for service in client.services.list(filters={"name": f"mlops-{name}-v"}):
+        for task in service.tasks(filters={"desired-state": "running"}):
+            for attachment in task.get("NetworksAttachments", []):
+                addresses = {a.split("/", 1)[0] for a in attachment.get("Addresses", [])}
+                if addresses & answered:
+                    found.add(names.get(task["NodeID"], task["NodeID"]))
+    return found

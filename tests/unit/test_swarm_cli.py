@@ -142,3 +142,31 @@ def test_a_swarm_plan_says_services_replicas_and_where_the_image_comes_from() ->
         TakeDownPlan("iris", current, ("mlops-iris", "mlops-iris-v1-ab12"), engine="swarm")
     )
     assert "services: mlops-iris, mlops-iris-v1-ab12" in down
+
+
+def test_a_failed_swarm_change_names_the_nodes_by_name_and_a_node_not_ready() -> None:
+    """What `deploy up` says when replicas do not come up: the nodes their tasks failed on by
+    host name, and a node that went away (down, unknown) by name and state."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from backends.docker.swarm import _failure_text
+
+    nodes = [
+        {"ID": "a" * 25, "Description": {"Hostname": "ops-1"}, "Status": {"State": "ready"}},
+        {"ID": "b" * 25, "Description": {"Hostname": "ops-2"}, "Status": {"State": "down"}},
+    ]
+    api = SimpleNamespace(nodes=lambda: nodes, service_logs=lambda *a, **k: [b"boom\n"])
+    client = SimpleNamespace(api=api)
+    service = SimpleNamespace(id="s1", name="mlops-web-v2-ab12")
+    failures = [
+        {"NodeID": "a" * 25, "Status": {"State": "failed", "Err": "exit 1"}},
+        {"NodeID": "b" * 25, "Status": {"State": "failed", "Err": "exit 1"}},
+        {"Status": {"State": "rejected", "Err": "no suitable node"}},
+    ]
+    text = _failure_text(client, service, "kept failing", failures, Counter(failed=2))
+    assert "on node(s) ops-1, ops-2 (down);" in text
+    assert "node(s) not ready: ops-2 (down)" in text
+    assert "boom" in text and "no suitable node" in text
+    quiet = SimpleNamespace(api=SimpleNamespace(nodes=lambda: 1 / 0, service_logs=api.service_logs))
+    assert "on node(s) aaaaaaaaaaaa;" in _failure_text(quiet, service, "x", failures[:1], Counter())

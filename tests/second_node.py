@@ -1,0 +1,206 @@
+"""A second Docker engine on this host, as a second swarm node: its own dockerd in a network
+namespace of its own, linked to the host by a veth pair (its own address, its own route to
+the manager), so that Swarm sees two machines: the manager's address on the host's default
+route, the second node's on the link.
+
+What a real second machine would have and this one has not, made here: a registry it reaches
+under the same name as the manager does. Services pin images as ``127.0.0.1:PORT/...@sha256``
+(a loopback registry needs no TLS on any engine); inside the namespace a forwarder listens on
+that loopback port and carries the bytes to the registry on the host's end of the link.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests import services
+
+# Carries one TCP port of the namespace's loopback to an address outside it (asyncio: a few
+# lines, no dependency, as many connections as the engine opens for its layer downloads).
+FORWARDER = """
+import asyncio, sys
+listen_port, host, port = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+
+async def pipe(reader, writer):
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+async def handle(reader, writer):
+    try:
+        up_reader, up_writer = await asyncio.open_connection(host, port)
+    except OSError:
+        writer.close()
+        return
+    await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", listen_port)
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+def _ip(*args: str, netns: str | None = None) -> None:
+    cmd = ["ip", *(["-n", netns] if netns else []), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {done.stderr.strip()}")
+
+
+def _inside(netns: str) -> list[str]:
+    """A command's prefix that runs it in the namespace's network only: not `ip netns exec`,
+    which also gives it a mount namespace with a sysfs of its own, where dockerd finds no
+    cgroup mounted ("Devices cgroup isn't mounted")."""
+    return ["nsenter", f"--net=/run/netns/{netns}"]
+
+
+def _free_subnet() -> int:
+    """A 10.213.N.0/24 no interface of this host uses."""
+    used = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
+    for _ in range(100):
+        n = secrets.randbelow(250) + 2
+        if f" 10.213.{n}." not in used:
+            return n
+    raise RuntimeError("no free 10.213.N.0/24 subnet for the second node's link")
+
+
+@dataclass
+class SecondNode:
+    netns: str
+    address: str  # the node's address on the link (its swarm advertise address)
+    host_address: str  # the host's end of the link
+    hostname: str  # the node's name in the swarm
+    root: Path
+    log: Path
+    dockerd: subprocess.Popen[bytes]
+    forwarders: list[subprocess.Popen[bytes]]
+    host_link: str
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "docker.sock"
+
+    def client(self) -> Any:
+        import docker
+
+        return docker.DockerClient(base_url=f"unix://{self.socket}", timeout=60)
+
+    def forward_registry(self, registry_port: int) -> None:
+        """The registry at the host's 127.0.0.1:PORT, at the same address inside the node."""
+        log = self.root / f"forward-{registry_port}.log"
+        cmd = [*_inside(self.netns), sys.executable, "-c", FORWARDER]
+        cmd += [str(registry_port), self.host_address, str(registry_port)]
+        self.forwarders.append(services._spawn(cmd, log, self.root))
+
+    def cut_link(self) -> None:
+        """The node lost, as a machine whose network went: its end of the link down."""
+        _ip("link", "set", self.host_link, "down")
+
+    def stop(self) -> None:
+        for proc in [*self.forwarders, self.dockerd]:
+            with contextlib.suppress(Exception):
+                proc.terminate()
+                proc.wait(timeout=60)
+        with contextlib.suppress(Exception):
+            _ip("link", "del", self.host_link)
+        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, timeout=30)
+        # The engine's mounts (overlay layers, shm) go with it; what a killed one left behind
+        # is unmounted before the tree is removed.
+        subprocess.run(
+            f"grep -o ' {self.root}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l",
+            shell=True,
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_second_node(tmp: Path, manager: str) -> SecondNode:
+    """The namespace, the link and the engine, for a swarm whose manager advertises the host
+    address ``manager``; skipped (failed in CI) where this host cannot make a network
+    namespace or start a dockerd in it."""
+    if shutil.which("ip") is None or shutil.which("dockerd") is None:
+        services.service_missing("a second node needs `ip` (iproute2) and `dockerd`")
+    tag = secrets.token_hex(3)
+    netns, host_link, node_link = f"mlops-n2-{tag}", f"mlh{tag}", f"mln{tag}"
+    n = _free_subnet()
+    host_address, address = f"10.213.{n}.1", f"10.213.{n}.2"
+    # A short root: containerd's socket lives under --exec-root, and a unix socket's path may
+    # not be longer than 107 bytes (pytest's tmp_path is too long for it).
+    root = Path(tempfile.mkdtemp(prefix="mlops-node2-", dir="/tmp"))
+    log = tmp / "dockerd-node2.log"
+    try:
+        _ip("netns", "add", netns)
+        _ip("link", "add", host_link, "type", "veth", "peer", "name", node_link, "netns", netns)
+        _ip("addr", "add", f"{host_address}/24", "dev", host_link)
+        _ip("link", "set", host_link, "up")
+        _ip("link", "set", "lo", "up", netns=netns)
+        _ip("addr", "add", f"{address}/24", "dev", node_link, netns=netns)
+        _ip("link", "set", node_link, "up", netns=netns)
+        _ip("route", "add", "default", "via", host_address, netns=netns)
+        # The host speaks to the node from the manager's advertised address, as a second
+        # machine would see it: the overlay's VXLAN packets from any other source address
+        # (the link's own, which the kernel would pick) are dropped by the node's overlay.
+        _ip("route", "replace", f"10.213.{n}.0/24", "dev", host_link, "src", manager)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
+        services.service_missing(f"no network namespace for a second node here: {exc}")
+    # A host name of its own too (a UTS namespace): Swarm and `deploy ps` name nodes by it.
+    # And a mount namespace with a sysfs of the node's network (the overlay's bridge is set up
+    # through /sys/class/net, which shows the network of whoever mounted it), the host's
+    # cgroup hierarchies bound back under it (dockerd needs them; a bare sysfs has none).
+    hostname = f"mlops-node2-{tag}"
+    engine = f"dockerd --host=unix://{root / 'docker.sock'} --data-root={root / 'data'}"
+    engine += f" --exec-root={root / 'exec'} --pidfile={root / 'dockerd.pid'} --bridge=none"
+    engine += " --iptables=false --ip6tables=false"
+    cgroups = root / "cgroup"
+    script = (
+        f"set -e; mkdir -p {cgroups}; mount --rbind /sys/fs/cgroup {cgroups}; "
+        f"mount -t sysfs sysfs /sys; mount --rbind {cgroups} /sys/fs/cgroup; "
+        f"hostname {hostname}; exec {engine}"
+    )
+    cmd = [*_inside(netns), "unshare", "--mount", "--uts", "sh", "-c", script]
+    node = SecondNode(
+        netns,
+        address,
+        host_address,
+        hostname,
+        root,
+        log,
+        services._spawn(cmd, log, tmp),
+        [],
+        host_link,
+    )
+    services.remember_log("second node's dockerd", log)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            client = node.client()
+            try:
+                if client.ping():
+                    return node
+            finally:
+                client.close()
+        if node.dockerd.poll() is not None:
+            break
+        time.sleep(0.5)
+    node.stop()
+    raise AssertionError(f"the second node's dockerd did not answer:\n{services._tail(log)}")
