@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -114,21 +115,23 @@ class SecondNode:
         _ip("link", "set", self.host_link, "down")
 
     def stop(self) -> None:
+        """Its containers, the engine (SIGKILL after a minute), the forwarders, the link and
+        the namespace. The engine's own mounts live in its private mount namespace and go
+        when its last process does: its containers are removed first for that."""
+        with contextlib.suppress(Exception):
+            client = self.client()
+            try:
+                for container in client.containers.list(all=True):
+                    with contextlib.suppress(Exception):
+                        container.remove(force=True)
+            finally:
+                client.close()
         for proc in [*self.forwarders, self.dockerd]:
             with contextlib.suppress(Exception):
-                proc.terminate()
-                proc.wait(timeout=60)
+                services._stop(proc, timeout=60)
         with contextlib.suppress(Exception):
             _ip("link", "del", self.host_link)
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, timeout=30)
-        # The engine's mounts (overlay layers, shm) go with it; what a killed one left behind
-        # is unmounted before the tree is removed.
-        subprocess.run(
-            f"grep -o ' {self.root}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l",
-            shell=True,
-            capture_output=True,
-            timeout=60,
-        )
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -136,8 +139,9 @@ def start_second_node(tmp: Path, manager: str) -> SecondNode:
     """The namespace, the link and the engine, for a swarm whose manager advertises the host
     address ``manager``; skipped (failed in CI) where this host cannot make a network
     namespace or start a dockerd in it."""
-    if shutil.which("ip") is None or shutil.which("dockerd") is None:
-        services.service_missing("a second node needs `ip` (iproute2) and `dockerd`")
+    missing = [t for t in ("ip", "nsenter", "unshare", "dockerd") if shutil.which(t) is None]
+    if missing:
+        services.service_missing(f"a second node needs {', '.join(missing)} (iproute2, util-linux)")
     tag = secrets.token_hex(3)
     netns, host_link, node_link = f"mlops-n2-{tag}", f"mlh{tag}", f"mln{tag}"
     n = _free_subnet()
@@ -167,28 +171,37 @@ def start_second_node(tmp: Path, manager: str) -> SecondNode:
     # And a mount namespace with a sysfs of the node's network (the overlay's bridge is set up
     # through /sys/class/net, which shows the network of whoever mounted it), the host's
     # cgroup hierarchies bound back under it (dockerd needs them; a bare sysfs has none).
+    # A containerd of the host's (/run/containerd, as Docker CE runs one) would be used by
+    # dockerd instead of one of its own, outside this mount namespace: it is hidden here.
     hostname = f"mlops-node2-{tag}"
-    engine = f"dockerd --host=unix://{root / 'docker.sock'} --data-root={root / 'data'}"
-    engine += f" --exec-root={root / 'exec'} --pidfile={root / 'dockerd.pid'} --bridge=none"
-    engine += " --iptables=false --ip6tables=false"
-    cgroups = root / "cgroup"
+    engine = shlex.join(
+        [
+            "dockerd",
+            f"--host=unix://{root / 'docker.sock'}",
+            f"--data-root={root / 'data'}",
+            f"--exec-root={root / 'exec'}",
+            f"--pidfile={root / 'dockerd.pid'}",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+        ]
+    )
+    cgroups = shlex.quote(str(root / "cgroup"))
     script = (
         f"set -e; mkdir -p {cgroups}; mount --rbind /sys/fs/cgroup {cgroups}; "
         f"mount -t sysfs sysfs /sys; mount --rbind {cgroups} /sys/fs/cgroup; "
-        f"hostname {hostname}; exec {engine}"
+        "if [ -d /run/containerd ]; then mount -t tmpfs tmpfs /run/containerd; fi; "
+        f"hostname {shlex.quote(hostname)}; exec {engine}"
     )
     cmd = [*_inside(netns), "unshare", "--mount", "--uts", "sh", "-c", script]
-    node = SecondNode(
-        netns,
-        address,
-        host_address,
-        hostname,
-        root,
-        log,
-        services._spawn(cmd, log, tmp),
-        [],
-        host_link,
-    )
+    try:
+        dockerd = services._spawn(cmd, log, tmp)
+    except OSError:
+        subprocess.run(["ip", "link", "del", host_link], capture_output=True, timeout=30)
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    node = SecondNode(netns, address, host_address, hostname, root, log, dockerd, [], host_link)
     services.remember_log("second node's dockerd", log)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -75,14 +75,19 @@ def env_with_venv_on_path(**extra: str) -> dict[str, str]:
 # --------------------------------------------------------------------------- logs on failure
 
 _LOGS: dict[Path, str] = {}  # what this process started or attached to: log file → name
+_STATE_DIRS: dict[Path, str] = {}  # directories whose recent logs and state files are printed
 _DOCKER_USED = False
 
 
 def remember_log(name: str, path: Path) -> None:
-    """Print the tail of ``path`` when a test fails (every service and server registers here).
-    A directory: each of its ``*.log`` and ``*.json`` files written since the test started
-    (a state directory's workers, e.g. a canary release's file and its worker's log)."""
+    """Print the tail of ``path`` when a test fails (every service and server registers here)."""
     _LOGS.setdefault(path, name)
+
+
+def remember_state_dir(name: str, path: Path) -> None:
+    """Print each ``*.log`` and ``*.json`` under ``path`` written since a failing test started
+    (a state directory's workers: e.g. a canary release's file and its worker's log)."""
+    _STATE_DIRS.setdefault(path, name)
 
 
 def _tail(path: Path, lines: int = LOG_TAIL) -> str:
@@ -95,13 +100,9 @@ def _tail(path: Path, lines: int = LOG_TAIL) -> str:
 def failure_logs(since: datetime) -> list[tuple[str, str]]:
     """(title, text) of each service log, and of every container of ours created since
     ``since`` (a test's start): what a failing test leaves to understand it."""
-    sections = []
-    for path, name in _LOGS.items():
-        if path.is_dir():
-            written = _written_since(path, since)
-            sections += [(f"{name}: {found}", _tail(found)) for found in written]
-        else:
-            sections.append((f"log of {name} ({path})", _tail(path)))
+    sections = [(f"log of {name} ({path})", _tail(path)) for path, name in _LOGS.items()]
+    for path, name in _STATE_DIRS.items():
+        sections += [(f"{name}: {found}", _tail(found)) for found in _written_since(path, since)]
     if _DOCKER_USED:
         sections += _container_logs(since)
     return sections

@@ -264,13 +264,15 @@ def figures_from_prometheus(
                 "its /metrics stopped answering",
                 title="No figures",
             )
-        answered = [v for _, v in query(f"sum_over_time({up}[{span}])")]
-        if not answered or min(answered) < 2:
-            raise Unavailable(
-                f"Prometheus scraped {what} fewer than twice in the last {span} (up 0 in the "
-                "others)",
-                title="No figures",
-            )
+    # An increase needs two answered scrapes in the window (with none missed, one scrape in
+    # the window would read as no traffic: it is no figure).
+    answered = [v for _, v in query(f"sum_over_time({up}[{span}])")]
+    if not answered or min(answered) < 2:
+        raise Unavailable(
+            f"Prometheus scraped {what} fewer than twice in the last {span} (is the interval "
+            "shorter than two of its scrapes?)",
+            title="No figures",
+        )
 
     def one(expression: str) -> float | None:
         values = [v for _, v in query(expression) if not math.isnan(v)]

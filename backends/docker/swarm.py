@@ -686,7 +686,7 @@ def _failure_text(
     where = f" on node(s) {', '.join(failed_on)}" if failed_on else ""
     # A node that went away takes its tasks with it: said by name, whatever the tasks say.
     lost = sorted(
-        f"{node['Description'].get('Hostname', node_id[:12])} ({node['Status'].get('State')})"
+        _node_name(nodes, node_id)
         for node_id, node in nodes.items()
         if node.get("Status", {}).get("State") not in ("ready", None)
     )

@@ -84,7 +84,10 @@ def canary(
         bool, typer.Option("--detach", help="Start it and return; the analysis goes on.")
     ] = False,
     follow: Annotated[
-        bool, typer.Option("--follow", help="Watch the release until it ends.")
+        bool,
+        typer.Option(
+            "--follow", help="Watch the release until it ends, pauses or loses its worker."
+        ),
     ] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Resume a paused analysis.")] = False,
     abort: Annotated[
@@ -102,8 +105,10 @@ def canary(
     evaluated (no traffic, a server not answering) it pauses for a person. The analysis runs
     in a process of its own: this command, another shell or the console reattach to it.
 
-    Without MODEL_REF: the release's state (--follow: until it ends), or a person's
-    --resume / --abort / --promote. Exit 0 when promoted, 1 when aborted.
+    Followed (the default with MODEL_REF, --follow without) until it ends, pauses for a
+    person or is left without a worker. Without MODEL_REF: the release's state, or a
+    person's --resume / --abort / --promote. Exit 0 when promoted; 1 when aborted, paused or
+    left without a worker (the release stays as it is).
     """
     from backends.lifecycle import canary as releases
 

@@ -162,7 +162,7 @@ def env_for(
     which reads the targets file the command keeps."""
     env = {"MLFLOW_TRACKING_URI": models.tracking_uri, "MLOPS_STATE_DIR": str(tmp_path)}
     # The release's file and its worker's log: what a release that never ended leaves to read.
-    services.remember_log("canary state", tmp_path / "canary")
+    services.remember_state_dir("canary state", tmp_path / "canary")
     if prometheus is not None:
         env.update(PROMETHEUS_URL=prometheus.url, MLOPS_TARGETS_FILE=str(prometheus.targets_path))
     return env

@@ -4,6 +4,7 @@ scrapes around it), a /metrics that stopped answering is (no figures, the releas
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -102,14 +103,23 @@ def test_one_scrape_missed_mid_window_is_judged_on_the_scrapes_around_it(
 
     try:
         eventually(lambda: (scraped(f"count_over_time({up}[30s])") or 0) >= 3, "three scrapes")
-        state.miss_next = True
-        eventually(lambda: state.missed_at and state.answered_since_miss >= 3, "a missed scrape")
-        time.sleep(0.5)  # the last answer's samples are in
-        seconds = round(time.time() - state.missed_at + 2.0)  # from a scrape before the miss
-        # The window holds the miss (up 0), and answered scrapes before and after it.
-        assert scraped(f"min_over_time({up}[{window(seconds)}])") == 0.0
-        assert scraped(f"last_over_time({up}[{window(seconds)}])") == 1.0
-        figures = figures_from_prometheus(source.vector, scope, seconds, min_requests=5)
+        figures, tries = None, []
+        # On a busy host any scrape may also miss the 1 s timeout: a window whose last scrape
+        # did too is not this case (it is the next one's), and the miss is made again.
+        while figures is None and len(tries) < 5:
+            state.miss_next = True
+            eventually(lambda: not state.miss_next, "the missed scrape to start")
+            eventually(lambda: state.answered_since_miss >= 3, "three answers after the miss")
+            time.sleep(0.5)  # the last answer's samples are in
+            seconds = round(time.time() - state.missed_at + 2.0)  # from a scrape before it
+            # The window holds the miss (up 0), and answered scrapes before and after it.
+            assert scraped(f"min_over_time({up}[{window(seconds)}])") == 0.0
+            last = scraped(f"last_over_time({up}[{window(seconds)}])")
+            tries.append(last)
+            if last == 1.0:
+                with contextlib.suppress(Unavailable):
+                    figures = figures_from_prometheus(source.vector, scope, seconds, min_requests=5)
+        assert figures is not None, f"no window judged; last scrapes {tries}"
         assert figures.requests is not None and figures.requests >= 10  # two answers or more
         assert figures.error_ratio == pytest.approx(1 / 3)
 

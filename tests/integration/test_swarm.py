@@ -522,30 +522,37 @@ def test_replicas_on_a_second_node_serve_and_switch_under_load(
     with a host name of its own, reached over a link): a 4-replica deployment runs tasks on
     both nodes, each pulled from the registry by digest; the router on the manager reaches
     those on the other node through the overlay, and a switch under steady load fails nothing
-    and lands on both nodes again."""
+    and lands on both nodes again. Then the node is lost (its link cut) while the next
+    version's tasks start on it: Swarm finds it down and starts them on the node that is
+    left, and the switch completes there."""
     from tests.second_node import start_second_node
 
     manager = swarm_engine.info()["Swarm"]["NodeAddr"]
     if manager.startswith("127."):
         services.service_missing(f"the swarm advertises {manager}: no second node reaches it")
-    (tmp_path / "registry").mkdir()
-    registry = services.start_image_registry(tmp_path / "registry", listen="0.0.0.0")
-    node = start_second_node(tmp_path, manager)
-    worker = node.client()
-    joined = ""
-    try:
+    name, (v1, v2, v3) = f"{versions.name}-two", versions.numbers
+    joined: list[str] = []
+    with contextlib.ExitStack() as cleanup:
+        (tmp_path / "registry").mkdir()
+        registry = services.start_image_registry(tmp_path / "registry", listen="0.0.0.0")
+        cleanup.callback(registry.stop)
+        node = start_second_node(tmp_path, manager)
+        cleanup.callback(node.stop)
+        worker = node.client()
+        cleanup.callback(worker.close)
+        cleanup.callback(_forget, swarm_engine, worker, joined)
+        cleanup.callback(_remove_if_there, swarm_engine, name)  # the first to run
         node.forward_registry(int(registry.address.rsplit(":", 1)[1]))
         swarm_engine.swarm.reload()
-        token = swarm_engine.swarm.attrs["JoinTokens"]["Worker"]
         worker.swarm.join(
             remote_addrs=[f"{manager}:2377"],
-            join_token=token,
+            join_token=swarm_engine.swarm.attrs["JoinTokens"]["Worker"],
             advertise_addr=node.address,
             listen_addr=f"{node.address}:2377",
         )
-        joined = worker.info()["Swarm"]["NodeID"]
+        joined.append(worker.info()["Swarm"]["NodeID"])
         eventually(
-            lambda: swarm_engine.nodes.get(joined).attrs["Status"]["State"] == "ready",
+            lambda: swarm_engine.nodes.get(joined[0]).attrs["Status"]["State"] == "ready",
             "the second node to be ready",
             timeout=120,
         )
@@ -554,11 +561,11 @@ def test_replicas_on_a_second_node_serve_and_switch_under_load(
             "MLOPS_ENGINE": "swarm",
             "MLOPS_IMAGE_REGISTRY": registry.address,
         }
-        name, (v1, v2, v3) = f"{versions.name}-two", versions.numbers
         port = services.free_port()
         up = ["--name", name, "--port", str(port), "--replicas", "4", "-y", "-q"]
         ok(mlops("deploy", "up", f"{versions.name}/{v1}", *up, env=env))
-        both = {swarm_engine.info()["Name"], node.hostname}
+        here = swarm_engine.info()["Name"]
+        both = {here, node.hostname}
         assert _nodes_of(env, name) == both
         with Load(f"http://127.0.0.1:{port}") as load:
             load.wait_for(v1)
@@ -573,9 +580,6 @@ def test_replicas_on_a_second_node_serve_and_switch_under_load(
         assert not load.failed(), Counter(load.failed()).most_common(5)
         assert _nodes_of(env, name) == both
 
-        # The second node lost (its link cut) while v3's tasks start on it: Swarm finds it
-        # down and starts them on the node that is left, and the switch completes there.
-        here = swarm_engine.info()["Name"]
         switching = subprocess.Popen(
             [sys.executable, "-c", "from console.cli.main import run; run()", "deploy", "up",
              f"{versions.name}/{v3}", "--name", name, "-y", "-q"],
@@ -584,7 +588,7 @@ def test_replicas_on_a_second_node_serve_and_switch_under_load(
         )  # fmt: skip
         try:
             eventually(
-                lambda: _tasks_on(swarm_engine, name, v3, joined),
+                lambda: _tasks_on(swarm_engine, name, v3, joined[0]),
                 f"a task of v{v3} on the second node",
                 timeout=180,
             )
@@ -593,23 +597,31 @@ def test_replicas_on_a_second_node_serve_and_switch_under_load(
         finally:
             if switching.poll() is None:
                 switching.kill()
+                switching.wait()
         assert switching.returncode == 0, f"{out}\n{err}"
-        assert swarm_engine.nodes.get(joined).attrs["Status"]["State"] != "ready"
+        assert swarm_engine.nodes.get(joined[0]).attrs["Status"]["State"] != "ready"
         assert _nodes_of(env, name) == {here}
         with httpx.Client(timeout=30) as http:
             answer = http.post(f"http://127.0.0.1:{port}/predict", json={"data": [[1, 2, 3, 4]]})
         assert answer.status_code == 200, answer.text
         assert str(answer.json()["model"]["version"]) == v3, answer.text
         ok(mlops("deploy", "down", name, "-y", env=env))
-    finally:
-        if joined:
-            with contextlib.suppress(Exception):
-                worker.swarm.leave(force=True)
-            with contextlib.suppress(Exception):
-                swarm_engine.nodes.get(joined).remove(force=True)
-        worker.close()
-        node.stop()
-        registry.stop()
+
+
+def _remove_if_there(client: Any, name: str) -> None:
+    """A deployment a failed test left: the module's other tests share the swarm."""
+    with contextlib.suppress(Exception):
+        if any(d.name == name for d in swarm.list_deployments(client)):
+            swarm.remove_deployment(client, name)
+
+
+def _forget(client: Any, worker: Any, joined: list[str]) -> None:
+    """The second node out of the swarm: it leaves, and the manager forgets it."""
+    for node_id in joined:
+        with contextlib.suppress(Exception):
+            worker.swarm.leave(force=True)
+        with contextlib.suppress(Exception):
+            client.nodes.get(node_id).remove(force=True)
 
 
 def _tasks_on(client: Any, name: str, version: str, node_id: str) -> bool:

@@ -316,6 +316,7 @@ def test_figures_from_prometheus_are_the_scopes_own_over_the_window() -> None:
     asked, query = prometheus_answering(
         {
             "min_over_time(up": 1.0,
+            "sum_over_time(up": 20.0,
             '{deployment="web",version="3",role="canary",status=~"5.."}': 2.0,
             "increase(mlops_requests_total": 40.0,
             "histogram_quantile(0.99,": 0.3,
@@ -340,12 +341,19 @@ def test_figures_from_prometheus_are_the_scopes_own_over_the_window() -> None:
 
 def test_figures_from_prometheus_with_too_few_requests_decide_nothing() -> None:
     _, query = prometheus_answering(
-        {"min_over_time(up": 1.0, "increase(mlops_requests_total": 3.0, "histogram_quantile": 0.2}
+        {
+            "min_over_time(up": 1.0,
+            "sum_over_time(up": 10.0,
+            "increase(mlops_requests_total": 3.0,
+            "histogram_quantile": 0.2,
+        }
     )
     got = figures_from_prometheus(query, Scope(deployment="web", version="3"), 10, min_requests=5)
     assert got.requests == 3.0 and got.request_rate == 0.3
     assert (got.error_ratio, got.p50, got.p99) == (None, None, None)
-    _, silent = prometheus_answering({"min_over_time(up": 1.0, "histogram_quantile": math.nan})
+    _, silent = prometheus_answering(
+        {"min_over_time(up": 1.0, "sum_over_time(up": 10.0, "histogram_quantile": math.nan}
+    )
     nothing = figures_from_prometheus(silent, Scope(deployment="web", version="3"), 10)
     assert (nothing.requests, nothing.request_rate, nothing.p99) == (0.0, 0.0, None)
 
@@ -370,6 +378,10 @@ def test_a_source_prometheus_did_not_scrape_throughout_gives_no_figure() -> None
         'min_over_time(up{deployment="web",version="3",role="canary"}[10s])',
         'last_over_time(up{deployment="web",version="3",role="canary"}[10s])',
     ]
+    # Every scrape answered, but only one in the window: no increase to read.
+    _, single = prometheus_answering({"min_over_time(up": 1.0, "sum_over_time(up": 1.0})
+    with pytest.raises(Unavailable, match=r"fewer than twice in the last 10s"):
+        figures_from_prometheus(single, scope, 10)
     # Answered at the end, but only once in the window: no increase to read.
     _, once = prometheus_answering(
         {"min_over_time(up": 0.0, "last_over_time(up": 1.0, "sum_over_time(up": 1.0}
