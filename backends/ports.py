@@ -19,7 +19,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from backends.errors import BackendError, InvalidInput
 
@@ -93,7 +93,11 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def free_port(host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> int:
+def free_port(
+    host: str = "127.0.0.1",
+    exclude: Iterable[int] = (),
+    is_free: Callable[[int, str], bool] = port_is_free,
+) -> int:
     """A port free on ``host`` now, outside the kernel's ephemeral range, not in ``exclude``
     (ports the caller means to bind itself) and not handed out by this process in the last
     minute. Free now, not reserved: the caller binds it soon."""
@@ -109,7 +113,7 @@ def free_port(host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> int:
         # Lazily: the first draw is free almost always, and a draw costs a read of urandom.
         draws = (int(_draw.randint(low, high)) for _ in range(_TRIES))
         for port in itertools.chain(draws, range(low, high + 1)):
-            if port in taken or not port_is_free(port, host):
+            if port in taken or not is_free(port, host):
                 continue
             _recent[(host, port)] = now
             return port
@@ -117,7 +121,7 @@ def free_port(host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> int:
         # to be bound (and then not bindable) or abandoned.
         oldest_first: list[tuple[str, int]] = sorted(_recent, key=_recent.__getitem__)
         for h, port in oldest_first:
-            if h == host and port not in skip and low <= port <= high and port_is_free(port, host):
+            if h == host and port not in skip and low <= port <= high and is_free(port, host):
                 _recent[(host, port)] = now
                 return port
     raise BackendError(

@@ -15,6 +15,7 @@ import contextlib
 import secrets
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -135,10 +136,28 @@ class SecondNode:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_second_node(tmp: Path, manager: str) -> SecondNode:
-    """The namespace, the link and the engine, for a swarm whose manager advertises the host
-    address ``manager``; skipped (failed in CI) where this host cannot make a network
-    namespace or start a dockerd in it."""
+def dockerd_args(root: Path, *more: str) -> list[str]:
+    """A dockerd of our own under ``root``: its socket (``root/docker.sock``), data, exec root
+    and pidfile there; no default bridge and no iptables rules (its containers use the host's
+    network, as ours do), so it changes nothing of the host's engine."""
+    return [
+        "dockerd",
+        f"--host=unix://{root / 'docker.sock'}",
+        f"--data-root={root / 'data'}",
+        f"--exec-root={root / 'exec'}",
+        f"--pidfile={root / 'dockerd.pid'}",
+        "--bridge=none",
+        "--iptables=false",
+        "--ip6tables=false",
+        *more,
+    ]
+
+
+def start_second_node(tmp: Path, manager: str | None = None, tcp_port: int = 0) -> SecondNode:
+    """The namespace, the link and the engine: a second node for a swarm whose manager
+    advertises the host address ``manager``, or (``tcp_port``) a second host whose engine
+    also listens on ``tcp://ADDRESS:PORT``, as a remote engine does. Skipped (failed in CI)
+    where this host cannot make a network namespace or start a dockerd in it."""
     missing = [t for t in ("ip", "nsenter", "unshare", "dockerd") if shutil.which(t) is None]
     if missing:
         services.service_missing(f"a second node needs {', '.join(missing)} (iproute2, util-linux)")
@@ -162,7 +181,8 @@ def start_second_node(tmp: Path, manager: str) -> SecondNode:
         # The host speaks to the node from the manager's advertised address, as a second
         # machine would see it: the overlay's VXLAN packets from any other source address
         # (the link's own, which the kernel would pick) are dropped by the node's overlay.
-        _ip("route", "replace", f"10.213.{n}.0/24", "dev", host_link, "src", manager)
+        if manager:
+            _ip("route", "replace", f"10.213.{n}.0/24", "dev", host_link, "src", manager)
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=30)
         shutil.rmtree(root, ignore_errors=True)
@@ -174,18 +194,8 @@ def start_second_node(tmp: Path, manager: str) -> SecondNode:
     # A containerd of the host's (/run/containerd, as Docker CE runs one) would be used by
     # dockerd instead of one of its own, outside this mount namespace: it is hidden here.
     hostname = f"mlops-node2-{tag}"
-    engine = shlex.join(
-        [
-            "dockerd",
-            f"--host=unix://{root / 'docker.sock'}",
-            f"--data-root={root / 'data'}",
-            f"--exec-root={root / 'exec'}",
-            f"--pidfile={root / 'dockerd.pid'}",
-            "--bridge=none",
-            "--iptables=false",
-            "--ip6tables=false",
-        ]
-    )
+    listen = [f"--host=tcp://{address}:{tcp_port}"] if tcp_port else []
+    engine = shlex.join(dockerd_args(root, *listen))
     cgroups = shlex.quote(str(root / "cgroup"))
     script = (
         f"set -e; mkdir -p {cgroups}; mount --rbind /sys/fs/cgroup {cgroups}; "
@@ -217,3 +227,63 @@ def start_second_node(tmp: Path, manager: str) -> SecondNode:
         time.sleep(0.5)
     node.stop()
     raise AssertionError(f"the second node's dockerd did not answer:\n{services._tail(log)}")
+
+
+@dataclass
+class SshAccess:
+    """An sshd on a node's address whose sessions' `docker` is the node's engine, and a home
+    for this host's side that reaches it as ``root@ADDRESS`` (its key and known_hosts)."""
+
+    url: str  # ssh://root@ADDRESS, as DOCKER_HOST takes it
+    home: Path  # HOME for a client: ~/.ssh/config names the key, ~/.ssh/known_hosts the host
+    sshd: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            services._stop(self.sshd, timeout=30)
+
+
+def start_sshd(node: SecondNode, tmp: Path) -> SshAccess:
+    """sshd in the node's network, as on a machine of its own: key login as root only, and
+    ``SetEnv DOCKER_HOST`` so that `docker system dial-stdio` (what an ssh:// engine runs
+    there) reaches the node's engine, not the host's."""
+    sshd = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else "")
+    if not sshd or shutil.which("ssh-keygen") is None:
+        services.service_missing("an ssh:// engine needs sshd and ssh-keygen (openssh-server)")
+    keys = tmp / "ssh"
+    keys.mkdir(exist_ok=True)
+    for name in ("host_key", "client_key"):
+        cmd = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+    (keys / "authorized_keys").write_text((keys / "client_key.pub").read_text())
+    config = keys / "sshd_config"
+    config.write_text(
+        f"ListenAddress {node.address}:22\n"
+        f"HostKey {keys / 'host_key'}\n"
+        f"AuthorizedKeysFile {keys / 'authorized_keys'}\n"
+        f"PidFile {keys / 'sshd.pid'}\n"
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+        f"SetEnv DOCKER_HOST=unix://{node.socket}\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)  # its privilege separation directory
+    log = tmp / "sshd.log"
+    proc = services._spawn([*_inside(node.netns), sshd, "-D", "-e", "-f", str(config)], log, tmp)
+    services.remember_log("second node's sshd", log)
+    home = tmp / "ssh-home"
+    (home / ".ssh").mkdir(parents=True, exist_ok=True)
+    host_key = (keys / "host_key.pub").read_text().split()
+    (home / ".ssh" / "known_hosts").write_text(f"{node.address} {host_key[0]} {host_key[1]}\n")
+    (home / ".ssh" / "config").write_text(
+        f"Host {node.address}\n  User root\n  IdentityFile {keys / 'client_key'}\n"
+    )
+    access = SshAccess(f"ssh://root@{node.address}", home, proc)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((node.address, 22), 2):
+            return access
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    access.stop()
+    raise AssertionError(f"the node's sshd did not listen:\n{services._tail(log)}")

@@ -22,7 +22,15 @@ from typing import Any
 
 import httpx
 
-from backends.docker.engine import LABEL, log_lines, parse_time, translate_errors
+from backends.docker.engine import (
+    LABEL,
+    host_of,
+    is_remote,
+    log_lines,
+    parse_time,
+    translate_errors,
+    url_on,
+)
 from backends.errors import BackendError, NotFound
 from backends.records import Deployment, ScrapeTarget, version_number
 
@@ -62,7 +70,8 @@ def list_deployments(client: Any) -> list[Deployment]:
     by_name: dict[str, list[Any]] = {}
     for c in models:
         by_name.setdefault(c.labels.get(DEPLOYMENT, ""), []).append(c)
-    found = [_record(r, by_name.get(r.labels.get(DEPLOYMENT, ""), [])) for r in routers]
+    remote = host_of(client) if is_remote(client) else ""
+    found = [_record(r, by_name.get(r.labels.get(DEPLOYMENT, ""), []), remote) for r in routers]
     return sorted(_serving_now(found), key=lambda d: d.name)
 
 
@@ -93,7 +102,7 @@ def get_deployment(client: Any, name: str) -> Deployment:
     raise NotFound(f"no deployment named {name!r} (see `mlops deploy ps`)")
 
 
-def _record(router: Any, models: list[Any]) -> Deployment:
+def _record(router: Any, models: list[Any], engine_host: str = "") -> Deployment:
     labels = router.labels
     running = [m for m in models if m.status == "running"]
     active = _newest(running or models)
@@ -116,6 +125,7 @@ def _record(router: Any, models: list[Any]) -> Deployment:
         started_at=parse_time(router.attrs.get("State", {}).get("StartedAt", "")),
         follow_alias=ml.get(f"{LABEL}.follow-alias") == "true",
         store=ml.get(f"{LABEL}.store", ""),
+        engine_host=engine_host,
     )
 
 
@@ -169,7 +179,7 @@ def canary_targets(client: Any) -> list[ScrapeTarget]:
             continue
         targets.append(
             ScrapeTarget(
-                url=f"http://127.0.0.1:{port}",
+                url=url_on(client, port),
                 deployment=c.labels.get(DEPLOYMENT, ""),
                 model=c.labels.get(f"{LABEL}.model", ""),
                 version=version_number(c.labels.get(f"{LABEL}.version")),

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import socket
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from backends.errors import BackendError, Conflict, InvalidInput, NotFound, Unav
 
 LABEL = "org.mlops-console"
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,6 @@ def connect(docker_host: str | None = None, timeout: float = 60) -> Any:
     from docker.errors import DockerException
 
     address = resolve(docker_host)
-    _check_local(address)
     try:
         client = docker.DockerClient(base_url=address.url, tls=address.tls, timeout=int(timeout))
         client.ping()
@@ -125,29 +126,67 @@ def connect(docker_host: str | None = None, timeout: float = 60) -> Any:
             f"{_first_line(exc)}",
             title="Docker unreachable",
         ) from exc
-    except Exception as exc:  # requests' connection errors when the socket is there but dead
+    except Exception as exc:
+        # requests' connection errors when the socket is there but dead; paramiko's (an
+        # ssh:// engine: host key not known, authentication refused, no route), said as is.
+        why = f": {_first_line(exc)}" if urlsplit(address.url).scheme == "ssh" else ""
         raise Unavailable(
-            f"Docker engine at {address} is not reachable (is dockerd running?)",
+            f"Docker engine at {address} is not reachable (is dockerd running?){why}",
             title="Docker unreachable",
         ) from exc
+    _REACH[client] = reach_host(address)
     return client
 
 
-def _check_local(address: EngineAddress) -> None:
-    """Every address of a deployment (readiness, switches, scrapes) is on the engine's host,
-    reached from ours as 127.0.0.1: an engine on another host is refused before anything runs
-    there, rather than half-working (remote engines: issue 21)."""
+def reach_host(address: EngineAddress) -> str:
+    """Where this host reaches what listens on the engine's host (the containers of a
+    deployment run in its network, ``network_mode=host``): 127.0.0.1 for an engine on this
+    host (a socket, or tcp:// to one of our own addresses), else the host its URL names."""
     parsed = urlsplit(address.url)
     if parsed.scheme in ("unix", "npipe", "http+unix", ""):
-        return
-    ssh = parsed.scheme == "ssh"
-    if ssh or not _is_this_host(parsed.hostname or ""):
-        raise InvalidInput(
-            f"Docker engine at {address}: "
-            f"{'ssh:// engines' if ssh else 'engines on another host'} are not supported yet; "
-            "use this host's engine (its unix:// socket, or tcp:// on this host)",
-            title="Docker engine not supported",
-        )
+        return LOOPBACK
+    host = parsed.hostname or ""
+    if parsed.scheme == "ssh":
+        host = _ssh_hostname(host)
+    return LOOPBACK if not host or _is_this_host(host) else host
+
+
+def _ssh_hostname(host: str) -> str:
+    """The machine an ssh:// engine's host names, as docker-py's ssh transport reads it: the
+    ``HostName`` of ``~/.ssh/config``'s entry for it (an alias), else the name itself."""
+    config = Path.home() / ".ssh" / "config"
+    if not config.is_file():
+        return host
+    try:
+        import paramiko
+
+        found = paramiko.SSHConfig.from_path(str(config)).lookup(host)
+    except Exception:  # an unreadable config: docker-py's own connection says why
+        return host
+    return str(found.get("hostname") or host)
+
+
+# The engine host of each client `connect` made (a client made elsewhere, e.g. a test's on the
+# local socket, is this host's engine).
+_REACH: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def host_of(client: Any) -> str:
+    """The address at which this host reaches the engine's host: 127.0.0.1 when it is this
+    host (``reach_host``)."""
+    return _REACH.get(client, LOOPBACK)
+
+
+def is_remote(client: Any) -> bool:
+    """Whether ``client``'s engine runs on another host: what its containers listen on is
+    reached at ``host_of(client)`` (they bind all its addresses, not its loopback)."""
+    return host_of(client) != LOOPBACK
+
+
+def url_on(client: Any, port: int | str) -> str:
+    """The base URL of a port on the engine's host (a model server's, a router's)."""
+    host = host_of(client)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _is_this_host(host: str) -> bool:

@@ -1,7 +1,8 @@
 """The router's admin API, as the console drives it (``server/router_admin.py`` answers).
 
-Every change carries the router's admin token, read from its volume. The router listens on the
-host's loopback (``network_mode=host``), so its address is ``127.0.0.1:<its port label>``.
+Every change carries the router's admin token, read from its volume. The router listens in the
+engine host's network (``network_mode=host``), so its address is ``127.0.0.1:<its port label>``
+on this host's engine, the engine host's address on another's (``engine.url_on``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 import httpx
 
 from backends.docker import hardening
-from backends.docker.engine import LABEL
+from backends.docker.engine import LABEL, url_on
 from backends.errors import BackendError, Conflict
 
 __all__ = ["RouterApi"]
@@ -19,7 +20,7 @@ __all__ = ["RouterApi"]
 
 class RouterApi:
     def __init__(self, router: Any, timeout: float = 60.0) -> None:
-        self.base = f"http://127.0.0.1:{router.labels.get(f'{LABEL}.port', '8080')}"
+        self.base = url_on(router.client, router.labels.get(f"{LABEL}.port", "8080"))
         self._router = router
         self._token: str | None = None
         self.timeout = timeout

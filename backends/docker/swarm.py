@@ -38,13 +38,16 @@ from backends.docker.containers import DEPLOYMENT, ROLE, previous_in
 from backends.docker.engine import (
     LABEL,
     engine_address,
+    host_of,
+    is_remote,
     log_lines,
     parse_time,
     translate_errors,
+    url_on,
 )
+from backends.docker.engine_ports import port_free_on
 from backends.docker.switch import ContainerFailed
 from backends.errors import BackendError, Conflict, InvalidInput, NotFound, Unavailable
-from backends.ports import port_is_free
 from backends.records import Deployment, ServingImage, version_number
 
 __all__ = [
@@ -132,8 +135,9 @@ def list_deployments(client: Any) -> list[Deployment]:
         models = client.services.list(filters={"label": f"{ROLE}=model"})
         tasks = _running_tasks(client)
     by_name = _by_deployment(models)
+    remote = host_of(client) if is_remote(client) else ""
     found = [
-        _record(r, by_name.get(_labels(r).get(DEPLOYMENT, ""), []), tasks)
+        _record(r, by_name.get(_labels(r).get(DEPLOYMENT, ""), []), tasks, remote)
         for r in routers
         if _labels(r).get(DEPLOYMENT)
     ]
@@ -267,7 +271,7 @@ def deploy(
     router = _router(client, name)
     fresh = router is None  # a new deployment: on failure nothing of it stays
     previous = _serving_model(client, name) if router is not None else None
-    if router is None and not port_is_free(port):
+    if router is None and not port_free_on(client, port):
         raise Conflict(f"port {port} is already in use on this node; choose another with --port")
     count = replicas or (max(1, _desired(previous)) if previous is not None else 1)
     network = _network(client, name)
@@ -283,7 +287,7 @@ def deploy(
         upstream = f"http://tasks.{new.name}:{MODEL_PORT}"
         if router is None:
             router = _create_router(client, image, ref, name, network, port, host, upstream)
-            _wait_http(f"http://127.0.0.1:{port}/-/router/health", router, client, timeout)
+            _wait_http(f"{url_on(client, port)}/-/router/health", router, client, timeout)
         else:
             _switch(client, router, port, upstream, str(image.version or ""), timeout)
     except BaseException:
@@ -347,7 +351,7 @@ def _serves(client: Any, router: Any, port: int, service: str) -> bool:
     try:
         token = hardening.read_token(_router_task(client, router))
         answer = httpx.get(
-            f"http://127.0.0.1:{port}/-/router/upstream",
+            f"{url_on(client, port)}/-/router/upstream",
             headers={"Authorization": f"Bearer {token}"},
             timeout=10,
         )
@@ -407,7 +411,9 @@ def _newest(services: list[Any]) -> Any | None:
     return max(services, key=lambda s: s.attrs.get("CreatedAt", "")) if services else None
 
 
-def _record(router: Any, models: list[Any], tasks: list[dict[str, Any]]) -> Deployment:
+def _record(
+    router: Any, models: list[Any], tasks: list[dict[str, Any]], engine_host: str = ""
+) -> Deployment:
     labels = _labels(router)
     serving = _newest(models)
     ml = _labels(serving) if serving is not None else {}
@@ -437,6 +443,7 @@ def _record(router: Any, models: list[Any], tasks: list[dict[str, Any]]) -> Depl
         started_at=parse_time(router.attrs.get("CreatedAt", "")),
         follow_alias=False,
         store=ml.get(f"{LABEL}.store", ""),
+        engine_host=engine_host,
     )
 
 
@@ -615,7 +622,7 @@ def _switch(
     while True:
         try:
             response = httpx.put(
-                f"http://127.0.0.1:{port}/-/router/upstream",
+                f"{url_on(client, port)}/-/router/upstream",
                 json={"upstream": upstream, "version": version, "drain_timeout": 30},
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=60,

@@ -29,7 +29,8 @@ from backends.docker.containers import (
     remove_container,
     router_of,
 )
-from backends.docker.engine import LABEL, translate_errors
+from backends.docker.engine import LABEL, host_of, is_remote, translate_errors, url_on
+from backends.docker.engine_ports import free_port_on, port_free_on
 from backends.errors import BackendError, Conflict, InvalidInput
 from backends.ports import free_port, port_is_free
 from backends.records import Deployment, ServingImage
@@ -37,6 +38,7 @@ from backends.records import Deployment, ServingImage
 __all__ = [
     "ContainerFailed",
     "check_can_follow",
+    "check_reachable",
     "deploy",
     "follow_credentials",
     "free_port",
@@ -82,30 +84,33 @@ def deploy(
     if router is not None and router.status != "running":
         remove_container(router)
         router = None
-    if router is None and not port_is_free(port, host if host != "0.0.0.0" else "127.0.0.1"):
-        raise Conflict(f"port {port} on {host} is already in use; choose another with --port")
+    if router is None:
+        check_reachable(client, host)
+        if not _port_free(client, port, host):
+            raise Conflict(f"port {port} on {host} is already in use; choose another with --port")
 
-    model_port = free_port(exclude={port})  # not the router's own, if it is not bound yet
+    model_port = free_port_on(client, exclude={port})  # not the router's, if not bound yet
     replaced = _version_of(previous)
     new = _start_model(
         client, image, name, model_port, replaced, alias, follow_alias_ref, tracking_uri, env
     )
     try:
-        _wait_ready(new, f"http://127.0.0.1:{model_port}", timeout)
+        _wait_ready(new, url_on(client, model_port), timeout)
     except BackendError:
         remove_container(new)
         raise
+    # The router runs on the engine's host too: its upstreams are on that host's loopback.
     upstream = f"http://127.0.0.1:{model_port}"
     if router is None:
         router = _start_router(client, image, name, port, host, upstream)
         try:
-            _wait_ready(router, f"http://127.0.0.1:{port}", timeout, path="/-/router/health")
+            _wait_ready(router, url_on(client, port), timeout, path="/-/router/health")
         except BackendError:
             remove_container(router)
             remove_container(new)
             raise
     else:
-        _switch(router, port, upstream, str(image.version or ""))
+        _switch(router, url_on(client, port), upstream, str(image.version or ""))
     # Every other model container goes: the one replaced, and any a failed switch left.
     for stale in model_containers(client, name):
         if stale.id != new.id:
@@ -128,7 +133,7 @@ def start_canary(
     becomes ready is removed and ContainerFailed says why (its last log lines). ``shadow``:
     it only answers the router's copies (labelled so: Prometheus does not count them as the
     deployment's traffic)."""
-    port = free_port()
+    port = free_port_on(client)
     active = active_model(client, name)
     container = _start_model(
         client,
@@ -144,11 +149,32 @@ def start_canary(
         shadow=shadow,
     )
     try:
-        _wait_ready(container, f"http://127.0.0.1:{port}", timeout)
+        _wait_ready(container, url_on(client, port), timeout)
     except BaseException:
         remove_container(container)
         raise
     return container, port
+
+
+def check_reachable(client: Any, host: str) -> None:
+    """InvalidInput when a router bound to ``host`` could not be reached from this host: a
+    loopback address of an engine on another host."""
+    if is_remote(client) and host in _LOOPBACKS:
+        raise InvalidInput(
+            f"the Docker engine runs on another host ({host_of(client)}): a router on its "
+            f"loopback ({host}) could not be reached from here; deploy with --host 0.0.0.0 "
+            "(the default there) or one of that host's addresses",
+            title="Address not reachable",
+        )
+
+
+_LOOPBACKS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def _port_free(client: Any, port: int, host: str) -> bool:
+    if is_remote(client):
+        return port_free_on(client, port)
+    return port_is_free(port, host if host not in ("0.0.0.0", "") else "127.0.0.1")
 
 
 def _version_of(container: Any | None) -> int | None:
@@ -175,7 +201,10 @@ def _start_model(
     (``role`` model) or a canary beside it (``role`` canary, which `model_containers` and a
     switch leave alone)."""
     env = {"MLOPS_LOG_DIR": hardening.LOG_MOUNT, **(extra_env or {})}
-    env.update(MLOPS_PORT=str(port), MLOPS_HOST="127.0.0.1", MLOPS_MODEL_ALIAS=alias)
+    # On this host's engine a model server is for its router alone (loopback); on another
+    # host's it also answers this one (readiness, a canary's direct scrapes): every address.
+    listen = "0.0.0.0" if is_remote(client) else "127.0.0.1"
+    env.update(MLOPS_PORT=str(port), MLOPS_HOST=listen, MLOPS_MODEL_ALIAS=alias)
     volumes = {hardening.log_volume(client, name): hardening.LOG_MOUNT}
     secret_files: dict[str, bytes] = {}
     if follow_ref:
@@ -298,6 +327,9 @@ def _start_router(
     command = ["python3", "-m", "server.router", "--listen", f"{host}:{port}"]
     command += ["--upstream", upstream, "--state-dir", hardening.STATE_DIR]
     command += ["--version", str(image.version or "")]
+    if is_remote(client):
+        # This host drives it from afar: its admin routes answer remote clients with the token.
+        command.append("--remote-admin")
     router = hardening.create(
         client,
         image.ref,
@@ -317,18 +349,18 @@ def _start_router(
     return router
 
 
-def _switch(router: Any, port: int, upstream: str, version: str) -> None:
+def _switch(router: Any, base: str, upstream: str, version: str) -> None:
     token = hardening.read_token(router)
     try:
         response = httpx.put(
-            f"http://127.0.0.1:{port}/-/router/upstream",
+            f"{base}/-/router/upstream",
             json={"upstream": upstream, "version": version, "drain_timeout": 30},
             headers={"Authorization": f"Bearer {token}"},
             timeout=60,
         )
     except httpx.HTTPError as exc:
         raise BackendError(
-            f"could not switch the router on port {port}: {exc}", title="Switch failed"
+            f"could not switch the router at {base}: {exc}", title="Switch failed"
         ) from exc
     if response.status_code != 200:
         raise BackendError(

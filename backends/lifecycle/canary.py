@@ -40,7 +40,7 @@ from backends.canary.analysis import Action, Decision, Plan, State, Status
 from backends.canary.checks import evaluate
 from backends.canary.figures import figures_between, figures_from_prometheus
 from backends.docker import containers, switch
-from backends.docker.engine import LABEL
+from backends.docker.engine import LABEL, url_on
 from backends.docker.router_api import RouterApi
 from backends.errors import BackendError, Conflict, GateFailed, InvalidInput, NotFound
 from backends.lifecycle import placement
@@ -696,7 +696,7 @@ def _wait_serving(h: Handles, name: str, version: int, timeout: float = 180.0) -
         active = containers.active_model(h.docker(), name)
         port = active.labels.get(f"{LABEL}.port", "") if active is not None else ""
         with contextlib.suppress(httpx.HTTPError, ValueError):
-            info = httpx.get(f"http://127.0.0.1:{port}/version", timeout=2).json()
+            info = httpx.get(f"{url_on(h.docker(), port)}/version", timeout=2).json()
             if version_number(str(info.get("version"))) == version:
                 return
         time.sleep(1.0)
@@ -784,7 +784,7 @@ def _scrapes(h: Handles, release: Release) -> dict[str, str | None]:
         texts[role] = None
         if port:
             with contextlib.suppress(httpx.HTTPError):
-                response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+                response = httpx.get(f"{url_on(h.docker(), port)}/metrics", timeout=5)
                 if response.status_code == 200:
                     texts[role] = response.text
     return texts

@@ -109,6 +109,14 @@ def check_unchanged(name: str, planned: Deployment | None, now: Deployment | Non
 # ---------------------------------------------------------------------- deploy
 
 
+def _default_host(h: Handles) -> str:
+    """A new deployment's router address: this host's loopback, or every address of the
+    engine's host when that is another one (its loopback is not reached from here)."""
+    from backends.docker.engine import is_remote
+
+    return "0.0.0.0" if is_remote(h.docker()) else DEFAULT_HOST
+
+
 def plan_deploy(
     h: Handles,
     reference: str,
@@ -120,7 +128,8 @@ def plan_deploy(
 ) -> DeployPlan:
     """Pin ``reference`` to a version and say what deploying it as ``name`` would change.
 
-    ``port``/``host`` default to the existing deployment's address, else 127.0.0.1:8080.
+    ``port``/``host`` default to the existing deployment's address, else 127.0.0.1:8080 (on
+    an engine on another host, 0.0.0.0:8080: its loopback is not reached from here).
     """
     model, alias, _ = parse_reference(reference)
     name = name or default_name(model)
@@ -155,6 +164,10 @@ def plan_deploy(
             f"tracking store ({current.store}, this one is {version.store}): it is not this "
             "store's deployment; choose another --name, or take it down where it was made"
         )
+    if current is None:
+        host = host or _default_host(h)
+        if h.engine == "docker":
+            switch.check_reachable(h.docker(), host)
     return DeployPlan(
         reference=reference,
         version=version,

@@ -182,5 +182,4 @@ def deployment_url(h: Any, name: str) -> str:
     found = containers.get_deployment(h.docker(), name)
     if not found.port:
         raise NotFound(f"deployment {name!r} has no port to send labels to")
-    host = "127.0.0.1" if found.host in ("", "0.0.0.0") else found.host
-    return f"http://{host}:{found.port}"
+    return str(found.url)

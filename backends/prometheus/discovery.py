@@ -34,7 +34,6 @@ TARGETS_ENV = "MLOPS_TARGETS_FILE"
 # A container in these states answers nothing and is about to be gone: not a target. Any other
 # state (running, restarting, paused) stays, so Prometheus reports it down and alerts.
 _GONE = frozenset({"created", "exited", "dead", "removing"})
-_ANY_ADDRESS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
 def default_targets_path() -> Path:
@@ -61,9 +60,10 @@ def scrape_targets(deployments: Iterable[Deployment]) -> list[ScrapeTarget]:
     for d in deployments:
         if d.port is None or d.state in _GONE:
             continue
-        # A port published on every interface is reached on loopback from this host.
-        host = "127.0.0.1" if d.host in _ANY_ADDRESS else d.host
-        if ":" in host and not host.startswith("["):
+        # A port published on every interface is reached on loopback from this host, one on
+        # another engine's host at that host's address (Deployment.address).
+        host = d.address.strip("[]")
+        if ":" in host:
             host = f"[{host}]"  # an IPv6 literal
         targets.append(
             ScrapeTarget(

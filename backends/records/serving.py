@@ -50,11 +50,25 @@ class Deployment:
     started_at: datetime | None
     follow_alias: bool = False
     store: str = ""  # the tracking store its version came from
+    # The engine's host as this one reaches it, when the engine runs on another host (its
+    # router then listens there, on ``host``: 0.0.0.0 or one of that host's addresses).
+    engine_host: str = ""
+
+    @property
+    def address(self) -> str:
+        """Where this host reaches the router: the engine's host when that is another one;
+        else ``host``, an all-addresses bind (0.0.0.0, ::, "") on loopback."""
+        if self.engine_host:
+            return self.engine_host
+        return "127.0.0.1" if self.host in ("", "0.0.0.0", "::", "[::]") else self.host
 
     @property
     def url(self) -> str | None:
         """Base URL of the deployment's router, when it has a port."""
-        return f"http://{self.host}:{self.port}" if self.port else None
+        if not self.port:
+            return None
+        host = self.address
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
 
 @dataclass(frozen=True)

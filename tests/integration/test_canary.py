@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -24,6 +23,7 @@ from backends.lifecycle import build
 from backends.lifecycle.handles import Handles
 from backends.records import ServingImage
 from tests import services
+from tests.cli_load import mlops
 from tests.models import log_rule_version
 from tests.server.conftest import FEATURES, iris_frame
 from tests.waiting import eventually
@@ -114,18 +114,6 @@ class Load:
         for t in started:
             t.start()
         return started
-
-
-def mlops(
-    *args: str, env: dict[str, str], timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from console.cli.main import run; run()", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=services.env_with_venv_on_path(**env),
-    )
 
 
 def server_errors(docker_client: Any, name: str, version: str) -> float:

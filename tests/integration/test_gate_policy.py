@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ import pytest
 from backends.errors import InvalidInput
 from console.cli.exit_codes import ExitCode
 from tests import services
+from tests.cli_load import mlops
 from tests.conftest import FEATURES, STORES, example_train_module, iris_frame, server_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server, pytest.mark.slow]
@@ -77,19 +76,6 @@ def judged(
     env = {**env_for(mlflow_server.url, home), "MLFLOW_EXPERIMENT_NAME": experiment}
     model = f"{experiment}-judged"
     return Judged(model, train(ROOT / "examples" / "iris", model, env, "n_estimators=5"), env)
-
-
-def mlops(
-    *args: str, env: dict[str, str], timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from console.cli.main import run; run()", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env=services.env_with_venv_on_path(**env),
-    )
 
 
 def train(project: Path, model: str, env: dict[str, str], *params: str) -> str:

@@ -22,10 +22,9 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,9 @@ from backends.docker import swarm
 from backends.lifecycle import build
 from backends.lifecycle.handles import Handles
 from tests import services
+from tests.cli_load import Load, mlops, ok
 from tests.models import log_rule_version
+from tests.second_node import dockerd_args
 from tests.server.conftest import FEATURES, iris_frame
 from tests.waiting import eventually
 
@@ -129,70 +130,6 @@ def versions(
         # A container of a failed test may still hold one: the run goes on without it.
         with contextlib.suppress(docker.errors.APIError):
             swarm_engine.images.remove(image.id, force=True)
-
-
-def mlops(
-    *args: str, env: dict[str, str], timeout: float = 400
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from console.cli.main import run; run()", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=services.env_with_venv_on_path(**env),
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
-@dataclass
-class Load:
-    """Steady clients through the router: every answer's status and the version that gave it."""
-
-    url: str
-    answers: list[tuple[int, str]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-    threads: list[threading.Thread] = field(default_factory=list)
-
-    def __enter__(self) -> Load:
-        rows = iris_frame()[FEATURES].values.tolist()
-
-        def client(offset: int) -> None:
-            with httpx.Client(timeout=60) as http:
-                i = offset
-                while not self.stop.is_set():
-                    i += 7
-                    try:
-                        r = http.post(f"{self.url}/predict", json={"data": [rows[i % len(rows)]]})
-                        version = (r.json() if r.is_success else {}).get("model", {}).get("version")
-                        self.answers.append((r.status_code, str(version or "")))
-                    except httpx.HTTPError as exc:
-                        self.answers.append((0, exc.__class__.__name__))
-                    self.stop.wait(services.LOAD_PACE)
-
-        self.threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(4)]
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=120)
-
-    def failed(self) -> list[tuple[int, str]]:
-        return [a for a in self.answers if a[0] != 200]
-
-    def wait_for(self, version: str) -> None:
-        start = len(self.answers)
-        eventually(
-            lambda: any(v == version for _, v in self.answers[start:]),
-            f"answers from v{version}",
-            timeout=120,
-        )
 
 
 def test_three_switches_and_a_rollback_of_three_replicas_under_load_fail_nothing(
@@ -441,18 +378,7 @@ def test_a_swarm_context_on_an_engine_that_is_no_manager_exits_3(
     # In a network namespace of its own: a dockerd with --bridge=none deletes the host's
     # docker0 when it shares the host's network (the engine under test then had no default
     # bridge: `docker run` failed "could not find bridge docker0" until it was restarted).
-    cmd = [
-        "unshare",
-        "--net",
-        "dockerd",
-        f"--host=unix://{socket_path}",
-        f"--data-root={root / 'data'}",
-        f"--exec-root={root / 'exec'}",
-        f"--pidfile={root / 'dockerd.pid'}",
-        "--bridge=none",
-        "--iptables=false",
-        "--ip6tables=false",
-    ]
+    cmd = ["unshare", "--net", *dockerd_args(root)]
     had_docker0 = _has_link("docker0")
     proc = services._spawn(cmd, log, tmp_path)
     try:

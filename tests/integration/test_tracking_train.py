@@ -15,6 +15,7 @@ import pytest
 
 from console.cli.exit_codes import ExitCode
 from tests import services
+from tests.cli_load import mlops
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server]
 
@@ -26,19 +27,6 @@ SMALL = ["-P", "n_estimators=5", "-P", "max_depth=3", "-P", "seed=7"]
 def state(tmp_path: Path) -> dict[str, str]:
     """Where logs and the run index go for this test."""
     return {"MLOPS_STATE_DIR": str(tmp_path / "state"), "MLOPS_CACHE_DIR": str(tmp_path / "cache")}
-
-
-def mlops(
-    *args: str, env: dict[str, str], cwd: Path = ROOT, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from console.cli.main import run; run()", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        env=services.env_with_venv_on_path(**env),
-    )
 
 
 def final_run_id(out: str) -> str:

@@ -1,6 +1,7 @@
 """Which engine we connect to, chosen as the Docker CLI chooses it (DOCKER_HOST, then the Docker
-context), and which we refuse: an ssh:// engine plainly, before docker-py's own
-"install paramiko" (and before any address of a deployment assumes the engine is local)."""
+context), ssh:// ones included (paramiko); where this host reaches what the engine's containers
+listen on (its own loopback, or the engine host's address); and how one that does not answer is
+said."""
 
 from __future__ import annotations
 
@@ -15,25 +16,69 @@ from backends.docker import engine
 from backends.errors import InvalidInput, Unavailable
 
 
-def test_an_ssh_engine_is_refused_saying_what_works() -> None:
-    with pytest.raises(InvalidInput, match="ssh:// engines are not supported") as refused:
-        engine.connect("ssh://ops@serve-1")
-    assert "unix://" in refused.value.message
+def test_an_ssh_engine_is_tried_and_its_failure_said() -> None:
+    # paramiko is there (docker[ssh]); a host that is not there is named, with ssh's reason.
+    with pytest.raises(Unavailable, match=r"ssh://ops@serve-1\.invalid is not reachable.*: "):
+        engine.connect("ssh://ops@serve-1.invalid", timeout=5)
 
 
-def test_the_cli_says_so_with_exit_2() -> None:
+def test_the_cli_says_so_with_exit_3() -> None:
     from console.cli.main import app
 
-    result = CliRunner().invoke(app, ["deploy", "ps"], env={"DOCKER_HOST": "ssh://ops@serve-1"})
-    assert result.exit_code == 2, result.output
-    assert "not supported" in result.output
+    result = CliRunner().invoke(
+        app, ["deploy", "ps"], env={"DOCKER_HOST": "ssh://ops@serve-1.invalid"}
+    )
+    assert result.exit_code == 3, result.output
+    assert "not reachable" in result.output
 
 
-def test_a_tcp_engine_on_another_host_is_refused_and_one_on_this_host_is_tried() -> None:
-    with pytest.raises(InvalidInput, match="engines on another host are not supported"):
-        engine.connect("tcp://192.0.2.10:2375")  # TEST-NET-1: never this machine
+def test_a_tcp_engine_on_another_host_is_tried_and_named_when_it_does_not_answer() -> None:
+    # TEST-NET-1: never this machine, and nothing answers there.
+    with pytest.raises(Unavailable, match=r"tcp://192\.0\.2\.10:2375 is not reachable"):
+        engine.connect("tcp://192.0.2.10:2375", timeout=2)
     with pytest.raises(Unavailable, match=r"tcp://127\.0\.0\.1:9"):
         engine.connect("tcp://127.0.0.1:9", timeout=5)  # ours: tried, and nothing answers
+
+
+@pytest.mark.parametrize(
+    ("url", "reached_at"),
+    [
+        ("unix:///var/run/docker.sock", "127.0.0.1"),
+        ("tcp://127.0.0.1:2375", "127.0.0.1"),
+        ("tcp://localhost:2375", "127.0.0.1"),
+        ("tcp://192.0.2.10:2376", "192.0.2.10"),
+        ("tcp://[2001:db8::7]:2376", "2001:db8::7"),
+    ],
+)
+def test_what_the_engines_containers_listen_on_is_reached_at_its_hosts_address(
+    url: str, reached_at: str
+) -> None:
+    assert engine.reach_host(engine.EngineAddress(url)) == reached_at
+
+
+def test_an_address_of_this_host_is_this_hosts_engine() -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("203.0.113.1", 9))  # no packet: picks the default route's address
+        except OSError:
+            pytest.skip("no default route here to find one of this host's addresses by")
+        mine = s.getsockname()[0]
+    assert engine.reach_host(engine.EngineAddress(f"tcp://{mine}:2375")) == "127.0.0.1"
+
+
+def test_urls_on_the_engines_host() -> None:
+    class Client:  # any object a client's address is remembered for
+        pass
+
+    here, far, far6 = Client(), Client(), Client()
+    engine._REACH[far] = "192.0.2.10"
+    engine._REACH[far6] = "2001:db8::7"
+    assert engine.url_on(here, 8080) == "http://127.0.0.1:8080"
+    assert not engine.is_remote(here)
+    assert engine.url_on(far, 8080) == "http://192.0.2.10:8080" and engine.is_remote(far)
+    assert engine.url_on(far6, "81") == "http://[2001:db8::7]:81"
 
 
 def docker_context(config: Path, name: str, host: str) -> None:
@@ -54,7 +99,7 @@ def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
     docker_context(config, "elsewhere", "unix:///nonexistent/mlops-test.sock")
-    docker_context(config, "far", "ssh://ops@serve-1")
+    docker_context(config, "far", "ssh://ops@serve-1.invalid")
     return config
 
 
@@ -65,9 +110,9 @@ def test_the_docker_context_is_chosen_as_the_docker_cli_chooses_it(
     (docker_config / "config.json").write_text(json.dumps({"currentContext": "elsewhere"}))
     with pytest.raises(Unavailable, match=r"mlops-test\.sock \(Docker context 'elsewhere'\)"):
         engine.connect(timeout=5)
-    # DOCKER_CONTEXT outranks it, and an ssh:// context is refused naming the context.
+    # DOCKER_CONTEXT outranks it: an ssh:// context's engine, tried, named with the context.
     monkeypatch.setenv("DOCKER_CONTEXT", "far")
-    with pytest.raises(InvalidInput, match=r"ssh://ops@serve-1 \(Docker context 'far'\)"):
+    with pytest.raises(Unavailable, match=r"ssh://ops@serve-1\.invalid \(Docker context 'far'\)"):
         engine.connect(timeout=5)
     # DOCKER_HOST outranks both, as with the CLI.
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/host.sock")
