@@ -30,6 +30,9 @@ so a restarted router comes back on it.
   replaced canary's ids go to the stable (which says not found); a promoted one's to it, the
   stable now. Without a canary, labels go to the stable like any request.
 - ``GET /-/router/state``: the table, the requests in flight per upstream.
+- ``GET /-/router/canary/metrics``: the canary's own /metrics (a service's: every task's,
+  merged), for a canary its release cannot reach itself; like ``/-/router/health`` it needs no
+  token from a remote client where ``--remote-admin`` lets them in.
 
 What a client sees, whatever happens behind: a request that never reached the upstream (its
 connection refused) is tried again on the current one; every other failure is a JSON 502, 503
@@ -88,6 +91,11 @@ HOP_BY_HOP = frozenset(
 )
 LOOPBACK_ONLY = ("/-/router/", "/docs", "/redoc", "/admin/")
 HEALTH = "/-/router/health"  # answers anyone: a liveness probe says nothing secret
+# The canary's own /metrics (every task's, for a service), as its release and Prometheus read
+# them where the canary itself cannot be reached (a swarm's overlay): no more secret than the
+# stable's /metrics, which answers anyone.
+CANARY_METRICS = "/-/router/canary/metrics"
+OPEN_ROUTES = (HEALTH, CANARY_METRICS)
 Scope = dict[str, Any]
 Headers = list[tuple[bytes, bytes]]
 
@@ -265,12 +273,15 @@ class Router:
                 if not self.remote_admin:
                     raise Refused(404, "not_found", f"{path} answers loopback clients only")
                 # Widened to remote clients (a swarm's router): reads need the token too, but
-                # for the liveness probe, which says nothing secret.
-                refused = token_refusal(self, scope) if path != HEALTH else None
+                # for the liveness probe and the canary's figures, which say nothing secret.
+                refused = token_refusal(self, scope) if path not in OPEN_ROUTES else None
                 if refused is not None:
                     status, doc = refused
                     assert isinstance(doc, dict)
                     raise Refused(status, doc["error"]["type"], doc["error"]["message"])
+        if path == CANARY_METRICS and scope["method"] in ("GET", "HEAD"):
+            await self._canary_metrics(scope, send)
+            return
         if path.startswith("/-/router/"):
             body = await self._read_all(scope, receive, limit=64 * 1024)
             status, payload = await admin(self, scope, body)
@@ -440,11 +451,32 @@ class Router:
                 raise self._refusal(role, target, exc) from exc
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def _tasks_metrics(self, scope: Scope, send: Any, url: str) -> None:
+    async def _canary_metrics(self, scope: Scope, send: Any) -> None:
+        """The canary's /metrics alone (not the router's own): a service's tasks together,
+        a single server's as it answers; 404 without a canary."""
+        canary = self.table.canary
+        if canary is None:
+            raise Refused(404, "not_found", "the router has no canary")
+        url = canary.upstream.url
+        if is_service(url):
+            await self._tasks_metrics(scope, send, url, own=False)
+            return
+        wait = _scrape_seconds(header(scope, b"x-prometheus-scrape-timeout-seconds"))
+        try:
+            response = await self._client.get(
+                f"{url}/metrics", timeout=httpx.Timeout(wait, connect=min(1.0, wait))
+            )
+        except httpx.HTTPError as exc:
+            raise Refused(503, "upstream_unreachable", f"the canary did not answer: {exc}") from exc
+        headers = [(b"content-type", CONTENT_TYPE_LATEST.encode())]
+        body = response.content if scope["method"] == "GET" else b""
+        await _respond(send, response.status_code, headers, body)
+
+    async def _tasks_metrics(self, scope: Scope, send: Any, url: str, own: bool = True) -> None:
         """/metrics of a service: every task's, together (``server.metrics_merge``), then
-        ours. A task that does not answer within the scrape's time (Prometheus says how long
-        it waits; else 3 s) costs its own samples only; none answering is a 503, as a scrape
-        of a single server that is down would fail."""
+        ours (``own``). A task that does not answer within the scrape's time (Prometheus says
+        how long it waits; else 3 s) costs its own samples only; none answering is a 503, as a
+        scrape of a single server that is down would fail."""
         bases = await self.endpoints.bases(url)
         wait = _scrape_seconds(header(scope, b"x-prometheus-scrape-timeout-seconds"))
         timeout = httpx.Timeout(wait, connect=min(1.0, wait))
@@ -462,7 +494,12 @@ class Router:
             host = urlsplit(url).hostname
             raise Refused(503, "upstream_unreachable", f"no task of {host} answered /metrics")
         # Parsing every task's text is CPU work: off the loop, which predictions share.
-        body = await asyncio.to_thread(merge, found) + generate_latest(self.registry)
+        body = await asyncio.to_thread(merge, found)
+        if not own:
+            headers = [(b"content-type", CONTENT_TYPE_LATEST.encode())]
+            await _respond(send, 200, headers, body if scope["method"] == "GET" else b"")
+            return
+        body += generate_latest(self.registry)
         self.requests.labels(version=self.table.stable.version, role=STABLE, status="200").inc()
         headers = [(b"content-type", CONTENT_TYPE_LATEST.encode())]
         if scope["method"] == "HEAD":

@@ -19,8 +19,12 @@ __all__ = ["RouterApi"]
 
 
 class RouterApi:
-    def __init__(self, router: Any, timeout: float = 60.0) -> None:
-        self.base = url_on(router.client, router.labels.get(f"{LABEL}.port", "8080"))
+    """``router``: the router's container (its volume holds the token); ``base``: where it
+    answers, when not at its own port label on the engine's host (a swarm's router service,
+    whose task container carries Swarm's labels only)."""
+
+    def __init__(self, router: Any, timeout: float = 60.0, base: str | None = None) -> None:
+        self.base = base or url_on(router.client, router.labels.get(f"{LABEL}.port", "8080"))
         self._router = router
         self._token: str | None = None
         self.timeout = timeout
@@ -82,6 +86,16 @@ class RouterApi:
 
     def remove_mirror(self) -> dict[str, Any]:
         return self._call("DELETE", "mirror")
+
+    def metrics(self, canary: bool = False) -> str | None:
+        """The deployment's /metrics (the stable's, every task's on a swarm, then the
+        router's own), or the canary's own; None when it does not answer."""
+        path = "/-/router/canary/metrics" if canary else "/metrics"
+        try:
+            response = httpx.get(f"{self.base}{path}", timeout=10)
+        except httpx.HTTPError:
+            return None
+        return response.text if response.status_code == 200 else None
 
 
 def _message(doc: dict[str, Any], response: httpx.Response) -> str:

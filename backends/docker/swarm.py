@@ -46,13 +46,18 @@ from backends.docker.engine import (
     url_on,
 )
 from backends.docker.engine_ports import port_free_on
+from backends.docker.router_api import RouterApi
 from backends.docker.switch import ContainerFailed
 from backends.errors import BackendError, Conflict, InvalidInput, NotFound, Unavailable
-from backends.records import Deployment, ServingImage, version_number
+from backends.records import Deployment, ScrapeTarget, ServingImage, version_number
 
 __all__ = [
+    "CANARY_METRICS",
     "MODEL_PORT",
     "VersionReplicas",
+    "canary_services",
+    "canary_state",
+    "canary_targets",
     "check_manager",
     "check_service_name",
     "deploy",
@@ -60,9 +65,12 @@ __all__ = [
     "get_deployment",
     "list_deployments",
     "previous_version",
+    "remove_canaries",
     "remove_deployment",
     "replicas",
+    "router_api",
     "scale",
+    "start_canary",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,6 +86,7 @@ _ROUTER_PROBE = (
     "read -r -t 2 status <&3 && [[ $status == HTTP/1.?' 200 '* ]]"
 )
 MAX_SERVICE_NAME = 63  # Swarm's limit on a service's name (a DNS label)
+CANARY_METRICS = "/-/router/canary/metrics"  # the router's route for a canary's own figures
 
 
 @dataclass(frozen=True)
@@ -324,7 +333,7 @@ def remove_deployment(client: Any, name: str) -> list[str]:
     """Remove the router service (it drains first) and every version service of ``name``."""
     check_manager(client)
     router = _router(client, name)
-    models = _model_services(client, name)
+    models = _model_services(client, name) + canary_services(client, name)
     if router is None and not models:
         raise _not_found(name)
     removed = []
@@ -358,6 +367,119 @@ def _serves(client: Any, router: Any, port: int, service: str) -> bool:
         return f"tasks.{service}:" in str(answer.json().get("upstream", ""))
     except Exception:
         return True
+
+
+# ---------------------------------------------------------------------- canary
+
+
+def start_canary(
+    client: Any,
+    image: ServingImage,
+    name: str,
+    *,
+    alias: str = "",
+    pinned: str | None = None,
+    timeout: float = 180.0,
+) -> tuple[Any, str]:
+    """A canary service of ``image`` beside deployment ``name``'s serving version, with as
+    many tasks (its share of the traffic never crowds fewer), on the deployment's network,
+    every task running healthy; returns it and the router's upstream for it
+    (``http://tasks.SERVICE:8080``). One whose tasks never run is removed and ContainerFailed
+    says why; nothing of the deployment is touched."""
+    check_manager(client)
+    serving = _serving_model(client, name)
+    if serving is None:
+        raise _not_found(name)
+    check_service_name(f"{name}-canary", image.version)
+    count = max(1, _desired(serving))
+    serving_version = version_number(_labels(serving).get(f"{LABEL}.version"))
+    network = _network(client, name)
+    service = _create_model(
+        client,
+        image,
+        pinned or image.ref,
+        name,
+        network,
+        count,
+        serving_version,
+        alias,
+        {},
+        role="canary",
+    )
+    try:
+        _wait_running(client, service, count, timeout)
+    except BaseException:
+        _remove_service(service)
+        raise
+    return service, f"http://tasks.{service.name}:{MODEL_PORT}"
+
+
+def canary_services(client: Any, name: str) -> list[Any]:
+    """The canary service(s) of deployment ``name`` (one while a canary release runs)."""
+    with translate_errors():
+        return list(
+            client.services.list(filters={"label": [f"{ROLE}=canary", f"{DEPLOYMENT}={name}"]})
+        )
+
+
+def canary_state(client: Any, name: str, service_name: str) -> str:
+    """How canary service ``service_name`` is gone ("has no running task", "is missing"),
+    or "" while a task of it runs. A task Swarm is replacing counts as gone only when none
+    is left: the router sends the canary's share to the others meanwhile."""
+    found = [s for s in canary_services(client, name) if s.name == service_name]
+    if not found:
+        return "is missing"
+    running = [t for t in _running_tasks(client) if t["ServiceID"] == found[0].id]
+    return "" if running else "has no running task"
+
+
+def remove_canaries(client: Any, name: str) -> list[str]:
+    """Remove deployment ``name``'s canary services (their tasks drain on SIGTERM)."""
+    removed = []
+    for service in canary_services(client, name):
+        removed.append(service.name)
+        _remove_service(service)
+    return removed
+
+
+def router_api(client: Any, name: str) -> RouterApi:
+    """The admin API of deployment ``name``'s router service: at its published port on the
+    node we talk to, with the token from its task's volume (NotFound without one)."""
+    router = _router(client, name)
+    if router is None:
+        raise _not_found(name)
+    port = _labels(router).get(f"{LABEL}.port", "")
+    return RouterApi(_router_task(client, router), base=url_on(client, port))
+
+
+def canary_targets(client: Any) -> list[ScrapeTarget]:
+    """Each running canary service as a scrape target: its tasks' /metrics together, through
+    its deployment's router (``/-/router/canary/metrics``: the overlay is not reachable from
+    here), labelled with its deployment, model and version, ``role`` canary."""
+    with translate_errors():
+        found = client.services.list(filters={"label": f"{ROLE}=canary"})
+        routers = {
+            _labels(r).get(DEPLOYMENT, ""): _labels(r).get(f"{LABEL}.port", "")
+            for r in client.services.list(filters={"label": f"{ROLE}=router"})
+        }
+    targets = []
+    for service in found:
+        labels = _labels(service)
+        deployment = labels.get(DEPLOYMENT, "")
+        port = routers.get(deployment, "")
+        if not port.isdigit():
+            continue
+        targets.append(
+            ScrapeTarget(
+                url=url_on(client, port),
+                deployment=deployment,
+                model=labels.get(f"{LABEL}.model", ""),
+                version=version_number(labels.get(f"{LABEL}.version")),
+                role="canary",
+                metrics_path=CANARY_METRICS,
+            )
+        )
+    return sorted(targets, key=lambda t: (t.deployment, t.url))
 
 
 # ---------------------------------------------------------------------- helpers
@@ -472,11 +594,12 @@ def _create_model(
     previous_version: int | None,
     alias: str,
     env: dict[str, str],
+    role: str = "model",
 ) -> Any:
     from docker.types import EndpointSpec, RestartPolicy, ServiceMode
 
     labels = {
-        ROLE: "model",
+        ROLE: role,
         DEPLOYMENT: name,
         f"{LABEL}.model": image.model,
         f"{LABEL}.version": str(image.version or ""),
@@ -495,7 +618,8 @@ def _create_model(
         "MLOPS_PORT": str(MODEL_PORT),
         "MLOPS_MODEL_ALIAS": alias,
     }
-    service_name = f"mlops-{name}-v{image.version}-{secrets.token_hex(2)}"
+    kind = "canary-" if role == "canary" else ""
+    service_name = f"mlops-{name}-v{image.version}-{kind}{secrets.token_hex(2)}"
     with translate_errors():
         return client.services.create(
             ref,

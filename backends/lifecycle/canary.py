@@ -39,7 +39,7 @@ from backends.canary import analysis
 from backends.canary.analysis import Action, Decision, Plan, State, Status
 from backends.canary.checks import evaluate
 from backends.canary.figures import figures_between, figures_from_prometheus
-from backends.docker import containers, switch
+from backends.docker import containers
 from backends.docker.engine import LABEL, url_on
 from backends.docker.router_api import RouterApi
 from backends.errors import BackendError, Conflict, GateFailed, InvalidInput, NotFound
@@ -210,9 +210,9 @@ def plan_release(
             f"a canary release of {name!r} (v{running.canary_version}) is {running.state.status}:"
             f" promote or abort it first (mlops deploy canary {name} --abort)"
         )
-    if containers.canary_containers(h.docker(), name):
+    if placement.canary_units(h, name):
         raise Conflict(
-            f"deployment {name!r} has a canary container no release here knows of: "
+            f"deployment {name!r} has a canary no release here knows of: "
             f"`mlops deploy canary {name} --abort` removes it"
         )
     if sticky_header and not sticky_header.replace("-", "").isalnum():
@@ -230,8 +230,9 @@ def candidate(h: Handles, name: str, reference: str, kind: str) -> tuple[Deploym
     """Deployment ``name`` and the version ``reference`` names, as a ``kind`` ("canary",
     "shadow") beside it: refused when it is another model or the version already served."""
     check_name(name)
-    placement.refuse_on_swarm(h, f"a {kind} release")
-    deployment = containers.get_deployment(h.docker(), name)
+    if kind != "canary":
+        placement.refuse_on_swarm(h, f"a {kind} release")
+    deployment = placement.get_deployment(h, name)
     version = h.registry().resolve(reference)
     if version.name != deployment.model:
         raise InvalidInput(
@@ -256,20 +257,20 @@ def switch_in(h: Handles, name: str, version: ModelVersion, what: str) -> Deploy
     image = images.find_image(client, version)
     if image is None:
         raise BackendError(f"the {what}'s image of v{version.version} is gone", title="No image")
-    router = containers.router_of(client, name)
-    port = int(router.labels.get(f"{LABEL}.port", "0")) if router is not None else 0
+    current = placement.get_deployment(h, name)
     with changing(h, name, image.ref, f"{what} promotion"):
-        deployment, _ = switch.deploy(client, image, name, port=port, alias="")
+        # Over the deployment that is there: its router keeps its address, a swarm's version
+        # keeps its number of tasks.
+        deployment, _ = placement.run(
+            h, image, name, port=current.port or 0, host=current.host, alias=""
+        )
     refresh_quietly(client)  # the router's target now says the new version
     return deployment
 
 
 def router_api(h: Handles, name: str) -> RouterApi:
     """The admin API of deployment ``name``'s router (NotFound without one)."""
-    router = containers.router_of(h.docker(), name)
-    if router is None:
-        raise NotFound(f"deployment {name!r} has no router (see `mlops deploy ps`)")
-    return RouterApi(router)
+    return placement.router_api(h, name)
 
 
 def start_release(
@@ -282,19 +283,19 @@ def start_release(
     image, _ = image_for(h, planned.version, on_log)
     client = h.docker()
     with changing(h, name, image.ref, "canary"):
-        now = containers.get_deployment(client, name)
+        now = placement.get_deployment(h, name)
         if now.version != planned.deployment.version:
             raise Conflict(
                 f"deployment {name!r} moved to v{now.version} since the plan "
                 f"(v{planned.deployment.version}): look again"
             )
         on_log(f"starting v{planned.version.version} as a canary, waiting for /ready")
-        container, port = switch.start_canary(client, image, name, alias=now.alias)
+        unit = placement.start_canary(h, image, name, now.alias)
         state = analysis.start(planned.plan)
         try:
             router = router_api(h, name)
             router.set_canary(
-                f"http://127.0.0.1:{port}",
+                unit.upstream,
                 str(planned.version.version),
                 state.weight,
                 planned.sticky_header or None,
@@ -304,15 +305,15 @@ def start_release(
             # before the container goes, or its share of the clients would find nobody.
             with contextlib.suppress(Exception):
                 router_api(h, name).remove_canary()
-            containers.remove_container(container)
+            placement.remove_canaries(h, name)
             raise
     release = Release(
         deployment=name,
         model=planned.version.name,
         stable_version=planned.deployment.version,
         canary_version=planned.version.version,
-        canary_container=container.name,
-        canary_port=port,
+        canary_container=unit.name,
+        canary_port=unit.port,
         image=image.ref,
         alias=now.alias,
         follow_alias=now.follow_alias,
@@ -439,7 +440,7 @@ def _evaluate(
     if gone:
         # A canary that crashed or was removed fails every request the router still sends
         # it, and its own figures can never say so: it is aborted, not paused.
-        state, decision = analysis.abort_for(release.state, f"the canary's container {gone}")
+        state, decision = analysis.abort_for(release.state, f"the canary {gone}")
         return _act(h, release, state, decision)
     if not release.prometheus_url:
         figures = _scraped_figures(release, before, after, seconds)
@@ -479,11 +480,9 @@ def _scraped_figures(
 
 
 def _canary_gone(h: Handles, release: Release) -> str:
-    """How the canary's container is gone ("exited", "is missing"), or "" while it runs."""
-    for container in containers.canary_containers(h.docker(), release.deployment):
-        if container.name == release.canary_container:
-            return "" if container.status == "running" else f"is {container.status}"
-    return "is missing"
+    """How the canary's container or service is gone ("is exited", "is missing"), or ""
+    while it runs."""
+    return placement.canary_gone(h, release.deployment, release.canary_container)
 
 
 def _act(h: Handles, release: Release, state: State, decision: Decision) -> Release:
@@ -607,7 +606,7 @@ def abort_release(h: Handles, name: str, note: str = "") -> Release | None:
     release = read_release(name)
     if release is not None and not release.state.finished:
         return request(h, name, "abort", note)
-    leftovers = containers.canary_containers(h.docker(), name)
+    leftovers = placement.canary_units(h, name)
     router = router_api(h, name)
     routed = router.state()
     if routed.get("canary") is None and routed.get("mirror") is None and not leftovers:
@@ -616,12 +615,12 @@ def abort_release(h: Handles, name: str, note: str = "") -> Release | None:
         router.remove_canary()
     if routed.get("mirror") is not None:  # a shadow: its copies stop first
         router.remove_mirror()
-    for container in leftovers:
-        containers.remove_container(container)
+    if leftovers:
+        placement.remove_canaries(h, name)
     refresh_quietly(h.docker())
     shadow = routed.get("mirror")
     if shadow is not None:
-        deployment = containers.get_deployment(h.docker(), name)
+        deployment = placement.get_deployment(h, name)
         version = version_number(str(shadow.get("version", "")))
         with contextlib.suppress(BackendError):  # a record, never a reason to fail the stop
             h.registry().record_deployment(
@@ -643,11 +642,13 @@ def _abort(h: Handles, release: Release) -> str:
     canary container goes, and Prometheus' targets with it. Nothing else of the deployment
     changes. A deployment taken down meanwhile has no router: nothing to send back, only
     containers to remove. Returns what the targets refresh could not do ("" when done)."""
-    router = containers.router_of(h.docker(), release.deployment)
+    try:
+        router = router_api(h, release.deployment)
+    except NotFound:
+        router = None
     if router is not None:
-        RouterApi(router).remove_canary()
-    for container in containers.canary_containers(h.docker(), release.deployment):
-        containers.remove_container(container)
+        router.remove_canary()
+    placement.remove_canaries(h, release.deployment)
     return refresh_quietly(h.docker())
 
 
@@ -776,6 +777,10 @@ def _scrapes(h: Handles, release: Release) -> dict[str, str | None]:
     the figures come from Prometheus."""
     if release.prometheus_url:
         return {}
+    if h.engine == "swarm":
+        # The tasks are on the overlay: their /metrics, together, through the router.
+        api = router_api(h, release.deployment)
+        return {"canary": api.metrics(canary=True), "stable": api.metrics()}
     active = containers.active_model(h.docker(), release.deployment)
     stable_port = active.labels.get(f"{LABEL}.port", "") if active is not None else ""
     ports = {"canary": str(release.canary_port), "stable": stable_port}

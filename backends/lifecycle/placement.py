@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from backends.defaults import ENGINES
 from backends.docker import containers, registry, swarm, switch
-from backends.errors import InvalidInput
+from backends.docker.router_api import RouterApi
+from backends.errors import InvalidInput, NotFound
 from backends.lifecycle.handles import Handles
 from backends.records import Deployment, ServingImage
 
 __all__ = [
     "ENGINES",
     "ENGINE_ENV",
+    "CanaryUnit",
+    "canary_gone",
+    "canary_units",
     "check_replicas",
     "engine_of",
     "get_deployment",
@@ -25,8 +30,11 @@ __all__ = [
     "list_deployments",
     "previous_version",
     "refuse_on_swarm",
+    "remove_canaries",
     "remove_deployment",
+    "router_api",
     "run",
+    "start_canary",
 ]
 
 ENGINE_ENV = "MLOPS_ENGINE"
@@ -128,8 +136,73 @@ def remove_deployment(h: Handles, name: str) -> list[str]:
     return containers.remove_deployment(h.docker(), name)
 
 
+# ---------------------------------------------------------------------- canaries
+# A canary beside the serving version: a container on one engine (scraped at its own port), a
+# service of as many tasks on a swarm (scraped through the router: the overlay is not reachable
+# from here). Either way the router's canary upstream takes its share of the traffic.
+
+
+@dataclass(frozen=True)
+class CanaryUnit:
+    """A started canary: its container's or service's name, the router's upstream for it,
+    and its own port on the engine's host (0 on a swarm: read through the router)."""
+
+    name: str
+    upstream: str
+    port: int
+
+
+def start_canary(h: Handles, image: ServingImage, name: str, alias: str) -> CanaryUnit:
+    """The canary of ``image`` beside deployment ``name``'s serving version, ready; one that
+    never is is removed (ContainerFailed says why) and nothing else changed."""
+    if h.engine == "swarm":
+        target = image_registry()
+        pinned = registry.push(h.docker(), image, target).pinned if target else None
+        service, upstream = swarm.start_canary(h.docker(), image, name, alias=alias, pinned=pinned)
+        return CanaryUnit(service.name, upstream, 0)
+    container, port = switch.start_canary(h.docker(), image, name, alias=alias)
+    # The router runs on the engine's host too: the canary is on its loopback.
+    return CanaryUnit(container.name, f"http://127.0.0.1:{port}", port)
+
+
+def canary_units(h: Handles, name: str) -> list[str]:
+    """The names of deployment ``name``'s canary containers or services."""
+    if h.engine == "swarm":
+        return [s.name for s in swarm.canary_services(h.docker(), name)]
+    return [c.name for c in containers.canary_containers(h.docker(), name)]
+
+
+def canary_gone(h: Handles, name: str, unit: str) -> str:
+    """How canary ``unit`` of ``name`` is gone ("is exited", "is missing", ...), else ""."""
+    if h.engine == "swarm":
+        return swarm.canary_state(h.docker(), name, unit)
+    for container in containers.canary_containers(h.docker(), name):
+        if container.name == unit:
+            return "" if container.status == "running" else f"is {container.status}"
+    return "is missing"
+
+
+def remove_canaries(h: Handles, name: str) -> None:
+    """Remove deployment ``name``'s canary containers or services."""
+    if h.engine == "swarm":
+        swarm.remove_canaries(h.docker(), name)
+        return
+    for container in containers.canary_containers(h.docker(), name):
+        containers.remove_container(container)
+
+
+def router_api(h: Handles, name: str) -> RouterApi:
+    """The admin API of deployment ``name``'s router (NotFound without one)."""
+    if h.engine == "swarm":
+        return swarm.router_api(h.docker(), name)
+    router = containers.router_of(h.docker(), name)
+    if router is None:
+        raise NotFound(f"deployment {name!r} has no router (see `mlops deploy ps`)")
+    return RouterApi(router)
+
+
 def refuse_on_swarm(h: Handles, what: str) -> None:
-    """InvalidInput for what a swarm context cannot do yet (canary releases, shadows)."""
+    """InvalidInput for what a swarm context cannot do yet (shadows, following an alias)."""
     if h.engine == "swarm":
         raise InvalidInput(
             f"{what} is not supported on a swarm context yet: use a context with "

@@ -27,7 +27,8 @@ def running_deployments(docker_host: str | None = None) -> list[Deployment]:
 def refresh_from_engine(docker: Any, path: Path | None = None) -> TargetsFile:
     """Make the targets file list exactly the deployments running on the engine now, and the
     canary containers beside them (a canary release's analysis reads their own series). On a
-    swarm, each deployment's router: its /metrics holds every task's (server.metrics_merge)."""
+    swarm, each deployment's router: its /metrics holds every task's (server.metrics_merge),
+    and its /-/router/canary/metrics a canary service's."""
     deployments, canaries = _on_engine(docker)
     return refresh_targets(deployments, path, canaries)
 
@@ -35,7 +36,7 @@ def refresh_from_engine(docker: Any, path: Path | None = None) -> TargetsFile:
 def _on_engine(docker: Any) -> tuple[list[Deployment], list[ScrapeTarget]]:
     """The deployments of the context's engine kind, and the canaries beside them."""
     if engine_of() == "swarm":
-        return list(swarm.list_deployments(docker)), []
+        return list(swarm.list_deployments(docker)), swarm.canary_targets(docker)
     return list(containers.list_deployments(docker)), containers.canary_targets(docker)
 
 

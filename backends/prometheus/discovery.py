@@ -89,6 +89,7 @@ def target_groups(targets: Iterable[ScrapeTarget]) -> list[dict[str, Any]]:
                 "alias": t.alias,
                 "deployment": t.deployment,
                 **({"role": t.role} if t.role else {}),
+                **({"__metrics_path__": t.metrics_path} if t.metrics_path != "/metrics" else {}),
             },
         }
         for t in targets

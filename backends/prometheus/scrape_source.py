@@ -183,7 +183,7 @@ class ScrapeSource:
 
     def scrape(self, target: ScrapeTarget) -> Exposition:
         """Read and parse one target's /metrics; Unavailable when it does not answer."""
-        url = target.url.rstrip("/") + "/metrics"
+        url = target.url.rstrip("/") + target.metrics_path
         try:
             response = self._client.get(url)
         except httpx.HTTPError as exc:

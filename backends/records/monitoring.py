@@ -157,6 +157,9 @@ class ScrapeTarget:
     version: int | None = None
     alias: str = ""
     role: str = ""  # "canary" for a canary container beside the deployment's router, else ""
+    # Where its figures are read under ``url``: a swarm canary's are the router's
+    # /-/router/canary/metrics (its tasks are not reachable from here).
+    metrics_path: str = "/metrics"
 
     @property
     def address(self) -> str:

@@ -5,9 +5,10 @@ reach, with an sshd there; driven through `mlops deploy` with ``DOCKER_HOST=tcp:
 
 Everything the console does there goes to the engine host's address: the readiness of its model
 servers, the router's switches and rollback (its admin API answers remote clients with the
-token only), the listing's URL, the scrape targets. A deployment is switched and rolled back
-under steady load through its router with no failed request; a router bound to that host's
-loopback is refused before anything runs; nothing of it stays after `deploy down`."""
+token only), the listing's URL, the scrape targets, a canary release's direct scrapes. A
+deployment is switched and rolled back under steady load through its router with no failed
+request; a router bound to that host's loopback is refused before anything runs; nothing of it
+stays after `deploy down`."""
 
 from __future__ import annotations
 
@@ -243,3 +244,36 @@ def test_an_ssh_engine_whose_host_key_is_unknown_is_refused_saying_so(
     result = mlops("deploy", "ps", env=env)
     assert result.returncode == 3, result.stderr
     assert "not found in known_hosts" in result.stderr, result.stderr
+
+
+def test_a_canary_on_the_other_host_is_judged_on_its_direct_scrapes_and_promoted(
+    remote: Remote, tmp_path: Path
+) -> None:
+    """The release reads both model servers' /metrics at the other host's address (no
+    Prometheus: the direct scrape), under steady load, and promotes with no failed request."""
+    env = {**remote.env, "MLOPS_STATE_DIR": str(tmp_path / "state")}
+    services.remember_state_dir("canary state", tmp_path / "state" / "canary")
+    env.pop("PROMETHEUS_URL", None)
+    port = 16000 + os.getpid() % 1000
+    first, second = remote.versions
+    _up(env, f"{remote.model}/{first}", "cy", "--port", str(port))
+    try:
+        with Load(f"http://{remote.node.address}:{port}") as load:
+            load.wait_for(first)
+            done = mlops(
+                "deploy", "canary", "cy", f"{remote.model}/{second}", "--steps", "50,100",
+                "--interval", "3s", "--check", "error_ratio<0.02", "--source", "scrape",
+                "--yes", "--json", env=env, timeout=600,
+            )  # fmt: skip
+            load.wait_for(second)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        outcome = json.loads(done.stdout)
+        assert outcome["status"] == "promoted", outcome
+        figures = outcome["history"][-1]["results"]
+        assert figures and all(r["verdict"] == "pass" for r in figures), figures
+        assert load.failed() == [], load.failed()[:5]
+        models = _containers_there(remote, label="org.mlops-console.role=model")
+        assert [c.labels["org.mlops-console.version"] for c in models] == [second]
+        assert _containers_there(remote, label="org.mlops-console.role=canary") == []
+    finally:
+        ok(mlops("deploy", "down", "cy", "--yes", env=env))

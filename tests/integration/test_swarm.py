@@ -8,8 +8,9 @@ manager refused with exit 3.
 Images through a registry are pushed to Debian's `docker-registry` on loopback (a read-only one for
 the refusal), and a swarm deploy with one runs its services by digest. A second node
 (tests/second_node.py: a dockerd in a network namespace, joined as a worker) runs replicas beside
-the manager's through a switch under load, and is then lost during the next switch. What is not
-here (#21): remote engines, canaries on a swarm."""
+the manager's through a switch under load, and is then lost during the next switch. A canary
+release on the swarm: promoted on Prometheus' figures (read through the router) under load, one
+that never runs refused, one aborted under load. Remote engines: test_remote_engine.py."""
 
 from __future__ import annotations
 
@@ -439,6 +440,107 @@ def test_a_version_whose_tasks_keep_failing_is_removed_and_says_why(
     answer = httpx.post(f"http://127.0.0.1:{port}/predict", json={"data": [[5.1, 3.5, 1.4, 0.2]]})
     assert answer.status_code == 200 and str(answer.json()["model"]["version"]) == v1
     ok(mlops("deploy", "down", name, "-y", env=env))
+
+
+def _canary_env(versions: Versions, tmp: Path, **more: str) -> dict[str, str]:
+    """A swarm context's environment for a canary release, its state (the release's file and
+    its worker's log, printed if the test fails) under ``tmp``."""
+    services.remember_state_dir("canary state", tmp / "state" / "canary")
+    return {
+        "MLFLOW_TRACKING_URI": versions.tracking_uri,
+        "MLOPS_ENGINE": "swarm",
+        "MLOPS_STATE_DIR": str(tmp / "state"),
+        **more,
+    }
+
+
+def test_a_canary_on_a_swarm_is_promoted_on_prometheus_figures_with_no_failed_request(
+    versions: Versions,
+    swarm_engine: Any,
+    tmp_path: Path,
+    prometheus: services.PrometheusServer,
+) -> None:
+    """A canary service beside a 2-replica deployment (as many tasks), its share through the
+    router (``tasks.SERVICE``), judged on its own series: Prometheus scrapes them through the
+    router's /-/router/canary/metrics (the overlay is not reachable from the host), then it
+    is promoted (switched in as any swarm deploy) under steady load with no failed request."""
+    name, (v1, v2, _) = f"{versions.name}-cy", versions.numbers
+    port = str(services.free_port())
+    env = _canary_env(
+        versions,
+        tmp_path,
+        PROMETHEUS_URL=prometheus.url,
+        MLOPS_TARGETS_FILE=str(prometheus.targets_path),
+    )
+    up = ["deploy", "up", f"{versions.name}/{v1}", "--name", name, "--port", port]
+    ok(mlops(*up, "--replicas", "2", "-y", "-q", env=env))
+    try:
+        with Load(f"http://127.0.0.1:{port}") as load:
+            load.wait_for(v1)
+            done = mlops(
+                "deploy", "canary", name, f"{versions.name}/{v2}", "--steps", "30,60,100",
+                "--interval", "4s", "--check", "error_ratio<0.02", "--check", "p99<=stable*10",
+                "--yes", "--json", env=env, timeout=600,
+            )  # fmt: skip
+            load.wait_for(v2)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        outcome = json.loads(done.stdout)
+        assert outcome["status"] == "promoted", outcome
+        assert [d["action"] for d in outcome["history"]] == ["step_up", "promote"]
+        assert load.failed() == [], load.failed()[:5]
+        assert {v for _, v in load.answers} == {v1, v2}
+        query = f'count_over_time(up{{deployment="{name}",role="canary"}}[10m])'
+        seen = httpx.get(f"{prometheus.url}/api/v1/query", params={"query": query}, timeout=10)
+        assert seen.json()["data"]["result"], "Prometheus never scraped the canary"
+        rows = swarm.replicas(swarm_engine, name)
+        assert [(r.version, r.running, r.serving) for r in rows] == [(int(v2), 2, True)]
+        assert not swarm.canary_services(swarm_engine, name)
+        roles = [
+            g["labels"].get("role", "") for g in json.loads(prometheus.targets_path.read_text())
+        ]
+        assert "canary" not in roles
+    finally:
+        _remove_if_there(swarm_engine, name)
+
+
+def test_a_canary_on_a_swarm_that_never_runs_changes_nothing_and_one_aborted_drains(
+    versions: Versions, swarm_engine: Any, tmp_path: Path
+) -> None:
+    """A canary whose tasks keep failing is removed before the router takes it (the release
+    never starts, saying why); one a person aborts gives its share back with no failed
+    request, its service gone."""
+    name, (v1, v2, _) = f"{versions.name}-ca", versions.numbers
+    port = str(services.free_port())
+    env = _canary_env(versions, tmp_path)
+    ok(mlops("deploy", "up", f"{versions.name}/{v1}", "--name", name, "--port", port, "-y", "-q",
+             env=env))  # fmt: skip
+    canary = ["deploy", "canary", name]
+    checks = ["--steps", "50,100", "--interval", "60s", "--check", "error_ratio<0.02", "--yes"]
+    try:
+        broken = mlops(*canary, f"{versions.name}/{versions.broken}", *checks, env=env)
+        assert broken.returncode not in (0, 2, 3), broken.stderr
+        assert "kept failing" in broken.stderr, broken.stderr
+        assert not swarm.canary_services(swarm_engine, name)
+        router = swarm.router_api(swarm_engine, name)
+        assert router.state()["canary"] is None
+        with Load(f"http://127.0.0.1:{port}") as load:
+            load.wait_for(v1)
+            ok(mlops(*canary, f"{versions.name}/{v2}", *checks, "--detach", env=env))
+            load.wait_for(v2)  # the canary takes half
+            ok(mlops(*canary, "--abort", "--yes", env=env))
+            after = len(load.answers)
+            load.wait_for(v1)
+            eventually(
+                lambda: len(load.answers) > after + 50, "answers after the abort", timeout=120
+            )
+        assert load.failed() == [], load.failed()[:5]
+        assert {v for _, v in load.answers[after + 10 :]} == {v1}  # all back on the stable
+        assert router.state()["canary"] is None
+        assert not swarm.canary_services(swarm_engine, name)
+        rows = swarm.replicas(swarm_engine, name)
+        assert [(r.version, r.serving) for r in rows] == [(int(v1), True)]
+    finally:
+        _remove_if_there(swarm_engine, name)
 
 
 def test_replicas_on_a_second_node_serve_and_switch_under_load(

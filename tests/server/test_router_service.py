@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.router import Router
+from server.routing import Canary, Upstream
 from server.upstreams import Endpoints, NoEndpoint
 from tests import services
 from tests.server.router_helpers import Fake, metric, start_fake, wait_for
@@ -476,3 +477,52 @@ def test_past_the_buffer_budget_a_body_streams_through_and_nothing_stays_held(
         assert served.router.buffered == 0
     finally:
         stop(fakes)
+
+
+def test_the_canarys_own_metrics_are_its_tasks_together_and_need_no_token(
+    served: Served, port: int, tmp_path: Path
+) -> None:
+    """A canary on a swarm cannot be scraped from outside its overlay: the router answers its
+    tasks' /metrics together on /-/router/canary/metrics, without the router's own figures
+    (they are the stable's target's)."""
+    none = httpx.get(f"{served.url}/-/router/canary/metrics", timeout=30)
+    assert none.status_code == 404 and none.json()["error"]["type"] == "not_found"
+    stable = tasks(tmp_path, "v1", port, ["127.0.0.2"])
+    served.dns.names["tasks.v1"] = ["127.0.0.2"]
+    canaries = tasks(tmp_path, "v2", port, ["127.0.0.5", "127.0.0.6"])
+    served.dns.names["tasks.v2"] = ["127.0.0.5", "127.0.0.6"]
+    try:
+        body = {"upstream": f"http://tasks.v2:{port}", "version": "2", "weight": 50}
+        assert httpx.put(
+            f"{served.url}/-/router/canary", json=body, headers=AUTH, timeout=30
+        ).is_success
+        answer = httpx.get(f"{served.url}/-/router/canary/metrics", timeout=30)
+        assert answer.status_code == 200, answer.text
+        families = {f.name: f for f in text_string_to_metric_families(answer.text)}
+        info = families["fake_upstream_info"].samples
+        assert sorted(s.labels["task"] for s in info) == [f"127.0.0.{n}:{port}" for n in (5, 6)]
+        assert "mlops_router_requests" not in families  # the router's own: not the canary's
+    finally:
+        stop(stable + canaries)
+
+
+def test_a_single_canarys_metrics_are_its_own_and_need_no_token(tmp_path: Path) -> None:
+    """A remote client (Prometheus, where --remote-admin lets them in) reads them with no
+    token, as it reads the stable's /metrics."""
+    fake = start_fake(tmp_path, "B")
+    router = Router("http://127.0.0.1:9", TOKEN, remote_admin=True)
+    router.table = replace(router.table, canary=Canary(Upstream(fake.url, "2"), 10.0))
+
+    async def scrape() -> httpx.Response:
+        transport = httpx.ASGITransport(app=router, client=("192.0.2.50", 4321))
+        async with httpx.AsyncClient(transport=transport, base_url="http://r") as client:
+            return await client.get("/-/router/canary/metrics")
+
+    try:
+        answer = asyncio.run(scrape())
+        assert answer.status_code == 200, answer.text
+        families = {f.name: f for f in text_string_to_metric_families(answer.text)}
+        assert [s.labels["name"] for s in families["fake_upstream_info"].samples] == ["B"]
+        assert "mlops_router_requests" not in families
+    finally:
+        stop([fake])

@@ -143,13 +143,30 @@ def test_deploy_commands_refresh_from_their_docker_client(
     written = targets.refresh_from_engine(client, tmp_path / "t.json")
     assert [(t.deployment, t.role) for t in written.targets] == [("web", ""), ("web", "canary")]
     assert written.changed
-    # On a swarm: its deployments' routers (each router's /metrics is every task's).
+    # On a swarm: its deployments' routers (each router's /metrics is every task's), and a
+    # canary service's figures through its router's /-/router/canary/metrics.
     monkeypatch.setenv("MLOPS_ENGINE", "swarm")
     monkeypatch.setattr(
         targets.swarm, "list_deployments", lambda c: [deployment("svc")] if c is client else []
     )
-    written = targets.refresh_from_engine(client, tmp_path / "t.json")
-    assert [(t.deployment, t.role) for t in written.targets] == [("svc", "")]
+    through_router = ScrapeTarget(
+        "http://127.0.0.1:8080",
+        deployment="svc",
+        version=5,
+        role="canary",
+        metrics_path="/-/router/canary/metrics",
+    )
+    monkeypatch.setattr(
+        targets.swarm, "canary_targets", lambda c: [through_router] if c is client else []
+    )
+    path = tmp_path / "t.json"
+    written = targets.refresh_from_engine(client, path)
+    assert [(t.deployment, t.role) for t in written.targets] == [("svc", ""), ("svc", "canary")]
+    groups = json.loads(path.read_text())
+    canary_group = next(g for g in groups if g["labels"].get("role") == "canary")
+    assert canary_group["targets"] == ["127.0.0.1:8080"]
+    assert canary_group["labels"]["__metrics_path__"] == "/-/router/canary/metrics"
+    assert "__metrics_path__" not in next(g for g in groups if "role" not in g["labels"])["labels"]
 
 
 def test_an_unreachable_docker_engine_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:

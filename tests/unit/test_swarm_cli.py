@@ -51,10 +51,6 @@ def test_replicas_on_one_engine_are_refused_before_anything_runs(
     ("args", "says"),
     [
         (
-            ("deploy", "canary", "iris", "iris/2", "--check", "error_ratio<0.01", "-y"),
-            "a canary release is not supported on a swarm context yet",
-        ),
-        (
             ("deploy", "canary", "iris", "iris/2", "--mirror", "10", "-y"),
             "a shadow release is not supported on a swarm context yet",
         ),
