@@ -115,6 +115,10 @@ class SecondNode:
         """The node lost, as a machine whose network went: its end of the link down."""
         _ip("link", "set", self.host_link, "down")
 
+    def restore_link(self) -> None:
+        """Its network back: the link up again (the node's agent reconnects by itself)."""
+        _ip("link", "set", self.host_link, "up")
+
     def stop(self) -> None:
         """Its containers, the engine (SIGKILL after a minute), the forwarders, the link and
         the namespace. The engine's own mounts live in its private mount namespace and go

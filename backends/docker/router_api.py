@@ -87,6 +87,24 @@ class RouterApi:
     def remove_mirror(self) -> dict[str, Any]:
         return self._call("DELETE", "mirror")
 
+    def own_metrics(self) -> str:
+        """The router's own figures (``/-/router/metrics``: its requests, the mirror's)."""
+        try:
+            response = httpx.get(
+                f"{self.base}/-/router/metrics", headers=self._headers(), timeout=10
+            )
+        except httpx.HTTPError as exc:
+            raise BackendError(
+                f"the router at {self.base} did not give its figures: {exc}",
+                title="Router unreachable",
+            ) from exc
+        if response.status_code != 200:
+            raise BackendError(
+                f"the router at {self.base} refused its figures ({response.status_code})",
+                title="Router refused",
+            )
+        return response.text
+
     def metrics(self, canary: bool = False) -> str | None:
         """The deployment's /metrics (the stable's, every task's on a swarm, then the
         router's own), or the canary's own; None when it does not answer."""

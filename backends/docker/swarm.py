@@ -86,6 +86,7 @@ _ROUTER_PROBE = (
     "read -r -t 2 status <&3 && [[ $status == HTTP/1.?' 200 '* ]]"
 )
 MAX_SERVICE_NAME = 63  # Swarm's limit on a service's name (a DNS label)
+DEFAULT_TIMEOUT = 180.0  # seconds a version's tasks have to run healthy (pulls included)
 CANARY_METRICS = "/-/router/canary/metrics"  # the router's route for a canary's own figures
 
 
@@ -259,7 +260,7 @@ def deploy(
     env: dict[str, str] | None = None,
     replicas: int | None = None,
     pinned: str | None = None,
-    timeout: float = 180.0,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> tuple[Deployment, int | None]:
     """Run ``image`` as deployment ``name`` on the swarm, ``replicas`` tasks (default: as many
     as the version it replaces had, else 1); an existing deployment is switched with no failed
@@ -379,13 +380,15 @@ def start_canary(
     *,
     alias: str = "",
     pinned: str | None = None,
+    shadow: bool = False,
     timeout: float = 180.0,
 ) -> tuple[Any, str]:
     """A canary service of ``image`` beside deployment ``name``'s serving version, with as
     many tasks (its share of the traffic never crowds fewer), on the deployment's network,
     every task running healthy; returns it and the router's upstream for it
     (``http://tasks.SERVICE:8080``). One whose tasks never run is removed and ContainerFailed
-    says why; nothing of the deployment is touched."""
+    says why; nothing of the deployment is touched. ``shadow``: it only answers the router's
+    copies (labelled so: it is no scrape target of the deployment's traffic)."""
     check_manager(client)
     serving = _serving_model(client, name)
     if serving is None:
@@ -405,6 +408,7 @@ def start_canary(
         alias,
         {},
         role="canary",
+        shadow=shadow,
     )
     try:
         _wait_running(client, service, count, timeout)
@@ -467,8 +471,8 @@ def canary_targets(client: Any) -> list[ScrapeTarget]:
         labels = _labels(service)
         deployment = labels.get(DEPLOYMENT, "")
         port = routers.get(deployment, "")
-        if not port.isdigit():
-            continue
+        if not port.isdigit() or labels.get(f"{LABEL}.shadow") == "true":
+            continue  # a shadow answers the router's copies only: not the deployment's traffic
         targets.append(
             ScrapeTarget(
                 url=url_on(client, port),
@@ -595,6 +599,7 @@ def _create_model(
     alias: str,
     env: dict[str, str],
     role: str = "model",
+    shadow: bool = False,
 ) -> Any:
     from docker.types import EndpointSpec, RestartPolicy, ServiceMode
 
@@ -610,6 +615,7 @@ def _create_model(
         # The engine's own tag of the image (the service may run it by a registry digest):
         # what this host builds, locks and lists it by.
         f"{LABEL}.image": image.ref,
+        **({f"{LABEL}.shadow": "true"} if shadow else {}),
     }
     environment = {
         **env,
@@ -799,22 +805,39 @@ def _wait_running(client: Any, service: Any, count: int, timeout: float) -> None
                 if len(failures) >= 2 * count + 1
                 else f"has {running} of {count} replicas running after {timeout:.0f}s"
             )
-            raise ContainerFailed(_failure_text(client, service, what, failures, states))
+            raise ContainerFailed(_failure_text(client, service, what, failures, states, tasks))
         time.sleep(0.5)
 
 
 def _failure_text(
-    client: Any, service: Any, what: str, failures: list[dict[str, Any]], states: Counter[str]
+    client: Any,
+    service: Any,
+    what: str,
+    failures: list[dict[str, Any]],
+    states: Counter[str],
+    tasks: list[dict[str, Any]] | None = None,
 ) -> str:
     errors = sorted({t["Status"].get("Err", "") for t in failures if t["Status"].get("Err")})
     nodes = _nodes(client)
     failed_on = sorted({_node_name(nodes, t["NodeID"]) for t in failures if t.get("NodeID")})
+    # Tasks still on their way where time ran out: a node that stopped answering keeps its
+    # tasks "assigned" or "starting" until Swarm marks it down, so they name it sooner.
+    stalled = Counter(
+        f"{_node_name(nodes, t['NodeID'])} ({t.get('Status', {}).get('State', '?')})"
+        for t in tasks or []
+        if t.get("NodeID")
+        and t.get("DesiredState") == "running"
+        and t.get("Status", {}).get("State") not in ("running", *_FAILED)
+    )
     try:
         raw = client.api.service_logs(service.id, stdout=True, stderr=True, tail=15)
         logs = b"".join(raw).decode(errors="replace").strip() or "(no logs)"
     except Exception:
         logs = "(no logs)"
     where = f" on node(s) {', '.join(failed_on)}" if failed_on else ""
+    if stalled:
+        waiting = ", ".join(f"{n} on {node}" for node, n in sorted(stalled.items()))
+        where += f"; not running yet: {waiting}"
     # A node that went away takes its tasks with it: said by name, whatever the tasks say.
     lost = sorted(
         _node_name(nodes, node_id)

@@ -46,6 +46,9 @@ __all__ = [
 ]
 
 
+DEFAULT_TIMEOUT = 120.0  # seconds a new model container has to answer /ready
+
+
 class ContainerFailed(BackendError):
     """A container exited or never became ready; the message carries its last log lines."""
 
@@ -72,7 +75,7 @@ def deploy(
     follow_alias_ref: str | None = None,
     tracking_uri: str | None = None,
     env: dict[str, str] | None = None,
-    timeout: float = 120.0,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> tuple[Deployment, int | None]:
     """Run ``image`` as deployment ``name``; an existing deployment is switched with no failed
     request. Returns the deployment and the version it replaced (None for a new one).

@@ -230,8 +230,6 @@ def candidate(h: Handles, name: str, reference: str, kind: str) -> tuple[Deploym
     """Deployment ``name`` and the version ``reference`` names, as a ``kind`` ("canary",
     "shadow") beside it: refused when it is another model or the version already served."""
     check_name(name)
-    if kind != "canary":
-        placement.refuse_on_swarm(h, f"a {kind} release")
     deployment = placement.get_deployment(h, name)
     version = h.registry().resolve(reference)
     if version.name != deployment.model:

@@ -190,6 +190,7 @@ def apply_deploy(
     reason: str = "",
     on_log: LogLine = _ignore,
     replicas: int | None = None,
+    timeout: float | None = None,
 ) -> DeployOutcome:
     """Run ``plan`` as shown: build the image if missing; then, holding the deployment's lock
     (one change at a time, across processes), Conflict if it changed since the plan, else
@@ -209,6 +210,7 @@ def apply_deploy(
             follow_alias_ref=plan.reference if plan.follow_alias else None,
             replicas=replicas,
             on_log=on_log,
+            timeout=timeout,
         )
     warning = after_switch(h, deployment, "deploy", replaced, reason)
     return DeployOutcome(deployment, replaced, image, built, warning)

@@ -89,9 +89,12 @@ def run(
     follow_alias_ref: str | None = None,
     replicas: int | None = None,
     on_log: Callable[[str], None] = lambda _: None,
+    timeout: float | None = None,
 ) -> tuple[Deployment, int | None]:
     """Serve ``image`` as deployment ``name`` (switching an existing one with no failed
-    request); the deployment and the version it replaced."""
+    request); the deployment and the version it replaced. ``timeout``: seconds the new
+    version has to be ready (None: the engine's default)."""
+
     if h.engine == "swarm":
         # With an image registry, the services run the image by its digest there (every node
         # pulls the same bytes); without one, the engine's local image (one node).
@@ -107,6 +110,7 @@ def run(
             follow_alias_ref=follow_alias_ref,
             replicas=replicas,
             pinned=pinned,
+            timeout=timeout or swarm.DEFAULT_TIMEOUT,
         )
     check_replicas(h, replicas)
     return switch.deploy(
@@ -118,6 +122,7 @@ def run(
         alias=alias,
         follow_alias_ref=follow_alias_ref,
         tracking_uri=h.tracking_uri,
+        timeout=timeout or switch.DEFAULT_TIMEOUT,
     )
 
 
@@ -152,15 +157,21 @@ class CanaryUnit:
     port: int
 
 
-def start_canary(h: Handles, image: ServingImage, name: str, alias: str) -> CanaryUnit:
+def start_canary(
+    h: Handles, image: ServingImage, name: str, alias: str, *, shadow: bool = False
+) -> CanaryUnit:
     """The canary of ``image`` beside deployment ``name``'s serving version, ready; one that
-    never is is removed (ContainerFailed says why) and nothing else changed."""
+    never is is removed (ContainerFailed says why) and nothing else changed. ``shadow``: a
+    candidate that only answers the router's copies (the mirror)."""
+    client = h.docker()
     if h.engine == "swarm":
         target = image_registry()
-        pinned = registry.push(h.docker(), image, target).pinned if target else None
-        service, upstream = swarm.start_canary(h.docker(), image, name, alias=alias, pinned=pinned)
+        pinned = registry.push(client, image, target).pinned if target else None
+        service, upstream = swarm.start_canary(
+            client, image, name, alias=alias, pinned=pinned, shadow=shadow
+        )
         return CanaryUnit(service.name, upstream, 0)
-    container, port = switch.start_canary(h.docker(), image, name, alias=alias)
+    container, port = switch.start_canary(client, image, name, alias=alias, shadow=shadow)
     # The router runs on the engine's host too: the canary is on its loopback.
     return CanaryUnit(container.name, f"http://127.0.0.1:{port}", port)
 

@@ -2,10 +2,11 @@
 share of the prediction requests through the router's mirror; its answers are compared with
 the ones the clients got, then thrown away. Nothing a client sees changes.
 
-The candidate runs as the deployment's canary container (``role`` canary: one candidate at a
-time, a canary release or a shadow). What it is worth is read from the router's own figures
-(``server/mirror.py``): the share of rows it answers differently (another class; for numbers
-the mean absolute difference), its latency, errors and dropped copies. Promoting it switches it
+The candidate runs as the deployment's canary container, or service on a swarm (``role``
+canary: one candidate at a time, a canary release or a shadow). What it is worth is read from
+the router's own figures (``server/mirror.py``): the share of rows it answers differently
+(another class; for numbers the mean absolute difference), its latency, errors and dropped
+copies. Promoting it switches it
 in as any deploy; stopping it removes the mirror, then the container.
 """
 
@@ -16,12 +17,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import httpx
-
-from backends.docker import containers, switch
-from backends.docker.engine import LABEL
-from backends.docker.router_api import RouterApi
 from backends.errors import BackendError, Conflict, InvalidInput, NotFound
+from backends.lifecycle import placement
 from backends.lifecycle.build import image_for
 from backends.lifecycle.canary import candidate, router_api, switch_in
 from backends.lifecycle.deploy import changing, check_name
@@ -75,7 +72,7 @@ def plan_shadow(
     if isinstance(percent, bool) or not (math.isfinite(percent) and 0 < percent <= 100):
         raise InvalidInput(f"--mirror takes a share of requests in (0, 100], not {percent:g}")
     deployment, version = candidate(h, name, reference, "shadow")
-    if containers.canary_containers(h.docker(), name):
+    if placement.canary_units(h, name):
         raise Conflict(
             f"deployment {name!r} has a candidate beside it already (a canary or a shadow): "
             f"`mlops deploy canary {name} --abort` removes it"
@@ -89,16 +86,15 @@ def start_shadow(h: Handles, planned: ShadowPlan, *, on_log: LogLine | None = No
     name = planned.deployment.name
     log = on_log or (lambda _line: None)
     image, _ = image_for(h, planned.version, log)
-    client = h.docker()
     with changing(h, name, image.ref, "shadow"):
         log(f"starting v{planned.version.version} as a shadow, waiting for /ready")
-        container, port = switch.start_canary(client, image, name, shadow=True)
+        unit = placement.start_canary(h, image, name, "", shadow=True)
         try:
             router_api(h, name).set_mirror(
-                f"http://127.0.0.1:{port}", str(planned.version.version), planned.percent
+                unit.upstream, str(planned.version.version), planned.percent
             )
         except BaseException:
-            containers.remove_container(container)
+            placement.remove_canaries(h, name)
             raise
     _history(
         h,
@@ -112,20 +108,11 @@ def start_shadow(h: Handles, planned: ShadowPlan, *, on_log: LogLine | None = No
 
 def shadow_figures(h: Handles, name: str) -> ShadowFigures | None:
     """The running shadow's figures (None when the deployment has no mirror)."""
-    router = containers.router_of(h.docker(), name)
-    if router is None:
-        raise NotFound(f"no deployment named {name!r} (see `mlops deploy ps`)")
-    api = RouterApi(router)
+    api = router_api(h, name)
     mirror = api.state().get("mirror")
     if not mirror:
         return None
-    try:
-        text = httpx.get(f"{api.base}/-/router/metrics", timeout=10).text
-    except httpx.HTTPError as exc:
-        raise BackendError(
-            f"the router of {name!r} did not give its figures: {exc}", title="Router unreachable"
-        ) from exc
-    metrics = parse_exposition(text)
+    metrics = parse_exposition(api.own_metrics())
 
     def one(metric: str) -> float | None:
         values = [v for _, v in metrics.values(metric)]
@@ -163,10 +150,7 @@ def shadow_figures(h: Handles, name: str) -> ShadowFigures | None:
 def stop_shadow(h: Handles, name: str) -> bool:
     """The router's mirror goes (the copies stop); False when there was none. The candidate's
     container is the caller's to remove."""
-    router = containers.router_of(h.docker(), name)
-    if router is None:
-        raise NotFound(f"no deployment named {name!r} (see `mlops deploy ps`)")
-    api = RouterApi(router)
+    api = router_api(h, name)
     had = api.state().get("mirror") is not None
     if had:
         api.remove_mirror()
@@ -176,15 +160,12 @@ def stop_shadow(h: Handles, name: str) -> bool:
 def promote_shadow(h: Handles, name: str, reason: str = "") -> Deployment:
     """The shadow's version becomes the stable one, switched in as any deploy (0 failed
     requests); the mirror and the candidate then go."""
-    client = h.docker()
-    candidates = containers.canary_containers(client, name)
+    candidates = placement.canary_units(h, name)
     figures = shadow_figures(h, name)
     if figures is None or not candidates:
         raise NotFound(f"deployment {name!r} has no shadow to promote")
-    version = h.registry().resolve(
-        f"{candidates[0].labels.get(f'{LABEL}.model', '')}/{figures.version}"
-    )
-    before = containers.get_deployment(client, name)
+    before = placement.get_deployment(h, name)
+    version = h.registry().resolve(f"{before.model}/{figures.version}")
     if before.follow_alias:
         raise Conflict(
             f"deployment {name!r} follows {before.model}@{before.alias}: promote v{version.version}"
@@ -193,8 +174,7 @@ def promote_shadow(h: Handles, name: str, reason: str = "") -> Deployment:
         )
     deployment = switch_in(h, name, version, "shadow")
     stop_shadow(h, name)
-    for container in containers.canary_containers(client, name):
-        containers.remove_container(container)
+    placement.remove_canaries(h, name)
     ratio = "n/a" if figures.disagreement_ratio is None else f"{figures.disagreement_ratio:.4f}"
     _history(
         h,

@@ -69,8 +69,8 @@ def up(
         str | None,
         typer.Option(
             "--host",
-            help="Address to bind (default: the deployment's own, else 127.0.0.1; "
-            "0.0.0.0 widens it).",
+            help="Address to bind (default: the deployment's own, else 127.0.0.1, or 0.0.0.0 "
+            "on an engine on another host; 0.0.0.0 widens it).",
         ),
     ] = None,
     follow_alias: Annotated[
@@ -86,6 +86,15 @@ def up(
             max=100,
             help="Tasks of the version (swarm contexts; default: as many as the version it "
             "replaces, else 1).",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            min=1,
+            help="Seconds the new version has to be ready (default: 120; 180 on a swarm); "
+            "past them it is removed, the old one serves on, exit 1.",
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -116,7 +125,7 @@ def up(
             with Steps(silent=quiet) as steps:
                 on_log = _switch_log(steps, switching, builds=plan.image is None)
                 outcome = deploy_ops.apply_deploy(
-                    h, plan, reason=reason, on_log=on_log, replicas=replicas
+                    h, plan, reason=reason, on_log=on_log, replicas=replicas, timeout=timeout
                 )
     warn(outcome.warning)
     deployment, replaced = outcome.deployment, outcome.replaced

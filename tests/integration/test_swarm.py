@@ -10,7 +10,8 @@ the refusal), and a swarm deploy with one runs its services by digest. A second 
 (tests/second_node.py: a dockerd in a network namespace, joined as a worker) runs replicas beside
 the manager's through a switch under load, and is then lost during the next switch. A canary
 release on the swarm: promoted on Prometheus' figures (read through the router) under load, one
-that never runs refused, one aborted under load. Remote engines: test_remote_engine.py."""
+that never runs refused, one aborted under load; a shadow compared, then promoted under load.
+Remote engines: test_remote_engine.py."""
 
 from __future__ import annotations
 
@@ -543,6 +544,44 @@ def test_a_canary_on_a_swarm_that_never_runs_changes_nothing_and_one_aborted_dra
         _remove_if_there(swarm_engine, name)
 
 
+def test_a_shadow_on_a_swarm_is_compared_then_promoted_with_no_failed_request(
+    versions: Versions, swarm_engine: Any, tmp_path: Path
+) -> None:
+    """A shadow service gets the router's copies (to ``tasks.SERVICE``) while clients get the
+    stable's answers; its figures come from the router (with the token: a swarm router's
+    admin reads need it); promoted under load it is switched in with no failed request."""
+    name, (v1, v2, _) = f"{versions.name}-sh", versions.numbers
+    port = str(services.free_port())
+    env = _canary_env(versions, tmp_path)
+    ok(mlops("deploy", "up", f"{versions.name}/{v1}", "--name", name, "--port", port, "-y", "-q",
+             env=env))  # fmt: skip
+    try:
+        with Load(f"http://127.0.0.1:{port}") as load:
+            load.wait_for(v1)
+            ok(mlops("deploy", "canary", name, f"{versions.name}/{v2}", "--mirror", "50", "--yes",
+                     env=env))  # fmt: skip
+
+            def compared() -> dict[str, Any] | None:
+                shown = mlops("deploy", "canary", name, "--json", env=env)
+                doc: dict[str, Any] = json.loads(shown.stdout) if shown.returncode == 0 else {}
+                return doc if doc.get("window_rows", 0) >= 20 else None
+
+            figures = eventually(compared, "the router to compare mirrored rows", timeout=120)
+            # Two versions of the same rule: they agree on every row.
+            assert figures["disagreement_ratio"] == 0.0 and figures["errors"] == 0, figures
+            assert figures["version"] == v2 and figures["copies"] >= 20
+            assert {v for _, v in load.answers} == {v1}  # clients never see the shadow
+            ok(mlops("deploy", "canary", name, "--promote", "--yes", env=env))
+            load.wait_for(v2)
+        assert load.failed() == [], load.failed()[:5]
+        rows = swarm.replicas(swarm_engine, name)
+        assert [(r.version, r.serving) for r in rows] == [(int(v2), True)]
+        assert not swarm.canary_services(swarm_engine, name)
+        assert swarm.router_api(swarm_engine, name).state()["mirror"] is None
+    finally:
+        _remove_if_there(swarm_engine, name)
+
+
 def test_replicas_on_a_second_node_serve_and_switch_under_load(
     versions: Versions, swarm_engine: Any, tmp_path: Path
 ) -> None:
@@ -552,7 +591,9 @@ def test_replicas_on_a_second_node_serve_and_switch_under_load(
     those on the other node through the overlay, and a switch under steady load fails nothing
     and lands on both nodes again. Then the node is lost (its link cut) while the next
     version's tasks start on it: Swarm finds it down and starts them on the node that is
-    left, and the switch completes there."""
+    left, and the switch completes there. Back, then lost again when no other node can take
+    the next version's tasks: that switch gives up in its time (--timeout), naming the node,
+    and the version before serves on."""
     from tests.second_node import start_second_node
 
     manager = swarm_engine.info()["Swarm"]["NodeAddr"]
@@ -629,11 +670,55 @@ def test_replicas_on_a_second_node_serve_and_switch_under_load(
         assert switching.returncode == 0, f"{out}\n{err}"
         assert swarm_engine.nodes.get(joined[0]).attrs["Status"]["State"] != "ready"
         assert _nodes_of(env, name) == {here}
-        with httpx.Client(timeout=30) as http:
-            answer = http.post(f"http://127.0.0.1:{port}/predict", json={"data": [[1, 2, 3, 4]]})
-        assert answer.status_code == 200, answer.text
-        assert str(answer.json()["model"]["version"]) == v3, answer.text
+        assert _answer(port) == v3
+
+        # Lost where no other node can take its tasks (the manager paused: it keeps what it
+        # runs and takes nothing new): the switch cannot complete, and when its time is up the
+        # new version goes, the router never moved, and the error names the node.
+        node.restore_link()
+        eventually(
+            lambda: swarm_engine.nodes.get(joined[0]).attrs["Status"]["State"] == "ready",
+            "the second node to be back",
+            timeout=180,
+        )
+        here_id = swarm_engine.info()["Swarm"]["NodeID"]
+        _availability(swarm_engine, here_id, "pause")
+        cleanup.callback(_availability, swarm_engine, here_id, "active")
+        switching = subprocess.Popen(
+            [sys.executable, "-c", "from console.cli.main import run; run()", "deploy", "up",
+             f"{versions.name}/{v1}", "--name", name, "--timeout", "45", "-y", "-q"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=services.env_with_venv_on_path(**env),
+        )  # fmt: skip
+        try:
+            node.cut_link()  # before the command has made its service: nothing of it can run
+            out, err = switching.communicate(timeout=400)
+        finally:
+            if switching.poll() is None:
+                switching.kill()
+                switching.wait()
+        print(f"the switch with its only node lost: exit {switching.returncode}\n{err[-600:]}")
+        assert switching.returncode not in (0, 2, 3), f"{out}\n{err}"
+        assert node.hostname in err, err
+        assert _answer(port) == v3  # the old version serves on: nothing moved
+        assert [r.version for r in swarm.replicas(swarm_engine, name)] == [int(v3)]
+        _availability(swarm_engine, here_id, "active")
         ok(mlops("deploy", "down", name, "-y", env=env))
+
+
+def _answer(port: int) -> str:
+    """The version that answers a prediction through the router on ``port``."""
+    with httpx.Client(timeout=30) as http:
+        answer = http.post(f"http://127.0.0.1:{port}/predict", json={"data": [[1, 2, 3, 4]]})
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["model"]["version"])
+
+
+def _availability(client: Any, node_id: str, availability: str) -> None:
+    """`docker node update --availability` (active, pause, drain)."""
+    node = client.nodes.get(node_id)
+    spec = dict(node.attrs["Spec"], Availability=availability)
+    node.update(spec)
 
 
 def _remove_if_there(client: Any, name: str) -> None:

@@ -145,6 +145,7 @@ def deploy_flows(monkeypatch: pytest.MonkeyPatch) -> None:
         reason: str,
         on_log: Callable[[str], None],
         replicas: int | None = None,
+        timeout: float | None = None,
     ) -> DeployOutcome:
         for line in BUILD_LINES:
             on_log(line)

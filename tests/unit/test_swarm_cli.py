@@ -51,10 +51,6 @@ def test_replicas_on_one_engine_are_refused_before_anything_runs(
     ("args", "says"),
     [
         (
-            ("deploy", "canary", "iris", "iris/2", "--mirror", "10", "-y"),
-            "a shadow release is not supported on a swarm context yet",
-        ),
-        (
             ("deploy", "up", "iris@champion", "--follow-alias", "-y"),
             "following an alias is not supported on a swarm context yet",
         ),
@@ -166,3 +162,13 @@ def test_a_failed_swarm_change_names_the_nodes_by_name_and_a_node_not_ready() ->
     assert "boom" in text and "no suitable node" in text
     quiet = SimpleNamespace(api=SimpleNamespace(nodes=lambda: 1 / 0, service_logs=api.service_logs))
     assert "on node(s) aaaaaaaaaaaa;" in _failure_text(quiet, service, "x", failures[:1], Counter())
+    # Time ran out with tasks still on their way: each named with its node and state (a node
+    # that stopped answering holds them there before Swarm marks it down).
+    tasks = [
+        {"NodeID": "a" * 25, "DesiredState": "running", "Status": {"State": "running"}},
+        {"NodeID": "b" * 25, "DesiredState": "running", "Status": {"State": "starting"}},
+        {"NodeID": "b" * 25, "DesiredState": "running", "Status": {"State": "starting"}},
+        {"NodeID": "b" * 25, "DesiredState": "shutdown", "Status": {"State": "assigned"}},
+    ]
+    late = _failure_text(client, service, "has 1 of 3", [], Counter(), tasks)
+    assert "not running yet: 2 on ops-2 (down) (starting)" in late, late
