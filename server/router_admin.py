@@ -134,20 +134,30 @@ async def _switch(router: Router, doc: Any) -> Answer:
         drain_timeout = float(doc.get("drain_timeout", 30))
     except (ValueError, KeyError, TypeError, AttributeError):
         return 400, error_body("invalid_payload", 'send {"upstream": "http://host:port"}')
-    if is_service(target) and not await router.endpoints.bases(target, fresh=True):
-        # Swarm's DNS lists a task once it runs (healthy): not yet, or the service is gone.
-        return 409, error_body(
-            "upstream_unresolved",
-            f"{target} names no running task yet; nothing changed",
-            {"field": "upstream"},
-        )
+    if (unresolved := await _unresolved(router, target)) is not None:
+        return unresolved
     table = replace(router.table, stable=Upstream(target, version))
     previous, drained = await router.apply(table, drain_timeout)
     return 200, {"previous": previous.stable.url, "upstream": target, "drained": drained}
 
 
+async def _unresolved(router: Router, target: str) -> Answer | None:
+    """409 for a service no task of which Swarm's DNS lists yet (it lists a task once it runs
+    healthy, a moment after Swarm says so; or the service is gone): traffic sent there now
+    would find nobody. The caller asks again."""
+    if is_service(target) and not await router.endpoints.bases(target, fresh=True):
+        return 409, error_body(
+            "upstream_unresolved",
+            f"{target} names no running task yet; nothing changed",
+            {"field": "upstream"},
+        )
+    return None
+
+
 async def _put_canary(router: Router, doc: Any) -> Answer:
     canary = canary_from(doc)
+    if (unresolved := await _unresolved(router, canary.upstream.url)) is not None:
+        return unresolved
     return await _set_canary(router, replace(router.table, canary=canary), doc)
 
 
@@ -193,6 +203,8 @@ async def _promote(router: Router, doc: Any) -> Answer:
 
 async def _put_mirror(router: Router, doc: Any) -> Answer:
     mirror = mirror_from(doc)
+    if (unresolved := await _unresolved(router, mirror.upstream.url)) is not None:
+        return unresolved
     previous, _ = await router.apply(replace(router.table, mirror=mirror), 0)
     return 200, {
         "mirror": mirror.to_json(),

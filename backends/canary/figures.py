@@ -78,23 +78,40 @@ class Figures:
 
 
 def _restarted(before: Exposition, after: Exposition) -> bool:
-    """Whether the process behind ``after`` is not the one behind ``before``."""
+    """Whether the process behind ``after`` is not the one behind ``before`` (a single
+    server's exposition; a service's tasks are judged each on its own, ``_increases``)."""
     started = [e.samples.get((PROCESS_START, ())) for e in (before, after)]
     if None not in started and started[0] != started[1]:
         return True
     # A counter that went down: one reset means they all did (one process keeps them all).
     return any(
-        after.samples[key] < before.samples[key] for key in after.monotonic & before.samples.keys()
+        after.samples[key] < before.samples[key]
+        for key in after.monotonic & before.samples.keys()
+        if not _of_task(key)
     )
 
 
+def _of_task(key: SampleKey) -> bool:
+    """Whether a sample is one task's of a service (the router's merge labels it ``task``)."""
+    return any(name == "task" for name, _ in key[1])
+
+
 def _increases(before: Exposition, after: Exposition, restarted: bool) -> dict[SampleKey, float]:
-    return {
-        key: after.samples[key]
-        if restarted
-        else counter_increase(before.samples.get(key, 0.0), after.samples[key])
-        for key in after.monotonic
-    }
+    increases = {}
+    for key in after.monotonic:
+        if _of_task(key):
+            # A task missing from the first scrape (it did not answer in time, or it is new)
+            # holds counts from before the window: none of them is this window's, so it adds
+            # nothing rather than its whole life. A task that restarted counts from zero.
+            if key in before.samples:
+                increases[key] = counter_increase(before.samples[key], after.samples[key])
+            continue
+        increases[key] = (
+            after.samples[key]
+            if restarted
+            else counter_increase(before.samples.get(key, 0.0), after.samples[key])
+        )
+    return increases
 
 
 def _served_version(after: Exposition) -> str:

@@ -185,7 +185,19 @@ def is_remote(client: Any) -> bool:
 
 def url_on(client: Any, port: int | str) -> str:
     """The base URL of a port on the engine's host (a model server's, a router's)."""
-    host = host_of(client)
+    return _url(host_of(client), port)
+
+
+WILDCARDS = frozenset({"", "0.0.0.0", "::", "[::]"})
+
+
+def url_for(client: Any, bound: str, port: int | str) -> str:
+    """The base URL of a listener bound to ``bound`` on the engine's host: every address of
+    it (0.0.0.0) is reached at the engine host's; one address, at that address."""
+    return url_on(client, port) if bound in WILDCARDS else _url(bound.strip("[]"), port)
+
+
+def _url(host: str, port: int | str) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 

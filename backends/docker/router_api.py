@@ -7,15 +7,22 @@ on this host's engine, the engine host's address on another's (``engine.url_on``
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
 
 from backends.docker import hardening
-from backends.docker.engine import LABEL, url_on
+from backends.docker.engine import LABEL, url_for
 from backends.errors import BackendError, Conflict
 
-__all__ = ["RouterApi"]
+__all__ = ["RouterApi", "Unresolved"]
+
+UNRESOLVED_WAIT = 60.0  # seconds Swarm's DNS may take to list a service's running tasks
+
+
+class Unresolved(Conflict):
+    """The router refused a service upstream no task of which its DNS lists yet."""
 
 
 class RouterApi:
@@ -24,7 +31,9 @@ class RouterApi:
     whose task container carries Swarm's labels only)."""
 
     def __init__(self, router: Any, timeout: float = 60.0, base: str | None = None) -> None:
-        self.base = base or url_on(router.client, router.labels.get(f"{LABEL}.port", "8080"))
+        bound = router.labels.get(f"{LABEL}.host", "127.0.0.1")
+        port = router.labels.get(f"{LABEL}.port", "8080")
+        self.base = base or url_for(router.client, bound, port)
         self._router = router
         self._token: str | None = None
         self.timeout = timeout
@@ -35,6 +44,21 @@ class RouterApi:
         return {"Authorization": f"Bearer {self._token}"}
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One admin call. A service upstream Swarm's DNS does not list yet (its tasks run,
+        their names come a moment later: 409 ``upstream_unresolved``) is asked again for up to
+        ``UNRESOLVED_WAIT`` seconds: nothing changed meanwhile."""
+        deadline = time.monotonic() + UNRESOLVED_WAIT
+        while True:
+            try:
+                return self._call_once(method, path, body)
+            except Unresolved:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
+
+    def _call_once(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         try:
             response = httpx.request(
                 method,
@@ -53,6 +77,9 @@ class RouterApi:
         except ValueError:
             doc = {}
         if response.status_code == 409:
+            error = doc.get("error") if isinstance(doc, dict) else None
+            if isinstance(error, dict) and error.get("type") == "upstream_unresolved":
+                raise Unresolved(_message(doc, response))
             raise Conflict(_message(doc, response))
         if response.status_code != 200:
             raise BackendError(

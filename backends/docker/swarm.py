@@ -734,9 +734,10 @@ def _router_task(client: Any, router: Any) -> Any:
             filters={"label": f"{SERVICE}={router.name}"}, ignore_removed=True
         )
     if not found:
-        raise BackendError(
-            f"the router of {router.name} has no running task on this node",
-            title="Switch failed",
+        raise Unavailable(
+            f"the router of {router.name} has no running task on this node (Swarm restarts "
+            "it: try again in a moment)",
+            title="Router not running",
         )
     return found[0]
 
@@ -823,7 +824,7 @@ def _failure_text(
     # Tasks still on their way where time ran out: a node that stopped answering keeps its
     # tasks "assigned" or "starting" until Swarm marks it down, so they name it sooner.
     stalled = Counter(
-        f"{_node_name(nodes, t['NodeID'])} ({t.get('Status', {}).get('State', '?')})"
+        f"{_node_name(nodes, t['NodeID'])} [{t.get('Status', {}).get('State', '?')}]"
         for t in tasks or []
         if t.get("NodeID")
         and t.get("DesiredState") == "running"

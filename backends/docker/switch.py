@@ -9,6 +9,7 @@ version it replaced (label ``previous-version``), which is what rollback goes to
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import secrets
@@ -29,7 +30,14 @@ from backends.docker.containers import (
     remove_container,
     router_of,
 )
-from backends.docker.engine import LABEL, host_of, is_remote, translate_errors, url_on
+from backends.docker.engine import (
+    LABEL,
+    host_of,
+    is_remote,
+    translate_errors,
+    url_for,
+    url_on,
+)
 from backends.docker.engine_ports import free_port_on, port_free_on
 from backends.errors import BackendError, Conflict, InvalidInput
 from backends.ports import free_port, port_is_free
@@ -64,6 +72,21 @@ def check_can_follow(tracking_uri: str | None) -> None:
         )
 
 
+def check_follow_reaches(client: Any, tracking_uri: str | None) -> None:
+    """On an engine on another host, the container reads the registry from there: a tracking
+    server on our loopback is not one it reaches."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(tracking_uri or "").hostname or ""
+    if is_remote(client) and _is_loopback(host):
+        raise InvalidInput(
+            f"the Docker engine runs on another host ({host_of(client)}): a container that "
+            f"follows an alias there cannot reach the tracking server at {tracking_uri} (this "
+            "host's loopback); use an address of the tracking server that host reaches",
+            title="Cannot follow",
+        )
+
+
 def deploy(
     client: Any,
     image: ServingImage,
@@ -82,6 +105,7 @@ def deploy(
     ``env``: more server settings for the model container (``MLOPS_*``)."""
     if follow_alias_ref:
         check_can_follow(tracking_uri)
+        check_follow_reaches(client, tracking_uri)
     router = router_of(client, name)
     previous = active_model(client, name) if router is not None else None
     if router is not None and router.status != "running":
@@ -107,13 +131,14 @@ def deploy(
     if router is None:
         router = _start_router(client, image, name, port, host, upstream)
         try:
-            _wait_ready(router, url_on(client, port), timeout, path="/-/router/health")
+            _wait_ready(router, url_for(client, host, port), timeout, path="/-/router/health")
         except BackendError:
             remove_container(router)
             remove_container(new)
             raise
     else:
-        _switch(router, url_on(client, port), upstream, str(image.version or ""))
+        bound = router.labels.get(f"{LABEL}.host", "127.0.0.1")
+        _switch(router, url_for(client, bound, port), upstream, str(image.version or ""))
     # Every other model container goes: the one replaced, and any a failed switch left.
     for stale in model_containers(client, name):
         if stale.id != new.id:
@@ -132,7 +157,8 @@ def start_canary(
     shadow: bool = False,
 ) -> tuple[Any, int]:
     """A canary container of ``image`` beside deployment ``name``'s serving one, ready (its
-    /ready answered) on a loopback port; nothing of the deployment is touched. One that never
+    /ready answered) on a private port (loopback on this host's engine, every address of
+    another's); nothing of the deployment is touched. One that never
     becomes ready is removed and ContainerFailed says why (its last log lines). ``shadow``:
     it only answers the router's copies (labelled so: Prometheus does not count them as the
     deployment's traffic)."""
@@ -162,7 +188,7 @@ def start_canary(
 def check_reachable(client: Any, host: str) -> None:
     """InvalidInput when a router bound to ``host`` could not be reached from this host: a
     loopback address of an engine on another host."""
-    if is_remote(client) and host in _LOOPBACKS:
+    if is_remote(client) and _is_loopback(host):
         raise InvalidInput(
             f"the Docker engine runs on another host ({host_of(client)}): a router on its "
             f"loopback ({host}) could not be reached from here; deploy with --host 0.0.0.0 "
@@ -171,7 +197,13 @@ def check_reachable(client: Any, host: str) -> None:
         )
 
 
-_LOOPBACKS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+def _is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]").removeprefix("::ffff:")).is_loopback
+    except ValueError:
+        return False
 
 
 def _port_free(client: Any, port: int, host: str) -> bool:
@@ -200,7 +232,8 @@ def _start_model(
     role: str = "model",
     shadow: bool = False,
 ) -> Any:
-    """A model container for deployment ``name`` on loopback ``port``: the one that serves
+    """A model container for deployment ``name`` on private ``port`` (loopback on this host's
+    engine, every address of another's: this host checks its readiness): the one that serves
     (``role`` model) or a canary beside it (``role`` canary, which `model_containers` and a
     switch leave alone)."""
     env = {"MLOPS_LOG_DIR": hardening.LOG_MOUNT, **(extra_env or {})}

@@ -390,7 +390,11 @@ def run_worker(
         _save(release)
     if release.prometheus_url:
         _await_first_scrape(release, sleep)
-    before = _scrapes(h, release)
+    try:
+        before = _scrapes(h, release)
+    except Exception as exc:  # the loop below drives the release whatever this one does
+        _note_problem(name, f"{exc.__class__.__name__}: {exc}")
+        before = {}
     since = time.monotonic()
     while True:
         try:
@@ -643,6 +647,9 @@ def _abort(h: Handles, release: Release) -> str:
     try:
         router = router_api(h, release.deployment)
     except NotFound:
+        # Taken down meanwhile. A router that is there but does not answer (a swarm router's
+        # task restarting) raises instead: the abort is tried again, since a router that
+        # comes back restores its table, canary included, and must be told first.
         router = None
     if router is not None:
         router.remove_canary()

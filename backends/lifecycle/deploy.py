@@ -85,7 +85,7 @@ def changing(h: Handles, name: str, image: str, what: str) -> Iterator[None]:
 def refuse_during_canary(h: Handles, name: str) -> None:
     """Conflict while deployment ``name`` has a canary beside its stable version: a switch
     would pull the stable version out from under the release's analysis."""
-    if containers.canary_containers(h.docker(), name):
+    if placement.canary_units(h, name):
         raise Conflict(
             f"deployment {name!r} has a canary release running: promote or abort it first "
             f"(mlops deploy canary {name} --promote / --abort)"
@@ -142,6 +142,7 @@ def plan_deploy(
             )
         placement.refuse_on_swarm(h, "following an alias")
         switch.check_can_follow(h.tracking_uri)
+        switch.check_follow_reaches(h.docker(), h.tracking_uri)
     current = _find(h, name)
     if current is not None:
         refuse_during_canary(h, name)
@@ -242,6 +243,7 @@ def plan_take_down(h: Handles, name: str) -> TakeDownPlan:
     current = placement.get_deployment(h, name)
     if h.engine == "swarm":
         services = [r.service for r in swarm.replicas(h.docker(), name)]
+        services += placement.canary_units(h, name)
         return TakeDownPlan(name, current, (f"mlops-{name}", *services), engine="swarm")
     router = containers.router_of(h.docker(), name)
     names = ([router.name] if router is not None else []) + [

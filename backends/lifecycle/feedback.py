@@ -177,9 +177,9 @@ def _send(http: Any, target: str, chunk: list[dict[str, Any]], totals: FeedbackT
 
 def deployment_url(h: Any, name: str) -> str:
     """Where deployment ``name`` answers (its router), from the engine; NotFound if none."""
-    from backends.docker import containers
+    from backends.lifecycle import placement
 
-    found = containers.get_deployment(h.docker(), name)
+    found = placement.get_deployment(h, name)
     if not found.port:
         raise NotFound(f"deployment {name!r} has no port to send labels to")
     return str(found.url)

@@ -213,7 +213,7 @@ def router_api(h: Handles, name: str) -> RouterApi:
 
 
 def refuse_on_swarm(h: Handles, what: str) -> None:
-    """InvalidInput for what a swarm context cannot do yet (shadows, following an alias)."""
+    """InvalidInput for what a swarm context cannot do yet (following an alias)."""
     if h.engine == "swarm":
         raise InvalidInput(
             f"{what} is not supported on a swarm context yet: use a context with "

@@ -56,11 +56,11 @@ class Deployment:
 
     @property
     def address(self) -> str:
-        """Where this host reaches the router: the engine's host when that is another one;
-        else ``host``, an all-addresses bind (0.0.0.0, ::, "") on loopback."""
-        if self.engine_host:
-            return self.engine_host
-        return "127.0.0.1" if self.host in ("", "0.0.0.0", "::", "[::]") else self.host
+        """Where this host reaches the router: an all-addresses bind (0.0.0.0, ::, "") at the
+        engine's host (on this host's engine, loopback); one address at that address."""
+        if self.host in ("", "0.0.0.0", "::", "[::]"):
+            return self.engine_host or "127.0.0.1"
+        return self.host.strip("[]")
 
     @property
     def url(self) -> str | None:

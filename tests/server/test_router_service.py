@@ -526,3 +526,18 @@ def test_a_single_canarys_metrics_are_its_own_and_need_no_token(tmp_path: Path) 
         assert "mlops_router_requests" not in families
     finally:
         stop([fake])
+
+
+def test_a_canary_or_mirror_service_with_no_task_listed_yet_changes_nothing(
+    served: Served, port: int
+) -> None:
+    """As for a switch: Swarm's DNS lists a task a moment after it runs; a canary (or mirror)
+    sent there before would fail its share (409, asked again by the console)."""
+    for route, body in (
+        ("canary", {"upstream": f"http://tasks.v9:{port}", "version": "9", "weight": 50}),
+        ("mirror", {"upstream": f"http://tasks.v9:{port}", "version": "9", "percent": 50}),
+    ):
+        answer = httpx.put(f"{served.url}/-/router/{route}", json=body, headers=AUTH, timeout=30)
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["error"]["type"] == "upstream_unresolved"
+    assert served.router.table.canary is None and served.router.table.mirror is None

@@ -270,7 +270,12 @@ async def test_read_only_refuses_retraining(make_app: Any, fake: FakeBackends) -
         assert "Retrain" not in str(app.screen.active_bindings.get("T", ""))
         await pilot.press("T")
         await app.run_command("monitor", "retrain")  # the palette lists it not, and if it did
-        await pilot.pause(0.1)
+        await wait_until(
+            pilot,
+            lambda: any("retrain is disabled" in n.message for n in app._notifications),
+            "the refusal",
+        )
+        await pilot.pause(0.1)  # a second notification, if one were coming, comes with it
         assert isinstance(app.screen, MonitorScreen)
         assert sum("retrain is disabled" in n.message for n in app._notifications) == 1
         assert not called(fake, "retrain")

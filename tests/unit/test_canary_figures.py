@@ -414,3 +414,27 @@ def test_figures_from_prometheus_leave_its_errors_to_the_caller() -> None:
 
     with pytest.raises(InvalidInput):
         figures_from_prometheus(down, Scope(deployment="web", version="3"), 10)
+
+
+def _tasks(pages: dict[str, str]) -> str:
+    """Tasks' expositions merged as a swarm router answers them (server.metrics_merge)."""
+    from server.metrics_merge import merge
+
+    return merge(pages).decode()
+
+
+def test_a_services_tasks_count_each_its_own_interval() -> None:
+    """Two scrapes of a swarm version's merged /metrics: a task missing from the first one
+    (it did not answer in time, or it is new) adds nothing rather than its whole life's
+    counts, and a task that restarted counts from zero without making the others count
+    their whole lives."""
+    a1 = page({"200": 1000}, {"200": (0, 0, 0, 1000)}, started=1.0)
+    a2 = page({"200": 1040}, {"200": (40, 40, 40, 1040)}, started=1.0)
+    b2 = page({"200": 5000, "500": 900}, {"200": (0, 0, 0, 5000), "500": (0, 0, 0, 900)})
+    c1 = page({"200": 700}, {"200": (0, 0, 0, 700)}, started=1.0)
+    c2 = page({"200": 10}, {"200": (10, 10, 10, 10)}, started=2.0)  # restarted
+    before = _tasks({"10.0.0.2:8080": a1, "10.0.0.4:8080": c1})
+    after = _tasks({"10.0.0.2:8080": a2, "10.0.0.3:8080": b2, "10.0.0.4:8080": c2})
+    figures = figures_between(before, after, 10.0)
+    assert figures.requests == 50 and figures.server_errors == 0
+    assert figures.p99 is not None and figures.p99 <= 0.1

@@ -173,3 +173,17 @@ def test_a_host_without_a_scheme_is_tcp_as_docker_takes_it(
     assert engine.resolve().url == "tcp://127.0.0.1:9"
     with pytest.raises(Unavailable):  # this host's: tried, not refused as another host's
         engine.connect(timeout=5)
+
+
+def test_an_ssh_alias_is_reached_at_the_host_name_its_ssh_config_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As docker-py's ssh transport reads ~/.ssh/config: an alias's HostName is the machine."""
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "config").write_text(
+        "Host serve-1\n  HostName 192.0.2.44\n  User ops\n\nHost *\n  ServerAliveInterval 30\n"
+    )
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert engine.reach_host(engine.EngineAddress("ssh://ops@serve-1")) == "192.0.2.44"
+    assert engine.reach_host(engine.EngineAddress("ssh://192.0.2.45")) == "192.0.2.45"
+    assert engine.reach_host(engine.EngineAddress("ssh://localhost")) == "127.0.0.1"

@@ -171,4 +171,4 @@ def test_a_failed_swarm_change_names_the_nodes_by_name_and_a_node_not_ready() ->
         {"NodeID": "b" * 25, "DesiredState": "shutdown", "Status": {"State": "assigned"}},
     ]
     late = _failure_text(client, service, "has 1 of 3", [], Counter(), tasks)
-    assert "not running yet: 2 on ops-2 (down) (starting)" in late, late
+    assert "not running yet: 2 on ops-2 (down) [starting]" in late, late
