@@ -4,11 +4,14 @@ client by ``engine.connect``; a plain object stands for a client here)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from backends.docker import engine, switch
 from backends.errors import InvalidInput
 from backends.records import Deployment
+from tests.tui.fakes import deployment
 
 
 class Client:
@@ -52,21 +55,7 @@ def test_a_router_is_reached_at_the_address_it_is_bound_to(far: Client) -> None:
 
 
 def _deployment(host: str, engine_host: str = "") -> Deployment:
-    return Deployment(
-        name="web",
-        model="iris",
-        version=1,
-        alias="",
-        run_id="r",
-        image="i",
-        container_id="c",
-        state="running",
-        health="healthy",
-        host=host,
-        port=8080,
-        started_at=None,
-        engine_host=engine_host,
-    )
+    return replace(deployment(), host=host, engine_host=engine_host)
 
 
 def test_a_deployments_url_is_where_this_host_reaches_its_router() -> None:
