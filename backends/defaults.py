@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "ALL_ADDRESSES",
     "CHALLENGER",
     "CHAMPION",
     "DEFAULT_EXPERIMENTS",
@@ -26,6 +27,9 @@ DEFAULT_EXPERIMENTS = ("iris", "Default")
 ENGINES = ("docker", "swarm")
 
 DEFAULT_HOST = "127.0.0.1"  # a deployment's router address, unless asked to widen it
+# A bind to one of these listens on every address of its host (reached from this one at the
+# host's own address, or at loopback on this host).
+ALL_ADDRESSES = frozenset({"", "0.0.0.0", "::", "[::]"})
 DEFAULT_PORT = 8080
 
 # Drift thresholds for a drift reference that names none (server/drift.py uses the same).

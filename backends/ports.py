@@ -13,6 +13,7 @@ slice of their own.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import os
 import random
@@ -77,6 +78,18 @@ def port_range() -> tuple[int, int]:
     if best[1] - best[0] >= 100:
         return best
     return 1024, 65535  # the ephemeral range takes nearly everything: nothing is outside it
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this host's loopback in any spelling: 127.0.0.0/8, ::1 (bracketed
+    or not, or IPv4-mapped), localhost in any case."""
+    host = host.strip()
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]").removeprefix("::ffff:")).is_loopback
+    except ValueError:
+        return False
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from server.addresses import is_loopback
 from server.batcher import BatchTimeout, Overloaded
 from server.config import ServerConfig
 from server.errors import ClientError
@@ -525,16 +526,6 @@ def _with_row_schema(doc: dict[str, Any], schema: InputSchema) -> dict[str, Any]
 
 def _row_number(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a client address is this host's own (127.0.0.0/8, ::1)."""
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(host.removeprefix("::ffff:")).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def _not_ready_message(runtime: Runtime) -> str:

@@ -61,6 +61,7 @@ import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client import Counter as PromCounter
 
+from server.addresses import is_loopback
 from server.metrics_merge import merge
 from server.mirror import MIRRORED_PATHS, Copy, Mirroring
 from server.request_ids import HEADER, request_id
@@ -269,7 +270,7 @@ class Router:
         path = scope["path"]
         if path.startswith(LOOPBACK_ONLY):
             client = (scope.get("client") or ("", 0))[0]
-            if not _is_loopback(client):
+            if not is_loopback(client):
                 if not self.remote_admin:
                     raise Refused(404, "not_found", f"{path} answers loopback clients only")
                 # Widened to remote clients (a swarm's router): reads need the token too, but
@@ -725,15 +726,6 @@ def _labels(scope: Scope, router: Router) -> bool:
         return False
     mime = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
     return mime == "application/json"
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(host.removeprefix("::ffff:")).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 async def _error(

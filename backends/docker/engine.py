@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from backends.defaults import ALL_ADDRESSES
 from backends.errors import BackendError, Conflict, InvalidInput, NotFound, Unavailable
 
 LABEL = "org.mlops-console"
@@ -188,13 +189,10 @@ def url_on(client: Any, port: int | str) -> str:
     return _url(host_of(client), port)
 
 
-WILDCARDS = frozenset({"", "0.0.0.0", "::", "[::]"})
-
-
 def url_for(client: Any, bound: str, port: int | str) -> str:
     """The base URL of a listener bound to ``bound`` on the engine's host: every address of
     it (0.0.0.0) is reached at the engine host's; one address, at that address."""
-    return url_on(client, port) if bound in WILDCARDS else _url(bound.strip("[]"), port)
+    return url_on(client, port) if bound in ALL_ADDRESSES else _url(bound.strip("[]"), port)
 
 
 def _url(host: str, port: int | str) -> str:

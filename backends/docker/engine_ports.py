@@ -9,6 +9,7 @@ import socket
 from collections.abc import Iterable
 from typing import Any
 
+from backends.defaults import ALL_ADDRESSES, DEFAULT_HOST
 from backends.docker.engine import host_of, is_remote
 from backends.ports import free_port, port_is_free
 
@@ -17,10 +18,12 @@ __all__ = ["free_port_on", "port_free_on"]
 _PROBE_TIMEOUT = 1.0
 
 
-def port_free_on(client: Any, port: int) -> bool:
-    """Whether ``port`` is free on the engine's host (for a router's port)."""
+def port_free_on(client: Any, port: int, bound: str = DEFAULT_HOST) -> bool:
+    """Whether ``port`` is free on the engine's host (for a router's port) for a listener bound
+    to ``bound``: on this host, bindable there (every address: at loopback); on another, where
+    nothing answers."""
     if not is_remote(client):
-        return port_is_free(port)
+        return port_is_free(port, DEFAULT_HOST if bound in ALL_ADDRESSES else bound)
     return _nothing_answers(port, host_of(client))
 
 

@@ -9,7 +9,6 @@ version it replaced (label ``previous-version``), which is what rollback goes to
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import os
 import secrets
@@ -40,7 +39,7 @@ from backends.docker.engine import (
 )
 from backends.docker.engine_ports import free_port_on, port_free_on
 from backends.errors import BackendError, Conflict, InvalidInput
-from backends.ports import free_port, port_is_free
+from backends.ports import free_port, is_loopback
 from backends.records import Deployment, ServingImage
 
 __all__ = [
@@ -78,7 +77,7 @@ def check_follow_reaches(client: Any, tracking_uri: str | None) -> None:
     from urllib.parse import urlsplit
 
     host = urlsplit(tracking_uri or "").hostname or ""
-    if is_remote(client) and _is_loopback(host):
+    if is_remote(client) and is_loopback(host):
         raise InvalidInput(
             f"the Docker engine runs on another host ({host_of(client)}): a container that "
             f"follows an alias there cannot reach the tracking server at {tracking_uri} (this "
@@ -113,7 +112,7 @@ def deploy(
         router = None
     if router is None:
         check_reachable(client, host)
-        if not _port_free(client, port, host):
+        if not port_free_on(client, port, host):
             raise Conflict(f"port {port} on {host} is already in use; choose another with --port")
 
     model_port = free_port_on(client, exclude={port})  # not the router's, if not bound yet
@@ -188,28 +187,13 @@ def start_canary(
 def check_reachable(client: Any, host: str) -> None:
     """InvalidInput when a router bound to ``host`` could not be reached from this host: a
     loopback address of an engine on another host."""
-    if is_remote(client) and _is_loopback(host):
+    if is_remote(client) and is_loopback(host):
         raise InvalidInput(
             f"the Docker engine runs on another host ({host_of(client)}): a router on its "
             f"loopback ({host}) could not be reached from here; deploy with --host 0.0.0.0 "
             "(the default there) or one of that host's addresses",
             title="Address not reachable",
         )
-
-
-def _is_loopback(host: str) -> bool:
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]").removeprefix("::ffff:")).is_loopback
-    except ValueError:
-        return False
-
-
-def _port_free(client: Any, port: int, host: str) -> bool:
-    if is_remote(client):
-        return port_free_on(client, port)
-    return port_is_free(port, host if host not in ("0.0.0.0", "") else "127.0.0.1")
 
 
 def _version_of(container: Any | None) -> int | None:

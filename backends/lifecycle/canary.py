@@ -41,7 +41,6 @@ from backends.canary.checks import evaluate
 from backends.canary.figures import figures_between, figures_from_prometheus
 from backends.docker import containers
 from backends.docker.engine import LABEL, url_on
-from backends.docker.router_api import RouterApi
 from backends.errors import BackendError, Conflict, GateFailed, InvalidInput, NotFound
 from backends.lifecycle import placement
 from backends.lifecycle.build import image_for
@@ -61,7 +60,6 @@ __all__ = [
     "read_release",
     "releases",
     "request",
-    "router_api",
     "run_worker",
     "start_release",
     "switch_in",
@@ -266,11 +264,6 @@ def switch_in(h: Handles, name: str, version: ModelVersion, what: str) -> Deploy
     return deployment
 
 
-def router_api(h: Handles, name: str) -> RouterApi:
-    """The admin API of deployment ``name``'s router (NotFound without one)."""
-    return placement.router_api(h, name)
-
-
 def start_release(
     h: Handles, planned: ReleasePlan, *, on_log: LogLine = _ignore, spawn: bool = True
 ) -> Release:
@@ -291,7 +284,7 @@ def start_release(
         unit = placement.start_canary(h, image, name, now.alias)
         state = analysis.start(planned.plan)
         try:
-            router = router_api(h, name)
+            router = placement.router_api(h, name)
             router.set_canary(
                 unit.upstream,
                 str(planned.version.version),
@@ -302,7 +295,7 @@ def start_release(
             # The router may have taken the canary before its answer was lost: take it back
             # before the container goes, or its share of the clients would find nobody.
             with contextlib.suppress(Exception):
-                router_api(h, name).remove_canary()
+                placement.router_api(h, name).remove_canary()
             placement.remove_canaries(h, name)
             raise
     release = Release(
@@ -495,7 +488,7 @@ def _act(h: Handles, release: Release, state: State, decision: Decision) -> Rele
     interval = state.plan.interval
     try:
         if decision.action in (Action.STEP_UP, Action.RESUME):
-            router_api(h, release.deployment).set_weight(state.weight)
+            placement.router_api(h, release.deployment).set_weight(state.weight)
         elif decision.action == Action.ABORT:
             if targets := _abort(h, release):
                 release = replace(release, problem=targets)
@@ -609,7 +602,7 @@ def abort_release(h: Handles, name: str, note: str = "") -> Release | None:
     if release is not None and not release.state.finished:
         return request(h, name, "abort", note)
     leftovers = placement.canary_units(h, name)
-    router = router_api(h, name)
+    router = placement.router_api(h, name)
     routed = router.state()
     if routed.get("canary") is None and routed.get("mirror") is None and not leftovers:
         raise NotFound(f"deployment {name!r} has no canary or shadow to abort")
@@ -645,7 +638,7 @@ def _abort(h: Handles, release: Release) -> str:
     changes. A deployment taken down meanwhile has no router: nothing to send back, only
     containers to remove. Returns what the targets refresh could not do ("" when done)."""
     try:
-        router = router_api(h, release.deployment)
+        router = placement.router_api(h, release.deployment)
     except NotFound:
         # Taken down meanwhile. A router that is there but does not answer (a swarm router's
         # task restarting) raises instead: the abort is tried again, since a router that
@@ -784,7 +777,7 @@ def _scrapes(h: Handles, release: Release) -> dict[str, str | None]:
         return {}
     if h.engine == "swarm":
         # The tasks are on the overlay: their /metrics, together, through the router.
-        api = router_api(h, release.deployment)
+        api = placement.router_api(h, release.deployment)
         return {"canary": api.metrics(canary=True), "stable": api.metrics()}
     active = containers.active_model(h.docker(), release.deployment)
     stable_port = active.labels.get(f"{LABEL}.port", "") if active is not None else ""

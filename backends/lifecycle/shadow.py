@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from backends.errors import BackendError, Conflict, InvalidInput, NotFound
 from backends.lifecycle import placement
 from backends.lifecycle.build import image_for
-from backends.lifecycle.canary import candidate, router_api, switch_in
+from backends.lifecycle.canary import candidate, switch_in
 from backends.lifecycle.deploy import changing, check_name
 from backends.lifecycle.handles import Handles
 from backends.prometheus.exposition import parse_exposition
@@ -90,7 +90,7 @@ def start_shadow(h: Handles, planned: ShadowPlan, *, on_log: LogLine | None = No
         log(f"starting v{planned.version.version} as a shadow, waiting for /ready")
         unit = placement.start_canary(h, image, name, "", shadow=True)
         try:
-            router_api(h, name).set_mirror(
+            placement.router_api(h, name).set_mirror(
                 unit.upstream, str(planned.version.version), planned.percent
             )
         except BaseException:
@@ -108,7 +108,7 @@ def start_shadow(h: Handles, planned: ShadowPlan, *, on_log: LogLine | None = No
 
 def shadow_figures(h: Handles, name: str) -> ShadowFigures | None:
     """The running shadow's figures (None when the deployment has no mirror)."""
-    api = router_api(h, name)
+    api = placement.router_api(h, name)
     mirror = api.state().get("mirror")
     if not mirror:
         return None
@@ -150,7 +150,7 @@ def shadow_figures(h: Handles, name: str) -> ShadowFigures | None:
 def stop_shadow(h: Handles, name: str) -> bool:
     """The router's mirror goes (the copies stop); False when there was none. The candidate's
     container is the caller's to remove."""
-    api = router_api(h, name)
+    api = placement.router_api(h, name)
     had = api.state().get("mirror") is not None
     if had:
         api.remove_mirror()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from backends.defaults import ALL_ADDRESSES
 from backends.records.registry import AliasEvent, AliasState, ModelVersion
 
 
@@ -58,7 +59,7 @@ class Deployment:
     def address(self) -> str:
         """Where this host reaches the router: an all-addresses bind (0.0.0.0, ::, "") at the
         engine's host (on this host's engine, loopback); one address at that address."""
-        if self.host in ("", "0.0.0.0", "::", "[::]"):
+        if self.host in ALL_ADDRESSES:
             return self.engine_host or "127.0.0.1"
         return self.host.strip("[]")
 

@@ -106,3 +106,45 @@ def test_each_test_worker_draws_from_a_slice_of_its_own() -> None:
     default_low, default_high = ports.DEFAULT_RANGE
     assert default_low <= low <= high <= default_high
     assert high - low + 1 <= (default_high - default_low + 1) // 2
+
+
+LOOPBACK_SPELLINGS = [
+    "127.0.0.1",
+    "127.8.9.10",
+    "::1",
+    "[::1]",
+    "::ffff:127.0.0.1",
+    " localhost",
+    "LocalHost",
+]
+OTHER_ADDRESSES = ["10.0.0.5", "0.0.0.0", "", "::", "[::]", "serve-1.example", "::ffff:10.0.0.5"]
+
+
+@pytest.mark.parametrize("host", LOOPBACK_SPELLINGS)
+def test_every_spelling_of_loopback_is_loopback_to_the_backends_and_the_server(host: str) -> None:
+    from server.addresses import is_loopback as servers
+
+    assert ports.is_loopback(host) and servers(host)
+
+
+@pytest.mark.parametrize("host", OTHER_ADDRESSES)
+def test_another_address_or_every_address_is_not_loopback(host: str) -> None:
+    from server.addresses import is_loopback as servers
+
+    assert not ports.is_loopback(host) and not servers(host)
+
+
+def test_a_port_bound_on_loopback_is_taken_for_a_router_on_every_address() -> None:
+    from backends.docker.engine_ports import port_free_on
+
+    class Engine:  # a client of this host's engine: no other host was remembered for it
+        pass
+
+    this_host = Engine()
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert not port_free_on(this_host, port)
+        assert not port_free_on(this_host, port, "0.0.0.0")
+    assert port_free_on(this_host, port, "0.0.0.0")
