@@ -89,6 +89,13 @@ def canary(
             "--follow", help="Watch the release until it ends, pauses or loses its worker."
         ),
     ] = False,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout",
+            help="Stop following after this long (90s, 30m): exit 1, the release goes on as it is.",
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Resume a paused analysis.")] = False,
     abort: Annotated[
         bool, typer.Option("--abort", help="All traffic back to stable; the canary goes.")
@@ -106,9 +113,9 @@ def canary(
     in a process of its own: this command, another shell or the console reattach to it.
 
     Followed (the default with MODEL_REF, --follow without) until it ends, pauses for a
-    person or is left without a worker. Without MODEL_REF: the release's state, or a
-    person's --resume / --abort / --promote. Exit 0 when promoted; 1 when aborted, paused or
-    left without a worker (the release stays as it is).
+    person or is left without a worker, or for --timeout. Without MODEL_REF: the release's
+    state, or a person's --resume / --abort / --promote. Exit 0 when promoted; 1 when aborted,
+    paused, left without a worker or still running at --timeout (the release stays as it is).
     """
     from backends.lifecycle import canary as releases
 
@@ -117,6 +124,15 @@ def canary(
         fail("give one of --resume, --abort, --promote", ExitCode.USAGE)
     if commands and model_ref is not None:
         fail(f"--{commands[0]} acts on the running release: give no MODEL_REF", ExitCode.USAGE)
+    followed = (model_ref is not None and mirror is None and not detach) or (
+        model_ref is None and follow and not commands
+    )
+    if timeout is not None and not followed:
+        fail(
+            "--timeout limits following a release: start one without --detach, or --follow",
+            ExitCode.USAGE,
+        )
+    limit = _follow_limit(timeout)
     with backend_errors():
         from backends.canary.analysis import Plan
         from backends.lifecycle.deploy import check_name
@@ -160,7 +176,7 @@ def canary(
             if detach:
                 _show(release, as_json)
                 return
-            _follow(name, as_json)
+            _follow(name, as_json, limit)
             return
         if commands:
             command = commands[0]
@@ -208,7 +224,7 @@ def canary(
             ExitCode.NOT_FOUND,
         )
     if follow:
-        _follow(name, as_json)
+        _follow(name, as_json, limit)
         return
     _show(kept, as_json)
 
@@ -253,19 +269,38 @@ def _summary(planned: object) -> str:
     return "\n".join(lines)
 
 
+def _follow_limit(text: str | None) -> float | None:
+    """Seconds in ``--timeout`` (a number, or a duration as --interval takes: 90s, 30m)."""
+    if text is None:
+        return None
+    from backends.errors import InvalidInput
+    from backends.prometheus.queries import duration_seconds
+
+    try:
+        seconds = float(text) if text.strip().replace(".", "", 1).isdigit() else None
+        if seconds is None:
+            seconds = duration_seconds(text.strip())
+    except InvalidInput:
+        seconds = None
+    if not seconds or seconds <= 0:
+        fail(f"--timeout {text!r} is not a positive duration (try 90s, 30m)", ExitCode.USAGE)
+    return seconds
+
+
 ORPHANED_READS = 3  # a second apart: a release whose worker is gone is not followed further
 
 
-def _follow(name: str, as_json: bool) -> None:
+def _follow(name: str, as_json: bool, limit: float | None = None) -> None:
     """Print each decision as the worker makes it, until the release ends or pauses for a
-    person, or is left without a worker (Ctrl-C leaves it running). Exit 0 when promoted, 1
-    otherwise.
+    person, or is left without a worker, or for ``limit`` seconds (Ctrl-C and the limit leave
+    it running). Exit 0 when promoted, 1 otherwise.
 
     A pause ends the following: the release waits for a person's resume, abort or promote,
     and a scripted release (CI, ``--yes``) must not wait with it for ever."""
     from backends.lifecycle.canary import read_release
 
     seen, problem, orphaned = 0, "", 0
+    deadline = None if limit is None else time.monotonic() + limit
     try:
         while True:
             release = read_release(name)
@@ -292,6 +327,16 @@ def _follow(name: str, as_json: bool) -> None:
                     err=True,
                 )
                 break
+            if deadline is not None and time.monotonic() >= deadline:
+                typer.echo(
+                    f"{name}: the release is still {release.state.status} at "
+                    f"{release.state.weight:g} % after --timeout {limit:g}s; the analysis goes "
+                    f"on (reattach: mlops deploy canary {name} --follow; end it: --abort or "
+                    "--promote)",
+                    err=True,
+                )
+                _show(release, as_json)
+                raise typer.Exit(ExitCode.CHECK_FAILED)
             time.sleep(1.0)
     except KeyboardInterrupt:
         typer.echo(

@@ -168,3 +168,45 @@ def test_following_ends_when_no_worker_drives_the_release(
     assert "--resume` starts one" in result.stderr
     assert '"status": "running"' in result.stdout
     assert releases.read_release("web").state.status == "running"  # type: ignore[union-attr]
+
+
+@pytest.mark.usefixtures("kept")
+def test_following_ends_at_its_timeout_and_the_release_goes_on() -> None:
+    """A CI job that waits at most so long: exit 1 at --timeout, saying where the release
+    is and how to end it; the release itself is not touched."""
+    import time
+
+    from backends.lifecycle import canary as releases
+
+    _keep("web", _running())
+    started = time.monotonic()
+    result = runner.invoke(app, ["deploy", "canary", "web", "--follow", "--timeout", "2s"])
+    assert result.exit_code == ExitCode.CHECK_FAILED, result.output
+    assert time.monotonic() - started >= 2
+    assert "still running at 20 % after --timeout 2s; the analysis goes on" in result.stderr
+    assert "end it: --abort or --promote" in result.stderr
+    assert releases.read_release("web").state.status == "running"  # type: ignore[union-attr]
+    as_json = runner.invoke(
+        app, ["deploy", "canary", "web", "--follow", "--timeout", "1", "--json"]
+    )
+    assert as_json.exit_code == ExitCode.CHECK_FAILED
+    assert '"status": "running"' in as_json.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["web", "iris/2", "--detach", "--timeout", "5m"], "--timeout limits following"),
+        (["web", "--timeout", "5m"], "--timeout limits following"),
+        (["web", "--abort", "--timeout", "5m"], "--timeout limits following"),
+        (["web", "--follow", "--timeout", "soon"], "is not a positive duration"),
+        (["web", "--follow", "--timeout", "0"], "is not a positive duration"),
+        (["web", "--follow", "--timeout", "-5s"], "is not a positive duration"),
+    ],
+)
+def test_a_timeout_where_nothing_is_followed_or_not_a_duration_is_refused(
+    args: list[str], says: str
+) -> None:
+    result = runner.invoke(app, ["deploy", "canary", *args])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert says in result.output
