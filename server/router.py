@@ -784,6 +784,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.upstream:
         p.error("--upstream (or MLOPS_ROUTER_UPSTREAM) is required")
     host, _, port = args.listen.rpartition(":")
+    host = host.strip("[]")  # [::1]:8080 as a URL writes it
     logging.basicConfig(level="INFO", format="%(asctime)s %(name)s %(message)s")
     # httpx logs every request it makes at INFO: per-request logs only when asked for.
     for name in ("httpx", "httpcore"):

@@ -20,11 +20,14 @@ _PROBE_TIMEOUT = 1.0
 
 def port_free_on(client: Any, port: int, bound: str = DEFAULT_HOST) -> bool:
     """Whether ``port`` is free on the engine's host (for a router's port) for a listener bound
-    to ``bound``: on this host, bindable there (every address: at loopback); on another, where
-    nothing answers."""
-    if not is_remote(client):
-        return port_is_free(port, DEFAULT_HOST if bound in ALL_ADDRESSES else bound)
-    return _nothing_answers(port, host_of(client))
+    to ``bound``: on this host, bindable at that address (every address: the wildcard itself,
+    which anything listening at any address of its family holds); on another, where nothing
+    answers."""
+    if is_remote(client):
+        return _nothing_answers(port, host_of(client))
+    if bound in ALL_ADDRESSES:
+        return port_is_free(port, "::" if ":" in bound else "0.0.0.0")
+    return port_is_free(port, bound.strip("[]"))
 
 
 def free_port_on(client: Any, exclude: Iterable[int] = ()) -> int:

@@ -134,6 +134,8 @@ def plan_deploy(
     model, alias, _ = parse_reference(reference)
     name = name or default_name(model)
     check_name(name)
+    if host is not None:
+        host = host.strip().strip("[]")  # [::1] as a URL writes it: the address is ::1
     if follow_alias:
         if not alias:
             raise InvalidInput(

@@ -3,6 +3,7 @@ part in it (watch, resume, abort, promote)."""
 
 from __future__ import annotations
 
+import math
 import time
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
@@ -93,7 +94,8 @@ def canary(
         str | None,
         typer.Option(
             "--timeout",
-            help="Stop following after this long (90s, 30m): exit 1, the release goes on as it is.",
+            help="Stop following after this long from the command's start (90s, 30m): exit 1, "
+            "the release goes on as it is.",
         ),
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Resume a paused analysis.")] = False,
@@ -124,15 +126,20 @@ def canary(
         fail("give one of --resume, --abort, --promote", ExitCode.USAGE)
     if commands and model_ref is not None:
         fail(f"--{commands[0]} acts on the running release: give no MODEL_REF", ExitCode.USAGE)
-    followed = (model_ref is not None and mirror is None and not detach) or (
-        model_ref is None and follow and not commands
-    )
-    if timeout is not None and not followed:
-        fail(
-            "--timeout limits following a release: start one without --detach, or --follow",
-            ExitCode.USAGE,
-        )
-    limit = _follow_limit(timeout)
+    if detach and follow:
+        fail("--detach returns at once, --follow watches: give one", ExitCode.USAGE)
+    if timeout is not None:
+        if mirror is not None:
+            fail(
+                "--timeout limits following a canary release; a shadow is not followed",
+                ExitCode.USAGE,
+            )
+        if detach or commands or (model_ref is None and not follow):
+            fail(
+                "--timeout limits following a release: start one without --detach, or --follow",
+                ExitCode.USAGE,
+            )
+    deadline = _deadline(timeout)
     with backend_errors():
         from backends.canary.analysis import Plan
         from backends.lifecycle.deploy import check_name
@@ -176,7 +183,7 @@ def canary(
             if detach:
                 _show(release, as_json)
                 return
-            _follow(name, as_json, limit)
+            _follow(name, as_json, deadline)
             return
         if commands:
             command = commands[0]
@@ -224,7 +231,7 @@ def canary(
             ExitCode.NOT_FOUND,
         )
     if follow:
-        _follow(name, as_json, limit)
+        _follow(name, as_json, deadline)
         return
     _show(kept, as_json)
 
@@ -269,30 +276,34 @@ def _summary(planned: object) -> str:
     return "\n".join(lines)
 
 
-def _follow_limit(text: str | None) -> float | None:
-    """Seconds in ``--timeout`` (a number, or a duration as --interval takes: 90s, 30m)."""
+def _deadline(text: str | None) -> tuple[float, str] | None:
+    """When following must stop (on the monotonic clock, counted from the command's start: a
+    CI job's limit covers the build and the start too), and ``--timeout`` as given; None
+    without one. A number is seconds; else a duration as --interval takes (90s, 30m, 1h30m)."""
     if text is None:
         return None
     from backends.errors import InvalidInput
     from backends.prometheus.queries import duration_seconds
 
+    seconds: float | None
     try:
-        seconds = float(text) if text.strip().replace(".", "", 1).isdigit() else None
-        if seconds is None:
+        seconds = float(text)
+    except ValueError:
+        try:
             seconds = duration_seconds(text.strip())
-    except InvalidInput:
-        seconds = None
-    if not seconds or seconds <= 0:
+        except (InvalidInput, OverflowError):
+            seconds = None
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
         fail(f"--timeout {text!r} is not a positive duration (try 90s, 30m)", ExitCode.USAGE)
-    return seconds
+    return time.monotonic() + seconds, text.strip()
 
 
 ORPHANED_READS = 3  # a second apart: a release whose worker is gone is not followed further
 
 
-def _follow(name: str, as_json: bool, limit: float | None = None) -> None:
+def _follow(name: str, as_json: bool, deadline: tuple[float, str] | None = None) -> None:
     """Print each decision as the worker makes it, until the release ends or pauses for a
-    person, or is left without a worker, or for ``limit`` seconds (Ctrl-C and the limit leave
+    person, or is left without a worker, or until ``deadline`` (Ctrl-C and the deadline leave
     it running). Exit 0 when promoted, 1 otherwise.
 
     A pause ends the following: the release waits for a person's resume, abort or promote,
@@ -300,7 +311,6 @@ def _follow(name: str, as_json: bool, limit: float | None = None) -> None:
     from backends.lifecycle.canary import read_release
 
     seen, problem, orphaned = 0, "", 0
-    deadline = None if limit is None else time.monotonic() + limit
     try:
         while True:
             release = read_release(name)
@@ -327,10 +337,10 @@ def _follow(name: str, as_json: bool, limit: float | None = None) -> None:
                     err=True,
                 )
                 break
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and time.monotonic() >= deadline[0]:
                 typer.echo(
                     f"{name}: the release is still {release.state.status} at "
-                    f"{release.state.weight:g} % after --timeout {limit:g}s; the analysis goes "
+                    f"{release.state.weight:g} % after --timeout {deadline[1]}; the analysis goes "
                     f"on (reattach: mlops deploy canary {name} --follow; end it: --abort or "
                     "--promote)",
                     err=True,

@@ -202,6 +202,11 @@ def test_following_ends_at_its_timeout_and_the_release_goes_on() -> None:
         (["web", "--follow", "--timeout", "soon"], "is not a positive duration"),
         (["web", "--follow", "--timeout", "0"], "is not a positive duration"),
         (["web", "--follow", "--timeout", "-5s"], "is not a positive duration"),
+        (["web", "--follow", "--timeout", "\u00b2"], "is not a positive duration"),
+        (["web", "--follow", "--timeout", "9" * 400], "is not a positive duration"),
+        (["web", "--follow", "--timeout", "9" * 400 + "m"], "is not a positive duration"),
+        (["web", "iris/2", "--mirror", "10", "--timeout", "5m"], "a shadow is not followed"),
+        (["web", "--follow", "--detach"], "--detach returns at once, --follow watches"),
     ],
 )
 def test_a_timeout_where_nothing_is_followed_or_not_a_duration_is_refused(
@@ -210,3 +215,18 @@ def test_a_timeout_where_nothing_is_followed_or_not_a_duration_is_refused(
     result = runner.invoke(app, ["deploy", "canary", *args])
     assert result.exit_code == ExitCode.USAGE, result.output
     assert says in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90), ("1.5", 1.5), (" 30s ", 30), ("1h30m", 5400), ("2m", 120)]
+)
+def test_a_timeout_is_seconds_or_a_duration_counted_from_the_commands_start(
+    text: str, seconds: float
+) -> None:
+    import time
+
+    before = time.monotonic()
+    deadline = canary_cli._deadline(text)
+    assert deadline is not None
+    assert before + seconds <= deadline[0] <= time.monotonic() + seconds
+    assert deadline[1] == text.strip()

@@ -134,17 +134,36 @@ def test_another_address_or_every_address_is_not_loopback(host: str) -> None:
     assert not ports.is_loopback(host) and not servers(host)
 
 
-def test_a_port_bound_on_loopback_is_taken_for_a_router_on_every_address() -> None:
-    from backends.docker.engine_ports import port_free_on
-
+def _this_hosts_engine() -> object:
     class Engine:  # a client of this host's engine: no other host was remembered for it
         pass
 
-    this_host = Engine()
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
-        held.listen()
-        port = held.getsockname()[1]
-        assert not port_free_on(this_host, port)
-        assert not port_free_on(this_host, port, "0.0.0.0")
-    assert port_free_on(this_host, port, "0.0.0.0")
+    return Engine()
+
+
+@pytest.mark.parametrize(
+    ("held", "bound"),
+    [
+        ("127.0.0.1", "127.0.0.1"),
+        ("127.0.0.1", "0.0.0.0"),
+        ("127.0.0.1", ""),
+        ("::1", "::"),
+        ("::1", "[::]"),
+        ("::1", "[::1]"),
+    ],
+)
+def test_a_port_held_at_one_address_is_taken_for_a_router_bound_there_or_on_every_address(
+    held: str, bound: str
+) -> None:
+    from backends.docker.engine_ports import port_free_on
+
+    family = socket.AF_INET6 if ":" in held else socket.AF_INET
+    try:
+        listener = socket.socket(family)
+        listener.bind((held, 0))
+    except OSError:
+        pytest.skip(f"this host cannot bind {held}")
+    with listener:
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert not port_free_on(_this_hosts_engine(), port, bound)
