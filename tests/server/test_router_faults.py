@@ -190,7 +190,10 @@ def test_kept_alive_clients_pausing_around_the_servers_idle_timeout_never_fail(
 def test_hostile_bodies_are_refused_at_the_router_readably(router: Router) -> None:
     big = b'{"data": [' + b"[1,2,3,4]," * 700_000 + b"[1,2,3,4]]}"  # 7 MB
     answer = httpx.post(
-        f"{router.url}/predict", content=big, headers={"content-type": "application/json"}
+        f"{router.url}/predict",
+        content=big,
+        headers={"content-type": "application/json"},
+        timeout=60,
     )
     assert answer.status_code == 413 and answer.json()["error"]["type"] == "payload_too_large"
 

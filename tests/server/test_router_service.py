@@ -190,7 +190,9 @@ def test_metrics_are_every_tasks_labelled_by_task_then_the_routers_own(
             time.sleep(0.5)  # the router looks the name up again
             response = httpx.get(  # within the client's 30 s: not the router's 60 s default
                 f"{served.url}/metrics",
-                headers={"X-Prometheus-Scrape-Timeout-Seconds": "2"},
+                # 5 s: each answering task has ~4 of them, enough on a loaded box (2 s left
+                # 1.6 s, and a slow fake task dropped out of a correct answer).
+                headers={"X-Prometheus-Scrape-Timeout-Seconds": "5"},
                 timeout=30,
             )
             assert response.status_code == 200

@@ -62,6 +62,12 @@ async def test_live_map_refreshes_and_pauses_while_hidden(
         fake.deployments.append(deployment("iris-canary", 3))
         await wait_for_text(pilot, "iris-canary")
         await app.switch_mode("runs")
+        # A refresh started just before the switch may still be asking: let it end first.
+        await wait_until(
+            pilot,
+            lambda: not [w for w in app.workers if w.group == "deployments" and w.is_running],
+            "the last refresh before hiding done",
+        )
         await pilot.pause(0.3)
         hidden = refreshes(fake)
         await pilot.pause(0.5)
@@ -423,7 +429,7 @@ async def test_a_second_change_to_a_deployment_waits_for_the_first(
     real = fake.rollback_deployment
 
     def slow_rollback(*args: Any, **kwargs: Any) -> Any:
-        release.wait(5)
+        release.wait(60)  # the test releases it; 5 s ran out on a loaded box before the asserts
         return real(*args, **kwargs)
 
     fake.deployments = [deployment()]
@@ -438,8 +444,11 @@ async def test_a_second_change_to_a_deployment_waits_for_the_first(
         await pilot.press("d")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "second confirm")
         await pilot.press("y")
-        await pilot.pause(0.2)
-        assert any("still running" in n.message for n in app._notifications)
+        await wait_until(
+            pilot,
+            lambda: any("still running" in n.message for n in app._notifications),
+            "the second change refused",
+        )
         assert not [c for c in fake.calls if c[0] == "remove_deployment"]
         release.set()
         await wait_until(pilot, lambda: not app.screen.changing, "released")

@@ -107,7 +107,7 @@ async def test_a_slow_history_blocks_neither_input_nor_sampling(
 
     def slow(deployment: str, minutes: float, instance: str = "") -> MonitorHistory:
         slow_calls.append(deployment)
-        release.wait(10)  # a Prometheus that takes its time
+        release.wait(60)  # a Prometheus that takes its time (until the test releases it)
         return FakeBackends.monitor_history(fake, deployment, minutes, instance)
 
     fake.monitor_history = slow  # type: ignore[method-assign]

@@ -44,9 +44,20 @@ def ready(text: str) -> Any:
             pilot, lambda: all(s.reachable for s in app.backend_status.values()), "probes"
         )
         await wait_for_text(pilot, text)
+        # Every one-shot worker done too (the monitor's history beside its thresholds, the
+        # runs screen's experiments beside its rows): a loaded box ends them later than the
+        # text awaited. The probes and the approvals watch loop for ever, so they are not.
+        await wait_until(
+            pilot,
+            lambda: not [w for w in app.workers if w.is_running and w.group not in FOREVER_GROUPS],
+            "the screen's workers done",
+        )
         await pilot.pause()
 
     return run_before
+
+
+FOREVER_GROUPS = ("probes", "approvals")
 
 
 def test_runs_snapshot(snap_compare: Any) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from backends.lifecycle import background
+from tests.waiting import eventually
 
 
 @pytest.fixture(autouse=True)
@@ -37,8 +38,8 @@ def test_each_store_stops_only_what_it_started() -> None:
     mine, theirs = sleeper("store-a"), sleeper("store-b")
     try:
         assert background.stop_all("store-a") == [f"sleeper (pid {mine.pid})"]
-        time.sleep(0.3)
-        assert not alive(mine.pid) and alive(theirs.pid)
+        eventually(lambda: not alive(mine.pid), "the stopped sleeper gone", timeout=30, every=0.05)
+        assert alive(theirs.pid)
         assert background.stop_all("store-a") == []  # its state is gone with it
     finally:
         background.stop_all("store-b")
